@@ -1,0 +1,41 @@
+# Two commands do the whole set-up on a fresh machine:
+#   make run    create .venv if absent, install ioc, start it with config.yaml (demo)
+#   make test   create .venv if absent, install ioc with its test extras, run every test
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+CONFIG ?= config.yaml
+
+.PHONY: run test lint check bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $@ $(VENV)/.installed
+
+run: $(VENV)/.installed
+	$(BIN)/ioc run -c $(CONFIG)
+
+check: $(VENV)/.installed
+	$(BIN)/ioc check -c $(CONFIG)
+
+test: $(VENV)/.installed-test
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check ioc collectors alerts web tests bench
+
+bench: $(VENV)/.installed-test
+	$(BIN)/python bench/store_ingest.py
+	$(BIN)/python bench/query_range.py
+	$(BIN)/python bench/startup.py
+
+clean:
+	rm -rf $(VENV) var .pytest_cache

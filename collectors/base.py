@@ -1,0 +1,36 @@
+"""The collector protocol: the one extension point for polling something.
+
+A collector turns one poll of one target into a ``CollectResult``. It does not schedule itself,
+enforce its own timeout, write metrics or log failures: ``ioc.runner`` does that once for every
+collector, so each collector module stays a small fetch-and-parse.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Protocol
+
+import aiohttp
+
+from ioc.config_types import CollectorConfig
+from ioc.model import CollectResult
+
+
+class CollectorFailure(Exception):
+    """Raised by a collector to report a classified failure (reason is one of FAILURE_REASONS)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class Collector(Protocol):
+    kind: ClassVar[str]                          # the `type:` in config.yaml
+    Config: ClassVar[type[CollectorConfig]]      # the pydantic model of its config block
+    config: CollectorConfig
+
+    @property
+    def host(self) -> str | None:
+        """The host this collector talks to, for the per-host concurrency limit."""
+
+    async def collect(self, session: aiohttp.ClientSession, now: float) -> CollectResult:
+        """Poll the target once. Raise CollectorFailure (or anything) on failure."""

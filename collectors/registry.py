@@ -1,0 +1,24 @@
+"""From the ``type:`` of a config block to the collector class that handles it.
+
+Adding a collector type is one module and one line here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from collectors.base import Collector
+from collectors.http import HttpCollector
+
+COLLECTOR_TYPES: Mapping[str, type[Collector]] = {
+    HttpCollector.kind: HttpCollector,
+}
+
+
+def build_collector(config: object) -> Collector:
+    """Instantiate the collector for an already validated config block."""
+    kind = getattr(config, "type", None)
+    cls = COLLECTOR_TYPES.get(str(kind))
+    if cls is None:
+        raise KeyError(f"unknown collector type {kind!r}")
+    return cls(config)  # type: ignore[call-arg]

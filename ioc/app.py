@@ -1,0 +1,157 @@
+"""Builds a running ioc from a validated Config and owns its start and stop.
+
+Start order follows the data's way backwards (store first, scheduler last) so nothing produces
+data before its consumer exists; stop runs forwards (scheduler first, store last) so every
+sample collected before the stop is written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+import aiohttp
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from collectors.registry import build_collector
+from ioc import __version__, clock
+from ioc.cache import SeriesCache
+from ioc.config import Config
+from ioc.config_types import split_listen
+from ioc.limits import PollLimits
+from ioc.logs import fields
+from ioc.metrics import SampleExporter, ServiceMetrics
+from ioc.pipeline import Pipeline
+from ioc.runner import PollRunner
+from ioc.scheduler import Job, Scheduler
+from ioc.status import StatusBoard, TargetState
+from ioc.store import SqlStore, open_store
+from ioc.store.retention import prune_loop
+from ioc.store.writer import StoreWriter
+
+log = logging.getLogger("ioc.app")
+
+
+@dataclass(frozen=True)
+class Listen:
+    host: str
+    port: int
+
+
+class IocApp:
+    def __init__(self, config: Config, *, listen: str | None = None) -> None:
+        self.config = config
+        host, port = split_listen(listen or config.service.listen)
+        self.listen = Listen(host, port)
+        self.registry = CollectorRegistry()
+        self.metrics = ServiceMetrics(self.registry, __version__)
+        self.cache = SeriesCache(config.collection.window, config.collection.window_points)
+        self.registry.register(SampleExporter(self.cache))
+        self.board = StatusBoard()
+        self.store: SqlStore = open_store(config.storage.url)
+        self.writer = StoreWriter(
+            self.store, self.registry,
+            flush_interval=config.storage.flush_interval,
+            batch_size=config.storage.batch_size,
+            queue_limit=config.storage.queue_limit,
+        )
+        self.pipeline = Pipeline(self.cache, self.board, self.writer, self.metrics)
+        self.limits = PollLimits(config.collection.max_concurrency,
+                                 config.collection.max_per_host)
+        self.scheduler = Scheduler()
+        self.runners: dict[str, PollRunner] = {}
+        self.department_names = {d.code: d.name for d in config.departments}
+        self._session: aiohttp.ClientSession | None = None
+        self._web_runner: web.AppRunner | None = None
+        self._sim_runner: web.AppRunner | None = None
+        self._prune_task: asyncio.Task[None] | None = None
+        self.started_at: float | None = None
+        self.bound_port: int | None = None
+        for collector_config in config.collectors:
+            collector = build_collector(collector_config)
+            runner = PollRunner(
+                collector,
+                interval=config.interval_of(collector_config),
+                timeout=config.timeout_of(collector_config),
+                limits=self.limits, pipeline=self.pipeline, metrics=self.metrics,
+                session=self.session,
+            )
+            self.runners[runner.name] = runner
+            self.board.register(TargetState(
+                name=runner.name, department=collector_config.department, kind=runner.kind,
+                interval=runner.interval))
+        self.metrics.targets.set(len(self.runners))
+
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise RuntimeError("the HTTP client session is not open (app not started)")
+        return self._session
+
+    @property
+    def url(self) -> str:
+        host = self.listen.host
+        shown = f"[{host}]" if ":" in host else host
+        return f"http://{shown}:{self.bound_port or self.listen.port}"
+
+    async def start(self) -> None:
+        from web.app import create_web_app
+
+        cfg = self.config
+        await self.store.open()
+        self.writer.start()
+        self._prune_task = asyncio.create_task(
+            prune_loop(self.store, cfg.storage.retention, cfg.storage.prune_interval),
+            name="ioc-retention")
+        if cfg.simulator.enabled:
+            from collectors.simulator import start_simulator
+
+            sim_host, sim_port = split_listen(cfg.simulator.listen)
+            token = cfg.simulator.token.get_secret_value() if cfg.simulator.token else None
+            self._sim_runner = await start_simulator(
+                sim_host, sim_port, token=token or None,
+                latency_scale=cfg.simulator.latency_scale)
+            log.info("simulator listening", extra=fields(url=f"http://{cfg.simulator.listen}"))
+        connector = aiohttp.TCPConnector(
+            limit=cfg.collection.max_concurrency, limit_per_host=cfg.collection.max_per_host,
+            force_close=True,  # a fresh connection per check: that is what uptime means
+            ttl_dns_cache=60,
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector, headers={"User-Agent": f"ioc/{__version__}"},
+            timeout=aiohttp.ClientTimeout(total=None))
+        self._web_runner = web.AppRunner(create_web_app(self), access_log=None,
+                                         handle_signals=False)
+        await self._web_runner.setup()
+        site = web.TCPSite(self._web_runner, self.listen.host, self.listen.port,
+                           shutdown_timeout=2.0)
+        await site.start()
+        addresses = self._web_runner.addresses
+        if addresses:
+            self.bound_port = int(addresses[0][1])
+        self.scheduler.add_jobs([Job(name, r.interval, r.poll) for name, r in self.runners.items()])
+        self.scheduler.start()
+        self.started_at = clock.now()
+        log.info("ioc started", extra=fields(
+            url=self.url, targets=len(self.runners), store=self.store.url_for_display))
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Stop polling, finish in-flight polls, flush every collected sample, close."""
+        await self.scheduler.shutdown(grace=grace)
+        if self._web_runner is not None:
+            await self._web_runner.cleanup()
+            self._web_runner = None
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+        if self._prune_task is not None:
+            self._prune_task.cancel()
+            await asyncio.gather(self._prune_task, return_exceptions=True)
+            self._prune_task = None
+        await self.writer.stop()
+        await self.store.close()
+        if self._sim_runner is not None:
+            await self._sim_runner.cleanup()
+            self._sim_runner = None
+        log.info("ioc stopped")

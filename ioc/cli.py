@@ -1,0 +1,149 @@
+"""``ioc`` command line: run, check, simulate."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+
+from ioc import __version__
+from ioc.config import Config, ConfigError, load_config
+from ioc.logs import fields, setup_logging
+
+log = logging.getLogger("ioc")
+
+EXIT_OK = 0
+EXIT_BAD_CONFIG = 2
+EXIT_FAILED = 1
+SHUTDOWN_GRACE = 5.0  # seconds for in-flight polls; the rest of the stop fits in the 10 s budget
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ioc", description="Monitoring service of a provincial Intelligent Operations Centre")
+    parser.add_argument("--version", action="version", version=f"ioc {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="start the service")
+    run.add_argument("-c", "--config", default="config.yaml", help="config file (config.yaml)")
+    run.add_argument("--listen", help="HOST:PORT of the web server (overrides service.listen)")
+
+    check = sub.add_parser("check", help="validate a config file and exit")
+    check.add_argument("-c", "--config", default="config.yaml", help="config file (config.yaml)")
+
+    sim = sub.add_parser("simulate", help="run only the simulated department systems")
+    sim.add_argument("--listen", default="127.0.0.1:8081", help="HOST:PORT (127.0.0.1:8081)")
+    sim.add_argument("--latency-scale", type=float, default=1.0,
+                     help="multiply simulated latencies (0 answers at once)")
+    return parser
+
+
+def _print_issues(err: ConfigError) -> None:
+    print(f"{err.source}: {len(err.issues)} error(s)", file=sys.stderr)
+    for issue in err.issues:
+        print(f"  - {issue}", file=sys.stderr)
+
+
+def cmd_check(path: str) -> int:
+    try:
+        config = load_config(path)
+    except ConfigError as err:
+        _print_issues(err)
+        return EXIT_BAD_CONFIG
+    kinds: dict[str, int] = {}
+    for collector in config.collectors:
+        kinds[collector.type] = kinds.get(collector.type, 0) + 1
+    by_kind = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) or "none"
+    print(f"{path}: OK")
+    print(f"  collectors:  {len(config.collectors)} ({by_kind})")
+    print(f"  departments: {len(config.departments)}")
+    print("  alert rules: 0")
+    print(f"  storage:     {config.storage.url.split('://', 1)[0]}")
+    return EXIT_OK
+
+
+async def _wait_for_signal() -> str:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    received: list[str] = []
+
+    def on_signal(sig: signal.Signals) -> None:
+        received.append(sig.name)
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal, sig)
+    try:
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+    return received[0] if received else "unknown"
+
+
+async def _run(config: Config, listen: str | None) -> int:
+    from ioc.app import IocApp
+
+    app = IocApp(config, listen=listen)
+    try:
+        await app.start()
+    except OSError as exc:
+        log.error("cannot start", extra=fields(error=str(exc)))
+        await app.stop(grace=0)
+        return EXIT_FAILED
+    print(f"ioc {__version__} is running at {app.url}  (Ctrl+C to stop)", flush=True)
+    sig = await _wait_for_signal()
+    log.info("shutting down", extra=fields(signal=sig))
+    await app.stop(grace=SHUTDOWN_GRACE)
+    return EXIT_OK
+
+
+async def _simulate(listen: str, latency_scale: float) -> int:
+    import os
+
+    from collectors.simulator import start_simulator
+    from ioc.config_types import split_listen
+
+    host, port = split_listen(listen)
+    token = os.environ.get("IOC_SIM_TOKEN") or None
+    runner = await start_simulator(host, port, token=token, latency_scale=latency_scale)
+    print(f"simulator running at http://{listen}  (fault injection "
+          f"{'enabled' if token else 'disabled: set IOC_SIM_TOKEN'})", flush=True)
+    await _wait_for_signal()
+    await runner.cleanup()
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "check":
+        return cmd_check(args.config)
+    if args.command == "simulate":
+        setup_logging()
+        try:
+            return asyncio.run(_simulate(args.listen, args.latency_scale))
+        except ValueError as exc:
+            print(f"ioc simulate: {exc}", file=sys.stderr)
+            return EXIT_BAD_CONFIG
+    # run
+    try:
+        config = load_config(args.config)
+    except ConfigError as err:
+        _print_issues(err)
+        return EXIT_BAD_CONFIG
+    if args.listen:
+        from ioc.config_types import split_listen
+
+        try:
+            split_listen(args.listen)
+        except ValueError as exc:
+            print(f"--listen: {exc}", file=sys.stderr)
+            return EXIT_BAD_CONFIG
+    setup_logging(config.logging.level, config.logging.format, config.secrets)
+    return asyncio.run(_run(config, args.listen))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,406 @@
+"""Loading and validating config.yaml.
+
+Every mistake is reported with its path (``collectors[3].interval``), the bad value and what
+was expected, and *all* mistakes are reported at once: someone fixing a config at night should
+not have to run ``ioc check`` once per typo. Nothing starts on a bad config.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, Field, ValidationError, field_validator
+
+from collectors.registry import COLLECTOR_TYPES
+from ioc.config_types import (
+    CollectorConfig,
+    Duration,
+    ListenAddress,
+    SecretStr,
+    StrictModel,
+)
+
+# --------------------------------------------------------------------------------------------
+# Sections
+
+
+class ServiceConfig(StrictModel):
+    listen: ListenAddress = Field("127.0.0.1:8080", description="address of the web server")
+    title: str = Field("Trung tâm Giám sát, điều hành thông minh",
+                       description="shown on the wall screen and in notifications")
+
+
+class LoggingConfig(StrictModel):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["logfmt", "json"] = "logfmt"
+
+
+class ProvinceConfig(StrictModel):
+    code: str = "HG"
+    name: str = "Tỉnh Hậu Giang"
+    timezone: str = "Asia/Ho_Chi_Minh"
+
+    @field_validator("timezone")
+    @classmethod
+    def _check_tz(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r} (expected e.g. Asia/Ho_Chi_Minh)") \
+                from exc
+        return value
+
+
+class DepartmentConfig(StrictModel):
+    code: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$", max_length=64)
+    name: str = Field(min_length=1)
+    kind: Literal["department", "district", "shared"] = "department"
+
+
+class StorageConfig(StrictModel):
+    url: str = Field("sqlite+aiosqlite:///var/ioc.db",
+                     description="SQLAlchemy URL: sqlite+aiosqlite:///… or postgresql+asyncpg://…")
+    retention: Duration = Field(30 * 86400.0, description="samples older than this are pruned")
+    prune_interval: Duration = Field(3600.0, description="how often retention runs")
+    flush_interval: Duration = Field(1.0, description="writer flushes at least this often")
+    batch_size: int = Field(5000, ge=1, le=1_000_000)
+    queue_limit: int = Field(1_000_000, ge=1000,
+                             description="samples held in memory while the database is away")
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        if not (value.startswith("sqlite+aiosqlite://")
+                or value.startswith("postgresql+asyncpg://")):
+            raise ValueError(
+                "expected sqlite+aiosqlite:///PATH or postgresql+asyncpg://USER@HOST/DB"
+            )
+        return value
+
+
+class CollectionConfig(StrictModel):
+    interval: Duration = Field(30.0, description="default poll interval of a collector")
+    timeout: Duration = Field(10.0, description="default timeout of one poll")
+    max_concurrency: int = Field(256, ge=1, le=100_000,
+                                 description="polls in flight at once, over all targets")
+    max_per_host: int = Field(16, ge=1, le=10_000,
+                              description="polls in flight at once against one host:port")
+    window: Duration = Field(3600.0, description="how much recent history stays in memory")
+    window_points: int = Field(720, ge=2, le=100_000,
+                               description="cap on in-memory points per series")
+
+
+class SimulatorConfig(StrictModel):
+    enabled: bool = False
+    listen: ListenAddress = "127.0.0.1:8081"
+    token: SecretStr | None = Field(None, description="bearer token for fault injection")
+    latency_scale: float = Field(1.0, ge=0, le=100)
+
+
+class ConfigFile(StrictModel):
+    """The shape of config.yaml; collectors are validated per type afterwards."""
+
+    service: ServiceConfig = ServiceConfig()
+    logging: LoggingConfig = LoggingConfig()
+    province: ProvinceConfig = ProvinceConfig()
+    departments: list[DepartmentConfig] = Field(default_factory=list)
+    storage: StorageConfig = StorageConfig()
+    collection: CollectionConfig = CollectionConfig()
+    simulator: SimulatorConfig = SimulatorConfig()
+    collectors: list[dict[str, Any]] = Field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Config:
+    """A fully validated configuration: what the app is built from."""
+
+    service: ServiceConfig
+    logging: LoggingConfig
+    province: ProvinceConfig
+    departments: tuple[DepartmentConfig, ...]
+    storage: StorageConfig
+    collection: CollectionConfig
+    simulator: SimulatorConfig
+    collectors: tuple[CollectorConfig, ...]
+    source: str = "<memory>"
+    secrets: tuple[str, ...] = field(default=(), repr=False)
+
+    def interval_of(self, collector: CollectorConfig) -> float:
+        return collector.interval or self.collection.interval
+
+    def timeout_of(self, collector: CollectorConfig) -> float:
+        timeout = collector.timeout or self.collection.timeout
+        return min(timeout, self.interval_of(collector))
+
+    def department_name(self, code: str) -> str:
+        for dept in self.departments:
+            if dept.code == code:
+                return dept.name
+        return code
+
+
+# --------------------------------------------------------------------------------------------
+# Errors
+
+
+@dataclass(frozen=True)
+class ConfigIssue:
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.path else self.message
+
+
+class ConfigError(Exception):
+    """The config is invalid; ``issues`` lists every problem found."""
+
+    def __init__(self, source: str, issues: list[ConfigIssue]) -> None:
+        self.source = source
+        self.issues = issues
+        lines = "\n".join(f"  - {issue}" for issue in issues)
+        super().__init__(f"{source}: {len(issues)} error(s) in config\n{lines}")
+
+
+def format_path(loc: tuple[Any, ...] | list[Any]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """The keys a model accepts at ``loc`` (for an "unknown key" hint)."""
+    current: Any = model
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        info = getattr(current, "model_fields", {}).get(part)
+        if info is None:
+            return []
+        annotation = info.annotation
+        args = getattr(annotation, "__args__", ())
+        candidates = [annotation, *args]
+        current = next((c for c in candidates if isinstance(c, type)
+                        and issubclass(c, BaseModel)), None)
+        if current is None:
+            return []
+    return sorted(getattr(current, "model_fields", {}))
+
+
+def issues_from_validation(exc: ValidationError, prefix: tuple[Any, ...],
+                           model: type[BaseModel]) -> list[ConfigIssue]:
+    issues = []
+    for err in exc.errors(include_url=False):
+        loc = tuple(err["loc"])
+        path = format_path(prefix + loc)
+        kind = err["type"]
+        if kind == "missing":
+            message = "required key is missing"
+        elif kind == "extra_forbidden":
+            allowed = _allowed_keys(model, loc)
+            hint = f" (allowed here: {', '.join(allowed)})" if allowed else ""
+            message = f"unknown key{hint}"
+        else:
+            msg = err["msg"]
+            if msg.startswith("Value error, "):
+                msg = msg[len("Value error, "):]
+            message = msg
+            if "input" in err and not msg.endswith(repr(err["input"])) \
+                    and kind not in ("dict_type", "list_type", "model_type"):
+                message += f" (got {_short(err['input'])})"
+        issues.append(ConfigIssue(path, message))
+    return issues
+
+
+# --------------------------------------------------------------------------------------------
+# Environment substitution
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$\$")
+
+
+def substitute_env(data: Any, env: Mapping[str, str], path: tuple[Any, ...] = (),
+                   issues: list[ConfigIssue] | None = None,
+                   used: list[str] | None = None) -> Any:
+    """Replace ``${VAR}`` and ``${VAR:-default}`` in every string value; ``$$`` is a ``$``.
+
+    Done on the parsed YAML (not the raw text) so a secret containing ``:`` or ``#`` cannot
+    change the document's structure. Values taken from the environment are remembered in
+    ``used`` so the log formatter can mask them.
+    """
+    if issues is None:
+        issues = []
+    if isinstance(data, dict):
+        return {k: substitute_env(v, env, (*path, k), issues, used) for k, v in data.items()}
+    if isinstance(data, list):
+        return [substitute_env(v, env, (*path, i), issues, used) for i, v in enumerate(data)]
+    if not isinstance(data, str) or "$" not in data:
+        return data
+
+    def repl(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        name, default = match.group(1), match.group(2)
+        value = env.get(name)
+        if value is None or (value == "" and default is not None):
+            if default is None:
+                issues.append(ConfigIssue(
+                    format_path(path),
+                    f"environment variable {name} is not set "
+                    f"(write ${{{name}:-default}} to give a default)"))
+                return ""
+            return default
+        if used is not None and value:
+            used.append(value)
+        return value
+
+    return _ENV_REF.sub(repl, data)
+
+
+# --------------------------------------------------------------------------------------------
+# Loading
+
+
+def _check_collectors(raw_collectors: Any, departments: set[str] | None
+                      ) -> tuple[list[CollectorConfig], list[ConfigIssue]]:
+    configs: list[CollectorConfig] = []
+    issues: list[ConfigIssue] = []
+    if not isinstance(raw_collectors, list):
+        return configs, issues  # reported by the ConfigFile pass
+    seen: dict[str, int] = {}
+    for index, block in enumerate(raw_collectors):
+        here: tuple[Any, ...] = ("collectors", index)
+        if not isinstance(block, dict):
+            issues.append(ConfigIssue(format_path(here),
+                                      f"expected a mapping with a type: key, got {_short(block)}"))
+            continue
+        kind = block.get("type")
+        cls = COLLECTOR_TYPES.get(kind) if isinstance(kind, str) else None
+        if cls is None:
+            known = ", ".join(sorted(COLLECTOR_TYPES))
+            what = "missing" if kind is None else f"unknown: {_short(kind)}"
+            issues.append(ConfigIssue(format_path((*here, "type")),
+                                      f"collector type is {what} (known types: {known})"))
+            continue
+        name = block.get("name")
+        if isinstance(name, str):
+            if name in seen:
+                issues.append(ConfigIssue(
+                    format_path((*here, "name")),
+                    f"duplicate collector name {name!r} (also collectors[{seen[name]}].name); "
+                    "names identify targets and must be unique"))
+            else:
+                seen[name] = index
+        dept = block.get("department")
+        if departments is not None and isinstance(dept, str) and dept not in departments:
+            listed = ", ".join(sorted(departments)) or "none defined"
+            issues.append(ConfigIssue(
+                format_path((*here, "department")),
+                f"unknown department {dept!r} (add it under departments:, defined: {listed})"))
+        try:
+            configs.append(cls.Config.model_validate(block))
+        except ValidationError as exc:
+            issues.extend(issues_from_validation(exc, here, cls.Config))
+    return configs, issues
+
+
+def parse_config(raw: Any, *, env: Mapping[str, str] | None = None,
+                 source: str = "<memory>") -> Config:
+    """Validate an already parsed YAML document. Raises ConfigError listing every issue."""
+    env = os.environ if env is None else env
+    issues: list[ConfigIssue] = []
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(source, [ConfigIssue("", "the config must be a YAML mapping")])
+    used: list[str] = []
+    data = substitute_env(raw, env, (), issues, used)
+
+    file_model: ConfigFile | None = None
+    try:
+        file_model = ConfigFile.model_validate(data)
+    except ValidationError as exc:
+        issues.extend(issues_from_validation(exc, (), ConfigFile))
+
+    departments: set[str] | None = None
+    raw_depts = data.get("departments")
+    if isinstance(raw_depts, list):
+        departments = {d["code"] for d in raw_depts if isinstance(d, dict)
+                       and isinstance(d.get("code"), str)}
+        codes_seen: set[str] = set()
+        for index, dept in enumerate(raw_depts):
+            code = dept.get("code") if isinstance(dept, dict) else None
+            if isinstance(code, str):
+                if code in codes_seen:
+                    issues.append(ConfigIssue(f"departments[{index}].code",
+                                              f"duplicate department code {code!r}"))
+                codes_seen.add(code)
+    elif raw_depts is None:
+        departments = set()
+
+    collectors, collector_issues = _check_collectors(data.get("collectors", []), departments)
+    issues.extend(collector_issues)
+
+    if file_model is not None:
+        for index, block in enumerate(collectors):
+            interval = block.interval or file_model.collection.interval
+            if block.timeout is not None and block.timeout > interval:
+                issues.append(ConfigIssue(
+                    f"collectors[{index}].timeout",
+                    f"timeout ({block.timeout:g}s) is longer than the interval ({interval:g}s)"))
+
+    if issues or file_model is None:
+        raise ConfigError(source, issues)
+    secrets = tuple(sorted(set(used), key=len, reverse=True))
+    if file_model.simulator.token is not None:
+        token = file_model.simulator.token.get_secret_value()
+        if token and token not in secrets:
+            secrets = (*secrets, token)
+    return Config(
+        service=file_model.service,
+        logging=file_model.logging,
+        province=file_model.province,
+        departments=tuple(file_model.departments),
+        storage=file_model.storage,
+        collection=file_model.collection,
+        simulator=file_model.simulator,
+        collectors=tuple(collectors),
+        source=source,
+        secrets=secrets,
+    )
+
+
+def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> Config:
+    """Read, substitute and validate a config file. Raises ConfigError."""
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(source, [ConfigIssue("", "file not found")]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(source, [ConfigIssue("", f"cannot read file: {exc}")]) from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(source, [ConfigIssue("", f"invalid YAML: {where}{problem}")]) \
+            from None
+    return parse_config(raw, env=env, source=source)

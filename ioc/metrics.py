@@ -1,0 +1,75 @@
+"""Prometheus metric families owned by one app instance.
+
+The app owns its ``CollectorRegistry`` (never the global one) so tests can build many apps in
+one process. Measured samples (``ioc_target_up`` and friends) are not copied into
+prometheus-client gauges one by one: ``SampleExporter`` reads them from the latest-value cache
+at scrape time, so a removed target disappears from /metrics by itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample as PromSample
+
+from ioc.cache import SeriesCache
+
+# HELP texts of the sample metrics collectors produce. A metric a collector emits that is not
+# listed here is still exported, with a generic help line.
+SAMPLE_METRICS: dict[str, str] = {
+    "ioc_target_up": "Whether the last poll of the target succeeded (1) or failed (0).",
+    "ioc_probe_duration_seconds": "How long the last poll of the target took.",
+    "ioc_probe_http_status_code": "HTTP status code of the last response of the target.",
+}
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+_LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class SampleExporter(Collector):
+    def __init__(self, cache: SeriesCache) -> None:
+        self.cache = cache
+
+    def describe(self) -> list[Metric]:
+        return []  # dynamic families: don't let the registry call collect() at register time
+
+    def collect(self) -> Iterator[Metric]:
+        for metric in sorted(self.cache.metrics()):
+            family = GaugeMetricFamily(
+                metric, SAMPLE_METRICS.get(metric, f"Sample metric {metric} collected by ioc."))
+            for labels, window in self.cache.series(metric):
+                latest = window.latest
+                if latest is not None:
+                    family.samples.append(PromSample(metric, dict(labels), latest[1], None, None))
+            if family.samples:
+                yield family
+
+
+class ServiceMetrics:
+    """ioc's own health metrics (the measured samples come from SampleExporter)."""
+
+    def __init__(self, registry: CollectorRegistry, version: str) -> None:
+        self.registry = registry
+        self.build_info = Gauge("ioc_build_info", "ioc version, always 1.", ["version"],
+                                registry=registry)
+        self.build_info.labels(version=version).set(1)
+        self.collector_duration = Histogram(
+            "ioc_collector_duration_seconds", "Wall time of one poll, by collector type.",
+            ["kind"], buckets=_LATENCY_BUCKETS, registry=registry)
+        self.last_success = Gauge(
+            "ioc_collector_last_success_timestamp_seconds",
+            "Unix time of the target's last successful poll.", ["target"], registry=registry)
+        self.failures = Counter(
+            "ioc_probe_failures_total", "Failed polls by target and failure reason.",
+            ["target", "reason"], registry=registry)
+        self.scheduler_lag = Histogram(
+            "ioc_scheduler_lag_seconds",
+            "How late each poll started after its scheduled time (incl. waiting for a slot).",
+            buckets=_LAG_BUCKETS, registry=registry)
+        self.polls_in_flight = Gauge("ioc_collector_polls_in_flight",
+                                     "Polls running right now.", registry=registry)
+        self.targets = Gauge("ioc_targets", "Configured targets.", registry=registry)

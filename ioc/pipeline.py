@@ -1,0 +1,77 @@
+"""The one fan-out point between collectors and everything that consumes their results.
+
+collector → runner → ``Pipeline.publish`` → latest-value cache, store writer, status board,
+metrics, and any hooks (the alert engine and the live stream plug in here). Publishing is
+synchronous and cheap: nothing here waits on I/O, so a slow database never slows polling.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ioc.cache import SeriesCache
+from ioc.metrics import ServiceMetrics
+from ioc.model import CollectResult, Event, Sample
+from ioc.status import StatusBoard, TargetState
+
+log = logging.getLogger("ioc.pipeline")
+
+
+@dataclass(frozen=True, slots=True)
+class PollOutcome:
+    """One finished poll: the target, the collector's verdict and every sample to keep."""
+
+    target: str
+    kind: str
+    ts: float
+    duration: float
+    result: CollectResult
+    samples: tuple[Sample, ...]
+
+    @property
+    def events(self) -> tuple[Event, ...]:
+        return self.result.events
+
+
+Hook = Callable[[PollOutcome], None]
+
+
+class SampleSink:
+    """Anything that accepts samples without blocking (the store writer)."""
+
+    def submit(self, samples: tuple[Sample, ...] | list[Sample]) -> None: ...
+
+
+class Pipeline:
+    def __init__(self, cache: SeriesCache, board: StatusBoard, sink: SampleSink,
+                 metrics: ServiceMetrics) -> None:
+        self.cache = cache
+        self.board = board
+        self.sink = sink
+        self.metrics = metrics
+        self.hooks: list[Hook] = []
+
+    def add_hook(self, hook: Hook) -> None:
+        self.hooks.append(hook)
+
+    def publish(self, outcome: PollOutcome) -> TargetState:
+        result = outcome.result
+        self.cache.add(outcome.samples)
+        self.sink.submit(outcome.samples)
+        state = self.board.record(outcome.target, up=result.up, ts=outcome.ts,
+                                  latency=outcome.duration, value=result.value,
+                                  reason=result.reason, error=result.error)
+        self.metrics.collector_duration.labels(kind=outcome.kind).observe(outcome.duration)
+        if result.up:
+            self.metrics.last_success.labels(target=outcome.target).set(outcome.ts)
+        else:
+            self.metrics.failures.labels(target=outcome.target,
+                                         reason=result.reason or "error").inc()
+        for hook in self.hooks:
+            try:
+                hook(outcome)
+            except Exception:  # a consumer's bug must not stop the data reaching the others
+                log.exception("pipeline hook failed", extra={"fields": {"hook": repr(hook)}})
+        return state

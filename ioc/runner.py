@@ -1,0 +1,104 @@
+"""The one wrapper around every poll of every collector.
+
+It takes a concurrency slot, enforces the timeout, turns every exception into a recorded
+failure with a reason (so a collector bug never reaches the scheduler), adds the samples every
+target reports the same way (``ioc_target_up``, ``ioc_probe_duration_seconds``), publishes the
+outcome, and logs once when a target turns bad and once when it recovers — not once per poll.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+import aiohttp
+
+from collectors.base import Collector, CollectorFailure
+from ioc import clock
+from ioc.limits import PollLimits
+from ioc.logs import fields
+from ioc.metrics import ServiceMetrics
+from ioc.model import CollectResult, Sample, make_labels
+from ioc.pipeline import Pipeline, PollOutcome
+
+log = logging.getLogger("ioc.collector")
+
+
+class PollRunner:
+    def __init__(self, collector: Collector, *, interval: float, timeout: float,
+                 limits: PollLimits, pipeline: Pipeline, metrics: ServiceMetrics,
+                 session: Callable[[], aiohttp.ClientSession],
+                 wall_clock: Callable[[], float] = clock.now,
+                 monotonic: Callable[[], float] = clock.monotonic) -> None:
+        cfg = collector.config
+        self.collector = collector
+        self.name = cfg.name
+        self.kind = collector.kind
+        self.interval = interval
+        self.timeout = timeout
+        self.limits = limits
+        self.pipeline = pipeline
+        self.metrics = metrics
+        self.session = session
+        self.wall_clock = wall_clock
+        self.monotonic = monotonic
+        self.labels = make_labels(cfg.labels, target=cfg.name, department=cfg.department,
+                                  kind=collector.kind)
+        self._failing_since: float | None = None
+
+    async def poll(self, scheduled_at: float | None = None) -> PollOutcome:
+        async with self.limits.slot(self.collector.host):
+            started_wall = self.wall_clock()
+            if scheduled_at is not None:
+                self.metrics.scheduler_lag.observe(max(0.0, started_wall - scheduled_at))
+            self.metrics.polls_in_flight.inc()
+            started = self.monotonic()
+            try:
+                result = await self._collect(started_wall)
+            finally:
+                self.metrics.polls_in_flight.dec()
+            duration = self.monotonic() - started
+        finished = started_wall + duration
+        samples = (
+            Sample("ioc_target_up", self.labels, 1.0 if result.up else 0.0, started_wall),
+            Sample("ioc_probe_duration_seconds", self.labels, duration, started_wall),
+            *result.samples,
+        )
+        outcome = PollOutcome(target=self.name, kind=self.kind, ts=finished,
+                              duration=duration, result=result, samples=samples)
+        self.pipeline.publish(outcome)
+        self._log_transition(result, finished)
+        return outcome
+
+    async def _collect(self, now: float) -> CollectResult:
+        try:
+            async with asyncio.timeout(self.timeout):
+                result = await self.collector.collect(self.session(), now)
+        except TimeoutError:
+            return CollectResult(up=False, reason="timeout",
+                                 error=f"no complete answer within {self.timeout:g}s")
+        except CollectorFailure as exc:
+            return CollectResult(up=False, reason=exc.reason, error=str(exc))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.debug("collector raised", exc_info=True, extra=fields(target=self.name))
+            return CollectResult(up=False, reason="error",
+                                 error=f"{type(exc).__name__}: {exc}"[:500])
+        if not isinstance(result, CollectResult):
+            return CollectResult(up=False, reason="invalid_response",
+                                 error=f"collector returned {type(result).__name__}, "
+                                       "not a CollectResult")
+        return result
+
+    def _log_transition(self, result: CollectResult, now: float) -> None:
+        if not result.up and self._failing_since is None:
+            self._failing_since = now
+            log.warning("target down", extra=fields(
+                target=self.name, kind=self.kind, reason=result.reason, error=result.error))
+        elif result.up and self._failing_since is not None:
+            down_for = now - self._failing_since
+            self._failing_since = None
+            log.info("target recovered", extra=fields(
+                target=self.name, kind=self.kind, down_seconds=round(down_for, 3)))

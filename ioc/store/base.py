@@ -1,0 +1,39 @@
+"""The storage contract every backend implements.
+
+The store knows nothing about HTTP, collectors or alerts: it keeps series and answers range
+queries. One writer task (``ioc.store.writer``) is the only caller of ``append`` in the running
+service; readers (the web API) call ``query_range`` concurrently and never wait on the writer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Protocol
+
+from ioc.model import Sample, Series
+
+
+class StoreError(Exception):
+    """A store operation failed in a way the caller may retry (database locked, restarting)."""
+
+
+class Store(Protocol):
+    url_for_display: str  # the database URL with any password masked, safe to log
+
+    async def open(self) -> None:
+        """Connect and create the schema (and the schema-version row) if absent."""
+
+    async def close(self) -> None: ...
+
+    async def ping(self) -> None:
+        """Raise if the database cannot be reached; used by /readyz."""
+
+    async def append(self, samples: Sequence[Sample]) -> None:
+        """Write samples in one transaction. Raises StoreError on a retryable failure."""
+
+    async def query_range(self, metric: str, matchers: Mapping[str, str],
+                          start: float, end: float, step: float) -> list[Series]:
+        """Series of ``metric`` whose labels equal every matcher, downsampled to ``step``."""
+
+    async def prune(self, older_than: float) -> int:
+        """Delete samples with ts < older_than; return how many were removed."""

@@ -1,0 +1,96 @@
+"""JSON API handlers. Parsing of query parameters is done in small pure functions."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from ioc import clock
+from ioc.status import build_status
+from web.errors import ApiError
+
+if TYPE_CHECKING:
+    from ioc.app import IocApp
+
+MAX_POINTS = 11_000  # per series, like Prometheus's query_range limit
+RESERVED_PARAMS = {"metric", "start", "end", "step"}
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesQuery:
+    metric: str
+    matchers: dict[str, str]
+    start: float
+    end: float
+    step: float
+
+
+def _number(params: Mapping[str, str], name: str, default: float) -> float:
+    raw = params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ApiError(400, f"invalid {name}",
+                       f"expected unix seconds or a number, got {raw!r}") from None
+    if not math.isfinite(value):
+        raise ApiError(400, f"invalid {name}", f"expected a finite number, got {raw!r}")
+    return value
+
+
+def parse_series_query(params: Mapping[str, str], now: float) -> SeriesQuery:
+    metric = params.get("metric", "")
+    if not metric:
+        raise ApiError(400, "missing metric", "add ?metric=NAME, e.g. metric=ioc_target_up")
+    end = _number(params, "end", now)
+    start = _number(params, "start", end - 3600)
+    if start > end:
+        raise ApiError(400, "invalid range", f"start ({start:g}) is after end ({end:g})")
+    default_step = max(1.0, (end - start) / 250)
+    step = _number(params, "step", default_step)
+    if step <= 0:
+        raise ApiError(400, "invalid step", "step must be greater than zero")
+    if (end - start) / step > MAX_POINTS:
+        raise ApiError(400, "too many points",
+                       f"(end - start) / step must be at most {MAX_POINTS}; raise step")
+    matchers = {k: v for k, v in params.items() if k not in RESERVED_PARAMS}
+    return SeriesQuery(metric, matchers, start, end, step)
+
+
+def status_document(app: IocApp, now: float) -> dict[str, Any]:
+    cfg = app.config
+    return build_status(app.board, app.department_names, now=now, province={
+        "code": cfg.province.code, "name": cfg.province.name, "title": cfg.service.title})
+
+
+async def status(request: web.Request) -> web.Response:
+    from web.app import IOC_APP
+
+    return web.json_response(status_document(request.app[IOC_APP], clock.now()),
+                             dumps=_dumps)
+
+
+async def series(request: web.Request) -> web.Response:
+    from web.app import IOC_APP
+
+    app = request.app[IOC_APP]
+    query = parse_series_query(request.query, clock.now())
+    result = await app.store.query_range(query.metric, query.matchers, query.start, query.end,
+                                         query.step)
+    return web.json_response({
+        "metric": query.metric,
+        "start": query.start, "end": query.end, "step": query.step,
+        "series": [{"labels": dict(s.labels), "points": [[t, v] for t, v in s.points]}
+                   for s in result],
+    }, dumps=_dumps)
+
+
+def _dumps(data: Any) -> str:
+    import json
+
+    return json.dumps(data, ensure_ascii=False)

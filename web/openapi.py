@@ -1,0 +1,152 @@
+"""The OpenAPI 3.1 description of every JSON endpoint.
+
+Written as data next to the handlers rather than generated: the API is small, and a test
+(tests/web/test_openapi.py) checks that every route is described and that real responses
+validate against these schemas, so the document cannot drift from the code.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ioc import __version__
+
+_ERROR = {"$ref": "#/components/schemas/Error"}
+
+_NUM_OR_NULL = {"type": ["number", "null"]}
+_STR_OR_NULL = {"type": ["string", "null"]}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+SCHEMAS: dict[str, Any] = {
+    "Error": {
+        "type": "object",
+        "required": ["error", "detail"],
+        "properties": {"error": {"type": "string"}, "detail": {}},
+    },
+    "Health": {
+        "type": "object", "required": ["status"],
+        "properties": {"status": {"type": "string", "enum": ["ok"]}},
+    },
+    "Ready": {
+        "type": "object", "required": ["status", "checks"],
+        "properties": {
+            "status": {"type": "string", "enum": ["ready", "not ready"]},
+            "checks": {"type": "object", "additionalProperties": {"type": "string"}},
+        },
+    },
+    "Target": {
+        "type": "object",
+        "required": ["name", "department", "department_name", "kind", "up", "last_value",
+                     "latency_seconds", "last_check", "last_success", "stale", "reason",
+                     "last_error"],
+        "properties": {
+            "name": {"type": "string", "description": "target name (the `target` label)"},
+            "department": {"type": "string", "description": "department code"},
+            "department_name": {"type": "string"},
+            "kind": {"type": "string", "description": "collector type, e.g. http"},
+            "up": {"type": ["boolean", "null"], "description": "null before the first poll"},
+            "last_value": _NUM_OR_NULL,
+            "latency_seconds": _NUM_OR_NULL,
+            "last_check": {**_NUM_OR_NULL, "description": "unix seconds"},
+            "last_success": {**_NUM_OR_NULL, "description": "unix seconds"},
+            "stale": {"type": "boolean",
+                      "description": "no poll finished within three intervals"},
+            "reason": {**_STR_OR_NULL, "description": "failure reason of the last poll"},
+            "last_error": _STR_OR_NULL,
+        },
+        "additionalProperties": False,
+    },
+    "Status": {
+        "type": "object",
+        "required": ["generated_at", "province", "summary", "targets"],
+        "properties": {
+            "generated_at": {"type": "number"},
+            "province": {"type": "object", "additionalProperties": {"type": "string"}},
+            "summary": {
+                "type": "object", "required": ["targets", "up", "down", "unknown"],
+                "properties": {k: {"type": "integer", "minimum": 0}
+                               for k in ("targets", "up", "down", "unknown")},
+            },
+            "targets": {"type": "array", "items": {"$ref": "#/components/schemas/Target"}},
+        },
+    },
+    "SeriesResult": {
+        "type": "object",
+        "required": ["metric", "start", "end", "step", "series"],
+        "properties": {
+            "metric": {"type": "string"},
+            "start": {"type": "number"}, "end": {"type": "number"}, "step": {"type": "number"},
+            "series": {"type": "array", "items": {
+                "type": "object", "required": ["labels", "points"],
+                "properties": {
+                    "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+                    "points": {"type": "array", "items": {
+                        "type": "array", "prefixItems": [{"type": "number"}, {"type": "number"}],
+                        "minItems": 2, "maxItems": 2}},
+                },
+            }},
+        },
+    },
+}
+
+
+def _query(name: str, description: str, required: bool = False) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "string"} if name == "metric" else {"type": "number"}
+    return {"name": name, "in": "query", "required": required, "description": description,
+            "schema": schema}
+
+
+PATHS: dict[str, Any] = {
+    "/healthz": {"get": {
+        "summary": "The process is alive", "operationId": "healthz",
+        "responses": {"200": _json({"$ref": "#/components/schemas/Health"}, "alive")},
+    }},
+    "/readyz": {"get": {
+        "summary": "The store answers and the scheduler runs", "operationId": "readyz",
+        "responses": {
+            "200": _json({"$ref": "#/components/schemas/Ready"}, "ready"),
+            "503": _json({"$ref": "#/components/schemas/Ready"}, "not ready, with the reason"),
+        },
+    }},
+    "/api/v1/status": {"get": {
+        "summary": "Every target with its current state, failing ones first",
+        "operationId": "status",
+        "responses": {"200": _json({"$ref": "#/components/schemas/Status"}, "status")},
+    }},
+    "/api/v1/series": {"get": {
+        "summary": "Stored history of one metric, downsampled",
+        "description": "Any other query parameter is an exact label matcher, e.g. "
+                       "`target=stttt-health`. Points are bucket averages; each timestamp is "
+                       "the start of its bucket (a multiple of step).",
+        "operationId": "series",
+        "parameters": [
+            _query("metric", "metric name, e.g. ioc_target_up", required=True),
+            _query("start", "unix seconds (default: end - 1h)"),
+            _query("end", "unix seconds (default: now)"),
+            _query("step", "bucket width in seconds (default: range / 250, at least 1)"),
+        ],
+        "responses": {
+            "200": _json({"$ref": "#/components/schemas/SeriesResult"}, "series"),
+            "400": _json(_ERROR, "invalid query"),
+        },
+    }},
+    "/api/openapi.json": {"get": {
+        "summary": "This document", "operationId": "openapi",
+        "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1 document")},
+    }},
+}
+
+
+def openapi_document() -> dict[str, Any]:
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "ioc API", "version": __version__,
+                 "description": "Monitoring service of a provincial Intelligent Operations "
+                                "Centre. Errors are JSON {error, detail} with a 4xx status."},
+        "paths": PATHS,
+        "components": {"schemas": SCHEMAS},
+    }
