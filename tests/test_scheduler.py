@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 from ioc.scheduler import Job, Scheduler, scheduled_time, spread_offsets
 
@@ -50,7 +51,7 @@ async def test_jobs_run_on_their_interval_and_report_scheduled_time() -> None:
     await asyncio.wait_for(done.wait(), timeout=5)
     await scheduler.shutdown()
     a_times = [t for n, t in calls if n == "a"]
-    assert all(abs((b - a) - 0.1) < 1e-6 for a, b in zip(a_times, a_times[1:], strict=False))
+    assert all(abs((b - a) - 0.1) < 1e-6 for a, b in itertools.pairwise(a_times))
     assert any(n == "b" for n, _ in calls)
 
 

@@ -1,0 +1,89 @@
+"""Fixtures shared across the suite: a running ioc polling the bundled simulator."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from collectors.simulator import units
+from ioc.app import IocApp
+from ioc.config import Config, parse_config
+from ioc.pipeline import PollOutcome
+
+SIM_TOKEN = "test-sim-token"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def require_binary(name: str) -> str:
+    """Path of a Debian-packaged peer; skip without it, but never under CI."""
+    path = shutil.which(name)
+    if path is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{name} is required under CI (.ci/run installs it)")
+        pytest.skip(f"{name} not installed (apt-get install prometheus)")
+    return path
+
+
+def demo_config(tmp_path: Path, sim_port: int, *, codes: list[str] | None = None,
+                interval: str = "200ms", extra: dict[str, Any] | None = None) -> Config:
+    chosen = [u for u in units() if codes is None or u.code in codes]
+    raw: dict[str, Any] = {
+        "service": {"listen": "127.0.0.1:0"},
+        "storage": {"url": f"sqlite+aiosqlite:///{tmp_path / 'ioc.db'}",
+                    "flush_interval": "100ms"},
+        "collection": {"interval": interval, "timeout": "150ms"},
+        "simulator": {"enabled": True, "listen": f"127.0.0.1:{sim_port}",
+                      "token": SIM_TOKEN, "latency_scale": 0},
+        "departments": [{"code": u.code, "name": u.name, "kind": u.kind} for u in chosen],
+        "collectors": [{"type": "http", "name": f"{u.code.lower()}-health",
+                        "department": u.code,
+                        "url": f"http://127.0.0.1:{sim_port}/{u.code}/health"}
+                       for u in chosen],
+    }
+    raw.update(extra or {})
+    return parse_config(raw, env={})
+
+
+class PollWatcher:
+    """A pipeline hook that lets a test await polls instead of sleeping."""
+
+    def __init__(self) -> None:
+        self.outcomes: list[PollOutcome] = []
+        self._changed = asyncio.Event()
+
+    def __call__(self, outcome: PollOutcome) -> None:
+        self.outcomes.append(outcome)
+        self._changed.set()
+
+    async def until(self, predicate: Any, limit: float = 10.0) -> None:
+        async with asyncio.timeout(limit):
+            while not predicate(self.outcomes):
+                self._changed.clear()
+                await self._changed.wait()
+
+
+@pytest.fixture
+async def running_app(tmp_path: Path) -> AsyncIterator[tuple[IocApp, PollWatcher]]:
+    config = demo_config(tmp_path, free_port(), codes=["STTTT", "STP", "CAT", "VITHANH"])
+    app = IocApp(config)
+    watcher = PollWatcher()
+    app.pipeline.add_hook(watcher)
+    await app.start()
+    try:
+        targets = set(app.runners)
+        await watcher.until(lambda seen: targets <= {o.target for o in seen})
+        yield app, watcher
+    finally:
+        await app.stop(grace=1.0)
