@@ -1,0 +1,62 @@
+"""Log lines: one per event, logfmt or JSON, and secrets never reach the output."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+
+import pytest
+
+from ioc.config import parse_config
+from ioc.logs import fields, setup_logging
+
+
+@pytest.fixture
+def restore_root_logger():
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def test_logfmt_line_with_fields(restore_root_logger) -> None:
+    out = io.StringIO()
+    setup_logging("info", "logfmt", stream=out)
+    logging.getLogger("ioc.collector").warning(
+        "target down", extra=fields(target="stp-web", error="unexpected HTTP status 503"))
+    line = out.getvalue().strip()
+    assert "\n" not in line
+    assert "level=warning logger=ioc.collector" in line
+    assert 'msg="target down" target=stp-web error="unexpected HTTP status 503"' in line
+
+
+def test_json_line(restore_root_logger) -> None:
+    out = io.StringIO()
+    setup_logging("info", "json", stream=out)
+    logging.getLogger("ioc").info("ioc started", extra=fields(targets=36, url="http://x"))
+    entry = json.loads(out.getvalue())
+    assert entry["msg"] == "ioc started" and entry["targets"] == 36 and entry["level"] == "info"
+
+
+def test_secrets_from_the_environment_are_masked(restore_root_logger) -> None:
+    config = parse_config(
+        {"storage": {"url": "postgresql+asyncpg://ioc:${IOC_DB_PASSWORD}@db/ioc"},
+         "simulator": {"token": "${IOC_SIM_TOKEN}"}},
+        env={"IOC_DB_PASSWORD": "hunter2-db", "IOC_SIM_TOKEN": "sim-secret-77"})
+    out = io.StringIO()
+    setup_logging("debug", "logfmt", config.secrets, stream=out)
+    log = logging.getLogger("ioc.store")
+    log.error("cannot connect to %s", config.storage.url)
+    log.info("token", extra=fields(value=config.simulator.token.get_secret_value()))
+    text = out.getvalue()
+    assert "hunter2-db" not in text and "sim-secret-77" not in text
+    assert text.count("***") == 2
+
+
+def test_level_filters(restore_root_logger) -> None:
+    out = io.StringIO()
+    setup_logging("warning", "logfmt", stream=out)
+    logging.getLogger("ioc").info("quiet")
+    assert out.getvalue() == ""
