@@ -122,10 +122,9 @@ class IocApp:
             connector=connector, headers={"User-Agent": f"ioc/{__version__}"},
             timeout=aiohttp.ClientTimeout(total=None))
         self._web_runner = web.AppRunner(create_web_app(self), access_log=None,
-                                         handle_signals=False)
+                                         handle_signals=False, shutdown_timeout=2.0)
         await self._web_runner.setup()
-        site = web.TCPSite(self._web_runner, self.listen.host, self.listen.port,
-                           shutdown_timeout=2.0)
+        site = web.TCPSite(self._web_runner, self.listen.host, self.listen.port)
         await site.start()
         addresses = self._web_runner.addresses
         if addresses:

@@ -76,9 +76,10 @@ class SchemaVersionError(RuntimeError):
 
 
 # One `name="value"` pair of the canonical text. Values escape backslash, quote and newline, so
-# an unescaped quote always ends a value and `="` never occurs inside one: the lazy name match
-# stops at the right place even when a value contains commas, equals signs or quotes.
-_PAIR = re.compile(r'(.*?)="((?:[^"\\]|\\.)*)"(,|$)', re.DOTALL)
+# an unescaped quote always ends a value and `="` never occurs inside one. Names are not
+# escaped by canonical_labels; they may hold anything but a double quote (Prometheus names
+# are far narrower), which keeps the split between name and value unambiguous.
+_PAIR = re.compile(r'([^"]*?)="((?:[^"\\]|\\.)*)"(,|$)', re.DOTALL)
 _ESCAPE = re.compile(r"\\(.)", re.DOTALL)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import aiohttp
@@ -86,8 +87,9 @@ async def test_series_returns_stored_history(running_app) -> None:
     app, watcher = running_app
     await watcher.until(lambda seen: sum(o.target == "cat-health" for o in seen) >= 3)
     await app.writer.flush()
+    start = time.time() - 60
     status, body, _ = await get(app, "/api/v1/series?metric=ioc_target_up&target=cat-health"
-                                     "&step=0.1")
+                                     f"&start={start}&step=0.1")
     assert status == 200
     validator_for("/api/v1/series").validate(body)
     assert len(body["series"]) == 1

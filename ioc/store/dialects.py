@@ -1,0 +1,169 @@
+"""What differs between the SQLite and PostgreSQL backends of :class:`ioc.store.SqlStore`.
+
+Everything else in the store is plain SQLAlchemy Core shared by both; only engine setup,
+"insert unless present" syntax and the bulk path for samples need to know the database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import asyncpg
+from sqlalchemy import Table, event, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import StaticPool
+
+from ioc.store.schema import samples, series
+
+# Execution option marking a connection that will write; SQLite then starts its transaction
+# with BEGIN IMMEDIATE (see _SqliteDialect).
+WRITE_OPTION = "ioc_write"
+
+Row = tuple[int, int, float]  # (series_id, ts in ms, value)
+
+
+class Dialect(Protocol):
+    name: str
+
+    def create_engine(self, url: URL) -> AsyncEngine: ...
+
+    def insert_series(self) -> Any:
+        """INSERT into ioc_series that silently skips rows that already exist."""
+
+    async def lock_schema(self, conn: AsyncConnection) -> None:
+        """Serialise schema creation between processes opening the same database."""
+
+    async def insert_samples(self, conn: AsyncConnection, rows: Sequence[Row]) -> None:
+        """Insert rows (unique per (series_id, ts)); an existing sample is overwritten."""
+
+
+def for_url(url: URL, *, busy_timeout: float) -> Dialect:
+    backend = url.get_backend_name()
+    if backend == "sqlite":
+        return _SqliteDialect(busy_timeout)
+    if backend == "postgresql":
+        return _PostgresDialect()
+    raise ValueError(f"unsupported database {backend!r}: use sqlite+aiosqlite or "
+                     "postgresql+asyncpg")
+
+
+def _upsert(insert_fn: Any, table: Table) -> Any:
+    stmt = insert_fn(table)
+    return stmt.on_conflict_do_update(
+        index_elements=[table.c.series_id, table.c.ts],
+        set_={"value": stmt.excluded.value},
+    )
+
+
+class _SqliteDialect:
+    """Embedded default: one file, WAL so the web API reads while the writer writes.
+
+    ``synchronous=NORMAL`` in WAL mode cannot corrupt the database; a power cut loses at most
+    the last transactions, which for monitoring samples is the right trade for not fsyncing
+    every flush. Write transactions start with BEGIN IMMEDIATE: a deferred transaction that
+    reads (series ids) and then upgrades to a write lock fails instantly with "database is
+    locked" if another connection wrote meanwhile, whereas IMMEDIATE waits for busy_timeout.
+    The page cache and autocheckpoint are raised because each flush touches one leaf page per
+    series; a larger WAL lets a page changed by many flushes be checkpointed once.
+    """
+
+    name = "sqlite"
+
+    def __init__(self, busy_timeout: float) -> None:
+        self._busy_timeout_ms = max(0, round(busy_timeout * 1000))
+
+    def create_engine(self, url: URL) -> AsyncEngine:
+        database = url.database or ""
+        in_memory = database in ("", ":memory:") or url.query.get("mode") == "memory"
+        if not in_memory:
+            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        # An in-memory database exists once per connection, so all users must share one.
+        extra: dict[str, Any] = {"poolclass": StaticPool} if in_memory else {}
+        engine = create_async_engine(url, **extra)
+        busy_ms = self._busy_timeout_ms
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+            # Take BEGIN away from the driver so _on_begin decides its kind.
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            for pragma in (f"busy_timeout={busy_ms}", "journal_mode=WAL", "synchronous=NORMAL",
+                           "cache_size=-32768", "wal_autocheckpoint=10000",
+                           "journal_size_limit=67108864"):
+                cursor.execute(f"PRAGMA {pragma}")
+            cursor.close()
+
+        @event.listens_for(engine.sync_engine, "begin")
+        def _on_begin(conn: Any) -> None:
+            writing = conn.get_execution_options().get(WRITE_OPTION, False)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if writing else "BEGIN")
+
+        return engine
+
+    def insert_series(self) -> Any:
+        return sqlite.insert(series).on_conflict_do_nothing(
+            index_elements=[series.c.metric, series.c.labels])
+
+    async def lock_schema(self, conn: AsyncConnection) -> None:
+        """BEGIN IMMEDIATE already holds the database's single write lock."""
+
+    async def insert_samples(self, conn: AsyncConnection, rows: Sequence[Row]) -> None:
+        # The statement is built with Core once, then run as a driver-level executemany of
+        # plain tuples: Core's per-row parameter processing would cost more than SQLite's
+        # insert itself at these batch sizes.
+        await conn.exec_driver_sql(_SQLITE_UPSERT_SQL, list(rows))
+
+
+_SQLITE_UPSERT_SQL = str(_upsert(sqlite.insert, samples).compile(dialect=sqlite.dialect()))
+
+
+class _PostgresDialect:
+    """PostgreSQL through asyncpg; samples go in with COPY.
+
+    Measured on the bench machine (2 cores, 1000 series, 5000-row batches), COPY ran at about
+    250-450k rows/s against 100-150k for INSERT … SELECT unnest(arrays) and 60-90k for
+    executemany. COPY cannot resolve conflicts, so it runs under a savepoint and, in the rare
+    batch that repeats a stored (series_id, ts), the batch is redone as an upsert.
+    """
+
+    name = "postgresql"
+
+    def create_engine(self, url: URL) -> AsyncEngine:
+        # pre_ping replaces connections a PostgreSQL restart killed instead of failing the
+        # next flush with them; the timeout keeps /readyz from hanging on an unreachable host.
+        return create_async_engine(url, pool_pre_ping=True, connect_args={"timeout": 10})
+
+    def insert_series(self) -> Any:
+        return postgresql.insert(series).on_conflict_do_nothing(
+            index_elements=[series.c.metric, series.c.labels])
+
+    async def lock_schema(self, conn: AsyncConnection) -> None:
+        # Two services starting on an empty database would otherwise race on CREATE TABLE.
+        await conn.execute(text("SELECT pg_advisory_xact_lock(7243190001)"))
+
+    async def insert_samples(self, conn: AsyncConnection, rows: Sequence[Row]) -> None:
+        savepoint = await conn.begin_nested()
+        raw = await conn.get_raw_connection()
+        try:
+            await raw.driver_connection.copy_records_to_table(
+                samples.name, records=rows, columns=("series_id", "ts", "value"))
+        except asyncpg.UniqueViolationError:
+            await savepoint.rollback()
+            series_ids, timestamps, values = zip(*rows, strict=True)
+            await conn.execute(_PG_UNNEST_UPSERT, {"series_ids": list(series_ids),
+                                                   "timestamps": list(timestamps),
+                                                   "values": list(values)})
+        else:
+            await savepoint.commit()
+
+
+_PG_UNNEST_UPSERT = text(
+    "INSERT INTO ioc_samples (series_id, ts, value) "
+    "SELECT * FROM unnest(CAST(:series_ids AS integer[]), CAST(:timestamps AS bigint[]), "
+    "CAST(:values AS double precision[])) "
+    "ON CONFLICT (series_id, ts) DO UPDATE SET value = EXCLUDED.value"
+)

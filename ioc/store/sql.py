@@ -1,0 +1,343 @@
+"""The SQL store: SQLite (embedded default) or PostgreSQL, through SQLAlchemy async Core.
+
+The store is tuned for its one heavy user, the writer task, which appends thousands of
+samples per transaction, and for range queries that read one metric's series over hours.
+Series are resolved to integer ids through an in-process cache so a sample row is only
+``(series_id, ts, value)``; see :mod:`ioc.store.schema` for the layout and time units.
+
+Duplicate ``(series, ts)`` samples are **last write wins**, inside a batch and against the
+database: the writer re-sends a batch whose commit it could not confirm, and a re-sent sample
+must neither fail the batch nor be counted twice, while a genuinely newer value for the same
+instant (a corrected measurement) should replace the old one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import TypeVar
+
+import asyncpg
+from sqlalchemy import Select, exists, func, insert, literal_column, select, text, tuple_
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from ioc.model import Labels, Sample, Series, canonical_labels
+from ioc.store import dialects
+from ioc.store.base import StoreError
+from ioc.store.schema import (
+    SCHEMA_VERSION,
+    SchemaVersionError,
+    metadata,
+    parse_canonical_labels,
+    samples,
+    schema_version,
+    series,
+)
+
+log = logging.getLogger("ioc.store")
+
+SeriesKey = tuple[str, Labels]
+
+# Bound parameters per statement stay under SQLite's historical limit of 999.
+_IN_CHUNK = 400
+
+T = TypeVar("T")
+
+
+class SqlStore:
+    """A :class:`ioc.store.Store` on an SQLAlchemy URL.
+
+    ``busy_timeout`` is how long SQLite waits for another connection's write lock before
+    reporting "database is locked"; ``prune_batch_size`` bounds the rows one prune transaction
+    deletes, so retention never holds the write lock long enough to stall the writer.
+    """
+
+    def __init__(self, url: str, *, busy_timeout: float = 5.0,
+                 prune_batch_size: int = 10_000) -> None:
+        self._url = make_url(url)
+        self.url_for_display: str = self._url.render_as_string(hide_password=True)
+        self._dialect = dialects.for_url(self._url, busy_timeout=busy_timeout)
+        self._prune_batch_size = max(1, prune_batch_size)
+        self._engine: AsyncEngine | None = None
+        self._write_engine: AsyncEngine | None = None
+        self._series_ids: dict[SeriesKey, int] = {}
+        self._parsed: dict[str, tuple[Labels, frozenset[tuple[str, str]]]] = {}
+
+    def __repr__(self) -> str:
+        return f"SqlStore({self.url_for_display!r})"
+
+    @property
+    def backend(self) -> str:
+        """``"sqlite"`` or ``"postgresql"``."""
+        return self._dialect.name
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def open(self) -> None:
+        if self._engine is not None:
+            return
+        engine = self._dialect.create_engine(self._url)
+        write_engine = engine.execution_options(**{dialects.WRITE_OPTION: True})
+        try:
+            with self._errors("open"):
+                async with write_engine.begin() as conn:
+                    await self._dialect.lock_schema(conn)
+                    await conn.run_sync(metadata.create_all)
+                    await self._check_version(conn)
+        except BaseException:
+            await engine.dispose()
+            raise
+        self._engine, self._write_engine = engine, write_engine
+
+    async def _check_version(self, conn: AsyncConnection) -> None:
+        found = (await conn.execute(select(func.max(schema_version.c.version)))).scalar()
+        if found is None:
+            await conn.execute(insert(schema_version).values(version=SCHEMA_VERSION))
+        elif found > SCHEMA_VERSION:
+            raise SchemaVersionError(
+                f"database {self.url_for_display} has schema version {found}, newer than "
+                f"version {SCHEMA_VERSION} that this ioc understands; upgrade ioc or use "
+                "another database")
+
+    async def close(self) -> None:
+        engine, self._engine, self._write_engine = self._engine, None, None
+        self._series_ids.clear()
+        if engine is not None:
+            await engine.dispose()
+
+    async def ping(self) -> None:
+        if self._engine is None:
+            raise StoreError(f"store {self.url_for_display} is not open")
+        with self._errors("ping"):
+            async with self._engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+
+    # -- writing -------------------------------------------------------------------------
+
+    async def append(self, samples_: Sequence[Sample]) -> None:
+        if not samples_:
+            return
+        write_engine = self._require(self._write_engine)
+        ids = self._series_ids
+        missing = {key for s in samples_ if (key := (s.metric, s.labels)) not in ids}
+        with self._errors("append"):
+            async with write_engine.begin() as conn:
+                learned = await self._resolve_series(conn, missing) if missing else {}
+                rows = _rows(samples_, ids, learned)
+                await self._dialect.insert_samples(conn, rows)
+        # Only committed ids may enter the cache: a rolled-back insert leaves no series row.
+        ids.update(learned)
+
+    async def _resolve_series(self, conn: AsyncConnection,
+                              keys: set[SeriesKey]) -> dict[SeriesKey, int]:
+        """Ids for series not in the cache, inserting the unknown ones.
+
+        Insert-or-ignore then select is race-free between processes: whoever inserts first
+        wins and everyone reads the same id back.
+        """
+        # Sorting makes differently ordered but equal label tuples one series.
+        wanted = {(metric, canonical_labels(tuple(sorted(labels)))): (metric, labels)
+                  for metric, labels in keys}
+        pairs = list(wanted)
+        await conn.execute(self._dialect.insert_series(),
+                           [{"metric": m, "labels": t} for m, t in pairs])
+        learned: dict[SeriesKey, int] = {}
+        for chunk in _chunks(pairs, _IN_CHUNK):
+            query = select(series.c.id, series.c.metric, series.c.labels).where(
+                tuple_(series.c.metric, series.c.labels).in_(chunk))
+            for sid, metric, label_text in await conn.execute(query):
+                learned[wanted[(metric, label_text)]] = sid
+        return learned
+
+    # -- reading -------------------------------------------------------------------------
+
+    async def query_range(self, metric: str, matchers: Mapping[str, str],
+                          start: float, end: float, step: float) -> list[Series]:
+        if step <= 0:
+            raise ValueError(f"step must be positive, got {step}")
+        engine = self._require(self._engine)
+        # Same rounding as append, so a bound equal to a stored timestamp includes it.
+        start_ms, end_ms = round(start * 1000), round(end * 1000)
+        step_ms = max(1, round(step * 1000))
+        if end_ms < start_ms:
+            return []
+        wanted = frozenset(matchers.items())
+        with self._errors("query_range"):
+            async with engine.connect() as conn:
+                matching = await self._matching_series(conn, metric, wanted)
+                points: dict[int, list[tuple[float, float]]] = {}
+                for chunk in _chunks(sorted(matching), _IN_CHUNK):
+                    result = await conn.execute(_bucket_query(chunk, start_ms, end_ms, step_ms))
+                    for sid, bucket, avg in result:
+                        points.setdefault(sid, []).append((bucket / 1000, avg))
+        found = [Series(metric, matching[sid], pts) for sid, pts in points.items()]
+        found.sort(key=lambda s: s.labels)
+        return found
+
+    async def _matching_series(self, conn: AsyncConnection, metric: str,
+                               wanted: frozenset[tuple[str, str]]) -> dict[int, Labels]:
+        """Ids and labels of the metric's series that carry every matcher.
+
+        Filtering in Python keeps matchers exact whatever the label values contain; the
+        series table is small and parsed label sets are cached by their text.
+        """
+        rows = await conn.execute(
+            select(series.c.id, series.c.labels).where(series.c.metric == metric))
+        matching: dict[int, Labels] = {}
+        parsed = self._parsed
+        for sid, label_text in rows:
+            entry = parsed.get(label_text)
+            if entry is None:
+                labels = parse_canonical_labels(label_text)
+                entry = parsed[label_text] = (labels, frozenset(labels))
+            if wanted <= entry[1]:
+                matching[sid] = entry[0]
+        return matching
+
+    # -- retention -----------------------------------------------------------------------
+
+    async def prune(self, older_than: float) -> int:
+        engine = self._require(self._engine)
+        write_engine = self._require(self._write_engine)
+        cutoff = round(older_than * 1000)
+        total = 0
+        with self._errors("prune"):
+            async with engine.connect() as conn:
+                # One index probe per series, so series with nothing to delete cost nothing
+                # later and the write transactions below only visit the ones that do.
+                has_old = exists().where(samples.c.series_id == series.c.id,
+                                         samples.c.ts < cutoff)
+                result = await conn.execute(select(series.c.id).where(has_old)
+                                            .order_by(series.c.id))
+                pending = deque(result.scalars())
+            while pending:
+                async with write_engine.begin() as conn:
+                    budget = self._prune_batch_size
+                    while pending and budget > 0:
+                        deleted, finished = await _prune_series(conn, pending[0], cutoff, budget)
+                        budget -= deleted
+                        total += deleted
+                        if finished:
+                            pending.popleft()
+                # Let the writer (and readers) in between chunks.
+                await asyncio.sleep(0)
+        # Series rows are kept even when empty: other processes cache series ids, and a row
+        # deleted under them would leave their next samples pointing at nothing.
+        return total
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def _require(self, engine: AsyncEngine | None) -> AsyncEngine:
+        if engine is None:
+            raise RuntimeError(f"{self!r} is not open; call open() first")
+        return engine
+
+    @contextmanager
+    def _errors(self, operation: str) -> Iterator[None]:
+        """Turn failures the caller can retry into StoreError; let bugs through unchanged."""
+        try:
+            yield
+        except Exception as exc:
+            if _retryable(exc):
+                raise StoreError(
+                    f"{operation} on {self.url_for_display} failed, retry later: "
+                    f"{_describe(exc)}") from exc
+            raise
+
+
+def _rows(samples_: Sequence[Sample], ids: Mapping[SeriesKey, int],
+          learned: Mapping[SeriesKey, int]) -> list[dialects.Row]:
+    """Sample rows keyed by series id and ms, the last of duplicates winning."""
+    by_key: dict[tuple[int, int], float] = {}
+    get = ids.get
+    for s in samples_:
+        key = (s.metric, s.labels)
+        sid = get(key)
+        if sid is None:
+            sid = learned[key]
+        by_key[(sid, round(s.ts * 1000))] = s.value
+    # Sorted rows land on neighbouring B-tree pages one after another.
+    rows = [(sid, ts, value) for (sid, ts), value in by_key.items()]
+    rows.sort()
+    return rows
+
+
+def _bucket_query(series_ids: Sequence[int], start_ms: int, end_ms: int,
+                  step_ms: int) -> Select[tuple[int, int, float]]:
+    # Floor to a multiple of step even for negative ts (% truncates toward zero in SQL).
+    # The step is an integer we computed, inlined so PostgreSQL sees the same expression in
+    # SELECT and GROUP BY (two bound parameters would be two different expressions to it).
+    step = literal_column(str(int(step_ms)))
+    bucket = samples.c.ts - (samples.c.ts % step + step) % step
+    id_filter = (samples.c.series_id == series_ids[0] if len(series_ids) == 1
+                 else samples.c.series_id.in_(series_ids))
+    return (
+        select(samples.c.series_id, bucket, func.avg(samples.c.value))
+        .where(id_filter, samples.c.ts >= start_ms, samples.c.ts <= end_ms)
+        .group_by(samples.c.series_id, bucket)
+        .order_by(samples.c.series_id, bucket)
+    )
+
+
+async def _prune_series(conn: AsyncConnection, series_id: int, cutoff: int,
+                        budget: int) -> tuple[int, bool]:
+    """Delete at most ``budget`` old samples of one series; say whether it is now clean."""
+    # The budget-th oldest old sample, if any: deleting below it removes exactly budget rows.
+    bound = (await conn.execute(
+        select(samples.c.ts)
+        .where(samples.c.series_id == series_id, samples.c.ts < cutoff)
+        .order_by(samples.c.ts).offset(budget).limit(1))).scalar()
+    upto = cutoff if bound is None else bound
+    result = await conn.execute(
+        samples.delete().where(samples.c.series_id == series_id, samples.c.ts < upto))
+    return max(result.rowcount, 0), bound is None
+
+
+# SQLSTATE classes/codes worth retrying: connection exceptions, insufficient resources
+# (too many connections, disk full), operator intervention (shutdown, starting up, cancel),
+# serialization failure, deadlock, lock not available.
+_RETRYABLE_SQLSTATE_CLASSES = ("08", "53", "57")
+_RETRYABLE_SQLSTATES = ("40001", "40P01", "55P03")
+
+
+def _retryable(exc: BaseException) -> bool:
+    if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    if isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError,
+                        asyncpg.InterfaceError, asyncpg.PostgresConnectionError,
+                        OSError, TimeoutError)):
+        return True
+    code = _sqlstate(exc)
+    return code is not None and (code[:2] in _RETRYABLE_SQLSTATE_CLASSES
+                                 or code in _RETRYABLE_SQLSTATES)
+
+
+def _sqlstate(exc: BaseException) -> str | None:
+    """The PostgreSQL error code, wherever SQLAlchemy's wrapping put the driver error."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        code = getattr(current, "sqlstate", None)
+        if isinstance(code, str):
+            return code
+        orig = getattr(current, "orig", None)
+        current = orig if isinstance(orig, BaseException) else current.__cause__
+    return None
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, sa_exc.DBAPIError) and exc.orig is not None:
+        exc = exc.orig
+    message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+
+
+def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
