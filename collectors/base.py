@@ -26,7 +26,10 @@ class CollectorFailure(Exception):
 class Collector(Protocol):
     kind: ClassVar[str]                          # the `type:` in config.yaml
     Config: ClassVar[type[CollectorConfig]]      # the pydantic model of its config block
-    config: CollectorConfig
+
+    @property
+    def config(self) -> CollectorConfig:
+        """The validated config block this instance polls for."""
 
     @property
     def host(self) -> str | None:

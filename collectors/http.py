@@ -42,13 +42,17 @@ def parse_status_spec(spec: list[int | str]) -> tuple[tuple[int, int], ...]:
     return tuple(ranges)
 
 
+def _default_status() -> list[int | str]:
+    return ["200-299"]
+
+
 class HttpConfig(CollectorConfig):
     type: Literal["http"]
     url: str = Field(description="http:// or https:// address to request")
     method: Literal["GET", "HEAD", "POST"] = "GET"
     headers: dict[str, str] = Field(default_factory=dict)
     expected_status: list[int | str] = Field(
-        default_factory=lambda: ["200-299"],
+        default_factory=_default_status,
         description="status codes and ranges that count as up",
     )
     verify_tls: bool = True

@@ -112,7 +112,6 @@ class IocApp:
             self._sim_runner = await start_simulator(
                 sim_host, sim_port, token=token or None,
                 latency_scale=cfg.simulator.latency_scale)
-            log.info("simulator listening", extra=fields(url=f"http://{cfg.simulator.listen}"))
         connector = aiohttp.TCPConnector(
             limit=cfg.collection.max_concurrency, limit_per_host=cfg.collection.max_per_host,
             force_close=True,  # a fresh connection per check: that is what uptime means

@@ -8,8 +8,9 @@ synchronous and cheap: nothing here waits on I/O, so a slow database never slows
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from ioc.cache import SeriesCache
 from ioc.metrics import ServiceMetrics
@@ -38,10 +39,10 @@ class PollOutcome:
 Hook = Callable[[PollOutcome], None]
 
 
-class SampleSink:
+class SampleSink(Protocol):
     """Anything that accepts samples without blocking (the store writer)."""
 
-    def submit(self, samples: tuple[Sample, ...] | list[Sample]) -> None: ...
+    def submit(self, samples: Sequence[Sample]) -> None: ...
 
 
 class Pipeline:

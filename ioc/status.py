@@ -77,7 +77,7 @@ def build_status(board: StatusBoard, department_names: dict[str, str], *, now: f
             "last_error": state.last_error,
         })
     order = {False: 0, None: 1, True: 2}
-    rows.sort(key=lambda r: (order[r["up"]], r["department"], r["name"]))
+    rows.sort(key=lambda r: (order[r["up"]], str(r["department"]), str(r["name"])))  # type: ignore[index]
     up = sum(1 for r in rows if r["up"] is True)
     down = sum(1 for r in rows if r["up"] is False)
     return {

@@ -33,8 +33,10 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return json_error(exc.status, exc.reason, exc.text if exc.text != exc.reason
-                          and not exc.text.startswith(f"{exc.status}:") else None)
+        text = exc.text or ""
+        detail = text if text and text != exc.reason and not text.startswith(f"{exc.status}:") \
+            else None
+        return json_error(exc.status, exc.reason, detail)
     except Exception:
         log.exception("request failed", extra={"fields": {"path": request.path}})
         return json_error(500, "internal error", "see the service log")

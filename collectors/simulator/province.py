@@ -55,7 +55,8 @@ def units() -> list[Unit]:
     result: list[Unit] = []
     seen: set[str] = set()
     for section, kind in _SECTIONS:
-        for entry in data.get(section) or []:
+        entries: list[dict[str, object]] = data.get(section) or []  # type: ignore[assignment]
+        for entry in entries:
             code, name = str(entry["code"]), str(entry["name"])
             if code in seen:
                 raise ValueError(f"province.yaml: duplicate unit code {code!r}")
