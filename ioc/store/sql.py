@@ -15,13 +15,30 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from itertools import groupby
+from math import isfinite
+from operator import itemgetter
 from typing import TypeVar
 
 import asyncpg
-from sqlalchemy import Select, exists, func, insert, literal_column, select, text, tuple_
+from sqlalchemy import (
+    BigInteger,
+    Select,
+    Text,
+    bindparam,
+    exists,
+    func,
+    insert,
+    literal,
+    literal_column,
+    select,
+    text,
+    tuple_,
+)
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -66,7 +83,8 @@ class SqlStore:
         self._engine: AsyncEngine | None = None
         self._write_engine: AsyncEngine | None = None
         self._series_ids: dict[SeriesKey, int] = {}
-        self._parsed: dict[str, tuple[Labels, frozenset[tuple[str, str]]]] = {}
+        self._labels_by_id: dict[int, tuple[Labels, frozenset[tuple[str, str]]]] = {}
+        self._range_queries: dict[tuple[int, int], Select[tuple[int, int, float]]] = {}
 
     def __repr__(self) -> str:
         return f"SqlStore({self.url_for_display!r})"
@@ -98,6 +116,8 @@ class SqlStore:
         found = (await conn.execute(select(func.max(schema_version.c.version)))).scalar()
         if found is None:
             await conn.execute(insert(schema_version).values(version=SCHEMA_VERSION))
+            log.info("store %s: created schema version %d", self.url_for_display,
+                     SCHEMA_VERSION)
         elif found > SCHEMA_VERSION:
             raise SchemaVersionError(
                 f"database {self.url_for_display} has schema version {found}, newer than "
@@ -107,6 +127,7 @@ class SqlStore:
     async def close(self) -> None:
         engine, self._engine, self._write_engine = self._engine, None, None
         self._series_ids.clear()
+        self._labels_by_id.clear()
         if engine is not None:
             await engine.dispose()
 
@@ -124,12 +145,17 @@ class SqlStore:
             return
         write_engine = self._require(self._write_engine)
         ids = self._series_ids
-        missing = {key for s in samples_ if (key := (s.metric, s.labels)) not in ids}
         with self._errors("append"):
             async with write_engine.begin() as conn:
-                learned = await self._resolve_series(conn, missing) if missing else {}
-                rows = _rows(samples_, ids, learned)
-                await self._dialect.insert_samples(conn, rows)
+                try:
+                    rows = _rows(samples_, ids)
+                    learned: dict[SeriesKey, int] = {}
+                except KeyError:  # a series this process has not seen yet
+                    missing = {key for s in samples_ if (key := (s.metric, s.labels)) not in ids}
+                    learned = await self._resolve_series(conn, missing)
+                    rows = _rows(samples_, {**ids, **learned})
+                if rows:
+                    await self._dialect.insert_samples(conn, rows)
         # Only committed ids may enter the cache: a rolled-back insert leaves no series row.
         ids.update(learned)
 
@@ -141,9 +167,11 @@ class SqlStore:
         wins and everyone reads the same id back.
         """
         # Sorting makes differently ordered but equal label tuples one series.
-        wanted = {(metric, canonical_labels(tuple(sorted(labels)))): (metric, labels)
-                  for metric, labels in keys}
-        pairs = list(wanted)
+        by_text: dict[tuple[str, str], list[SeriesKey]] = {}
+        for key in keys:
+            text_key = (key[0], canonical_labels(tuple(sorted(key[1]))))
+            by_text.setdefault(text_key, []).append(key)
+        pairs = list(by_text)
         await conn.execute(self._dialect.insert_series(),
                            [{"metric": m, "labels": t} for m, t in pairs])
         learned: dict[SeriesKey, int] = {}
@@ -151,7 +179,8 @@ class SqlStore:
             query = select(series.c.id, series.c.metric, series.c.labels).where(
                 tuple_(series.c.metric, series.c.labels).in_(chunk))
             for sid, metric, label_text in await conn.execute(query):
-                learned[wanted[(metric, label_text)]] = sid
+                for key in by_text[(metric, label_text)]:
+                    learned[key] = sid
         return learned
 
     # -- reading -------------------------------------------------------------------------
@@ -167,37 +196,71 @@ class SqlStore:
         if end_ms < start_ms:
             return []
         wanted = frozenset(matchers.items())
+        params: dict[str, object] = {
+            f"m{i}": f",{canonical_labels((pair,))}," for i, pair in enumerate(wanted)}
+        params.update(metric=metric, start=start_ms, end=end_ms)
         with self._errors("query_range"):
             async with engine.connect() as conn:
-                matching = await self._matching_series(conn, metric, wanted)
-                points: dict[int, list[tuple[float, float]]] = {}
-                for chunk in _chunks(sorted(matching), _IN_CHUNK):
-                    result = await conn.execute(_bucket_query(chunk, start_ms, end_ms, step_ms))
-                    for sid, bucket, avg in result:
-                        points.setdefault(sid, []).append((bucket / 1000, avg))
-        found = [Series(metric, matching[sid], pts) for sid, pts in points.items()]
+                rows = await self._dialect.fetch_all(
+                    conn, self._range_query(len(wanted), step_ms), params)
+                unknown = {row[0] for row in rows} - self._labels_by_id.keys()
+                if unknown:
+                    await self._load_labels(conn, sorted(unknown))
+        found: list[Series] = []
+        # Rows arrive ordered by series then bucket.
+        for sid, points in groupby(rows, key=itemgetter(0)):
+            labels, label_set = self._labels_by_id[sid]
+            if wanted <= label_set:
+                found.append(Series(metric, labels,
+                                    [(bucket * step_ms / 1000, avg) for _, bucket, avg in points]))
         found.sort(key=lambda s: s.labels)
         return found
 
-    async def _matching_series(self, conn: AsyncConnection, metric: str,
-                               wanted: frozenset[tuple[str, str]]) -> dict[int, Labels]:
-        """Ids and labels of the metric's series that carry every matcher.
-
-        Filtering in Python keeps matchers exact whatever the label values contain; the
-        series table is small and parsed label sets are cached by their text.
-        """
-        rows = await conn.execute(
-            select(series.c.id, series.c.labels).where(series.c.metric == metric))
-        matching: dict[int, Labels] = {}
-        parsed = self._parsed
-        for sid, label_text in rows:
-            entry = parsed.get(label_text)
-            if entry is None:
+    async def _load_labels(self, conn: AsyncConnection, ids: Sequence[int]) -> None:
+        """Parse and cache the labels of series ids; an id never changes its series."""
+        for chunk in _chunks(ids, _IN_CHUNK):
+            result = await conn.execute(
+                select(series.c.id, series.c.labels).where(series.c.id.in_(chunk)))
+            for sid, label_text in result:
                 labels = parse_canonical_labels(label_text)
-                entry = parsed[label_text] = (labels, frozenset(labels))
-            if wanted <= entry[1]:
-                matching[sid] = entry[0]
-        return matching
+                self._labels_by_id[sid] = (labels, frozenset(labels))
+
+    def _range_query(self, matcher_count: int, step_ms: int) -> Select[tuple[int, int, float]]:
+        """Averages per matching series and step-aligned bucket, in one round trip.
+
+        Series are selected by metric and, per matcher, by its canonical text
+        ``,name="value",`` occurring in ``,labels,``: that lets the database skip the
+        metric's other series (a wall-screen graph asks for one target among thousands), and
+        can in theory over-match but never under-match, so ``query_range`` checks the exact
+        labels afterwards.
+
+        The bucket comes back as ``ts / step``: integer division is floor for the stored
+        non-negative timestamps (unix time after 1970) and the cheapest grouping key SQLite
+        can compute. The step is inlined rather than bound because PostgreSQL must see one
+        identical expression in SELECT and GROUP BY (two bound parameters would be two
+        different expressions to it). Statements are built once per shape, graphs repeat.
+        """
+        key = (matcher_count, step_ms)
+        query = self._range_queries.get(key)
+        if query is None:
+            haystack = literal(",") + series.c.labels + literal(",")
+            bucket = samples.c.ts.op("/", return_type=BigInteger)(
+                literal_column(str(int(step_ms))))
+            query = (
+                select(samples.c.series_id, bucket, func.avg(samples.c.value))
+                .join(series, series.c.id == samples.c.series_id)
+                .where(series.c.metric == bindparam("metric", type_=Text),
+                       *(self._dialect.contains(haystack, bindparam(f"m{i}", type_=Text))
+                         for i in range(matcher_count)),
+                       samples.c.ts >= bindparam("start", type_=BigInteger),
+                       samples.c.ts <= bindparam("end", type_=BigInteger))
+                .group_by(samples.c.series_id, bucket)
+                .order_by(samples.c.series_id, bucket)
+            )
+            if len(self._range_queries) >= 256:  # shapes come from clients; stay bounded
+                self._range_queries.clear()
+            self._range_queries[key] = query
+        return query
 
     # -- retention -----------------------------------------------------------------------
 
@@ -250,38 +313,20 @@ class SqlStore:
             raise
 
 
-def _rows(samples_: Sequence[Sample], ids: Mapping[SeriesKey, int],
-          learned: Mapping[SeriesKey, int]) -> list[dialects.Row]:
-    """Sample rows keyed by series id and ms, the last of duplicates winning."""
-    by_key: dict[tuple[int, int], float] = {}
-    get = ids.get
-    for s in samples_:
-        key = (s.metric, s.labels)
-        sid = get(key)
-        if sid is None:
-            sid = learned[key]
-        by_key[(sid, round(s.ts * 1000))] = s.value
-    # Sorted rows land on neighbouring B-tree pages one after another.
-    rows = [(sid, ts, value) for (sid, ts), value in by_key.items()]
-    rows.sort()
-    return rows
+def _rows(samples_: Sequence[Sample], ids: Mapping[SeriesKey, int]) -> list[dialects.Row]:
+    """Rows in the samples' order (so of duplicates the last wins); KeyError on a new series.
 
-
-def _bucket_query(series_ids: Sequence[int], start_ms: int, end_ms: int,
-                  step_ms: int) -> Select[tuple[int, int, float]]:
-    # Floor to a multiple of step even for negative ts (% truncates toward zero in SQL).
-    # The step is an integer we computed, inlined so PostgreSQL sees the same expression in
-    # SELECT and GROUP BY (two bound parameters would be two different expressions to it).
-    step = literal_column(str(int(step_ms)))
-    bucket = samples.c.ts - (samples.c.ts % step + step) % step
-    id_filter = (samples.c.series_id == series_ids[0] if len(series_ids) == 1
-                 else samples.c.series_id.in_(series_ids))
-    return (
-        select(samples.c.series_id, bucket, func.avg(samples.c.value))
-        .where(id_filter, samples.c.ts >= start_ms, samples.c.ts <= end_ms)
-        .group_by(samples.c.series_id, bucket)
-        .order_by(samples.c.series_id, bucket)
-    )
+    Samples that cannot be stored faithfully are left out rather than failing the batch (the
+    writer would retry a failing batch forever): a NaN value (SQLite would turn it into NULL;
+    it means "no measurement" anyway) and a non-finite timestamp. This is the per-sample hot
+    path of ingestion, hence one comprehension, with the timestamp check only on failure.
+    """
+    try:
+        return [(ids[(s.metric, s.labels)], round(s.ts * 1000), s.value)
+                for s in samples_ if s.value == s.value]
+    except (ValueError, OverflowError):  # round() of a NaN or infinite timestamp
+        return [(ids[(s.metric, s.labels)], round(s.ts * 1000), s.value)
+                for s in samples_ if s.value == s.value and isfinite(s.ts)]
 
 
 async def _prune_series(conn: AsyncConnection, series_id: int, cutoff: int,
@@ -309,8 +354,8 @@ def _retryable(exc: BaseException) -> bool:
     if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
         return True
     if isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError,
-                        asyncpg.InterfaceError, asyncpg.PostgresConnectionError,
-                        OSError, TimeoutError)):
+                        sqlite3.OperationalError, asyncpg.InterfaceError,
+                        asyncpg.PostgresConnectionError, OSError, TimeoutError)):
         return True
     code = _sqlstate(exc)
     return code is not None and (code[:2] in _RETRYABLE_SQLSTATE_CLASSES

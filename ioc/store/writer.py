@@ -43,14 +43,16 @@ class StoreWriter:
     def __init__(self, store: Store, registry: CollectorRegistry, *,
                  flush_interval: float = 1.0, batch_size: int = 5000,
                  queue_limit: int = 1_000_000, retry_initial: float = 0.5,
-                 retry_max: float = 30.0, stop_timeout: float = 5.0) -> None:
-        if flush_interval <= 0 or batch_size < 1 or queue_limit < 1:
+                 retry_max: float = 30.0, stop_timeout: float = 5.0,
+                 group_commit: int = 4) -> None:
+        if flush_interval <= 0 or batch_size < 1 or queue_limit < 1 or group_commit < 1:
             raise ValueError("flush_interval, batch_size and queue_limit must be positive")
         if retry_initial <= 0 or retry_max < retry_initial:
             raise ValueError("need 0 < retry_initial <= retry_max")
         self._store = store
         self._flush_interval = flush_interval
         self._batch_size = batch_size
+        self._group_commit = group_commit
         self._queue_limit = queue_limit
         self._retry_initial = retry_initial
         self._retry_max = retry_max
@@ -203,16 +205,24 @@ class StoreWriter:
     async def _drain(self) -> bool:
         """Write the buffer in batches; False if shutdown's deadline passed first."""
         while self._buffer:
-            count = min(self._batch_size, len(self._buffer))
+            # A flush starts at batch_size samples, but a backlog (the database was slow or
+            # away, or ingest outruns single batches) is written in transactions of up to
+            # ``group_commit`` batches: each commit costs about one page write per series it
+            # touches, so fewer, larger commits catch up faster.
+            count = min(self._batch_size * self._group_commit, len(self._buffer))
             self._inflight_seq = self._next_seq - len(self._buffer)
             popleft = self._buffer.popleft
-            self._inflight = [popleft() for _ in range(count)]
+            batch = self._inflight = [popleft() for _ in range(count)]
+            written = False
             try:
-                if not await self._write(self._inflight):
-                    return False
+                written = await self._write(batch)
             finally:
+                if not written:  # deadline passed or task cancelled: back to the head
+                    self._buffer.extendleft(reversed(batch))
                 self._inflight = []
                 self._notify_progress()
+            if not written:
+                return False
         return True
 
     async def _write(self, batch: list[Sample]) -> bool:
@@ -222,8 +232,6 @@ class StoreWriter:
         while True:
             deadline = self._stop_deadline
             if deadline is not None and loop.time() >= deadline:
-                # Put it back so _give_up counts it with the rest.
-                self._buffer.extendleft(reversed(batch))
                 return False
             started = time.perf_counter()
             try:

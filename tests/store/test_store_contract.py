@@ -89,6 +89,17 @@ async def test_round_trip_keeps_labels_and_values_exactly(store: SqlStore) -> No
     assert by_labels[other].points == [(T0, 7.0)]
 
 
+async def test_label_order_does_not_split_a_series(store: SqlStore) -> None:
+    await store.append([Sample("m", (("b", "2"), ("a", "1")), 1.0, T0),
+                        Sample("m", (("a", "1"), ("b", "2")), 2.0, T0 + 10)])
+    await store.append([Sample("m", (("b", "2"), ("a", "1")), 3.0, T0 + 20)])
+
+    [series] = await store.query_range("m", {"a": "1"}, T0, T0 + 20, 10)
+
+    assert series.labels == (("a", "1"), ("b", "2"))
+    assert series.points == [(T0, 1.0), (T0 + 10, 2.0), (T0 + 20, 3.0)]
+
+
 async def test_matchers_select_series_by_exact_label_equality(store: SqlStore) -> None:
     await store.append([
         sample("ioc_target_up", 1, T0, job="web", instance="a", tỉnh="Huế"),
@@ -96,6 +107,8 @@ async def test_matchers_select_series_by_exact_label_equality(store: SqlStore) -
         sample("ioc_target_up", 1, T0, job="dns", instance="a", tỉnh="Huế"),
         sample("ioc_target_up", 1, T0, job="web2", instance="a"),
         sample("ioc_other", 1, T0, job="web", instance="a"),
+        # Its canonical text contains ',job="web",' without having a label job="web".
+        Sample("ioc_target_up", make_labels({"a,job": "web", "instance": "c"}), 1.0, T0),
     ])
 
     async def instances(matchers: dict[str, str]) -> list[tuple[str, str]]:
@@ -105,7 +118,7 @@ async def test_matchers_select_series_by_exact_label_equality(store: SqlStore) -
     assert await instances({"job": "web"}) == [("web", "a"), ("web", "b")]
     assert await instances({"job": "web", "instance": "b"}) == [("web", "b")]
     assert await instances({"tỉnh": "Huế", "instance": "a"}) == [("dns", "a"), ("web", "a")]
-    assert len(await instances({})) == 4
+    assert len(await store.query_range("ioc_target_up", {}, T0, T0, 15)) == 5
     assert await instances({"job": "we"}) == []           # no prefix matching
     assert await instances({"missing": ""}) == []         # a matcher needs the label present
     assert await store.query_range("ioc_absent", {}, T0, T0, 15) == []
@@ -153,6 +166,17 @@ async def test_duplicate_timestamps_do_not_fail_and_last_write_wins(store: SqlSt
     [series] = await store.query_range("m", {}, T0, T0 + 20, 10)
 
     assert series.points == [(T0, 4.0), (T0 + 10, 3.0), (T0 + 20, 5.0)]
+
+
+async def test_unstorable_samples_are_skipped_without_failing_the_batch(
+        store: SqlStore) -> None:
+    await store.append([sample("m", float("nan"), T0), sample("m", 1, float("inf")),
+                        sample("m", 1, float("nan")), sample("m", float("inf"), T0 + 10),
+                        sample("m", -2.5, T0 + 20)])
+
+    [series] = await store.query_range("m", {}, T0, T0 + 20, 10)
+
+    assert series.points == [(T0 + 10, float("inf")), (T0 + 20, -2.5)]
 
 
 async def test_prune_removes_only_old_samples_and_counts_them(store: SqlStore) -> None:

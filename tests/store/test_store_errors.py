@@ -31,7 +31,7 @@ async def test_a_locked_sqlite_database_is_a_store_error(tmp_path: Path) -> None
 async def test_an_unreachable_postgresql_is_a_store_error() -> None:
     # Port 1 on loopback: nothing listens, the connection is refused at once.
     store = open_store("postgresql+asyncpg://ioc:s3cret@127.0.0.1:1/ioc")
-    with pytest.raises(StoreError, match="refused|Connect call failed") as raised:
+    with pytest.raises(StoreError, match=r"refused|Connect call failed") as raised:
         await store.open()
     assert "s3cret" not in str(raised.value)
     with pytest.raises(StoreError):

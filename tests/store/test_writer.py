@@ -78,9 +78,22 @@ def metric(registry: CollectorRegistry, name: str) -> float:
     return value
 
 
+async def test_a_backlog_is_written_in_group_commits(
+        store: ObservedStore, registry: CollectorRegistry) -> None:
+    writer = StoreWriter(store, registry, batch_size=10, flush_interval=3600, group_commit=4)
+    writer.start()
+    try:
+        writer.submit(samples(95))  # a backlog: many batches wait at once
+        await store.until(lambda: sum(store.batches) == 95)
+        assert store.batches == [40, 40, 15]  # at most 4 batches per transaction
+        assert metric(registry, "ioc_store_samples_written_total") == 95
+    finally:
+        await writer.stop()
+
+
 async def test_a_full_batch_is_written_without_waiting_for_the_interval(
         store: ObservedStore, registry: CollectorRegistry) -> None:
-    writer = StoreWriter(store, registry, batch_size=10, flush_interval=3600)
+    writer = StoreWriter(store, registry, batch_size=10, flush_interval=3600, group_commit=1)
     writer.start()
     try:
         for s in samples(9):
@@ -115,7 +128,7 @@ async def test_a_partial_batch_is_written_after_the_flush_interval(
 
 async def test_flush_returns_once_earlier_samples_are_stored(
         store: ObservedStore, registry: CollectorRegistry) -> None:
-    writer = StoreWriter(store, registry, batch_size=40, flush_interval=3600)
+    writer = StoreWriter(store, registry, batch_size=40, flush_interval=3600, group_commit=1)
     writer.start()
     try:
         await writer.flush()  # nothing pending: returns at once
@@ -130,7 +143,8 @@ async def test_flush_returns_once_earlier_samples_are_stored(
 
 async def test_stop_writes_everything_still_buffered(
         store: ObservedStore, registry: CollectorRegistry) -> None:
-    writer = StoreWriter(store, registry, batch_size=1000, flush_interval=3600)
+    writer = StoreWriter(store, registry, batch_size=1000, flush_interval=3600,
+                         group_commit=1)
     writer.start()
     writer.submit(samples(2500))
 
@@ -146,7 +160,7 @@ async def test_failed_writes_are_retried_with_the_same_batch_and_nothing_is_lost
         store: ObservedStore, registry: CollectorRegistry,
         caplog: pytest.LogCaptureFixture) -> None:
     store.fail_first = 4
-    writer = StoreWriter(store, registry, batch_size=50, flush_interval=3600,
+    writer = StoreWriter(store, registry, batch_size=50, flush_interval=3600, group_commit=1,
                          retry_initial=0.001, retry_max=0.004)
     caplog.set_level(logging.INFO, logger="ioc.store")
     writer.start()
