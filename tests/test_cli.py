@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sqlite3
 import subprocess
@@ -117,3 +118,25 @@ def test_sigterm_stops_gracefully_and_keeps_every_sample(tmp_path: Path) -> None
             "WHERE metric = 'ioc_target_up'").fetchone()[0]
     # Every poll finished before the scrape (and the ones after it) is on disk.
     assert stored >= polls
+
+
+@pytest.mark.slow
+def test_simulate_serves_the_province_and_stops_on_sigterm() -> None:
+    port = free_port()
+    proc = subprocess.Popen([*IOC, "simulate", "--listen", f"127.0.0.1:{port}",
+                             "--latency-scale", "0"], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ,
+                                                                    "IOC_SIM_TOKEN": ""})
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert f"simulator running at http://127.0.0.1:{port}" in line, line
+        assert "fault injection disabled" in line
+        page = _get(f"http://127.0.0.1:{port}/STP/")
+        assert "<title>Sở Tư pháp — Tỉnh Hậu Giang</title>" in page
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
