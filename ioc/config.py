@@ -105,6 +105,30 @@ class SimulatorConfig(StrictModel):
     latency_scale: float = Field(1.0, ge=0, le=100)
 
 
+Role = Literal["viewer", "operator", "ingest", "admin"]
+
+
+class TokenConfig(StrictModel):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$", max_length=64,
+                      description="who holds the token; shown in logs and the audit trail")
+    token: SecretStr = Field(description="the secret; write it as ${ENV_VAR}")
+    roles: list[Role] = Field(min_length=1)
+
+    @field_validator("token")
+    @classmethod
+    def _check_token(cls, value: SecretStr) -> SecretStr:
+        if len(value.get_secret_value()) < 16:
+            raise ValueError("token must be at least 16 characters (generate one with "
+                             "`openssl rand -hex 24`)")
+        return value
+
+
+class AuthConfig(StrictModel):
+    tokens: list[TokenConfig] = Field(default_factory=list)
+    anonymous: list[Role] = Field(default_factory=lambda: ["viewer"],
+                                  description="roles of requests without a token")
+
+
 class ConfigFile(StrictModel):
     """The shape of config.yaml; collectors are validated per type afterwards."""
 
@@ -115,6 +139,7 @@ class ConfigFile(StrictModel):
     storage: StorageConfig = StorageConfig()
     collection: CollectionConfig = CollectionConfig()
     simulator: SimulatorConfig = SimulatorConfig()
+    auth: AuthConfig = AuthConfig()
     collectors: list[dict[str, Any]] = Field(default_factory=list)
 
 
@@ -129,6 +154,7 @@ class Config:
     storage: StorageConfig
     collection: CollectionConfig
     simulator: SimulatorConfig
+    auth: AuthConfig
     collectors: tuple[CollectorConfig, ...]
     source: str = "<memory>"
     secrets: tuple[str, ...] = field(default=(), repr=False)
@@ -368,10 +394,10 @@ def parse_config(raw: Any, *, env: Mapping[str, str] | None = None,
     if issues or file_model is None:
         raise ConfigError(source, issues)
     secrets = tuple(sorted(set(used), key=len, reverse=True))
+    extra = [t.token.get_secret_value() for t in file_model.auth.tokens]
     if file_model.simulator.token is not None:
-        token = file_model.simulator.token.get_secret_value()
-        if token and token not in secrets:
-            secrets = (*secrets, token)
+        extra.append(file_model.simulator.token.get_secret_value())
+    secrets = (*secrets, *(t for t in extra if t and t not in secrets))
     return Config(
         service=file_model.service,
         logging=file_model.logging,
@@ -380,6 +406,7 @@ def parse_config(raw: Any, *, env: Mapping[str, str] | None = None,
         storage=file_model.storage,
         collection=file_model.collection,
         simulator=file_model.simulator,
+        auth=file_model.auth,
         collectors=tuple(collectors),
         source=source,
         secrets=secrets,

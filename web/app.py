@@ -11,6 +11,7 @@ from prometheus_client.exposition import choose_encoder
 
 from ioc import clock
 from web import api
+from web.auth import Authenticator
 from web.errors import error_middleware, json_error
 from web.openapi import openapi_document
 
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
 
 IOC_APP: web.AppKey[IocApp] = web.AppKey("ioc_app")
 TEMPLATES: web.AppKey[jinja2.Environment] = web.AppKey("templates")
+AUTH: web.AppKey[Authenticator] = web.AppKey("auth")
 
 MAX_BODY_BYTES = 1 << 20
 
@@ -69,6 +71,10 @@ async def not_found(request: web.Request) -> web.Response:
 def create_web_app(ioc_app: IocApp) -> web.Application:
     app = web.Application(middlewares=[error_middleware], client_max_size=MAX_BODY_BYTES)
     app[IOC_APP] = ioc_app
+    auth = ioc_app.config.auth
+    app[AUTH] = Authenticator(
+        ((t.name, t.token.get_secret_value(), t.roles) for t in auth.tokens),
+        anonymous_roles=auth.anonymous)
     app[TEMPLATES] = jinja2.Environment(
         loader=jinja2.PackageLoader("web", "templates"),
         autoescape=True,  # every page, every value: target names and errors are untrusted
