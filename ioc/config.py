@@ -123,9 +123,13 @@ class TokenConfig(StrictModel):
         return value
 
 
+def _default_anonymous() -> list[Role]:
+    return ["viewer"]
+
+
 class AuthConfig(StrictModel):
     tokens: list[TokenConfig] = Field(default_factory=list)
-    anonymous: list[Role] = Field(default_factory=lambda: ["viewer"],
+    anonymous: list[Role] = Field(default_factory=_default_anonymous,
                                   description="roles of requests without a token")
 
 
