@@ -36,6 +36,7 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python bench/store_ingest.py
 	$(BIN)/python bench/query_range.py
 	$(BIN)/python bench/startup.py
+	$(BIN)/python bench/alert_eval.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

@@ -23,6 +23,25 @@ class CollectorFailure(Exception):
         self.reason = reason
 
 
+_PHASE_ATTR = "ioc_timeout_phase"
+
+
+def mark_interrupted_phase(exc: BaseException, phase: str) -> None:
+    """Note on a cancellation which phase of the check it cut short.
+
+    The runner enforces the deadline of the whole check, so it only sees a timeout; a
+    collector tags the cancellation on its way out so that a timeout while connecting can be
+    reported as ``connect_timeout`` rather than ``timeout``.
+    """
+    setattr(exc, _PHASE_ATTR, phase)
+
+
+def interrupted_phase(exc: BaseException) -> str | None:
+    """The phase a timeout cut short, from the cancellation it was raised from."""
+    cause = exc.__cause__ or exc.__context__
+    return getattr(cause, _PHASE_ATTR, None) if cause is not None else None
+
+
 class Collector(Protocol):
     kind: ClassVar[str]                          # the `type:` in config.yaml
     Config: ClassVar[type[CollectorConfig]]      # the pydantic model of its config block

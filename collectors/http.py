@@ -1,22 +1,41 @@
-"""The ``http`` collector: is the department's web system answering, and how fast.
+"""The ``http`` collector: is a department's web system answering, correctly, fast, unaltered.
 
-This is the foundation's probe: status code and latency. Content conditions, TLS details and
-phase timings belong to the full uptime probe and extend this module.
+One check is one request (redirects followed up to a limit) on a fresh connection unless the
+target asks for ``keepalive``. The verdict looks at the status, the content conditions, the
+forbidden (defacement) keywords, the page title and the TLS certificate; the samples carry
+the status, the body size, the redirect count, the TLS expiry and version and the time spent
+in each phase. Parsing and judging live in ``collectors.probe``; this module fetches.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import re
 import ssl
 from typing import ClassVar, Literal
 from urllib.parse import urlsplit
 
 import aiohttp
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
-from collectors.base import CollectorFailure
-from ioc.config_types import CollectorConfig
-from ioc.model import CollectResult, Sample, make_labels
+from collectors.base import CollectorFailure, mark_interrupted_phase
+from collectors.probe.body import read_body
+from collectors.probe.conditions import (
+    DEFAULT_FORBIDDEN_KEYWORDS,
+    ContentRules,
+    compile_jmespath,
+    forbidden_hits,
+    page_title,
+    word_pattern,
+)
+from collectors.probe.errors import classify_http_error
+from collectors.probe.phases import CURRENT_TIMER, PhaseTimer
+from collectors.probe.session import open_probe_session
+from collectors.probe.tls import TlsInfo, check_cert_days, client_context, tls_info
+from ioc import clock
+from ioc.config_types import CollectorConfig, Duration, StrictModel
+from ioc.model import CollectResult, Event, Sample, make_labels
 
 
 def parse_status_spec(spec: list[int | str]) -> tuple[tuple[int, int], ...]:
@@ -46,20 +65,50 @@ def _default_status() -> list[int | str]:
     return ["200-299"]
 
 
+def _default_forbidden() -> list[str]:
+    return list(DEFAULT_FORBIDDEN_KEYWORDS)
+
+
+class BasicAuth(StrictModel):
+    username: str
+    password: SecretStr
+
+
 class HttpConfig(CollectorConfig):
     type: Literal["http"]
     url: str = Field(description="http:// or https:// address to request")
-    method: Literal["GET", "HEAD", "POST"] = "GET"
+    method: Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] = "GET"
     headers: dict[str, str] = Field(default_factory=dict)
+    body: str | None = None
+    basic_auth: BasicAuth | None = None
+    bearer_token: SecretStr | None = None
     expected_status: list[int | str] = Field(
         default_factory=_default_status,
         description="status codes and ranges that count as up",
     )
+    max_latency: Duration | None = None
+    body_contains: list[str] = Field(default_factory=list)
+    body_not_contains: list[str] = Field(default_factory=list)
+    case_insensitive: bool = False
+    body_regex: str | None = None
+    json_condition: str | None = None
+    expected_title: str | None = None
+    forbidden_keywords: list[str] = Field(default_factory=_default_forbidden)
+    detect_title_change: bool = False
+    max_redirects: int = Field(default=10, ge=0, le=100)
+    max_body_bytes: int = Field(default=1 << 20, ge=1, le=1 << 30)
+    ip_family: Literal["any", "ipv4", "ipv6"] = "any"
+    proxy: str | None = None
     verify_tls: bool = True
+    ca_file: str | None = None
+    cert_min_days: float | None = Field(default=None, ge=0)
+    keepalive: bool = False
 
-    @field_validator("url")
+    @field_validator("url", "proxy")
     @classmethod
-    def _check_url(cls, value: str) -> str:
+    def _check_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"expected an http:// or https:// URL with a host, got {value!r}")
@@ -71,6 +120,29 @@ class HttpConfig(CollectorConfig):
         parse_status_spec(value)
         return value
 
+    @field_validator("body_regex")
+    @classmethod
+    def _check_regex(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"invalid regular expression {value!r}: {exc}") from exc
+        return value
+
+    @field_validator("json_condition")
+    @classmethod
+    def _check_jmespath(cls, value: str | None) -> str | None:
+        if value is not None:
+            compile_jmespath(value)
+        return value
+
+    @model_validator(mode="after")
+    def _one_auth(self) -> HttpConfig:
+        if self.basic_auth is not None and self.bearer_token is not None:
+            raise ValueError("use either basic_auth or bearer_token, not both")
+        return self
+
 
 class HttpCollector:
     kind: ClassVar[str] = "http"
@@ -79,10 +151,43 @@ class HttpCollector:
     def __init__(self, config: HttpConfig) -> None:
         self.config = config
         self._ranges = parse_status_spec(config.expected_status)
-        self._ssl: ssl.SSLContext | bool = True if config.verify_tls else False
-        self._status_labels = make_labels(
-            {"target": config.name, "department": config.department, "kind": self.kind}
+        self._ssl: bool | ssl.SSLContext = config.verify_tls
+        if config.verify_tls and config.ca_file:
+            self._ssl = client_context(True, config.ca_file)
+        self._tls = urlsplit(config.url).scheme == "https"
+        flags = re.IGNORECASE if config.case_insensitive else 0
+        self._rules = ContentRules(
+            contains=tuple(config.body_contains),
+            not_contains=tuple(config.body_not_contains),
+            case_insensitive=config.case_insensitive,
+            regex=re.compile(config.body_regex, flags) if config.body_regex else None,
+            json_query=compile_jmespath(config.json_condition)
+            if config.json_condition else None,
+            json_source=config.json_condition or "",
+            expected_title=config.expected_title,
         )
+        self._has_rules = any((config.body_contains, config.body_not_contains,
+                               config.body_regex, config.json_condition,
+                               config.expected_title))
+        self._forbidden = word_pattern(config.forbidden_keywords)
+        self._headers = dict(config.headers)
+        self._headers.setdefault("Accept-Encoding", "gzip, deflate")
+        if config.bearer_token is not None:
+            self._headers["Authorization"] = f"Bearer {config.bearer_token.get_secret_value()}"
+        if config.basic_auth is not None:
+            pair = f"{config.basic_auth.username}:" \
+                   f"{config.basic_auth.password.get_secret_value()}"
+            self._headers["Authorization"] = \
+                f"Basic {base64.b64encode(pair.encode()).decode('ascii')}"
+        self._labels = make_labels(config.labels, target=config.name,
+                                   department=config.department, kind=self.kind)
+        self._phase_labels = {phase: make_labels(self._labels, phase=phase)
+                              for phase in ("dns", "connect", "tls", "processing", "transfer")}
+        self._own_policy = config.keepalive or config.ip_family != "any"
+        self._own_session: aiohttp.ClientSession | None = None
+        self._baseline_title: str | None = None
+        self._last_hits: tuple[str, ...] = ()
+        self._last_tls: TlsInfo | None = None
 
     @property
     def host(self) -> str | None:
@@ -92,37 +197,146 @@ class HttpCollector:
     def status_ok(self, status: int) -> bool:
         return any(low <= status <= high for low, high in self._ranges)
 
+    def _session_for(self, shared: aiohttp.ClientSession) -> aiohttp.ClientSession:
+        """The app's fresh-connection session, or this target's own for keepalive/family."""
+        if not self._own_policy:
+            return shared
+        if self._own_session is None or self._own_session.closed:
+            self._own_session = open_probe_session(
+                limit=4, limit_per_host=4, keepalive=self.config.keepalive,
+                family=self.config.ip_family)
+        return self._own_session
+
+    async def close(self) -> None:
+        if self._own_session is not None:
+            await self._own_session.close()
+            self._own_session = None
+
     async def collect(self, session: aiohttp.ClientSession, now: float) -> CollectResult:
         cfg = self.config
+        timer = PhaseTimer(tls=self._tls)
+        token = CURRENT_TIMER.set(timer)
+        started = clock.monotonic()
         try:
-            async with session.request(
-                cfg.method, cfg.url, headers=cfg.headers, ssl=self._ssl,
-                allow_redirects=True,
+            async with self._session_for(session).request(
+                cfg.method, cfg.url, headers=self._headers, data=cfg.body,
+                ssl=self._ssl, allow_redirects=cfg.max_redirects > 0,
+                max_redirects=max(cfg.max_redirects, 1), proxy=cfg.proxy,
+                trace_request_ctx=timer, auto_decompress=False,
             ) as response:
-                # Drain (bounded) so the measured time includes the transfer.
-                await response.content.read(1 << 20)
+                tls = self._tls_of(response, timer)
+                body = b"" if cfg.method == "HEAD" else await read_body(
+                    response, cfg.max_body_bytes)
+                timer.finish()
                 status = response.status
-        except aiohttp.ClientConnectorDNSError as exc:
-            raise CollectorFailure("dns", f"name did not resolve: {exc.host}") from exc
-        except aiohttp.ClientConnectorCertificateError as exc:
-            raise CollectorFailure("tls", f"certificate error: {exc.certificate_error}") from exc
-        except aiohttp.ClientSSLError as exc:
-            raise CollectorFailure("tls", f"TLS error: {exc}") from exc
-        except aiohttp.ClientConnectorError as exc:
-            if isinstance(exc.os_error, (TimeoutError, asyncio.TimeoutError)):
-                raise CollectorFailure("connect_timeout", f"connect timed out: {exc}") from exc
-            raise CollectorFailure("connect_refused", f"cannot connect: {exc.os_error}") from exc
-        except aiohttp.TooManyRedirects as exc:
-            raise CollectorFailure("redirect_loop", "too many redirects") from exc
-        except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError,
-                aiohttp.ClientResponseError) as exc:
-            raise CollectorFailure("protocol_error", f"bad response: {exc}") from exc
-        samples = (
-            Sample("ioc_probe_http_status_code", self._status_labels, float(status), now),
-        )
+                charset = response.charset or "utf-8"
+                final_url = str(response.url)
+        except asyncio.CancelledError as exc:
+            mark_interrupted_phase(exc, timer.current)
+            raise
+        except CollectorFailure:
+            raise
+        except Exception as exc:
+            failure = classify_http_error(exc)
+            if failure is None:
+                raise
+            raise failure from exc
+        finally:
+            CURRENT_TIMER.reset(token)
+        elapsed = clock.monotonic() - started
+        samples = self._samples(timer, status, len(body), tls, final_url, now)
+        try:
+            check_cert_days(tls, cfg.cert_min_days, now)
+        except CollectorFailure as exc:
+            return CollectResult(up=False, samples=samples, reason="tls", error=str(exc),
+                                 value=status)
         if not self.status_ok(status):
             return CollectResult(up=False, samples=samples, reason="http_status",
                                  error=f"unexpected HTTP status {status}", value=status)
+        problem, events = self._judge_content(body, charset, final_url, now)
+        if problem is not None:
+            return CollectResult(up=False, samples=samples, events=events, reason="content",
+                                 error=problem, value=status)
+        if cfg.max_latency is not None and elapsed > cfg.max_latency:
+            return CollectResult(up=True, samples=samples, value=status, degraded=True,
+                                 error=f"answered in {elapsed:.3f}s, over max_latency "
+                                       f"{cfg.max_latency:g}s")
         return CollectResult(up=True, samples=samples, value=status)
 
+    def _tls_of(self, response: aiohttp.ClientResponse, timer: PhaseTimer) -> TlsInfo | None:
+        """TLS details of the connection the answer came on (kept across keepalive reuse)."""
+        if response.url.scheme != "https":
+            return None
+        info = tls_info(timer.ssl_object)
+        if info is None and response.connection is not None \
+                and response.connection.transport is not None:
+            info = tls_info(response.connection.transport.get_extra_info("ssl_object"))
+        if info is None:
+            info = self._last_tls  # a reused keepalive connection: same handshake as before
+        self._last_tls = info
+        return info
 
+    def _samples(self, timer: PhaseTimer, status: int, size: int, tls: TlsInfo | None,
+                 final_url: str, now: float) -> tuple[Sample, ...]:
+        labels = self._labels
+        samples = [
+            Sample("ioc_probe_http_status_code", labels, float(status), now),
+            Sample("ioc_probe_http_content_length_bytes", labels, float(size), now),
+            Sample("ioc_probe_http_redirects", labels, float(timer.redirects), now),
+            Sample("ioc_probe_http_final_url_info", make_labels(labels, url=final_url), 1.0,
+                   now),
+        ]
+        for phase, seconds in timer.durations.items():
+            phase_labels = self._phase_labels.get(phase)
+            if phase_labels is not None:
+                samples.append(Sample("ioc_probe_phase_duration_seconds", phase_labels,
+                                      seconds, now))
+        if tls is not None:
+            samples.append(Sample("ioc_probe_tls_cert_expiry_timestamp_seconds", labels,
+                                  tls.not_after, now))
+            samples.append(Sample("ioc_probe_tls_version_info",
+                                  make_labels(labels, version=tls.version), 1.0, now))
+        return tuple(samples)
+
+    def _judge_content(self, body: bytes, charset: str, final_url: str,
+                       now: float) -> tuple[str | None, tuple[Event, ...]]:
+        """The first content problem (or None) and a defacement event when one starts."""
+        cfg = self.config
+        if not (self._has_rules or self._forbidden is not None or cfg.detect_title_change):
+            return None, ()
+        try:
+            text = body.decode(charset, errors="replace")
+        except LookupError:
+            text = body.decode("utf-8", errors="replace")
+        problem = self._rules.check(text) if self._has_rules else None
+        hits = tuple(forbidden_hits(text, self._forbidden))
+        title_problem = None
+        if cfg.detect_title_change:
+            title = page_title(text)
+            if self._baseline_title is None and not hits and problem is None:
+                self._baseline_title = title
+            elif self._baseline_title is not None and title != self._baseline_title:
+                title_problem = (f"page title changed from {self._baseline_title!r} "
+                                 f"to {title!r}")
+        defaced = bool(hits) or title_problem is not None
+        events: tuple[Event, ...] = ()
+        signature = hits + ((title_problem,) if title_problem else ())
+        if defaced and signature != self._last_hits:
+            events = (self._defacement_event(hits, title_problem, final_url, now),)
+        self._last_hits = signature if defaced else ()
+        if hits:
+            return f"forbidden keywords on the page: {', '.join(hits)}", events
+        if title_problem is not None:
+            return title_problem, events
+        return problem, events
+
+    def _defacement_event(self, hits: tuple[str, ...], title_problem: str | None, url: str,
+                          now: float) -> Event:
+        cfg = self.config
+        what = (f"forbidden keywords: {', '.join(hits)}" if hits else "") + \
+            ("; " if hits and title_problem else "") + (title_problem or "")
+        return Event(
+            source="ioc-probe", id=f"defacement:{cfg.name}:{now:.3f}", severity="critical",
+            category="defacement", title=f"Possible defacement of {cfg.name}",
+            occurred_at=now, message=f"{url}: {what}", department=cfg.department,
+            host=urlsplit(url).hostname, labels=self._labels)

@@ -15,21 +15,33 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from alerts.dispatcher import build_dispatcher
+from alerts.engine import AlertEngine
+from alerts.event_counts import EventCounts
+from alerts.model import AlertSink
+from alerts.rules import compile_rules
+from collectors.probe.session import open_probe_session
 from collectors.registry import build_collector
+from collectors.siem import SiemCollector
 from ioc import __version__, clock
 from ioc.cache import SeriesCache
 from ioc.config import Config
 from ioc.config_types import split_listen
+from ioc.event_sink import EventSink
+from ioc.indices import IndexExporter
 from ioc.limits import PollLimits
 from ioc.logs import fields
-from ioc.metrics import SampleExporter, ServiceMetrics
+from ioc.metrics import DeliveryMetrics, SampleExporter, ServiceMetrics
 from ioc.pipeline import Pipeline
 from ioc.runner import PollRunner
 from ioc.scheduler import Job, Scheduler
 from ioc.status import StatusBoard, TargetState
 from ioc.store import SqlStore, open_store
+from ioc.store.alert_state import AlertStateStore
+from ioc.store.events import EventStore
 from ioc.store.retention import prune_loop
 from ioc.store.writer import StoreWriter
+from ioc.syslog import SyslogReceiver
 
 log = logging.getLogger("ioc.app")
 
@@ -49,6 +61,7 @@ class IocApp:
         self.metrics = ServiceMetrics(self.registry, __version__)
         self.cache = SeriesCache(config.collection.window, config.collection.window_points)
         self.registry.register(SampleExporter(self.cache))
+        self.registry.register(IndexExporter(config.indices))
         self.board = StatusBoard()
         self.store: SqlStore = open_store(config.storage.url)
         self.writer = StoreWriter(
@@ -58,6 +71,16 @@ class IocApp:
             queue_limit=config.storage.queue_limit,
         )
         self.pipeline = Pipeline(self.cache, self.board, self.writer, self.metrics)
+        # Security events: probes' findings come through the pipeline, pushes and syslog
+        # straight into the sink; everything is stored and counted once by (source, id).
+        self.event_store = EventStore(config.storage.url)
+        self.events = EventSink(self.event_store, self.registry,
+                                queue_limit=config.events.queue_limit,
+                                retention=config.events.retention,
+                                prune_interval=config.storage.prune_interval)
+        self.pipeline.add_hook(self.events.on_poll)
+        self.syslog = (SyslogReceiver(config.events.syslog, self.events, self.registry)
+                       if config.events.syslog.enabled else None)
         self.limits = PollLimits(config.collection.max_concurrency,
                                  config.collection.max_per_host)
         self.scheduler = Scheduler()
@@ -71,6 +94,8 @@ class IocApp:
         self.bound_port: int | None = None
         for collector_config in config.collectors:
             collector = build_collector(collector_config)
+            if isinstance(collector, SiemCollector):
+                collector.bind(self.events)
             runner = PollRunner(
                 collector,
                 interval=config.interval_of(collector_config),
@@ -83,6 +108,25 @@ class IocApp:
                 name=runner.name, department=collector_config.department, kind=runner.kind,
                 interval=runner.interval))
         self.metrics.targets.set(len(self.runners))
+        # Alert delivery (the alert engine's sink): routing, grouping, durable outbox.
+        self.dispatcher = build_dispatcher(config, DeliveryMetrics(self.registry), clock.now)
+        # Alert rules read the sample windows and the security-event counts; until the first
+        # poll of every target has come back after a start, a missing series is no recovery.
+        self.event_counts = EventCounts(config.collection.window,
+                                        config.collection.window_points)
+        self.events.subscribe(self.event_counts)
+        self.alert_sink: AlertSink = self.dispatcher
+        self.alerts = AlertEngine(
+            compile_rules(list(config.alert_rules), self.department_names),
+            [self.cache, self.event_counts.cache], self.alert_sink,
+            interval=config.alerts.evaluation_interval, registry=self.registry,
+            store=AlertStateStore(config.storage.url),
+            warmup=max((config.interval_of(c) + config.timeout_of(c)
+                        for c in config.collectors), default=0.0))
+        from web.wall_page import WallFeed  # the web layer reads; the pipeline feeds its stream
+
+        self.wall = WallFeed(self, epoch=format(int(clock.now() * 1000), "x"))
+        self.pipeline.add_hook(self.wall.on_outcome)
 
     def session(self) -> aiohttp.ClientSession:
         if self._session is None:
@@ -101,6 +145,10 @@ class IocApp:
         cfg = self.config
         await self.store.open()
         self.writer.start()
+        await self.event_store.open()
+        self.events.start()
+        await self.dispatcher.start()
+        await self.alerts.start()
         self._prune_task = asyncio.create_task(
             prune_loop(self.store, cfg.storage.retention, cfg.storage.prune_interval),
             name="ioc-retention")
@@ -112,14 +160,10 @@ class IocApp:
             self._sim_runner = await start_simulator(
                 sim_host, sim_port, token=token or None,
                 latency_scale=cfg.simulator.latency_scale)
-        connector = aiohttp.TCPConnector(
+        # A fresh connection per check (that is what uptime means), traced for phase timings.
+        self._session = open_probe_session(
             limit=cfg.collection.max_concurrency, limit_per_host=cfg.collection.max_per_host,
-            force_close=True,  # a fresh connection per check: that is what uptime means
-            ttl_dns_cache=60,
-        )
-        self._session = aiohttp.ClientSession(
-            connector=connector, headers={"User-Agent": f"ioc/{__version__}"},
-            timeout=aiohttp.ClientTimeout(total=None))
+            keepalive=False, user_agent=f"ioc/{__version__}")
         self._web_runner = web.AppRunner(create_web_app(self), access_log=None,
                                          handle_signals=False, shutdown_timeout=2.0)
         await self._web_runner.setup()
@@ -128,6 +172,8 @@ class IocApp:
         addresses = self._web_runner.addresses
         if addresses:
             self.bound_port = int(addresses[0][1])
+        if self.syslog is not None:
+            await self.syslog.start()
         self.scheduler.add_jobs([Job(name, r.interval, r.poll) for name, r in self.runners.items()])
         self.scheduler.start()
         self.started_at = clock.now()
@@ -137,17 +183,25 @@ class IocApp:
     async def stop(self, grace: float = 5.0) -> None:
         """Stop polling, finish in-flight polls, flush every collected sample, close."""
         await self.scheduler.shutdown(grace=grace)
+        await self.alerts.stop()
         if self._web_runner is not None:
             await self._web_runner.cleanup()
             self._web_runner = None
+        if self.syslog is not None:
+            await self.syslog.stop()
         if self._session is not None:
             await self._session.close()
             self._session = None
+        for runner in self.runners.values():
+            await runner.close()
         if self._prune_task is not None:
             self._prune_task.cancel()
             await asyncio.gather(self._prune_task, return_exceptions=True)
             self._prune_task = None
         await self.writer.stop()
+        await self.events.stop()
+        await self.event_store.close()
+        await self.dispatcher.stop()
         await self.store.close()
         if self._sim_runner is not None:
             await self._sim_runner.cleanup()

@@ -33,6 +33,11 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="validate a config file and exit")
     check.add_argument("-c", "--config", default="config.yaml", help="config file (config.yaml)")
 
+    rules = sub.add_parser("rules", help="work with alert rules")
+    rules_sub = rules.add_subparsers(dest="rules_command", required=True)
+    rules_test = rules_sub.add_parser("test", help="run rule unit tests (YAML, like promtool)")
+    rules_test.add_argument("files", nargs="+", metavar="FILE", help="rule test files")
+
     sim = sub.add_parser("simulate", help="run only the simulated department systems")
     sim.add_argument("--listen", default="127.0.0.1:8081", help="HOST:PORT (127.0.0.1:8081)")
     sim.add_argument("--latency-scale", type=float, default=1.0,
@@ -59,7 +64,11 @@ def cmd_check(path: str) -> int:
     print(f"{path}: OK")
     print(f"  collectors:  {len(config.collectors)} ({by_kind})")
     print(f"  departments: {len(config.departments)}")
-    print("  alert rules: 0")
+    sources = [src for _, src in config.alert_rules]
+    own = sum(1 for src in sources if src.startswith("alerts.rules["))
+    default = sum(1 for src in sources if src.startswith("<ioc>/"))
+    print(f"  alert rules: {len(sources)} ({own} in config, "
+          f"{len(sources) - own - default} from rule files, {default} default)")
     print(f"  storage:     {config.storage.url.split('://', 1)[0]}")
     return EXIT_OK
 
@@ -118,6 +127,10 @@ async def _simulate(listen: str, latency_scale: float) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "rules":
+        from alerts.rules_test import main as run_rule_tests
+
+        return run_rule_tests(args.files)
     if args.command == "check":
         return cmd_check(args.config)
     if args.command == "simulate":

@@ -17,6 +17,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
+from alerts.config import AlertsConfig
+from alerts.rules import RuleConfig, gather_rules
 from collectors.registry import COLLECTOR_TYPES
 from ioc.config_types import (
     CollectorConfig,
@@ -25,6 +27,8 @@ from ioc.config_types import (
     SecretStr,
     StrictModel,
 )
+from ioc.events_config import EventsConfig
+from ioc.indices import IndexConfig, IndexList
 
 # --------------------------------------------------------------------------------------------
 # Sections
@@ -133,6 +137,51 @@ class AuthConfig(StrictModel):
                                   description="roles of requests without a token")
 
 
+WallPanel = Literal["clock", "health", "departments", "backlog", "feedback", "security",
+                   "alerts", "indices", "announcement"]
+WALL_PANELS: tuple[str, ...] = WallPanel.__args__  # type: ignore[attr-defined]
+
+
+def _all_panels() -> list[WallPanel]:
+    return list(WALL_PANELS)  # type: ignore[arg-type]
+
+
+class WallViewConfig(StrictModel):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_\-]*$", max_length=64,
+                      description="the view's address: /wall/NAME")
+    title: str = Field("", description="shown in the wall's header; empty: the service title")
+    panels: list[WallPanel] = Field(default_factory=_all_panels, min_length=1)
+    departments: list[str] = Field(default_factory=list,
+                                   description="department codes whose tiles show; empty: all")
+
+
+class WallConfig(StrictModel):
+    views: list[WallViewConfig] = Field(default_factory=list)
+    stale_after: Duration = Field(900.0, description="a panel dims when its data is older")
+    offline_after: Duration = Field(15.0, description="the screen says it is offline after "
+                                    "this long without a message from the stream")
+    heartbeat: Duration = Field(5.0, description="stream heartbeat interval")
+    max_clients: int = Field(100, ge=1, le=10_000, description="stream connections at once")
+    replay_events: int = Field(1000, ge=10, le=1_000_000,
+                               description="recent events kept for Last-Event-ID resume")
+    announcement: str = Field("", max_length=500, description="banner text at start")
+    allowed_networks: list[str] = Field(default_factory=list,
+                                        description="CIDRs that may see the wall; empty: any")
+
+    @field_validator("allowed_networks")
+    @classmethod
+    def _check_networks(cls, value: list[str]) -> list[str]:
+        import ipaddress
+
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"not a network: {item!r} (expected e.g. 10.0.0.0/8 or "
+                                 "192.168.1.20)") from None
+        return value
+
+
 class ConfigFile(StrictModel):
     """The shape of config.yaml; collectors are validated per type afterwards."""
 
@@ -144,6 +193,10 @@ class ConfigFile(StrictModel):
     collection: CollectionConfig = CollectionConfig()
     simulator: SimulatorConfig = SimulatorConfig()
     auth: AuthConfig = AuthConfig()
+    wall: WallConfig = WallConfig()
+    indices: IndexList = Field(default_factory=list)
+    events: EventsConfig = EventsConfig()
+    alerts: AlertsConfig = AlertsConfig()
     collectors: list[dict[str, Any]] = Field(default_factory=list)
 
 
@@ -162,6 +215,12 @@ class Config:
     collectors: tuple[CollectorConfig, ...]
     source: str = "<memory>"
     secrets: tuple[str, ...] = field(default=(), repr=False)
+    indices: tuple[IndexConfig, ...] = ()
+    wall: WallConfig = field(default_factory=WallConfig)
+    events: EventsConfig = field(default_factory=EventsConfig)
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    # every rule (config, rule files, defaults) with where it was defined
+    alert_rules: tuple[tuple[RuleConfig, str], ...] = ()
 
     def interval_of(self, collector: CollectorConfig) -> float:
         return collector.interval or self.collection.interval
@@ -395,7 +454,34 @@ def parse_config(raw: Any, *, env: Mapping[str, str] | None = None,
                     f"collectors[{index}].timeout",
                     f"timeout ({block.timeout:g}s) is longer than the interval ({interval:g}s)"))
 
+    if file_model is not None and departments is not None:
+        for index, view in enumerate(file_model.wall.views):
+            for pos, code in enumerate(view.departments):
+                if code not in departments:
+                    issues.append(ConfigIssue(f"wall.views[{index}].departments[{pos}]",
+                                              f"unknown department {code!r}"))
+        names = [v.name for v in file_model.wall.views]
+        for index, name in enumerate(names):
+            if name in names[:index]:
+                issues.append(ConfigIssue(f"wall.views[{index}].name",
+                                          f"duplicate view name {name!r}"))
+
+    alert_rules: list[tuple[RuleConfig, str]] = []
+    if file_model is not None:
+        base_dir = Path(source).parent if source != "<memory>" else Path.cwd()
+        alerts = file_model.alerts
+        alert_rules, rule_issues = gather_rules(alerts.rules, alerts.rule_files,
+                                                alerts.default_rules, base_dir)
+        issues.extend(ConfigIssue(issue.path, issue.message) for issue in rule_issues)
+
     if issues or file_model is None:
+        # Values from the environment are secrets: `ioc check` must not print them back.
+        hidden = sorted({v for v in used if len(v) >= 4}, key=len, reverse=True)
+        for index, issue in enumerate(issues):
+            message = issue.message
+            for value in hidden:
+                message = message.replace(value, "***")
+            issues[index] = ConfigIssue(issue.path, message)
         raise ConfigError(source, issues)
     secrets = tuple(sorted(set(used), key=len, reverse=True))
     extra = [t.token.get_secret_value() for t in file_model.auth.tokens]
@@ -412,8 +498,13 @@ def parse_config(raw: Any, *, env: Mapping[str, str] | None = None,
         simulator=file_model.simulator,
         auth=file_model.auth,
         collectors=tuple(collectors),
+        indices=tuple(file_model.indices),
         source=source,
         secrets=secrets,
+        wall=file_model.wall,
+        events=file_model.events,
+        alerts=file_model.alerts,
+        alert_rules=tuple(alert_rules),
     )
 
 

@@ -100,6 +100,10 @@ class CollectorConfig(StrictModel):
     interval: Duration | None = Field(default=None, description="defaults to collection.interval")
     timeout: Duration | None = Field(default=None, description="defaults to collection.timeout")
     labels: dict[str, str] = Field(default_factory=dict)
+    failure_threshold: int = Field(
+        default=1, ge=1, le=100, description="failed polls in a row before the target is down")
+    recovery_threshold: int = Field(
+        default=1, ge=1, le=100, description="good polls in a row before it is up again")
 
 
 __all__ = [

@@ -9,6 +9,7 @@ at scrape time, so a removed target disappears from /metrics by itself.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
@@ -24,6 +25,33 @@ SAMPLE_METRICS: dict[str, str] = {
     "ioc_target_up": "Whether the last poll of the target succeeded (1) or failed (0).",
     "ioc_probe_duration_seconds": "How long the last poll of the target took.",
     "ioc_probe_http_status_code": "HTTP status code of the last response of the target.",
+    "ioc_target_state_up": "Debounced state of the target (failure_threshold / "
+                           "recovery_threshold): 1 up, 0 down.",
+    "ioc_probe_http_content_length_bytes": "Bytes of the last response body (decompressed).",
+    "ioc_probe_http_redirects": "Redirects followed by the last check.",
+    "ioc_probe_http_final_url_info": "The URL the last check ended at after redirects, always 1.",
+    "ioc_probe_phase_duration_seconds": "Time the last check spent per phase (dns, connect, "
+                                        "tls, processing, transfer).",
+    "ioc_probe_tls_cert_expiry_timestamp_seconds": "Unix time when the server's TLS "
+                                                   "certificate expires.",
+    "ioc_probe_tls_version_info": "TLS version of the last check's connection, always 1.",
+    "ioc_probe_dns_answer_rrs": "Records in the last DNS answer.",
+    "ioc_dossiers": "Administrative dossiers of the current period, by department and status.",
+    "ioc_dossiers_received": "Dossiers received in the current period, by department and "
+                             "channel (online, direct, postal).",
+    "ioc_dossier_ontime_ratio": "Dossiers handled on time (QĐ 766: resolved early or on time "
+                                "plus in progress within deadline) over all handled; "
+                                'department="" is the province.',
+    "ioc_dossier_resolved_ontime_ratio": "Resolved dossiers resolved early or on time over all "
+                                         'resolved; department="" is the province.',
+    "ioc_feedback_reports": "Citizens' feedback reports of the current period, by department "
+                            "and status.",
+    "ioc_feedback_ontime_ratio": "Feedback reports resolved on time or in progress within "
+                                 'deadline over all handled; department="" is the province.',
+    "ioc_feedback_resolved_ontime_ratio": "Resolved feedback reports resolved on time over all "
+                                          'resolved; department="" is the province.',
+    "ioc_online_procedures": "Administrative procedures offered, by online level "
+                             "(full, partial, none).",
 }
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -73,3 +101,23 @@ class ServiceMetrics:
         self.polls_in_flight = Gauge("ioc_collector_polls_in_flight",
                                      "Polls running right now.", registry=registry)
         self.targets = Gauge("ioc_targets", "Configured targets.", registry=registry)
+
+
+class DeliveryMetrics:
+    """Alert delivery: what the outbox sent, retried, gave up on or dropped, and its backlog."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.notifications = Counter(
+            "ioc_notifications_total",
+            "Notification sends by receiver, channel and result "
+            "(sent, retry, failed, dropped).",
+            ["receiver", "integration", "result"], registry=registry)
+        self.queue = Gauge("ioc_notification_queue_depth",
+                           "Notifications stored and not yet delivered.", registry=registry)
+
+    def sent(self, integration: Any, result: str) -> None:
+        self.notifications.labels(receiver=integration.receiver,
+                                  integration=integration.id, result=result).inc()
+
+    def queue_depth(self, depth: int) -> None:
+        self.queue.set(depth)

@@ -100,6 +100,7 @@ FAILURE_REASONS = (
     "protocol_error",   # the peer closed the connection or did not speak the protocol
     "redirect_loop",    # too many redirects
     "invalid_response", # the response arrived but could not be parsed
+    "bad_payload",      # a statistics payload is not JSON, misses a field or makes no sense
     "error",            # anything else (a bug in a collector, an unexpected exception)
 )
 
@@ -119,3 +120,4 @@ class CollectResult:
     reason: str | None = None
     error: str | None = None
     value: float | None = None  # the headline value for the status API (e.g. HTTP status)
+    degraded: bool = False      # up, but worse than wanted (e.g. over max_latency); see error

@@ -30,6 +30,8 @@ class PollOutcome:
     duration: float
     result: CollectResult
     samples: tuple[Sample, ...]
+    # The debounced verdict (failure_threshold / recovery_threshold); None means "as result.up".
+    state_up: bool | None = None
 
     @property
     def events(self) -> tuple[Event, ...]:
@@ -63,7 +65,8 @@ class Pipeline:
         self.sink.submit(outcome.samples)
         state = self.board.record(outcome.target, up=result.up, ts=outcome.ts,
                                   latency=outcome.duration, value=result.value,
-                                  reason=result.reason, error=result.error)
+                                  reason=result.reason, error=result.error,
+                                  state_up=outcome.state_up, degraded=result.degraded)
         self.metrics.collector_duration.labels(kind=outcome.kind).observe(outcome.duration)
         if result.up:
             self.metrics.last_success.labels(target=outcome.target).set(outcome.ts)

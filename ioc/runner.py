@@ -4,6 +4,10 @@ It takes a concurrency slot, enforces the timeout, turns every exception into a 
 failure with a reason (so a collector bug never reaches the scheduler), adds the samples every
 target reports the same way (``ioc_target_up``, ``ioc_probe_duration_seconds``), publishes the
 outcome, and logs once when a target turns bad and once when it recovers — not once per poll.
+
+"Bad" and "recovered" follow the debounced state (``failure_threshold`` failed polls in a row
+before down, ``recovery_threshold`` good ones before up, see ``ioc.status.FlapFilter``), which
+is also exported as ``ioc_target_state_up`` next to the raw ``ioc_target_up``.
 """
 
 from __future__ import annotations
@@ -14,13 +18,14 @@ from collections.abc import Callable
 
 import aiohttp
 
-from collectors.base import Collector, CollectorFailure
+from collectors.base import Collector, CollectorFailure, interrupted_phase
 from ioc import clock
 from ioc.limits import PollLimits
 from ioc.logs import fields
 from ioc.metrics import ServiceMetrics
 from ioc.model import CollectResult, Sample, make_labels
 from ioc.pipeline import Pipeline, PollOutcome
+from ioc.status import FlapFilter
 
 log = logging.getLogger("ioc.collector")
 
@@ -46,6 +51,7 @@ class PollRunner:
         self.labels = make_labels(cfg.labels, target=cfg.name, department=cfg.department,
                                   kind=collector.kind)
         self._failing_since: float | None = None
+        self.flap = FlapFilter(cfg.failure_threshold, cfg.recovery_threshold)
 
     async def poll(self, scheduled_at: float | None = None) -> PollOutcome:
         async with self.limits.slot(self.collector.host):
@@ -60,24 +66,41 @@ class PollRunner:
                 self.metrics.polls_in_flight.dec()
             duration = self.monotonic() - started
         finished = started_wall + duration
+        state_up = self.flap.update(result.up)
         samples = (
             Sample("ioc_target_up", self.labels, 1.0 if result.up else 0.0, started_wall),
+            Sample("ioc_target_state_up", self.labels, 1.0 if state_up else 0.0, started_wall),
             Sample("ioc_probe_duration_seconds", self.labels, duration, started_wall),
             *result.samples,
         )
         outcome = PollOutcome(target=self.name, kind=self.kind, ts=finished,
-                              duration=duration, result=result, samples=samples)
+                              duration=duration, result=result, samples=samples,
+                              state_up=state_up)
         self.pipeline.publish(outcome)
-        self._log_transition(result, finished)
+        self._log_transition(state_up, result, finished)
         return outcome
+
+    async def close(self) -> None:
+        """Release what the collector holds (its own connections), if anything."""
+        close = getattr(self.collector, "close", None)
+        if close is not None:
+            await close()
 
     async def _collect(self, now: float) -> CollectResult:
         try:
             async with asyncio.timeout(self.timeout):
                 result = await self.collector.collect(self.session(), now)
-        except TimeoutError:
+        except TimeoutError as exc:
+            phase = interrupted_phase(exc)
+            if phase == "connect":
+                return CollectResult(up=False, reason="connect_timeout",
+                                     error=f"connection not set up within {self.timeout:g}s")
+            if phase == "dns":
+                return CollectResult(up=False, reason="dns",
+                                     error=f"name not resolved within {self.timeout:g}s")
+            where = f" (in the {phase} phase)" if phase else ""
             return CollectResult(up=False, reason="timeout",
-                                 error=f"no complete answer within {self.timeout:g}s")
+                                 error=f"no complete answer within {self.timeout:g}s{where}")
         except CollectorFailure as exc:
             return CollectResult(up=False, reason=exc.reason, error=str(exc))
         except asyncio.CancelledError:
@@ -92,12 +115,12 @@ class PollRunner:
                                        "not a CollectResult")
         return result
 
-    def _log_transition(self, result: CollectResult, now: float) -> None:
-        if not result.up and self._failing_since is None:
+    def _log_transition(self, state_up: bool, result: CollectResult, now: float) -> None:
+        if not state_up and self._failing_since is None:
             self._failing_since = now
             log.warning("target down", extra=fields(
                 target=self.name, kind=self.kind, reason=result.reason, error=result.error))
-        elif result.up and self._failing_since is not None:
+        elif state_up and self._failing_since is not None:
             down_for = now - self._failing_since
             self._failing_since = None
             log.info("target recovered", extra=fields(

@@ -2,6 +2,10 @@
 
 ``build_status`` feeds both ``GET /api/v1/status`` and (later) the wall page, so testing the
 API tests what the operators see.
+
+A target has two verdicts: ``raw_up``, the result of its last poll, and ``up``, the debounced
+state (``FlapFilter``): with ``failure_threshold: 3`` one lost packet does not make a target
+"down" and page anyone, but every failed poll is still counted and visible.
 """
 
 from __future__ import annotations
@@ -16,7 +20,9 @@ class TargetState:
     department: str
     kind: str
     interval: float
-    up: bool | None = None           # None until the first poll finishes
+    up: bool | None = None           # debounced state; None until the first poll finishes
+    raw_up: bool | None = None       # verdict of the last poll alone
+    degraded: bool = False           # up, but over a soft limit such as max_latency
     last_check: float | None = None  # unix seconds when the last poll finished
     last_success: float | None = None
     latency: float | None = None     # seconds the last poll took
@@ -24,6 +30,42 @@ class TargetState:
     reason: str | None = None
     last_error: str | None = None
     consecutive_failures: int = 0
+    consecutive_successes: int = 0
+
+
+class FlapFilter:
+    """Debounces poll verdicts: down after N failures in a row, up after M successes.
+
+    The first poll decides at once (there is no earlier state to keep), so a target that is
+    down at start-up shows as down after its first poll rather than after N.
+    """
+
+    __slots__ = ("failure_threshold", "failures", "recovery_threshold", "state", "successes")
+
+    def __init__(self, failure_threshold: int = 1, recovery_threshold: int = 1) -> None:
+        if failure_threshold < 1 or recovery_threshold < 1:
+            raise ValueError("thresholds must be at least 1")
+        self.failure_threshold = failure_threshold
+        self.recovery_threshold = recovery_threshold
+        self.state: bool | None = None
+        self.failures = 0
+        self.successes = 0
+
+    def update(self, up: bool) -> bool:
+        """Feed one verdict; returns the debounced state after it."""
+        if up:
+            self.successes += 1
+            self.failures = 0
+            if self.state is None or (not self.state
+                                      and self.successes >= self.recovery_threshold):
+                self.state = True
+        else:
+            self.failures += 1
+            self.successes = 0
+            if self.state is None or (self.state
+                                      and self.failures >= self.failure_threshold):
+                self.state = False
+        return self.state
 
 
 class StatusBoard:
@@ -39,21 +81,27 @@ class StatusBoard:
         self.targets.pop(name, None)
 
     def record(self, name: str, *, up: bool, ts: float, latency: float,
-               value: float | None, reason: str | None, error: str | None) -> TargetState:
+               value: float | None, reason: str | None, error: str | None,
+               state_up: bool | None = None, degraded: bool = False) -> TargetState:
+        """Record one poll; ``up`` is its verdict, ``state_up`` the debounced state."""
         state = self.targets[name]
-        state.up = up
+        state.raw_up = up
+        state.up = up if state_up is None else state_up
+        state.degraded = up and degraded
         state.last_check = ts
         state.latency = latency
         state.last_value = value
         if up:
             state.last_success = ts
             state.reason = None
-            state.last_error = None
+            state.last_error = error if degraded else None
             state.consecutive_failures = 0
+            state.consecutive_successes += 1
         else:
             state.reason = reason
             state.last_error = error
             state.consecutive_failures += 1
+            state.consecutive_successes = 0
         return state
 
 
@@ -68,6 +116,10 @@ def build_status(board: StatusBoard, department_names: dict[str, str], *, now: f
             "department_name": department_names.get(state.department, state.department),
             "kind": state.kind,
             "up": state.up,
+            "raw_up": state.raw_up,
+            "degraded": state.degraded,
+            "consecutive_failures": state.consecutive_failures,
+            "consecutive_successes": state.consecutive_successes,
             "last_value": state.last_value,
             "latency_seconds": state.latency,
             "last_check": state.last_check,

@@ -16,7 +16,7 @@ ROOT = Path(__file__).parent.parent
 BAD_CONFIGS = {
     "unknown_key": [("storage.retension", "unknown key (allowed here: batch_size")],
     "bad_duration": [("collectors[0].interval", "expected a duration such as 15s")],
-    "unknown_type": [("collectors[0].type", "unknown: 'htpp' (known types: http)")],
+    "unknown_type": [("collectors[0].type", "unknown: 'htpp' (known types: ")],
     "unknown_department": [("collectors[0].department", "unknown department 'SYT'")],
     "duplicate_name": [("collectors[1].name", "duplicate collector name 'a'")],
     "missing_env": [("storage.url", "IOC_TEST_SURELY_UNSET_PASSWORD is not set")],

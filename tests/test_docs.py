@@ -84,7 +84,7 @@ def model_of(annotation: Any) -> tuple[type[BaseModel] | None, bool]:
 def model_keys(model: type[BaseModel], prefix: str = "") -> Iterator[tuple[str, FieldInfo]]:
     """Every key of ``model``, nested models' keys spelled ``parent.child``/``parent[].child``."""
     for name, info in model.model_fields.items():
-        key = prefix + name
+        key = prefix + (info.alias or name)  # `for`, `continue`: the spelling in YAML
         yield key, info
         nested, many = model_of(info.annotation)
         if nested is not None:

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import jinja2
 from aiohttp import web
 from prometheus_client.exposition import choose_encoder
 
-from ioc import clock
-from web import api
+from web import alerts_api, api, events_api, wall_page
 from web.auth import Authenticator
 from web.errors import error_middleware, json_error
 from web.openapi import openapi_document
@@ -55,13 +55,23 @@ async def openapi(request: web.Request) -> web.Response:
     return web.json_response(openapi_document())
 
 
-async def index(request: web.Request) -> web.Response:
-    app = request.app[IOC_APP]
-    doc = api.status_document(app, clock.now())
-    html = request.app[TEMPLATES].get_template("status.html").render(
-        doc=doc, refresh=max(5, int(min((r.interval for r in app.runners.values()),
-                                        default=30))))
-    return web.Response(text=html, content_type="text/html", charset="utf-8")
+# Every response: no inline scripts or styles, nothing from another origin (no CDN: the
+# operations room may have no internet), no framing, no sniffing.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; font-src 'self'; "
+    "img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'self'; "
+    "frame-ancestors 'none'"
+)
+
+
+async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "no-referrer")
+
+
+async def _close_streams(app: web.Application) -> None:
+    app[IOC_APP].wall.close()
 
 
 async def not_found(request: web.Request) -> web.Response:
@@ -81,12 +91,20 @@ def create_web_app(ioc_app: IocApp) -> web.Application:
         undefined=jinja2.StrictUndefined,
     )
     app[TEMPLATES].filters["clock"] = _format_clock
-    app.router.add_get("/", index)
+    app.on_response_prepare.append(_security_headers)
+    app.on_shutdown.append(_close_streams)
+    app.router.add_get("/", wall_page.page)
+    app.router.add_get("/wall/{view}", wall_page.page)
+    app.router.add_get("/api/v1/stream", wall_page.stream)
+    app.router.add_static("/static", Path(__file__).parent / "static", append_version=False)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/api/v1/status", api.status)
     app.router.add_get("/api/v1/series", api.series)
+    app.router.add_get("/api/v1/events", events_api.get_events)
+    app.router.add_post("/api/v1/events", events_api.post_events)
+    alerts_api.add_routes(app)
     app.router.add_get("/api/openapi.json", openapi)
     return app
 

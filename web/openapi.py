@@ -10,6 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from ioc import __version__
+from web.alerts_api import ALERT_PATHS, ALERT_SCHEMAS
+from web.events_api import EVENT_PATHS, EVENT_SCHEMAS
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 
@@ -42,13 +44,22 @@ SCHEMAS: dict[str, Any] = {
         "type": "object",
         "required": ["name", "department", "department_name", "kind", "up", "last_value",
                      "latency_seconds", "last_check", "last_success", "stale", "reason",
-                     "last_error"],
+                     "last_error", "raw_up", "degraded", "consecutive_failures",
+                     "consecutive_successes"],
         "properties": {
             "name": {"type": "string", "description": "target name (the `target` label)"},
             "department": {"type": "string", "description": "department code"},
             "department_name": {"type": "string"},
             "kind": {"type": "string", "description": "collector type, e.g. http"},
-            "up": {"type": ["boolean", "null"], "description": "null before the first poll"},
+            "up": {"type": ["boolean", "null"],
+                   "description": "debounced state (failure_threshold / recovery_threshold); "
+                                  "null before the first poll"},
+            "raw_up": {"type": ["boolean", "null"],
+                       "description": "verdict of the last poll alone"},
+            "degraded": {"type": "boolean",
+                         "description": "up but over a soft limit (max_latency); see last_error"},
+            "consecutive_failures": {"type": "integer", "minimum": 0},
+            "consecutive_successes": {"type": "integer", "minimum": 0},
             "last_value": _NUM_OR_NULL,
             "latency_seconds": _NUM_OR_NULL,
             "last_check": {**_NUM_OR_NULL, "description": "unix seconds"},
@@ -91,6 +102,8 @@ SCHEMAS: dict[str, Any] = {
             }},
         },
     },
+    **EVENT_SCHEMAS,
+    **ALERT_SCHEMAS,
 }
 
 
@@ -138,6 +151,8 @@ PATHS: dict[str, Any] = {
         "summary": "This document", "operationId": "openapi",
         "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1 document")},
     }},
+    **EVENT_PATHS,
+    **ALERT_PATHS,
 }
 
 

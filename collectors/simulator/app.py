@@ -27,6 +27,7 @@ from aiohttp import web
 from ioc import clock
 
 from .faults import Effect, FaultBoard, FaultSpecError, parse_fault
+from .portal import add_portal_routes
 from .province import Unit, province_name, units
 
 log = logging.getLogger("ioc.simulator")
@@ -332,6 +333,8 @@ def create_simulator_app(
     app.router.add_get(f"/{code}", unit_redirect)
     app.router.add_get(f"/{code}/", unit_home)
     app.router.add_get(f"/{code}/health", unit_health)
+    add_portal_routes(app, {u.code: u.name for u in app[STATE].units.values()}, seed=seed,
+                      guard=requires_token)
     log.info("simulator ready: %d units, fault injection %s", len(app[STATE].units),
              "enabled" if token else "disabled")
     return app

@@ -1,0 +1,41 @@
+"""The ``alerts`` section of config.yaml.
+
+The rule engine's keys live here; delivery (routing, receivers, inhibition, maintenance) adds
+its own keys to the same model. Kept apart from ``ioc.config`` so the alerting modules can use
+it without importing the loader.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field, model_validator
+
+from alerts.inhibit import InhibitRuleConfig
+from alerts.maintenance import MaintenanceConfig
+from alerts.notifiers import ReceiverConfig
+from alerts.outbox import OutboxConfig
+from alerts.routing import RouteConfig, check_receivers
+from alerts.rules import RuleConfig
+from ioc.config_types import Duration, StrictModel
+
+
+class AlertsConfig(StrictModel):
+    evaluation_interval: Duration = Field(
+        15.0, description="how often every rule is evaluated against the in-memory windows")
+    rules: list[RuleConfig] = Field(default_factory=list, description="alert rules")
+    rule_files: list[str] = Field(
+        default_factory=list,
+        description="glob patterns of rule files, relative to the config file's directory")
+    default_rules: bool = Field(
+        True, description="load the province's default rule set shipped with ioc")
+    # Delivery (docs/alerting.md): from alert to person.
+    route: RouteConfig | None = Field(None, description="root of the routing tree")
+    receivers: list[ReceiverConfig] = Field(default_factory=list)
+    inhibit_rules: list[InhibitRuleConfig] = Field(default_factory=list)
+    maintenance: list[MaintenanceConfig] = Field(default_factory=list)
+    outbox: OutboxConfig = OutboxConfig()
+    external_url: str | None = Field(None, description="link to the wall in notifications")
+
+    @model_validator(mode="after")
+    def _check_delivery(self) -> AlertsConfig:
+        check_receivers(self.route, [r.name for r in self.receivers])
+        return self

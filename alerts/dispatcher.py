@@ -1,0 +1,376 @@
+"""Delivery: the ``AlertSink`` that turns each evaluation cycle into notifications.
+
+After every cycle the engine hands over every firing alert plus those resolved in the cycle.
+The dispatcher records state changes in the history, puts alerts into their aggregation
+groups, and whenever a group's timer expires decides — after inhibition, silences, maintenance
+windows and acks — whether its receiver hears about it. What is to be sent is written to the
+outbox together with the notification log in one transaction; the outbox task sends it.
+
+Only the outer loop here reads the clock; everything it calls takes ``now``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+from alerts.acks import Ack, new_ack
+from alerts.grouping import Decision, Grouper, GroupSnapshot, NotifyLogEntry, decide
+from alerts.inhibit import InhibitRule, inhibited
+from alerts.maintenance import MaintenanceConfig, departments_in_maintenance
+from alerts.matchers import parse_matchers
+from alerts.messages import Notification, NotifiedAlert
+from alerts.model import Alert, AlertState
+from alerts.notifiers import HttpSession, Integration, build_integrations
+from alerts.outbox import Outbox, OutboxCounters
+from alerts.routing import Route, RouteConfig, build_route
+from alerts.silences import Silence, new_silence, silenced_by
+from ioc.logs import fields
+from ioc.store.alert_delivery import (
+    DeliveryStore,
+    HistoryEvent,
+    NewNotification,
+    NflogRow,
+    ms,
+)
+from ioc.store.base import StoreError
+
+if TYPE_CHECKING:
+    from ioc.config import Config
+
+log = logging.getLogger("ioc.alerts.dispatcher")
+
+NO_RECEIVER = "ioc-none"  # the receiver of an unconfigured tree: alerts are shown, not sent
+
+RETRY_FLUSH_SECONDS = 2.0
+PRUNE_EVERY_SECONDS = 3600.0
+MAX_UNRECORDED = 10_000  # history events held while the store is away
+
+
+@dataclass(frozen=True, slots=True)
+class DeliverySettings:
+    route: Route
+    integrations: Mapping[str, list[Integration]]   # receiver -> its channels
+    inhibit_rules: tuple[InhibitRule, ...] = ()
+    maintenance: tuple[MaintenanceConfig, ...] = ()
+    department_names: Mapping[str, str] | None = None
+    external_url: str = ""
+    title: str = "Trung tâm Giám sát, điều hành thông minh"
+    timezone: str = "Asia/Ho_Chi_Minh"
+    retention: float = 30 * 86400.0
+
+
+class Dispatcher:
+    def __init__(self, settings: DeliverySettings, store: DeliveryStore, outbox: Outbox,
+                 clock: Callable[[], float], session: HttpSession | None = None) -> None:
+        self.settings = settings
+        self.session = session
+        self.store = store
+        self.outbox = outbox
+        self.clock = clock
+        self._tz = ZoneInfo(settings.timezone)
+        # Receivers with an Alertmanager re-send active alerts every resend_interval.
+        self._resend: dict[str, float] = {
+            name: min(i.resend_interval for i in items if i.resend_interval)
+            for name, items in settings.integrations.items()
+            if any(i.resend_interval for i in items)}
+        self.grouper = Grouper(settings.route, self._resend)
+        self.alerts: dict[str, Alert] = {}          # firing now (and just resolved)
+        self.nflog: dict[tuple[str, str], NotifyLogEntry] = {}
+        self.silences: dict[str, Silence] = {}
+        self.acks: dict[str, Ack] = {}
+        self._lock = asyncio.Lock()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._last_prune = 0.0
+        self._unrecorded: list[HistoryEvent] = []
+        self._unacked: list[str] = []
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.store.open()
+        now = self.clock()
+        for row in await self.store.load_nflog():
+            self.nflog[(row.receiver, row.group_key)] = NotifyLogEntry(
+                frozenset(row.firing), frozenset(row.resolved), row.sent_at, row.content,
+                row.sequence)
+        for data in await self.store.load_silences(now - self.settings.retention):
+            silence = Silence(data["id"], parse_matchers(data["matchers"]), data["starts_at"],
+                              data["ends_at"], data["created_by"], data["comment"],
+                              data["created_at"])
+            self.silences[silence.id] = silence
+        for data in await self.store.load_acks():
+            self.acks[data["fingerprint"]] = Ack(**data)
+        self.outbox.start()
+        self._task = asyncio.create_task(self._run(), name="ioc-alert-dispatcher")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        await self.outbox.stop()
+        if self.session is not None:
+            await self.session.close()
+        await self.store.close()
+
+    async def _run(self) -> None:
+        while True:
+            deadline = self.grouper.next_deadline()
+            wait = 60.0 if deadline is None else min(60.0, max(0.0, deadline - self.clock()))
+            self._wake.clear()
+            try:
+                async with asyncio.timeout(wait):
+                    await self._wake.wait()
+            except TimeoutError:
+                pass
+            now = self.clock()
+            try:
+                await self.flush(now)
+                if now - self._last_prune >= PRUNE_EVERY_SECONDS:
+                    self._last_prune = now
+                    await self.store.prune(now - self.settings.retention)
+            except StoreError as exc:
+                log.warning("alert delivery: store unavailable, retrying",
+                            extra=fields(error=str(exc)))
+                await asyncio.sleep(RETRY_FLUSH_SECONDS)
+            except Exception:
+                log.exception("alert delivery: flush failed")
+                await asyncio.sleep(RETRY_FLUSH_SECONDS)
+
+    # -- the sink ------------------------------------------------------------------------
+
+    async def update(self, alerts: list[Alert], now: float) -> None:
+        """One evaluation cycle's result: remember, record changes, group, flush."""
+        events: list[HistoryEvent] = []
+        current = {a.fingerprint: a for a in alerts}
+        for alert in alerts:
+            known = self.alerts.get(alert.fingerprint)
+            if alert.state is AlertState.FIRING and (
+                    known is None or known.state is not AlertState.FIRING):
+                events.append(_state_event(alert, "firing", alert.fired_at or now))
+            elif alert.state is AlertState.RESOLVED:
+                events.append(_state_event(alert, "resolved", alert.resolved_at or now))
+        ended = [fp for fp, a in self.alerts.items()
+                 if fp not in current and a.state is AlertState.FIRING]
+        for fp in ended:  # the engine dropped it without a resolution (rule removed)
+            events.append(_state_event(self.alerts[fp], "resolved", now))
+        self.alerts = {fp: a for fp, a in current.items()}
+        gone = [fp for fp in self.acks if fp not in current
+                or current[fp].state is AlertState.RESOLVED]
+        for fp in gone:
+            self.acks.pop(fp, None)
+        # Memory first: the engine hands over a resolution only once, so it must reach its
+        # group even when the store is briefly unavailable; the history catches up later.
+        self.grouper.ingest(alerts, now)
+        self._wake.set()
+        self._unrecorded.extend(events)
+        self._unacked.extend(gone)
+        try:
+            await self.store.record(self._unrecorded)
+            await self.store.delete_acks(self._unacked)
+        except StoreError as exc:
+            log.warning("alert history not written yet, will retry",
+                        extra=fields(events=len(self._unrecorded), error=str(exc)))
+            del self._unrecorded[:-MAX_UNRECORDED]
+            return
+        self._unrecorded.clear()
+        self._unacked.clear()
+
+    # -- flushing ------------------------------------------------------------------------
+
+    def muted(self, now: float) -> dict[str, dict[str, Any]]:
+        """Fingerprint -> why it is muted: silences, inhibiting alert, maintenance window."""
+        out: dict[str, dict[str, Any]] = {}
+        alerts = list(self.alerts.values())
+        for fp, source in inhibited(alerts, self.settings.inhibit_rules).items():
+            out.setdefault(fp, {})["inhibited_by"] = source
+        windows = departments_in_maintenance(self.settings.maintenance, now, self._tz)
+        active = [s for s in self.silences.values() if s.active(now)]
+        for alert in alerts:
+            labels = dict(alert.labels)
+            ids = silenced_by(active, labels, now)
+            if ids:
+                out.setdefault(alert.fingerprint, {})["silenced_by"] = ids
+            dept = labels.get("department", "")
+            if dept in windows:
+                out.setdefault(alert.fingerprint, {})["maintenance"] = windows[dept]
+        return out
+
+    async def flush(self, now: float) -> int:
+        """Notify every group that is due; return how many notifications were queued."""
+        async with self._lock:
+            snapshots = self.grouper.due(now)
+            if not snapshots:
+                return 0
+            muted = set(self.muted(now))
+            acked = {fp for fp, a in self.acks.items() if a.active(now)}
+            rows: list[NewNotification] = []
+            log_rows: list[NflogRow] = []
+            decided: list[tuple[GroupSnapshot, Decision]] = []
+            for snap in snapshots:
+                decision = decide(snap, self.nflog.get((snap.receiver, snap.key)), now=now,
+                                  muted=muted, acked=acked,
+                                  resend_interval=self._resend.get(snap.receiver))
+                if decision is None:
+                    continue
+                decided.append((snap, decision))
+                entry = decision.entry
+                log_rows.append(NflogRow(snap.receiver, snap.key, sorted(entry.firing),
+                                         sorted(entry.resolved), entry.sent_at, entry.content,
+                                         entry.sequence))
+                rows.extend(self._notifications(snap, decision, now))
+            try:
+                await self.store.enqueue(rows, log_rows)
+            except BaseException:
+                for snap in snapshots:  # try these groups again shortly
+                    group = self.grouper.groups.get(snap.key)
+                    if group is not None:
+                        group.next_flush = now + RETRY_FLUSH_SECONDS
+                raise
+            for snap, decision in decided:
+                self.nflog[(snap.receiver, snap.key)] = decision.entry
+                log.info("notification queued", extra=fields(
+                    receiver=snap.receiver, group=snap.key, status=decision.status,
+                    firing=len(decision.firing), resolved=len(decision.resolved)))
+            for snap in snapshots:
+                self.grouper.flushed(snap)
+        if rows:
+            await self.outbox.after_enqueue()
+        return len(rows)
+
+    def _notifications(self, snap: GroupSnapshot, decision: Decision,
+                       now: float) -> list[NewNotification]:
+        if not decision.dedup_key:
+            return []
+        names = self.settings.department_names or {}
+        alerts = [self._notified(a, names) for a in (*decision.firing, *decision.resolved)]
+        out = []
+        for integration in self.settings.integrations.get(snap.receiver, []):
+            shown = alerts if integration.notifier.send_resolved else \
+                [a for a in alerts if a.status == "firing"]
+            if not shown:
+                continue
+            key = f"{integration.id}:{decision.dedup_key}"
+            notification = Notification(
+                receiver=snap.receiver, group_key=snap.key, status=decision.status,
+                group_labels=snap.labels, alerts=tuple(shown), created_at=now, dedup_key=key,
+                external_url=self.settings.external_url, title=self.settings.title,
+                timezone=self.settings.timezone)
+            out.append(NewNotification(key, integration.id, snap.receiver, snap.key,
+                                       decision.status, notification.to_json(), now))
+        return out
+
+    @staticmethod
+    def _notified(alert: Alert, names: Mapping[str, str]) -> NotifiedAlert:
+        resolved = alert.state is AlertState.RESOLVED
+        dept = alert.label("department")
+        return NotifiedAlert(
+            fingerprint=alert.fingerprint, status="resolved" if resolved else "firing",
+            labels=dict(alert.labels), annotations=dict(alert.annotations),
+            starts_at=alert.active_at, ends_at=alert.resolved_at if resolved else None,
+            value=alert.value, department_name=names.get(dept, ""))
+
+    # -- operators: silences and acks -----------------------------------------------------
+
+    async def add_silence(self, matchers: Iterable[str], *, starts_at: float, ends_at: float,
+                          created_by: str, comment: str, now: float) -> Silence:
+        silence = new_silence(uuid.uuid4().hex, matchers, starts_at=starts_at,
+                              ends_at=ends_at, created_by=created_by, comment=comment, now=now)
+        await self.store.put_silence(_silence_row(silence), HistoryEvent(
+            f"silence:{silence.id}", now, "silence", None, created_by, silence.to_dict(now)))
+        self.silences[silence.id] = silence
+        return silence
+
+    async def expire_silence(self, silence_id: str, *, by: str, now: float) -> Silence | None:
+        silence = self.silences.get(silence_id)
+        if silence is None or silence.ends_at <= now:
+            return None
+        ended = Silence(silence.id, silence.matchers, min(silence.starts_at, now), now,
+                        silence.created_by, silence.comment, silence.created_at)
+        await self.store.put_silence(_silence_row(ended), HistoryEvent(
+            f"silence_expired:{silence.id}", now, "silence_expired", None, by,
+            ended.to_dict(now)))
+        self.silences[silence.id] = ended
+        self._wake.set()  # alerts it muted may be due a notification now
+        return ended
+
+    async def acknowledge(self, fingerprint: str, *, by: str, comment: str, now: float,
+                          duration: float) -> Ack | None:
+        alert = self.alerts.get(fingerprint)
+        if alert is None or alert.state is not AlertState.FIRING:
+            return None
+        ack = new_ack(fingerprint, by=by, comment=comment, now=now, duration=duration)
+        await self.store.put_ack(ack.to_dict(), HistoryEvent(
+            f"ack:{fingerprint}:{ms(now)}", now, "ack", fingerprint, by,
+            {"comment": ack.comment, "expires_at": ack.expires_at,
+             "alertname": alert.label("alertname")}))
+        self.acks[fingerprint] = ack
+        return ack
+
+    # -- views for the API ----------------------------------------------------------------
+
+    def view(self, now: float) -> list[dict[str, Any]]:
+        muted = self.muted(now)
+        names = self.settings.department_names or {}
+        out = []
+        for alert in sorted(self.alerts.values(), key=_display_order):
+            labels = dict(alert.labels)
+            ack = self.acks.get(alert.fingerprint)
+            out.append({
+                "fingerprint": alert.fingerprint, "state": alert.state.value,
+                "labels": labels, "annotations": dict(alert.annotations),
+                "value": alert.value, "active_at": alert.active_at, "fired_at": alert.fired_at,
+                "resolved_at": alert.resolved_at,
+                "department_name": names.get(labels.get("department", ""), ""),
+                "receivers": sorted({r.receiver for r in self.settings.route.match(labels)}),
+                "muted": muted.get(alert.fingerprint, {}),
+                "ack": ack.to_dict() if ack is not None and ack.active(now) else None,
+            })
+        return out
+
+
+def _display_order(alert: Alert) -> tuple[int, float]:
+    rank = {"critical": 0, "warning": 1, "info": 2}.get(alert.label("severity"), 3)
+    return rank, -(alert.fired_at or alert.active_at)
+
+
+def _state_event(alert: Alert, kind: str, at: float) -> HistoryEvent:
+    return HistoryEvent(f"{kind}:{alert.fingerprint}:{ms(at)}", at, kind, alert.fingerprint,
+                        "ioc", {"labels": dict(alert.labels), "value": alert.value,
+                                "summary": dict(alert.annotations).get("summary", "")})
+
+
+def _silence_row(silence: Silence) -> dict[str, Any]:
+    return {"id": silence.id, "matchers": [str(m) for m in silence.matchers],
+            "starts_at": silence.starts_at, "ends_at": silence.ends_at,
+            "created_by": silence.created_by, "comment": silence.comment,
+            "created_at": silence.created_at}
+
+
+def build_dispatcher(config: Config, counters: OutboxCounters,
+                     clock: Callable[[], float]) -> Dispatcher:
+    """The dispatcher, its outbox and notifiers for a validated config."""
+    alerts = config.alerts
+    route_config = alerts.route or RouteConfig(receiver=NO_RECEIVER)
+    session = HttpSession()
+    integrations = build_integrations(list(alerts.receivers), session)
+    settings = DeliverySettings(
+        route=build_route(route_config),
+        integrations=integrations,
+        inhibit_rules=tuple(InhibitRule.from_config(r) for r in alerts.inhibit_rules),
+        maintenance=tuple(alerts.maintenance),
+        department_names={d.code: d.name for d in config.departments},
+        external_url=alerts.external_url or f"http://{config.service.listen}/",
+        title=config.service.title, timezone=config.province.timezone,
+        retention=config.storage.retention)
+    store = DeliveryStore(config.storage.url)
+    by_id = {i.id: i for items in integrations.values() for i in items}
+    outbox = Outbox(store, by_id, alerts.outbox, counters, clock)
+    return Dispatcher(settings, store, outbox, clock, session)

@@ -1,0 +1,52 @@
+"""Any channel Apprise knows (Slack, Teams, Discord, ntfy, SMS gateways, …) by URL.
+
+Apprise URLs often carry credentials (``slack://T000/B000/XXXX``), so they are secrets: write
+them as ``${ENV_VAR}``; they never appear in logs or errors.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import apprise
+from pydantic import Field, SecretStr, field_validator
+
+from alerts.messages import Notification, headline, render_text
+from alerts.notifiers.base import ChannelConfig, NotifierError
+
+
+class AppriseConfig(ChannelConfig):
+    urls: list[SecretStr] = Field(min_length=1, description="Apprise URLs; write ${ENV_VAR}")
+
+    @field_validator("urls")
+    @classmethod
+    def _check_urls(cls, value: list[SecretStr]) -> list[SecretStr]:
+        for index, url in enumerate(value):
+            if not apprise.Apprise().add(url.get_secret_value()):
+                # The URL itself is not repeated: it usually holds a credential.
+                raise ValueError(f"urls[{index}] is not a URL Apprise understands "
+                                 "(see https://github.com/caronc/apprise/wiki)")
+        return value
+
+
+def build_message(n: Notification) -> dict[str, Any]:
+    notify_type = apprise.NotifyType.SUCCESS if n.status == "resolved" else (
+        apprise.NotifyType.FAILURE if any(a.labels.get("severity") == "critical"
+                                          for a in n.firing) else apprise.NotifyType.WARNING)
+    return {"title": headline(n), "body": render_text(n).split("\n", 1)[1],
+            "notify_type": notify_type}
+
+
+class AppriseNotifier:
+    def __init__(self, config: AppriseConfig) -> None:
+        self.config = config
+        self.send_resolved = config.send_resolved
+
+    async def send(self, notification: Notification) -> None:
+        sender = apprise.Apprise()
+        for url in self.config.urls:
+            if not sender.add(url.get_secret_value()):
+                raise NotifierError("apprise: a configured URL is not understood by Apprise")
+        ok = await sender.async_notify(**build_message(notification))
+        if not ok:
+            raise NotifierError("apprise: at least one service did not accept the message")

@@ -1,0 +1,167 @@
+"""A flood of pushed security events while ioc polls: is it absorbed, and do probes stay on time?
+
+Starts ioc in this process (SQLite in a temporary directory, the bundled simulator, 40 http
+targets polled every second), then a separate client process pushes RATE events/s for DURATION
+seconds to POST /api/v1/events in batches over loopback. Reports what was accepted, refused
+(503) and stored, the sustained ingest rate (stored events / time until the last one was
+written) and the scheduler lag during the flood (p99 as the upper bound of its histogram
+bucket, from ``ioc_scheduler_lag_seconds``).
+
+    .venv/bin/python bench/events_flood.py [--rate 10000] [--duration 10] [--batch 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+TOKEN = "bench-ingest-token-0123456789"
+
+
+async def client(url: str, rate: int, duration: float, batch: int) -> dict[str, Any]:
+    """Push ``rate`` events/s in batches, paced by the clock, from several connections."""
+    import aiohttp
+
+    per_second = max(1, rate // batch)
+    interval = 1.0 / per_second
+    counts = {"sent": 0, "accepted": 0, "refused": 0, "errors": 0}
+    headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+    base = time.time()
+
+    async def send(session: aiohttp.ClientSession, seq: int) -> None:
+        events = [{"source": "bench", "id": f"{seq}-{i}", "severity": "medium",
+                   "category": "intrusion", "department": "STTTT", "host": "waf01",
+                   "title": "Chặn truy cập bất thường", "occurred_at": base + seq * interval,
+                   "labels": {"ip": f"203.0.113.{i % 250}"}} for i in range(batch)]
+        counts["sent"] += batch
+        try:
+            async with session.post(url, data=json.dumps(events), headers=headers) as resp:
+                await resp.read()
+                if resp.status == 202:
+                    counts["accepted"] += batch
+                elif resp.status == 503:
+                    counts["refused"] += batch
+                else:
+                    counts["errors"] += batch
+        except aiohttp.ClientError:
+            counts["errors"] += batch
+
+    connector = aiohttp.TCPConnector(limit=32)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        tasks = []
+        total = int(per_second * duration)
+        for seq in range(total):
+            delay = start + seq * interval - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(send(session, seq)))
+        await asyncio.gather(*tasks)
+        counts["seconds"] = loop.time() - start
+    return counts
+
+
+def lag_buckets(registry: Any) -> list[tuple[float, float]]:
+    out = []
+    for metric in registry.collect():
+        if metric.name == "ioc_scheduler_lag_seconds":
+            for sample in metric.samples:
+                if sample.name.endswith("_bucket"):
+                    out.append((float(sample.labels["le"]), sample.value))
+    return sorted(out)
+
+
+def p99(before: list[tuple[float, float]], after: list[tuple[float, float]]) -> tuple[float, int]:
+    diffs = [(le, a - b) for (le, a), (_, b) in zip(after, before, strict=True)]
+    count = diffs[-1][1]
+    for le, cumulative in diffs:
+        if cumulative >= 0.99 * count:
+            return le, int(count)
+    return float("inf"), int(count)
+
+
+async def serve_and_flood(args: argparse.Namespace) -> None:
+    from collectors.simulator import units
+    from ioc.app import IocApp
+    from ioc.config import parse_config
+
+    logging.basicConfig(level=logging.WARNING)
+    with tempfile.TemporaryDirectory() as tmp:
+        import socket
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            sim_port = sock.getsockname()[1]
+        chosen = units()[:40]
+        config = parse_config({
+            "service": {"listen": "127.0.0.1:0"},
+            "logging": {"level": "warning"},
+            "storage": {"url": f"sqlite+aiosqlite:///{tmp}/ioc.db"},
+            "collection": {"interval": "1s", "timeout": "900ms"},
+            "simulator": {"enabled": True, "listen": f"127.0.0.1:{sim_port}",
+                          "latency_scale": 0.1},
+            "auth": {"tokens": [{"name": "bench", "token": TOKEN, "roles": ["ingest"]}]},
+            "departments": [{"code": u.code, "name": u.name} for u in chosen],
+            "collectors": [{"type": "http", "name": f"{u.code.lower()}-health",
+                            "department": u.code,
+                            "url": f"http://127.0.0.1:{sim_port}/{u.code}/health"}
+                           for u in chosen],
+        }, env={})
+        app = IocApp(config)
+        await app.start()
+        try:
+            await asyncio.sleep(3)  # let every target be polled a few times first
+            before = lag_buckets(app.registry)
+            started = time.perf_counter()
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, __file__, "--client", app.url + "/api/v1/events",
+                "--rate", str(args.rate), "--duration", str(args.duration),
+                "--batch", str(args.batch), stdout=subprocess.PIPE)
+            out, _ = await proc.communicate()
+            sent = json.loads(out)
+            after = lag_buckets(app.registry)
+            await app.events.flush()
+            elapsed = time.perf_counter() - started
+            stored = sum(s.value for m in app.events.total.collect() for s in m.samples
+                         if s.name == "ioc_security_events_total")
+            lag, polls = p99(before, after)
+            dropped = sum(s.value for m in app.events.dropped.collect() for s in m.samples
+                          if s.name == "ioc_security_events_dropped_total")
+        finally:
+            await app.stop(grace=2.0)
+    print(f"offered         {args.rate} events/s for {args.duration:g} s "
+          f"(batches of {args.batch}), pushed in {sent['seconds']:.1f} s")
+    print(f"sent            {sent['sent']}")
+    print(f"accepted (202)  {sent['accepted']}")
+    print(f"refused (503)   {sent['refused']}   errors {sent['errors']}   dropped {dropped:g}")
+    print(f"stored          {stored:g} in {elapsed:.1f} s -> sustained "
+          f"{stored / elapsed:,.0f} events/s")
+    print(f"scheduler lag   p99 <= {lag:g} s over {polls} polls during the flood")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rate", type=int, default=10_000)
+    parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--client", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    if args.client:
+        print(json.dumps(asyncio.run(client(args.client, args.rate, args.duration,
+                                            args.batch))))
+        return
+    asyncio.run(serve_and_flood(args))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,136 @@
+"""The ``feedback`` collector: citizens' feedback reports (phản ánh, kiến nghị) per department.
+
+The same shape as ``backlog``: a JSON statistics endpoint, ioc's own contract by default or
+any shape through a JMESPath ``mapping``, all-or-nothing parsing, and a ``department`` label on
+every sample because one poll covers every department the province's app routes reports to.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+import aiohttp
+from pydantic import Field, model_validator
+
+from collectors.base import CollectorFailure
+from collectors.jsonstats import JsonStatsConfig, fetch_json, host_of
+from collectors.mapping import CompiledMapping, FieldMapping, PayloadError
+from ioc.config_types import CollectorConfig
+from ioc.domain import (
+    FEEDBACK_FIELDS,
+    FEEDBACK_RATIO_NEEDS,
+    FEEDBACK_RESOLVED_RATIO_NEEDS,
+    FEEDBACK_STATUSES,
+    CountError,
+    FeedbackCounts,
+    feedback_from_fields,
+    feedback_known,
+    feedback_ontime_ratio,
+    feedback_resolved_ontime_ratio,
+)
+from ioc.model import CollectResult, Labels, Sample, make_labels
+
+# ioc's own contract, ``ioc.portal.feedback/v1``.
+NATIVE_MAPPING = FieldMapping(
+    units="units",
+    code="code",
+    fields={
+        "received": "received",
+        "in_progress": "in_progress",
+        "overdue": "overdue",
+        "resolved_ontime": "resolved.on_time",
+        "resolved_late": "resolved.late",
+    },
+)
+
+
+class FeedbackConfig(JsonStatsConfig):
+    type: Literal["feedback"]
+    mapping: FieldMapping | None = Field(
+        None, description="where the counters are; absent: ioc's own contract")
+
+    @model_validator(mode="after")
+    def _check_mapping(self) -> FeedbackConfig:
+        if self.mapping is not None:
+            self.mapping.check_names(FEEDBACK_FIELDS, ())
+        return self
+
+
+def read_feedback(payload: Any, mapping: CompiledMapping
+                  ) -> list[tuple[str, FeedbackCounts, frozenset[str]]]:
+    """Every department's code, counts and the counters the source reports; raises
+    CollectorFailure("bad_payload") naming the field at fault."""
+    try:
+        extracted = mapping.extract(payload)
+    except PayloadError as exc:
+        raise CollectorFailure("bad_payload", str(exc)) from None
+    units = []
+    for index, unit in enumerate(extracted.units):
+        try:
+            counts = feedback_from_fields(unit.values)
+        except CountError as exc:
+            expression = mapping.mapping.fields.get(exc.field)
+            where = f" ({expression!r})" if expression else ""
+            raise CollectorFailure(
+                "bad_payload", f"units[{index}] ({unit.code}).{exc.field}{where}: {exc.message}"
+            ) from None
+        units.append((unit.code, counts, feedback_known(unit.values)))
+    return units
+
+
+def feedback_samples(units: list[tuple[str, FeedbackCounts, frozenset[str]]], base: Labels,
+                     now: float) -> list[Sample]:
+    """Only counters the source reports; no ratio with a zero or unknown denominator."""
+    samples: list[Sample] = []
+
+    def add(metric: str, value: float, **labels: str) -> None:
+        samples.append(Sample(metric, make_labels(base, **labels), float(value), now))
+
+    def ratio(metric: str, value: float | None, department: str) -> None:
+        if value is not None:
+            add(metric, value, department=department)
+
+    province_all = FeedbackCounts()
+    province_resolved = FeedbackCounts()
+    for code, reports, known in units:
+        for status in FEEDBACK_STATUSES:
+            if status in known:
+                add("ioc_feedback_reports", getattr(reports, status), department=code,
+                    status=status)
+        if FEEDBACK_RATIO_NEEDS <= known:
+            province_all = province_all + reports
+            ratio("ioc_feedback_ontime_ratio", feedback_ontime_ratio(reports), code)
+        if FEEDBACK_RESOLVED_RATIO_NEEDS <= known:
+            province_resolved = province_resolved + reports
+            ratio("ioc_feedback_resolved_ontime_ratio",
+                  feedback_resolved_ontime_ratio(reports), code)
+    ratio("ioc_feedback_ontime_ratio", feedback_ontime_ratio(province_all), "")
+    ratio("ioc_feedback_resolved_ontime_ratio",
+          feedback_resolved_ontime_ratio(province_resolved), "")
+    return samples
+
+
+def parse_feedback(payload: Any, mapping: CompiledMapping, base: Labels,
+                   now: float) -> list[Sample]:
+    """Payload → samples; all or nothing (raises CollectorFailure on any bad field)."""
+    return feedback_samples(read_feedback(payload, mapping), base, now)
+
+
+class FeedbackCollector:
+    kind: ClassVar[str] = "feedback"
+    Config: ClassVar[type[CollectorConfig]] = FeedbackConfig
+
+    def __init__(self, config: FeedbackConfig) -> None:
+        self.config = config
+        self.mapping = CompiledMapping(config.mapping or NATIVE_MAPPING, config.department_map)
+        self.base = make_labels(config.labels, target=config.name)
+
+    @property
+    def host(self) -> str | None:
+        return host_of(self.config.url)
+
+    async def collect(self, session: aiohttp.ClientSession, now: float) -> CollectResult:
+        payload = await fetch_json(session, self.config)
+        samples = parse_feedback(payload, self.mapping, self.base, now)
+        return CollectResult(up=True, samples=tuple(samples))
+

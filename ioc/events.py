@@ -1,0 +1,267 @@
+"""Security events: the closed vocabularies, and turning untrusted input into ``Event`` values.
+
+Every way an event enters ioc (the push API, a SIEM pull, syslog, ioc's own probes) ends in
+the same ``ioc.model.Event``. Input from outside is checked here, once, by
+:func:`validate_events`: it reports *every* problem of a batch with the item's index and field
+so an integrator can fix a whole batch in one go, and it is all-or-nothing, so a batch with one
+bad event stores none of them (the caller then never has to say which ones were kept).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+from ioc.model import Event, make_labels
+
+SEVERITIES = ("info", "low", "medium", "high", "critical")
+CATEGORIES = ("defacement", "malware", "intrusion", "ddos", "auth_failure", "vulnerability",
+              "availability", "other")
+SEVERITY_RANK = {name: rank for rank, name in enumerate(SEVERITIES)}
+
+Severity = Literal["info", "low", "medium", "high", "critical"]
+Category = Literal["defacement", "malware", "intrusion", "ddos", "auth_failure",
+                   "vulnerability", "availability", "other"]
+
+MAX_BATCH = 1000               # events in one push
+MAX_LABELS = 32
+EARLIEST = 946684800.0         # 2000-01-01: older "timestamps" are unit mistakes (ms, days)
+SOURCE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
+
+
+def parse_time(value: Any) -> float:
+    """Unix seconds from a number or an ISO 8601 string with a time zone.
+
+    Naive ISO strings are refused: "10:00" means a different moment in Hà Nội and in a UTC
+    log shipper, and guessing would put events hours off on the wall screen.
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"expected unix seconds or an ISO 8601 time, got {value!r}")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        seconds = _number_or_iso(text, value)
+    else:
+        raise ValueError(f"expected unix seconds or an ISO 8601 time, got {value!r}")
+    if not math.isfinite(seconds):
+        raise ValueError(f"expected a finite time, got {value!r}")
+    if seconds < EARLIEST:
+        raise ValueError(f"time {value!r} is before the year 2000; send unix seconds "
+                         "(not milliseconds) or an ISO 8601 time")
+    if seconds > 1e11:
+        raise ValueError(f"time {value!r} is too large; send unix seconds, not milliseconds")
+    return seconds
+
+
+def _number_or_iso(text: str, value: Any) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
+    except ValueError:
+        raise ValueError(f"expected unix seconds or an ISO 8601 time such as "
+                         f"2024-05-01T08:30:00+07:00, got {value!r}") from None
+    if moment.tzinfo is None:
+        raise ValueError(f"ISO 8601 time needs a time zone (Z or +07:00), got {value!r}")
+    return moment.timestamp()
+
+
+def _lower(value: Any) -> Any:
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+def _id_text(value: Any) -> Any:
+    # Many systems number their events; an integer id is the same id as its decimal text.
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
+class EventInput(BaseModel):
+    """The JSON contract of one pushed event (docs/events.md)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, str_strip_whitespace=True)
+
+    source: str = Field(pattern=SOURCE_PATTERN, max_length=64)
+    id: Annotated[str, BeforeValidator(_id_text), Field(min_length=1, max_length=200)]
+    severity: Annotated[Severity, BeforeValidator(_lower)]
+    category: Annotated[Category, BeforeValidator(_lower)] = "other"
+    title: str = Field(min_length=1, max_length=500)
+    message: str = Field("", max_length=10_000)
+    department: str | None = Field(None, max_length=64)
+    host: str | None = Field(None, max_length=255)
+    occurred_at: Any = None
+    labels: dict[str, Annotated[str, Field(max_length=500)]] = Field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class FieldError:
+    index: int | None   # position in the batch; None for a single object
+    field: str          # dotted path inside the event, "" for the event itself
+    message: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "field": self.field, "message": self.message}
+
+
+class EventBatchError(ValueError):
+    """A batch was refused; ``errors`` names every problem, by item index and field."""
+
+    def __init__(self, errors: Sequence[FieldError]) -> None:
+        self.errors = list(errors)
+        super().__init__(f"{len(self.errors)} problem(s) in the events")
+
+
+def _field_path(loc: Iterable[Any]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else ("." if out else "") + str(part)
+    return out
+
+
+def _message(err: Mapping[str, Any]) -> str:
+    kind = err["type"]
+    if kind == "missing":
+        return "required field is missing"
+    if kind == "extra_forbidden":
+        return "unknown field"
+    if kind == "literal_error":
+        return f"{err['msg'].removeprefix('Input should be ')} expected, got {err['input']!r}"
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    if kind.endswith("_type"):
+        msg += f", got {type(err['input']).__name__}"
+    return msg
+
+
+def validate_event(item: Any, *, index: int | None, now: float, max_future: float,
+                   departments: frozenset[str] | None = None) -> tuple[Event | None,
+                                                                      list[FieldError]]:
+    """One event from untrusted JSON, or every problem with it."""
+    if not isinstance(item, dict):
+        return None, [FieldError(index, "", f"expected a JSON object, got "
+                                            f"{type(item).__name__}")]
+    try:
+        parsed = EventInput.model_validate(item)
+    except ValidationError as exc:
+        return None, [FieldError(index, _field_path(e["loc"]), _message(e))
+                      for e in exc.errors(include_url=False)]
+    errors: list[FieldError] = []
+    occurred = now
+    if parsed.occurred_at is not None:
+        try:
+            occurred = parse_time(parsed.occurred_at)
+        except ValueError as exc:
+            errors.append(FieldError(index, "occurred_at", str(exc)))
+        else:
+            if occurred > now + max_future:
+                errors.append(FieldError(
+                    index, "occurred_at",
+                    f"{occurred - now:.0f} s in the future (at most {max_future:.0f} s of clock "
+                    "skew is accepted); check the sender's clock and time zone"))
+    if departments is not None and parsed.department is not None \
+            and parsed.department not in departments:
+        errors.append(FieldError(index, "department",
+                                 f"unknown department {parsed.department!r} "
+                                 "(use a code from the departments of config.yaml)"))
+    if len(parsed.labels) > MAX_LABELS:
+        errors.append(FieldError(index, "labels", f"at most {MAX_LABELS} labels"))
+    if errors:
+        return None, errors
+    return Event(source=parsed.source, id=parsed.id, severity=parsed.severity,
+                 category=parsed.category, title=parsed.title, occurred_at=occurred,
+                 message=parsed.message, department=parsed.department or None,
+                 host=parsed.host or None, labels=make_labels(parsed.labels)), []
+
+
+def validate_events(payload: Any, *, now: float, max_future: float,
+                    departments: frozenset[str] | None = None,
+                    max_batch: int = MAX_BATCH) -> list[Event]:
+    """A pushed object or list of events, all valid, or EventBatchError naming each problem."""
+    single = isinstance(payload, dict)
+    items = [payload] if single else payload
+    if not isinstance(items, list):
+        raise EventBatchError([FieldError(None, "", "expected a JSON object (one event) or a "
+                                                    f"list of events, got "
+                                                    f"{type(payload).__name__}")])
+    if not items:
+        raise EventBatchError([FieldError(None, "", "the list of events is empty")])
+    if len(items) > max_batch:
+        raise EventBatchError([FieldError(None, "", f"{len(items)} events in one request; "
+                                                    f"at most {max_batch}, split the batch")])
+    events: list[Event] = []
+    errors: list[FieldError] = []
+    for index, item in enumerate(items):
+        event, problems = validate_event(item, index=None if single else index, now=now,
+                                         max_future=max_future, departments=departments)
+        if event is not None:
+            events.append(event)
+        errors.extend(problems)
+    if errors:
+        raise EventBatchError(errors)
+    return events
+
+
+def event_document(event: Event, received_at: float | None = None) -> dict[str, Any]:
+    """The JSON form of an event, shared by the API and the live stream."""
+    doc: dict[str, Any] = {
+        "source": event.source, "id": event.id, "department": event.department,
+        "severity": event.severity, "category": event.category, "title": event.title,
+        "message": event.message, "host": event.host, "occurred_at": event.occurred_at,
+        "labels": dict(event.labels),
+    }
+    if received_at is not None:
+        doc["received_at"] = received_at
+    return doc
+
+
+def wazuh_severity(level: int) -> str:
+    """Wazuh ``rule.level`` (0-15) → ioc severity; the table is in docs/events.md.
+
+    The bands follow the Wazuh dashboard's own grouping (low up to 6, medium 7-11, high
+    12-14, critical 15), with levels 0-3 (no threat, successful/authorised actions) as info.
+    """
+    if level >= 15:
+        return "critical"
+    if level >= 12:
+        return "high"
+    if level >= 7:
+        return "medium"
+    if level >= 4:
+        return "low"
+    return "info"
+
+
+# Wazuh rule groups → category, first match wins; unknown groups give "other".
+WAZUH_GROUP_CATEGORIES: tuple[tuple[str, str], ...] = (
+    ("authentication_failed", "auth_failure"),
+    ("authentication_failures", "auth_failure"),
+    ("invalid_login", "auth_failure"),
+    ("virustotal", "malware"),
+    ("rootcheck", "malware"),
+    ("malware", "malware"),
+    ("vulnerability-detector", "vulnerability"),
+    ("vulnerability", "vulnerability"),
+    ("dos", "ddos"),
+    ("ddos", "ddos"),
+    ("web_scan", "intrusion"),
+    ("attack", "intrusion"),
+    ("exploit_attempt", "intrusion"),
+    ("ids", "intrusion"),
+    ("suricata", "intrusion"),
+)
+
+
+def wazuh_category(groups: Iterable[str]) -> str:
+    present = {g.lower() for g in groups}
+    for group, category in WAZUH_GROUP_CATEGORIES:
+        if group in present:
+            return category
+    return "other"

@@ -1,0 +1,158 @@
+"""Pending and firing alerts in the SQL store, so a restart neither forgets nor re-fires them.
+
+One row per active alert, keyed by its fingerprint: the engine writes the rows whose state
+changed in a cycle (a new pending alert, pending → firing, keep-firing started or stopped) and
+deletes the ones that were dropped or resolved, all in one transaction. The value is not
+written every cycle — on restart the next evaluation refreshes it anyway.
+
+Like the events tables it has its own small engine built by the sample store's dialect code
+(SQLite gets WAL, busy_timeout and BEGIN IMMEDIATE), so alert writes never queue behind the
+sample writer's large transactions. Times are unix seconds as doubles: they are compared with
+``now`` and shown, never grouped.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Column, Float, Table, Text, delete, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ioc.model import Labels, canonical_labels
+from ioc.store import dialects
+from ioc.store.base import StoreError
+from ioc.store.schema import metadata, parse_canonical_labels
+
+alert_state_table = Table(
+    "ioc_alert_state",
+    metadata,
+    Column("fingerprint", Text, primary_key=True),
+    Column("rule", Text, nullable=False),        # RuleConfig.key: name/severity/labels
+    Column("labels", Text, nullable=False),      # canonical label text
+    Column("state", Text, nullable=False),       # pending | firing
+    Column("value", Float, nullable=True),
+    Column("active_at", Float, nullable=False),
+    Column("fired_at", Float, nullable=True),
+    Column("keep_firing_since", Float, nullable=True),
+    Column("annotations", Text, nullable=False),  # JSON object
+    Column("updated_at", Float, nullable=False),
+)
+
+_CHUNK = 400
+
+
+@dataclass(frozen=True, slots=True)
+class AlertRow:
+    fingerprint: str
+    rule: str
+    labels: Labels
+    state: str
+    value: float | None
+    active_at: float
+    fired_at: float | None
+    keep_firing_since: float | None
+    annotations: tuple[tuple[str, str], ...]
+
+
+class AlertStateStore:
+    def __init__(self, url: str, *, busy_timeout: float = 5.0) -> None:
+        self._url = make_url(url)
+        self.url_for_display = self._url.render_as_string(hide_password=True)
+        self._dialect = dialects.for_url(self._url, busy_timeout=busy_timeout)
+        self._engine: AsyncEngine | None = None
+        self._write_engine: AsyncEngine | None = None
+        insert_fn: Any = sqlite.insert if self._dialect.name == "sqlite" else postgresql.insert
+        stmt = insert_fn(alert_state_table)
+        self._upsert = stmt.on_conflict_do_update(
+            index_elements=[alert_state_table.c.fingerprint],
+            set_={name: stmt.excluded[name] for name in (
+                "rule", "labels", "state", "value", "active_at", "fired_at",
+                "keep_firing_since", "annotations", "updated_at")})
+
+    async def open(self) -> None:
+        if self._engine is not None:
+            return
+        engine = self._dialect.create_engine(self._url)
+        write_engine = engine.execution_options(**{dialects.WRITE_OPTION: True})
+        try:
+            async with write_engine.begin() as conn:
+                await self._dialect.lock_schema(conn)
+                await conn.run_sync(lambda sync: metadata.create_all(
+                    sync, tables=[alert_state_table]))
+        except Exception as exc:
+            await engine.dispose()
+            raise StoreError(f"store {self.url_for_display}: cannot open the alert state "
+                             f"table: {type(exc).__name__}: {exc}") from exc
+        self._engine, self._write_engine = engine, write_engine
+
+    async def close(self) -> None:
+        engine, self._engine, self._write_engine = self._engine, None, None
+        if engine is not None:
+            await engine.dispose()
+
+    def _require(self, engine: AsyncEngine | None) -> AsyncEngine:
+        if engine is None:
+            raise StoreError(f"alert state store {self.url_for_display} is not open")
+        return engine
+
+    async def load(self) -> list[AlertRow]:
+        try:
+            async with self._require(self._engine).connect() as conn:
+                result = await conn.execute(select(alert_state_table))
+                rows = result.mappings().all()
+        except StoreError:
+            raise
+        except Exception as exc:
+            raise StoreError(f"store {self.url_for_display}: cannot read alert state: "
+                             f"{type(exc).__name__}: {exc}") from exc
+        out = []
+        for row in rows:
+            try:
+                annotations = json.loads(row["annotations"])
+                out.append(AlertRow(
+                    fingerprint=row["fingerprint"], rule=row["rule"],
+                    labels=parse_canonical_labels(row["labels"]), state=row["state"],
+                    value=row["value"], active_at=row["active_at"], fired_at=row["fired_at"],
+                    keep_firing_since=row["keep_firing_since"],
+                    annotations=tuple((str(k), str(v)) for k, v in annotations.items())))
+            except (ValueError, AttributeError):
+                continue  # a damaged row: the next evaluation recreates the alert
+        return out
+
+    async def save(self, changed: Iterable[AlertRow], removed: Sequence[str],
+                   now: float) -> None:
+        """Upsert ``changed`` and delete the fingerprints in ``removed``, in one transaction."""
+        rows = [{
+            "fingerprint": a.fingerprint, "rule": a.rule, "labels": canonical_labels(a.labels),
+            "state": a.state, "value": _finite(a.value), "active_at": a.active_at,
+            "fired_at": a.fired_at, "keep_firing_since": a.keep_firing_since,
+            "annotations": json.dumps(dict(a.annotations), ensure_ascii=False),
+            "updated_at": now,
+        } for a in changed]
+        if not rows and not removed:
+            return
+        try:
+            async with self._require(self._write_engine).begin() as conn:
+                for start in range(0, len(removed), _CHUNK):
+                    chunk = list(removed[start:start + _CHUNK])
+                    await conn.execute(delete(alert_state_table).where(
+                        alert_state_table.c.fingerprint.in_(chunk)))
+                for start in range(0, len(rows), _CHUNK):
+                    await conn.execute(self._upsert, rows[start:start + _CHUNK])
+        except StoreError:
+            raise
+        except Exception as exc:
+            raise StoreError(f"store {self.url_for_display}: cannot write alert state: "
+                             f"{type(exc).__name__}: {exc}") from exc
+
+
+def _finite(value: float | None) -> float | None:
+    """NaN and infinities do not survive every database; they are refreshed on restart."""
+    if value is None or value != value or value in (float("inf"), float("-inf")):
+        return None
+    return value

@@ -1,0 +1,264 @@
+"""An optional syslog receiver (UDP and TCP; RFC 5424 and RFC 3164) that turns matching lines
+into security events.
+
+Firewalls, VPN concentrators and servers of the departments already speak syslog; pointing
+them at ioc is the cheapest way to see brute-force logins or a WAF block storm on the wall.
+Only lines matching a configured pattern become events, and each sender has a token bucket
+so one chatty or hostile host cannot fill the event store. Parsing and matching are plain
+functions (:func:`parse_syslog`, :class:`SyslogMatcher`); the asyncio servers only frame bytes.
+
+RFC 3164 timestamps have neither year nor time zone, so a 3164 line's event gets the time it
+was received; RFC 5424 timestamps are used as sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from prometheus_client import CollectorRegistry, Counter
+
+from ioc import clock
+from ioc.config_types import split_listen
+from ioc.event_sink import EventSink
+from ioc.events_config import SyslogConfig, SyslogPattern
+from ioc.model import Event, make_labels
+
+log = logging.getLogger("ioc.syslog")
+
+_PRI = re.compile(r"<(\d{1,3})>")
+_RFC5424 = re.compile(
+    r"1 (?P<ts>\S+) (?P<host>\S+) (?P<app>\S+) (?P<procid>\S+) (?P<msgid>\S+) "
+    r"(?P<sd>-|(?:\[(?:[^\]\\]|\\.)*\])+)(?: (?P<msg>.*))?$", re.DOTALL)
+_RFC3164 = re.compile(
+    r"(?P<ts>[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d) (?P<host>\S+) "
+    r"(?:(?P<tag>[^:\[\s]{1,48})(?:\[(?P<pid>[^\]]*)\])?: ?)?(?P<msg>.*)$", re.DOTALL)
+_TEMPLATE_FIELD = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+RESULTS = ("event", "unmatched", "rate_limited", "invalid", "too_large", "dropped")
+
+
+@dataclass(frozen=True, slots=True)
+class SyslogMessage:
+    facility: int
+    level: int            # syslog severity 0 (emergency) .. 7 (debug)
+    host: str
+    app: str
+    message: str
+    timestamp: float | None  # None when the line carries no usable time (RFC 3164)
+    rfc: int              # 5424 or 3164
+
+
+def parse_syslog(raw: str) -> SyslogMessage:
+    """One syslog line; ValueError when it is neither RFC 5424 nor RFC 3164."""
+    text = raw.rstrip("\r\n\x00")
+    pri = _PRI.match(text)
+    if pri is None or int(pri.group(1)) > 191:
+        raise ValueError("no <PRI> header")
+    value = int(pri.group(1))
+    rest = text[pri.end():]
+    m5 = _RFC5424.match(rest)
+    if m5 is not None:
+        ts: float | None = None
+        if m5["ts"] != "-":
+            try:
+                ts = datetime.fromisoformat(m5["ts"].replace("Z", "+00:00")).timestamp()
+            except ValueError:
+                raise ValueError(f"bad RFC 5424 timestamp {m5['ts']!r}") from None
+        msg = (m5["msg"] or "").removeprefix("\ufeff")
+        return SyslogMessage(value >> 3, value & 7, _nil(m5["host"]), _nil(m5["app"]), msg,
+                             ts, 5424)
+    m3 = _RFC3164.match(rest)
+    if m3 is not None:
+        return SyslogMessage(value >> 3, value & 7, m3["host"], m3["tag"] or "", m3["msg"],
+                             None, 3164)
+    raise ValueError("neither RFC 5424 nor RFC 3164")
+
+
+def _nil(value: str) -> str:
+    return "" if value == "-" else value
+
+
+class TokenBuckets:
+    """A token bucket per sender; the least recently seen senders are forgotten past a cap."""
+
+    def __init__(self, rate: float, burst: int, max_senders: int = 10_000) -> None:
+        self.rate = rate
+        self.burst = float(burst)
+        self.max_senders = max_senders
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+
+    def allow(self, sender: str, now: float) -> bool:
+        tokens, last = self._buckets.pop(sender, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - last) * self.rate)
+        allowed = tokens >= 1.0
+        self._buckets[sender] = (tokens - 1.0 if allowed else tokens, now)
+        if len(self._buckets) > self.max_senders:
+            self._buckets.popitem(last=False)
+        return allowed
+
+
+class SyslogMatcher:
+    """Turns parsed messages into events by the configured patterns (first match wins)."""
+
+    def __init__(self, config: SyslogConfig) -> None:
+        self.source = config.source
+        self.patterns: list[tuple[SyslogPattern, re.Pattern[str]]] = [
+            (p, p.compiled()) for p in config.patterns]
+
+    def match(self, msg: SyslogMessage, sender: str, now: float) -> Event | None:
+        for pattern, regex in self.patterns:
+            found = regex.search(msg.message)
+            if found is None:
+                continue
+            values = {"host": msg.host or sender, "app": msg.app, "message": msg.message,
+                      "pattern": pattern.name, "sender": sender}
+            values.update({k: v for k, v in found.groupdict().items() if v is not None})
+            title = _fill(pattern.title, values)
+            return Event(
+                source=self.source, id=uuid.uuid4().hex, severity=pattern.severity,
+                category=pattern.category, title=title[:500] or pattern.name,
+                occurred_at=msg.timestamp if msg.timestamp is not None else now,
+                message=msg.message[:10_000], department=pattern.department,
+                host=(msg.host or sender)[:255],
+                labels=make_labels(pattern=pattern.name, sender=sender, app=msg.app,
+                                   rfc=str(msg.rfc)))
+        return None
+
+
+def _fill(template: str, values: dict[str, str]) -> str:
+    """``{name}`` fields of a title template; unknown names become empty, nothing else runs."""
+    return _TEMPLATE_FIELD.sub(lambda m: values.get(m.group(1), ""), template)
+
+
+class SyslogReceiver:
+    """The UDP and TCP servers; every line goes through :meth:`handle`."""
+
+    def __init__(self, config: SyslogConfig, sink: EventSink, registry: CollectorRegistry,
+                 *, wall_clock: Callable[[], float] = clock.now,
+                 monotonic: Callable[[], float] = clock.monotonic) -> None:
+        self.config = config
+        self.sink = sink
+        self.matcher = SyslogMatcher(config)
+        self.buckets = TokenBuckets(config.rate_limit, config.burst)
+        self._wall_clock = wall_clock
+        self._monotonic = monotonic
+        self._transport: asyncio.DatagramTransport | None = None
+        self._server: asyncio.Server | None = None
+        self._connections: set[asyncio.Task[None]] = set()
+        self.udp_address: tuple[str, int] | None = None
+        self.tcp_address: tuple[str, int] | None = None
+        self.messages = Counter(
+            "ioc_syslog_messages", "Syslog messages received, by what became of them "
+            "(event, unmatched, rate_limited, invalid, too_large, dropped).",
+            ["transport", "result"], registry=registry)
+        for transport in ("udp", "tcp"):
+            for result in RESULTS:
+                self.messages.labels(transport=transport, result=result)
+
+    def handle(self, raw: bytes, sender: str, transport: str) -> str:
+        """Parse, match, rate-limit and queue one message; return what became of it."""
+        result = self._classify(raw, sender)
+        self.messages.labels(transport=transport, result=result).inc()
+        return result
+
+    def _classify(self, raw: bytes, sender: str) -> str:
+        if len(raw) > self.config.max_message_bytes:
+            return "too_large"
+        try:
+            msg = parse_syslog(raw.decode("utf-8", errors="replace"))
+        except ValueError:
+            return "invalid"
+        event = self.matcher.match(msg, sender, self._wall_clock())
+        if event is None:
+            return "unmatched"
+        if not self.buckets.allow(sender, self._monotonic()):
+            return "rate_limited"
+        return "event" if self.sink.submit([event]) else "dropped"
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        cfg = self.config
+        if cfg.udp is not None:
+            host, port = split_listen(cfg.udp)
+            transport, _ = await loop.create_datagram_endpoint(
+                lambda: _UdpProtocol(self), local_addr=(host, port))
+            self._transport = transport
+            self.udp_address = transport.get_extra_info("sockname")[:2]
+        if cfg.tcp is not None:
+            host, port = split_listen(cfg.tcp)
+            self._server = await asyncio.start_server(self._serve_tcp, host, port,
+                                                      limit=cfg.max_message_bytes + 16)
+            self.tcp_address = self._server.sockets[0].getsockname()[:2]
+        log.info("syslog receiver listening", extra={"fields": {
+            "udp": cfg.udp and f"{self.udp_address}", "tcp": cfg.tcp and f"{self.tcp_address}"}})
+
+    async def stop(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+            self._transport = None
+        if self._server is not None:
+            self._server.close()
+            for task in list(self._connections):
+                task.cancel()
+            await asyncio.gather(*self._connections, return_exceptions=True)
+            await self._server.wait_closed()
+            self._server = None
+
+    async def _serve_tcp(self, reader: asyncio.StreamReader,
+                         writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._connections.add(task)
+        peer = writer.get_extra_info("peername")
+        sender = str(peer[0]) if peer else "unknown"
+        try:
+            await self._read_frames(reader, sender)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+            if task is not None:
+                self._connections.discard(task)
+
+    async def _read_frames(self, reader: asyncio.StreamReader, sender: str) -> None:
+        """RFC 6587 framing: octet counting (``LEN SP MSG``) or one message per line."""
+        limit = self.config.max_message_bytes
+        while True:
+            first = await reader.read(1)
+            if not first:
+                return
+            if first.isdigit():
+                digits = first + await reader.readuntil(b" ")
+                length = int(digits[:-1])
+                if length > limit:
+                    self.messages.labels(transport="tcp", result="too_large").inc()
+                    return  # cannot resynchronise cheaply: close, the sender reconnects
+                self.handle(await reader.readexactly(length), sender, "tcp")
+                continue
+            try:
+                line = first + await reader.readuntil(b"\n")
+            except asyncio.LimitOverrunError:
+                self.messages.labels(transport="tcp", result="too_large").inc()
+                return
+            except asyncio.IncompleteReadError as exc:  # last line without a newline
+                line = first + exc.partial
+                if line.strip():
+                    self.handle(line, sender, "tcp")
+                return
+            if line.strip():
+                self.handle(line.rstrip(b"\r\n"), sender, "tcp")
+
+
+class _UdpProtocol(asyncio.DatagramProtocol):
+    def __init__(self, receiver: SyslogReceiver) -> None:
+        self.receiver = receiver
+
+    def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
+        self.receiver.handle(data, str(addr[0]), "udp")

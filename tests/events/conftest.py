@@ -1,0 +1,63 @@
+"""Fixtures for the security-event tests: the store backends, and a running ioc with tokens."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ioc.app import IocApp
+from ioc.model import Event
+from tests.conftest import demo_config, free_port
+from tests.store.conftest import postgres_url, store_url  # noqa: F401  (fixtures)
+
+
+class Arrivals:
+    """Awaits stored events instead of sleeping."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+        self._changed = asyncio.Event()
+
+    def __call__(self, events: Sequence[Event]) -> None:
+        self.events.extend(events)
+        self._changed.set()
+
+    async def until(self, count: int) -> None:
+        async with asyncio.timeout(10):
+            while len(self.events) < count:
+                self._changed.clear()
+                await self._changed.wait()
+
+
+INGEST_TOKEN = "ingest-token-0123456789"
+VIEWER_TOKEN = "viewer-token-0123456789"
+
+
+def events_config(tmp_path: Path, extra: dict[str, Any] | None = None,
+                  collectors: list[dict[str, Any]] | None = None,
+                  sim_port: int | None = None) -> Any:
+    """A demo config with an ingest and a viewer token, polling only what the test asks."""
+    port = sim_port or free_port()
+    config = demo_config(tmp_path, port, codes=["STTTT", "STP"], extra={
+        "auth": {"tokens": [
+            {"name": "siem-bridge", "token": INGEST_TOKEN, "roles": ["ingest"]},
+            {"name": "wall", "token": VIEWER_TOKEN, "roles": ["viewer"]},
+        ]},
+        "collectors": collectors or [],
+        **(extra or {}),
+    })
+    return config
+
+
+@pytest.fixture
+async def events_app(tmp_path: Path) -> AsyncIterator[IocApp]:
+    app = IocApp(events_config(tmp_path))
+    await app.start()
+    try:
+        yield app
+    finally:
+        await app.stop(grace=1.0)

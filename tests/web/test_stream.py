@@ -1,0 +1,144 @@
+"""The live stream: deltas from the pipeline, resume by event id, heartbeat, client cap."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from prometheus_client import CollectorRegistry
+
+from ioc.app import IocApp
+from tests.conftest import SIM_TOKEN, PollWatcher, demo_config, free_port
+from web.errors import ApiError
+from web.stream import CLIENT_QUEUE, EventStream
+
+
+def make_stream(ring: int = 10, clients: int = 2) -> tuple[EventStream, CollectorRegistry]:
+    registry = CollectorRegistry()
+    return EventStream(registry, epoch="e1", ring_size=ring, max_clients=clients,
+                       heartbeat=1.0), registry
+
+
+def test_resume_gives_what_was_missed_or_asks_for_a_reset() -> None:
+    stream, _ = make_stream(ring=3)
+    for n in range(5):
+        stream.publish("tile", {"n": n})
+    assert stream.last_id == "e1.5"
+    assert [json.loads(e.data)["n"] for e in stream.missed_since("e1.3") or []] == [3, 4]
+    assert stream.missed_since("e1.5") == []
+    assert stream.missed_since("") == []
+    assert stream.missed_since("e1.1") is None    # fell out of the ring
+    assert stream.missed_since("e0.4") is None    # an earlier run of ioc
+    assert stream.missed_since("e1.9") is None    # from the future
+    assert stream.missed_since("garbage") is None
+
+
+def test_client_cap_and_slow_clients_are_counted() -> None:
+    stream, registry = make_stream(clients=2)
+    fast, slow = stream.subscribe(), stream.subscribe()
+    with pytest.raises(ApiError) as err:
+        stream.subscribe()
+    assert err.value.status == 503
+    assert registry.get_sample_value("ioc_wall_stream_rejected_total") == 1
+    assert registry.get_sample_value("ioc_wall_stream_clients") == 2
+    for n in range(CLIENT_QUEUE + 1):
+        stream.publish("tile", {"n": n})
+        fast.queue.get_nowait()  # keeps up
+    assert slow.closed and stream.client_count == 1
+    assert registry.get_sample_value("ioc_wall_stream_dropped_total") == 1
+
+
+async def events(resp: aiohttp.ClientResponse) -> AsyncIterator[dict[str, Any]]:
+    """Parse a text/event-stream body into {id, event, data} dicts."""
+    current: dict[str, Any] = {}
+    async for raw in resp.content:
+        line = raw.decode().rstrip("\r\n")
+        if not line:
+            if "data" in current:
+                current["data"] = json.loads(current["data"])
+                yield current
+            current = {}
+        elif not line.startswith(":"):
+            key, _, value = line.partition(": ")
+            current[key] = value if key != "data" else current.get("data", "") + value
+
+
+async def next_event(stream: AsyncIterator[dict[str, Any]], kind: str,
+                     predicate: Any = lambda d: True, limit: float = 5.0) -> dict[str, Any]:
+    async with asyncio.timeout(limit):
+        async for event in stream:
+            if event.get("event") == kind and predicate(event["data"]):
+                return event
+    raise AssertionError("stream ended")
+
+
+@pytest.fixture
+async def app(tmp_path: Path) -> AsyncIterator[IocApp]:
+    config = demo_config(tmp_path, free_port(), codes=["STP", "CAT"],
+                         extra={"wall": {"max_clients": 2, "heartbeat": "200ms"}})
+    app = IocApp(config)
+    watcher = PollWatcher()
+    app.pipeline.add_hook(watcher)
+    await app.start()
+    try:
+        await watcher.until(lambda seen: {o.target for o in seen} >= set(app.runners))
+        yield app
+    finally:
+        await app.stop(grace=1.0)
+
+
+async def test_a_fault_streams_the_departments_new_tile(app: IocApp) -> None:
+    sim = f"http://{app.config.simulator.listen}"
+    async with aiohttp.ClientSession() as session:
+        async with session.get(app.url + "/api/v1/stream?since=" + app.wall.stream.last_id) \
+                as resp:
+            assert resp.status == 200
+            assert resp.headers["Content-Type"].startswith("text/event-stream")
+            stream = events(resp)
+            beat = await next_event(stream, "heartbeat")
+            assert beat["data"]["now"] > 0
+            async with session.post(f"{sim}/_sim/faults",
+                                    headers={"Authorization": f"Bearer {SIM_TOKEN}"},
+                                    json={"unit": "STP", "fault": "error", "status": 503}):
+                pass
+            down = await next_event(stream, "tile", lambda d: d["code"] == "STP"
+                                    and d["state"] == "down")
+            assert set(down["data"]["html"]) == {"vi", "en"}
+            assert "Gián đoạn" in down["data"]["html"]["vi"]
+            assert "Down" in down["data"]["html"]["en"]
+            assert down["id"].startswith(app.wall.stream.epoch + ".")
+            last_seen = down["id"]
+        # a client that comes back with Last-Event-ID gets what it missed, nothing twice
+        async with session.delete(f"{sim}/_sim/faults/STP",
+                                  headers={"Authorization": f"Bearer {SIM_TOKEN}"}):
+            pass
+        async with session.get(app.url + "/api/v1/stream",
+                               headers={"Last-Event-ID": last_seen}) as resp:
+            stream = events(resp)
+            up = await next_event(stream, "tile", lambda d: d["code"] == "STP"
+                                  and d["state"] == "up")
+            assert int(up["id"].split(".")[1]) > int(last_seen.split(".")[1])
+
+
+async def test_unknown_id_gets_a_reset_and_the_cap_holds(app: IocApp) -> None:
+    async with aiohttp.ClientSession() as session:
+        async with session.get(app.url + "/api/v1/stream",
+                               headers={"Last-Event-ID": "old-run.5"}) as first:
+            reset = await next_event(events(first), "reset")
+            assert reset["id"].startswith(app.wall.stream.epoch + ".")
+            async with session.get(app.url + "/api/v1/stream") as second:
+                assert second.status == 200
+                await next_event(events(second), "heartbeat")
+                async with session.get(app.url + "/api/v1/stream") as third:
+                    assert third.status == 503
+                    body = await third.json()
+                    assert body["error"] == "too many stream clients"
+                async with session.get(app.url + "/metrics") as metrics:
+                    text = await metrics.text()
+                assert "ioc_wall_stream_clients 2.0" in text
+                assert "ioc_wall_stream_rejected_total 1.0" in text

@@ -1,0 +1,261 @@
+"""``POST /api/v1/events`` (push, ingest role) and ``GET /api/v1/events`` (newest first).
+
+A push is checked whole before anything is queued: a batch with one bad event is refused
+with every problem listed and nothing stored, so the sender fixes and resends the batch
+without wondering which half arrived. An accepted batch is queued (202) and written by the
+event sink; resending it is harmless because events are stored once per ``(source, id)``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from ioc import clock
+from ioc.events import (
+    CATEGORIES,
+    MAX_BATCH,
+    SEVERITIES,
+    EventBatchError,
+    event_document,
+    parse_time,
+    validate_events,
+)
+from ioc.store.events import EventQuery
+from web.errors import ApiError, json_error
+
+if TYPE_CHECKING:
+    from ioc.app import IocApp
+
+log = logging.getLogger("ioc.web")
+
+MAX_PUSH_BYTES = 1 << 20
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 1000
+
+
+def _app(request: web.Request) -> IocApp:
+    from web.app import IOC_APP
+
+    return request.app[IOC_APP]
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def parse_json_body(body: bytes) -> Any:
+    try:
+        return json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
+    except UnicodeDecodeError:
+        raise ApiError(400, "malformed JSON", "the body must be UTF-8 encoded JSON") from None
+    except json.JSONDecodeError as exc:
+        raise ApiError(400, "malformed JSON",
+                       f"line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    except ValueError as exc:
+        raise ApiError(400, "malformed JSON", str(exc)) from None
+
+
+async def post_events(request: web.Request) -> web.Response:
+    from web.app import AUTH
+
+    principal = request.app[AUTH].require(request, "ingest")
+    app = _app(request)
+    too_large = ApiError(413, "body too large",
+                         f"at most {MAX_PUSH_BYTES} bytes (1 MiB) per request; send at most "
+                         f"{MAX_BATCH} events per batch")
+    if request.content_length is not None and request.content_length > MAX_PUSH_BYTES:
+        raise too_large
+    try:
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise too_large from None
+    if len(body) > MAX_PUSH_BYTES:
+        raise too_large
+    payload = parse_json_body(body)
+    config = app.config
+    departments = frozenset(d.code for d in config.departments) or None
+    try:
+        events = validate_events(payload, now=clock.now(), max_future=config.events.max_future,
+                                 departments=departments)
+    except EventBatchError as exc:
+        raise ApiError(400, "invalid events", [e.as_dict() for e in exc.errors]) from None
+    if not app.events.offer(events):
+        response = json_error(503, "ingest queue full",
+                              "ioc is storing a backlog of events; retry the same batch "
+                              "shortly (it is stored once however often it is sent)")
+        response.headers["Retry-After"] = "1"
+        return response
+    log.debug("events accepted", extra={"fields": {"token": principal.name,
+                                                   "events": len(events)}})
+    return web.json_response({"accepted": len(events)}, status=202)
+
+
+def _list_param(params: Mapping[str, str], name: str, allowed: tuple[str, ...] | None
+                ) -> tuple[str, ...]:
+    raw = params.get(name, "")
+    values = tuple(v.strip() for v in raw.split(",") if v.strip())
+    if allowed is not None:
+        unknown = [v for v in values if v not in allowed]
+        if unknown:
+            raise ApiError(400, f"invalid {name}",
+                           f"unknown {name} {unknown[0]!r}; expected one of "
+                           f"{', '.join(allowed)} (comma-separated for several)")
+    return values
+
+
+def parse_event_query(params: Mapping[str, str]) -> EventQuery:
+    since: float | None = None
+    raw_since = params.get("since", "")
+    if raw_since:
+        try:
+            since = parse_time(raw_since)
+        except ValueError as exc:
+            raise ApiError(400, "invalid since", str(exc)) from None
+    limit = DEFAULT_LIMIT
+    raw_limit = params.get("limit", "")
+    if raw_limit:
+        try:
+            limit = int(raw_limit)
+        except ValueError:
+            raise ApiError(400, "invalid limit", f"expected an integer, got {raw_limit!r}") \
+                from None
+        if not 1 <= limit <= MAX_LIMIT:
+            raise ApiError(400, "invalid limit", f"limit must be between 1 and {MAX_LIMIT}")
+    return EventQuery(
+        since=since, limit=limit,
+        severities=_list_param(params, "severity", SEVERITIES),
+        categories=_list_param(params, "category", CATEGORIES),
+        departments=_list_param(params, "department", None),
+        sources=_list_param(params, "source", None))
+
+
+async def get_events(request: web.Request) -> web.Response:
+    from web.app import AUTH
+
+    request.app[AUTH].require(request, "viewer")
+    query = parse_event_query(request.query)
+    found = await _app(request).events.store.query(query)
+    return web.json_response({
+        "events": [event_document(s.event, s.received_at) for s in found],
+        "count": len(found),
+    }, dumps=lambda data: json.dumps(data, ensure_ascii=False, allow_nan=False))
+
+
+# -- OpenAPI description (merged into web.openapi) -----------------------------------------
+
+_ERROR_REF = {"$ref": "#/components/schemas/Error"}
+
+
+def _json_body(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+_EVENT_FIELDS: dict[str, Any] = {
+    "source": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.\\-]*$", "maxLength": 64,
+               "description": "the sending system; ids are unique within a source"},
+    "id": {"type": ["string", "integer"], "maxLength": 200,
+           "description": "unique within the source; a resent event is stored once"},
+    "severity": {"type": "string", "enum": list(SEVERITIES)},
+    "category": {"type": "string", "enum": list(CATEGORIES), "default": "other"},
+    "title": {"type": "string", "minLength": 1, "maxLength": 500},
+    "message": {"type": "string", "maxLength": 10_000, "default": ""},
+    "department": {"type": ["string", "null"],
+                   "description": "department code from config.yaml"},
+    "host": {"type": ["string", "null"], "maxLength": 255},
+    "occurred_at": {"type": ["number", "string", "null"],
+                    "description": "unix seconds or ISO 8601 with a time zone; default: now"},
+    "labels": {"type": "object", "additionalProperties": {"type": "string"},
+               "maxProperties": 32},
+}
+
+EVENT_SCHEMAS: dict[str, Any] = {
+    "EventInput": {
+        "type": "object", "required": ["source", "id", "severity", "title"],
+        "properties": _EVENT_FIELDS, "additionalProperties": False,
+    },
+    "Event": {
+        "type": "object",
+        "required": ["source", "id", "department", "severity", "category", "title", "message",
+                     "host", "occurred_at", "received_at", "labels"],
+        "properties": {
+            **_EVENT_FIELDS,
+            "id": {"type": "string"},
+            "occurred_at": {"type": "number", "description": "unix seconds"},
+            "received_at": {"type": "number", "description": "unix seconds"},
+        },
+        "additionalProperties": False,
+    },
+    "EventList": {
+        "type": "object", "required": ["events", "count"],
+        "properties": {"events": {"type": "array",
+                                  "items": {"$ref": "#/components/schemas/Event"}},
+                       "count": {"type": "integer", "minimum": 0}},
+    },
+    "EventsAccepted": {
+        "type": "object", "required": ["accepted"],
+        "properties": {"accepted": {"type": "integer", "minimum": 1}},
+    },
+    "EventErrors": {
+        "type": "object", "required": ["error", "detail"],
+        "properties": {
+            "error": {"type": "string", "enum": ["invalid events"]},
+            "detail": {"type": "array", "items": {
+                "type": "object", "required": ["index", "field", "message"],
+                "properties": {"index": {"type": ["integer", "null"]},
+                               "field": {"type": "string"},
+                               "message": {"type": "string"}}}},
+        },
+    },
+}
+
+
+def _param(name: str, description: str) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "description": description,
+            "schema": {"type": "string"}}
+
+
+EVENT_PATHS: dict[str, Any] = {
+    "/api/v1/events": {
+        "get": {
+            "summary": "Stored security events, newest first", "operationId": "listEvents",
+            "parameters": [
+                _param("since", "unix seconds or ISO 8601: events that occurred at or after"),
+                _param("severity", "comma-separated severities, e.g. high,critical"),
+                _param("department", "comma-separated department codes"),
+                _param("source", "comma-separated sources"),
+                _param("category", "comma-separated categories"),
+                _param("limit", f"at most this many (1-{MAX_LIMIT}, default {DEFAULT_LIMIT})"),
+            ],
+            "responses": {
+                "200": _json_body({"$ref": "#/components/schemas/EventList"}, "events"),
+                "400": _json_body(_ERROR_REF, "invalid query"),
+                "401": _json_body(_ERROR_REF, "anonymous viewers are not allowed"),
+            },
+        },
+        "post": {
+            "summary": "Push security events (ingest role)", "operationId": "pushEvents",
+            "description": f"One event object or a list of at most {MAX_BATCH}; body at most "
+                           "1 MiB. The batch is checked whole: any bad event refuses the "
+                           "batch (nothing stored). Idempotent by (source, id).",
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                "oneOf": [{"$ref": "#/components/schemas/EventInput"},
+                          {"type": "array", "maxItems": MAX_BATCH, "minItems": 1,
+                           "items": {"$ref": "#/components/schemas/EventInput"}}]}}}},
+            "responses": {
+                "202": _json_body({"$ref": "#/components/schemas/EventsAccepted"},
+                                  "queued; stored once per (source, id)"),
+                "400": _json_body({"$ref": "#/components/schemas/EventErrors"},
+                                  "malformed JSON or invalid events, each problem listed"),
+                "401": _json_body(_ERROR_REF, "no token or unknown token"),
+                "403": _json_body(_ERROR_REF, "the token lacks the ingest role"),
+                "413": _json_body(_ERROR_REF, "body larger than 1 MiB"),
+                "503": _json_body(_ERROR_REF, "ingest queue full; retry after Retry-After"),
+            },
+        },
+    },
+}

@@ -1,0 +1,399 @@
+"""What the wall screen shows, as plain data: one function's result feeds page and stream.
+
+``wall_document`` takes the status document (``build_status``, the same value
+``GET /api/v1/status`` returns) and the latest-value cache, and derives the department tiles,
+the overall health and each data panel. Panels read their metrics from the cache by name, so a
+panel lights up as soon as some collector produces its data and shows an empty state before.
+Everything here is pure and takes ``now``; only ``WallState.refresh`` touches the store, to
+fetch the 24-hour availability and the 30-day trends, which are kept for a minute.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ioc.cache import SeriesCache
+
+if TYPE_CHECKING:
+    from ioc.config import WallConfig
+    from ioc.store import SqlStore
+
+log = logging.getLogger("ioc.wall")
+
+ALL_PANELS = ("clock", "health", "departments", "backlog", "feedback", "security", "alerts",
+              "indices", "announcement")
+# The data panels on the side of the tiles and the metrics each is drawn from.
+PANEL_METRICS: dict[str, tuple[str, ...]] = {
+    "backlog": ("ioc_dossiers", "ioc_dossiers_received", "ioc_dossier_ontime_ratio"),
+    "feedback": ("ioc_feedback_reports", "ioc_feedback_ontime_ratio"),
+    "security": ("ioc_security_events_total",),
+    "alerts": ("ioc_alerts",),
+    "indices": ("ioc_province_index_rank",),
+}
+SIDE_PANELS = tuple(PANEL_METRICS)
+STATE_ORDER = {"down": 0, "degraded": 1, "unknown": 2, "up": 3}
+SEVERITY_ORDER = ("critical", "high", "warning", "medium", "low", "info")
+INDEX_ORDER = ("PAR INDEX", "PCI", "SIPAS", "PAPI")
+OVERDUE_STATUSES = frozenset({"overdue", "in_progress_overdue"})
+TREND_DAYS = 30
+REFRESH_EVERY = 60.0  # seconds between store reads for availability and trends
+
+
+@dataclass(frozen=True, slots=True)
+class WallView:
+    name: str
+    title: str
+    panels: tuple[str, ...]
+    departments: tuple[str, ...]  # empty: every department
+
+    def shows(self, panel: str) -> bool:
+        return panel in self.panels
+
+
+def views_from_config(cfg: WallConfig) -> list[WallView]:
+    """The configured views, or one view named ``all`` with every panel."""
+    if not cfg.views:
+        return [WallView("all", "", ALL_PANELS, ())]
+    return [WallView(v.name, v.title, tuple(v.panels), tuple(v.departments)) for v in cfg.views]
+
+
+def grid_shape(count: int) -> tuple[int, int]:
+    """Columns and rows for ``count`` tiles on a landscape screen, tiles a little wider than
+    tall; the page scales everything with the screen height so this holds at any size."""
+    if count <= 0:
+        return 1, 1
+    cols = max(1, math.ceil(math.sqrt(count * 1.1)))
+    return cols, math.ceil(count / cols)
+
+
+# --------------------------------------------------------------------------------------------
+# Department tiles
+
+
+def department_tile(code: str, name: str, rows: Sequence[Mapping[str, Any]],
+                    availability: Mapping[str, float]) -> dict[str, Any]:
+    """One department's tile from its targets' status rows (``build_status`` rows)."""
+    known = [r for r in rows if r["up"] is not None]
+    down = [r for r in known if r["up"] is False]
+    up = len(known) - len(down)
+    if not known:
+        state = "unknown"
+    elif len(down) == len(rows):
+        state = "down"
+    elif down:
+        state = "degraded"
+    elif len(known) < len(rows):
+        state = "unknown"
+    else:
+        state = "up"
+    latencies = [r["latency_seconds"] for r in known
+                 if r["up"] and r["latency_seconds"] is not None]
+    ratios = [availability[r["name"]] for r in rows if r["name"] in availability]
+    checks = [r["last_check"] for r in rows if r["last_check"] is not None]
+    failing = down[0] if down else None
+    return {
+        "code": code,
+        "name": name,
+        "state": state,
+        "up": up,
+        "down": len(down),
+        "total": len(rows),
+        # rounded so that a tile changes (and is streamed) when it changes visibly
+        "latency_ms": round(sum(latencies) / len(latencies) * 1000) if latencies else None,
+        "availability": sum(ratios) / len(ratios) if ratios else None,
+        "last_check": max(checks) if checks else None,
+        "stale": bool(rows) and all(r["stale"] for r in rows),
+        "reason": failing["reason"] if failing else None,
+        "failing_target": failing["name"] if failing else None,
+    }
+
+
+def tile_sort_key(tile: Mapping[str, Any]) -> tuple[int, str]:
+    return STATE_ORDER[tile["state"]], str(tile["name"]).casefold()
+
+
+def department_tiles(status: Mapping[str, Any], departments: Mapping[str, str],
+                     view: WallView, availability: Mapping[str, float]) -> list[dict[str, Any]]:
+    """A tile per department of the view, failing ones first.
+
+    ``departments`` maps code to name (config order); a department with no target still gets
+    a tile (state unknown) so the screen shows it is not watched yet.
+    """
+    rows_by_dept: dict[str, list[Mapping[str, Any]]] = {}
+    for row in status["targets"]:
+        rows_by_dept.setdefault(row["department"], []).append(row)
+    codes = list(view.departments) if view.departments else list(departments)
+    for code in rows_by_dept:
+        if code not in departments and not view.departments:
+            codes.append(code)
+    tiles = [department_tile(code, departments.get(code, code), rows_by_dept.get(code, []),
+                             availability) for code in codes]
+    tiles.sort(key=tile_sort_key)
+    return tiles
+
+
+def health_counts(tiles: Iterable[Mapping[str, Any]]) -> dict[str, int]:
+    counts = {"up": 0, "degraded": 0, "down": 0, "unknown": 0}
+    for tile in tiles:
+        counts[tile["state"]] += 1
+    counts["total"] = sum(counts.values())
+    return counts
+
+
+# --------------------------------------------------------------------------------------------
+# Data panels (read from the cache by metric name)
+
+
+@dataclass(slots=True)
+class _Latest:
+    labels: dict[str, str]
+    ts: float
+    value: float
+
+
+def _latest(cache: SeriesCache, metric: str) -> list[_Latest]:
+    out = []
+    for labels, window in cache.series(metric):
+        latest = window.latest
+        if latest is not None and math.isfinite(latest[1]):
+            out.append(_Latest(dict(labels), latest[0], latest[1]))
+    return out
+
+
+def _province_or_mean(rows: list[_Latest]) -> float | None:
+    """The province-wide series (``department=""``) if there is one, else the mean."""
+    province = [r.value for r in rows if r.labels.get("department", "") == ""]
+    if province:
+        return province[0]
+    return sum(r.value for r in rows) / len(rows) if rows else None
+
+
+def _counts_panel(counts: list[_Latest], ratios: list[_Latest],
+                  received: list[_Latest] | None, trend: list[tuple[float, float]],
+                  now: float, stale_after: float) -> dict[str, Any] | None:
+    if not counts and not ratios and not received:
+        return None
+    by_status: dict[str, float] = {}
+    for row in counts:
+        if row.labels.get("department", "x") == "":
+            continue  # a province-wide row would count every department twice
+        status = row.labels.get("status", "")
+        by_status[status] = by_status.get(status, 0.0) + row.value
+    received_rows = [r for r in received or [] if r.labels.get("department", "x") != ""]
+    updated = max(r.ts for r in (*counts, *ratios, *(received or [])))
+    return {
+        "received": (sum(r.value for r in received_rows) if received_rows
+                     else by_status.get("received")),
+        "in_progress": sum(v for s, v in by_status.items() if s.startswith("in_progress"))
+        if by_status else None,
+        "overdue": sum(v for s, v in by_status.items() if s in OVERDUE_STATUSES)
+        if by_status else None,
+        "ontime": _province_or_mean(ratios),
+        "trend": trend,
+        "updated": updated,
+        "stale": now - updated > stale_after,
+    }
+
+
+def backlog_panel(cache: SeriesCache, trend: list[tuple[float, float]], now: float,
+                  stale_after: float) -> dict[str, Any] | None:
+    return _counts_panel(_latest(cache, "ioc_dossiers"), _latest(cache, "ioc_dossier_ontime_ratio"),
+                         _latest(cache, "ioc_dossiers_received"), trend, now, stale_after)
+
+
+def feedback_panel(cache: SeriesCache, trend: list[tuple[float, float]], now: float,
+                   stale_after: float) -> dict[str, Any] | None:
+    return _counts_panel(_latest(cache, "ioc_feedback_reports"),
+                         _latest(cache, "ioc_feedback_ontime_ratio"), None, trend, now,
+                         stale_after)
+
+
+def _severity_rank(severity: str) -> int:
+    return SEVERITY_ORDER.index(severity) if severity in SEVERITY_ORDER else len(SEVERITY_ORDER)
+
+
+def security_panel(cache: SeriesCache, now: float, stale_after: float) -> dict[str, Any] | None:
+    """Events by severity over what the in-memory window holds (its span is shown)."""
+    by_severity: dict[str, float] = {}
+    earliest = now
+    updated = 0.0
+    seen = False
+    for labels, window in cache.series("ioc_security_events_total"):
+        points = window.points
+        if not points:
+            continue
+        seen = True
+        first, last = points[0], points[-1]
+        increase = last[1] - first[1] if last[1] >= first[1] else last[1]  # counter reset
+        severity = dict(labels).get("severity", "")
+        by_severity[severity] = by_severity.get(severity, 0.0) + increase
+        earliest = min(earliest, first[0])
+        updated = max(updated, last[0])
+    if not seen:
+        return None
+    span = min(cache.window_seconds, max(60.0, now - earliest))
+    return {
+        "by_severity": sorted(by_severity.items(), key=lambda kv: _severity_rank(kv[0])),
+        "span": round(span / 60) * 60,
+        "updated": updated,
+        "stale": now - updated > stale_after,
+    }
+
+
+def alerts_panel(cache: SeriesCache, now: float, stale_after: float) -> dict[str, Any] | None:
+    rows = [r for r in _latest(cache, "ioc_alerts") if r.labels.get("state") == "firing"]
+    if not rows:
+        return None
+    by_severity: dict[str, float] = {}
+    for row in rows:
+        severity = row.labels.get("severity", "")
+        by_severity[severity] = by_severity.get(severity, 0.0) + row.value
+    updated = max(r.ts for r in rows)
+    return {
+        "by_severity": sorted(by_severity.items(), key=lambda kv: _severity_rank(kv[0])),
+        "firing": sum(by_severity.values()),
+        "updated": updated,
+        "stale": now - updated > stale_after,
+    }
+
+
+def indices_panel(cache: SeriesCache, now: float, stale_after: float) -> dict[str, Any] | None:
+    """Each index's latest year, rank and places gained since the year before."""
+    ranks: dict[str, dict[int, float]] = {}
+    updated = 0.0
+    for row in _latest(cache, "ioc_province_index_rank"):
+        try:
+            year = int(row.labels.get("year", ""))
+        except ValueError:
+            continue
+        ranks.setdefault(row.labels.get("index", "?"), {})[year] = row.value
+        updated = max(updated, row.ts)
+    if not ranks:
+        return None
+    items = []
+    for index, years in ranks.items():
+        year = max(years)
+        before = years.get(year - 1)
+        items.append({"index": index, "year": year, "rank": int(years[year]),
+                      "change": None if before is None else int(before - years[year])})
+    items.sort(key=lambda i: (INDEX_ORDER.index(i["index"]) if i["index"] in INDEX_ORDER
+                              else len(INDEX_ORDER), i["index"]))
+    return {"items": items, "updated": updated, "stale": now - updated > stale_after}
+
+
+# --------------------------------------------------------------------------------------------
+# Store-backed figures, refreshed at most once a minute
+
+
+@dataclass
+class WallState:
+    """The wall's slow-moving figures and the announcement; owned by one app."""
+
+    announcement: str = ""
+    availability: dict[str, float] = field(default_factory=dict)  # target -> 0..1 over 24 h
+    trends: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+    refreshed_at: float | None = None
+    _task: asyncio.Task[None] | None = field(default=None, repr=False)
+
+    def due(self, now: float) -> bool:
+        return self.refreshed_at is None or now - self.refreshed_at >= REFRESH_EVERY
+
+    def refresh_soon(self, store: SqlStore, now: float) -> asyncio.Task[None]:
+        """Start one refresh unless one is running; callers may await it with a deadline."""
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._refresh(store, now), name="ioc-wall-refresh")
+        return self._task
+
+    async def _refresh(self, store: SqlStore, now: float) -> None:
+        try:
+            self.availability = await availability_24h(store, now)
+            self.trends = {
+                "backlog": await daily_trend(store, "ioc_dossiers_received", {}, now),
+                "feedback": await daily_trend(store, "ioc_feedback_reports",
+                                              {"status": "received"}, now),
+            }
+        except Exception as exc:  # the wall keeps showing live data without these
+            log.warning("wall figures not refreshed", extra={"fields": {"error": repr(exc)}})
+        finally:
+            self.refreshed_at = now
+
+    def cancel(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+
+async def availability_24h(store: SqlStore, now: float) -> dict[str, float]:
+    """Share of successful polls per target over the last 24 h (hourly averages averaged)."""
+    series = await store.query_range("ioc_target_up", {}, now - 86400, now, 3600)
+    out: dict[str, float] = {}
+    for s in series:
+        target = dict(s.labels).get("target")
+        if target and s.points:
+            out[target] = sum(v for _, v in s.points) / len(s.points)
+    return out
+
+
+async def daily_trend(store: SqlStore, metric: str, matchers: dict[str, str],
+                      now: float) -> list[tuple[float, float]]:
+    """Daily points of a metric summed over its series, oldest first, for a sparkline."""
+    series = await store.query_range(metric, matchers, now - TREND_DAYS * 86400, now, 86400)
+    totals: dict[float, float] = {}
+    for s in series:
+        if dict(s.labels).get("department", "x") == "":
+            continue
+        for ts, value in s.points:
+            totals[ts] = totals.get(ts, 0.0) + value
+    return sorted(totals.items())
+
+
+def sparkline(points: Sequence[tuple[float, float]], width: int = 100,
+              height: int = 24) -> str:
+    """SVG polyline ``points`` for a trend (empty below two points)."""
+    if len(points) < 2:
+        return ""
+    t0, t1 = points[0][0], points[-1][0]
+    values = [v for _, v in points]
+    low, high = min(values), max(values)
+    span_t = (t1 - t0) or 1.0
+    span_v = (high - low) or 1.0
+    return " ".join(f"{(t - t0) / span_t * width:.1f},{height - (v - low) / span_v * height:.1f}"
+                    for t, v in points)
+
+
+# --------------------------------------------------------------------------------------------
+# The document behind the page
+
+
+def side_panels(cache: SeriesCache, state: WallState, now: float,
+                stale_after: float) -> dict[str, dict[str, Any] | None]:
+    return {
+        "backlog": backlog_panel(cache, state.trends.get("backlog", []), now, stale_after),
+        "feedback": feedback_panel(cache, state.trends.get("feedback", []), now, stale_after),
+        "security": security_panel(cache, now, stale_after),
+        "alerts": alerts_panel(cache, now, stale_after),
+        "indices": indices_panel(cache, now, stale_after),
+    }
+
+
+def wall_document(status: Mapping[str, Any], *, view: WallView,
+                  departments: Mapping[str, str], cache: SeriesCache, state: WallState,
+                  stale_after: float, now: float) -> dict[str, Any]:
+    """Everything one view of the wall shows, derived from the status document."""
+    tiles = department_tiles(status, departments, view, state.availability)
+    panels = side_panels(cache, state, now, stale_after)
+    checks = [t["last_check"] for t in tiles if t["last_check"] is not None]
+    return {
+        "generated_at": now,
+        "province": status["province"],
+        "view": view,
+        "health": health_counts(tiles),
+        "departments": tiles,
+        "departments_updated": max(checks) if checks else None,
+        "panels": {name: panels[name] for name in SIDE_PANELS if view.shows(name)},
+        "announcement": state.announcement if view.shows("announcement") else "",
+    }

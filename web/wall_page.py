@@ -1,0 +1,285 @@
+"""The wall's HTTP side: the page, its fragments, the stream handler and the pipeline feed.
+
+The page is rendered on the server (it shows real numbers before any script runs). The feed
+is a pipeline hook: after every poll it rebuilds the tile of the polled target's department
+and the panels whose metrics the poll brought, renders each as an HTML fragment in every
+language (with the same autoescaping templates as the page) and publishes the ones that
+changed. Screens swap fragments in; they never build markup from data themselves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+from collections.abc import Mapping
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+import jinja2
+from aiohttp import web
+
+from ioc import clock
+from ioc.config_types import parse_duration
+from ioc.status import StatusBoard, build_status
+from web import stream as sse
+from web.errors import ApiError
+from web.i18n import LANGS, Translator, catalogue, pick_lang
+from web.stream import EventStream
+from web.wall import (
+    PANEL_METRICS,
+    SIDE_PANELS,
+    WallState,
+    WallView,
+    department_tile,
+    grid_shape,
+    side_panels,
+    sparkline,
+    views_from_config,
+    wall_document,
+)
+
+if TYPE_CHECKING:
+    from ioc.app import IocApp
+    from ioc.pipeline import PollOutcome
+
+THEMES = ("dark", "light")
+_PANEL_METRICS_ITEMS = tuple((k, frozenset(v)) for k, v in PANEL_METRICS.items())
+MIN_ROTATE = 5.0
+# Words the page's script needs; everything else arrives rendered.
+SCRIPT_WORDS = ("offline_banner", "updated", "age_seconds", "age_minutes", "age_hours",
+                "age_days", "live", "offline", "stale")
+FIRST_RENDER_WAIT = 0.25  # seconds the page waits for store figures before rendering without
+
+
+def make_templates() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("web", "templates"),
+        autoescape=True,  # every value: target and department names are untrusted
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True, lstrip_blocks=True,
+    )
+    env.globals["sparkline"] = sparkline
+    return env
+
+
+class WallFeed:
+    """Renders the wall and turns pipeline outcomes into stream deltas; one per app."""
+
+    def __init__(self, app: IocApp, epoch: str) -> None:
+        cfg = app.config.wall
+        self.app = app
+        self.cfg = cfg
+        self.views = views_from_config(cfg)
+        self.departments = {d.code: d.name for d in app.config.departments}
+        self.state = WallState(announcement=cfg.announcement)
+        self.templates = make_templates()
+        self.parts = self.templates.get_template("wall_parts.html")
+        self.stream = EventStream(app.registry, epoch=epoch, ring_size=cfg.replay_events,
+                                  max_clients=cfg.max_clients, heartbeat=cfg.heartbeat)
+        self.networks = [ipaddress.ip_network(n, strict=False) for n in cfg.allowed_networks]
+        self._sent_tiles: dict[str, dict[str, Any]] = {}
+        self._sent_panels: dict[str, Any] = {}
+        self._dept_targets: dict[str, list[str]] = {}
+        self._indexed = -1
+
+    # ---- documents ---------------------------------------------------------------------
+
+    def province(self) -> dict[str, str]:
+        cfg = self.app.config
+        return {"code": cfg.province.code, "name": cfg.province.name,
+                "title": cfg.service.title}
+
+    def translators(self) -> dict[str, Translator]:
+        tz = self.app.config.province.timezone
+        return {lang: Translator(lang, tz) for lang in LANGS}
+
+    def document(self, view: WallView, now: float) -> dict[str, Any]:
+        status = build_status(self.app.board, self.app.department_names, now=now,
+                              province=self.province())
+        return wall_document(status, view=view, departments=self.departments,
+                             cache=self.app.cache, state=self.state,
+                             stale_after=self.cfg.stale_after, now=now)
+
+    def view(self, name: str | None) -> WallView:
+        if name is None:
+            return self.views[0]
+        for view in self.views:
+            if view.name == name:
+                return view
+        raise ApiError(404, "unknown view",
+                       f"no wall view {name!r}; views: {', '.join(v.name for v in self.views)}")
+
+    # ---- the pipeline hook -------------------------------------------------------------
+
+    def on_outcome(self, outcome: PollOutcome) -> None:
+        now = outcome.ts
+        state = self.app.board.targets.get(outcome.target)
+        if state is not None:
+            self.publish_tile(state.department, now)
+        metrics = {s.metric for s in outcome.samples}
+        for panel, names in _PANEL_METRICS_ITEMS:
+            if metrics.intersection(names):
+                self.publish_panels(now, only=panel)
+
+    def _targets_of(self, department: str) -> list[str]:
+        board = self.app.board
+        if self._indexed != len(board.targets):
+            self._dept_targets = {}
+            for name, target in board.targets.items():
+                self._dept_targets.setdefault(target.department, []).append(name)
+            self._indexed = len(board.targets)
+        return self._dept_targets.get(department, [])
+
+    def tile(self, department: str, now: float) -> dict[str, Any]:
+        board = self.app.board
+        subset = StatusBoard()
+        subset.targets = {n: board.targets[n] for n in self._targets_of(department)
+                          if n in board.targets}
+        rows = build_status(subset, self.app.department_names, now=now,
+                            province=self.province())["targets"]
+        return department_tile(department, self.departments.get(department, department), rows,
+                               self.state.availability)
+
+    def publish_tile(self, department: str, now: float) -> None:
+        tile = self.tile(department, now)
+        shown = {k: v for k, v in tile.items() if k != "last_check"}
+        if self._sent_tiles.get(department) == shown:
+            return
+        self._sent_tiles[department] = shown
+        self.stream.publish("tile", {
+            "code": department, "state": tile["state"], "updated": tile["last_check"],
+            "html": {lang: str(self.parts.module.tile(tile, t))  # type: ignore[attr-defined]
+                     for lang, t in self.translators().items()},
+        })
+
+    def publish_panels(self, now: float, only: str | None = None) -> None:
+        panels = side_panels(self.app.cache, self.state, now, self.cfg.stale_after)
+        for name in SIDE_PANELS:
+            if only is not None and name != only:
+                continue
+            data = panels[name]
+            shown = None if data is None else {k: v for k, v in data.items() if k != "updated"}
+            if name in self._sent_panels and self._sent_panels[name] == shown:
+                continue
+            self._sent_panels[name] = shown
+            self.stream.publish("panel", {
+                "panel": name,
+                "html": {lang: str(self.parts.module.side_panel(  # type: ignore[attr-defined]
+                    name, data, t, now)) for lang, t in self.translators().items()},
+            })
+
+    def publish_announcement(self) -> None:
+        self.stream.publish("announcement", {"text": self.state.announcement})
+
+    def on_idle(self) -> None:
+        """Between events: refresh the store figures once a minute and stream what moved."""
+        now = clock.now()
+        if not self.state.due(now):
+            return
+        task = self.state.refresh_soon(self.app.store, now)
+
+        def done(_: object) -> None:
+            for department in list(self.departments):
+                self.publish_tile(department, clock.now())
+            self.publish_panels(clock.now())
+
+        task.add_done_callback(done)
+
+    def close(self) -> None:
+        self.stream.close_all()
+        self.state.cancel()
+
+    # ---- rendering ---------------------------------------------------------------------
+
+    def render(self, view: WallView, doc: Mapping[str, Any], *, lang: str, theme: str,
+               rotate: float | None, query: Mapping[str, str]) -> str:
+        t = Translator(lang, self.app.config.province.timezone)
+        cols, rows = grid_shape(len(doc["departments"]))
+        words = {k: catalogue(lang)[k] for k in SCRIPT_WORDS}
+        rotation = [_view_url(v, query) for v in self.views] if rotate else []
+        return self.templates.get_template("wall.html").render(
+            doc=doc, view=view, t=t, lang=lang, theme=theme, cols=cols, rows=rows,
+            title=view.title or doc["province"]["title"],
+            config={
+                "lang": lang, "tz": self.app.config.province.timezone,
+                "since": self.stream.last_id, "offline_after": self.cfg.offline_after,
+                "stale_after": self.cfg.stale_after, "rendered_at": doc["generated_at"],
+                "rotate": rotate, "views": rotation,
+                "current": _view_url(view, query), "words": words,
+            },
+            config_json=partial(json.dumps, ensure_ascii=False),
+        )
+
+    def allowed(self, request: web.Request) -> None:
+        if not self.networks:
+            return
+        try:
+            address = ipaddress.ip_address(request.remote or "")
+        except ValueError:
+            address = None
+        if address is None or not any(address in net for net in self.networks):
+            raise ApiError(403, "forbidden", "this address may not see the wall "
+                                             "(wall.allowed_networks)")
+
+
+def _view_url(view: WallView, query: Mapping[str, str]) -> str:
+    from urllib.parse import urlencode
+
+    keep = {k: query[k] for k in ("lang", "theme", "rotate") if k in query}
+    return f"/wall/{view.name}" + (f"?{urlencode(keep)}" if keep else "")
+
+
+def parse_page_query(query: Mapping[str, str]) -> tuple[str, str, float | None]:
+    """``?lang=``, ``?theme=`` and ``?rotate=``, or a 400 naming what is wrong."""
+    lang = query.get("lang", "vi")
+    if lang not in LANGS:
+        raise ApiError(400, "invalid lang", f"expected one of {', '.join(LANGS)}, got {lang!r}")
+    theme = query.get("theme", "dark")
+    if theme not in THEMES:
+        raise ApiError(400, "invalid theme",
+                       f"expected one of {', '.join(THEMES)}, got {theme!r}")
+    rotate: float | None = None
+    if query.get("rotate"):
+        try:
+            rotate = parse_duration(query["rotate"])
+        except ValueError as exc:
+            raise ApiError(400, "invalid rotate", str(exc)) from None
+        if rotate < MIN_ROTATE:
+            raise ApiError(400, "invalid rotate", f"rotate must be at least {MIN_ROTATE:g}s")
+    return pick_lang(lang), theme, rotate
+
+
+# ---- handlers --------------------------------------------------------------------------------
+
+
+def _feed(request: web.Request) -> WallFeed:
+    from web.app import IOC_APP
+
+    return request.app[IOC_APP].wall
+
+
+async def page(request: web.Request) -> web.Response:
+    feed = _feed(request)
+    feed.allowed(request)
+    view = feed.view(request.match_info.get("view"))
+    lang, theme, rotate = parse_page_query(request.query)
+    now = clock.now()
+    if feed.state.due(now):
+        task = feed.state.refresh_soon(feed.app.store, now)
+        try:
+            async with asyncio.timeout(FIRST_RENDER_WAIT):
+                await asyncio.shield(task)
+        except TimeoutError:
+            pass  # render without the 24 h figures; the stream brings them
+    doc = feed.document(view, now)
+    html = feed.render(view, doc, lang=lang, theme=theme, rotate=rotate, query=request.query)
+    return web.Response(text=html, content_type="text/html", charset="utf-8",
+                        headers={"Cache-Control": "no-store"})
+
+
+async def stream(request: web.Request) -> web.StreamResponse:
+    feed = _feed(request)
+    feed.allowed(request)
+    return await sse.serve(request, feed.stream, clock.now, on_idle=feed.on_idle)
+
