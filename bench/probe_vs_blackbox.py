@@ -56,6 +56,7 @@ PAGE = ("<!doctype html><html><head><meta charset=utf-8><title>Cổng thông tin
         "</head><body><h1>Sở Thông tin và Truyền thông</h1><p>Hệ thống hoạt động bình thường."
         "</p></body></html>\n")
 PORTS = 8  # nginx listeners; the targets are spread over them (one "host" per port)
+DEPARTMENTS = 35
 
 
 def free_port() -> int:
@@ -353,9 +354,12 @@ def run_ioc(tmp: Path, urls: list[str], args: argparse.Namespace) -> Result:
         "collection": {"interval": f"{interval}s", "timeout": f"{timeout}s",
                        "max_per_host": args.max_per_host},
         "logging": {"level": "warning"},
-        "departments": [{"code": "STTTT", "name": "Sở Thông tin và Truyền thông"}],
-        "collectors": [{"type": "http", "name": f"target-{i:05d}", "department": "STTTT",
-                        "url": url} for i, url in enumerate(urls)],
+        # the province's 35 departments and districts, targets spread evenly over them
+        "departments": [{"code": f"DV{d:02d}", "name": f"Đơn vị {d}"}
+                        for d in range(DEPARTMENTS)],
+        "collectors": [{"type": "http", "name": f"target-{i:05d}",
+                        "department": f"DV{i % DEPARTMENTS:02d}", "url": url}
+                       for i, url in enumerate(urls)],
     }
     path = tmp / "ioc.yaml"
     path.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")

@@ -37,6 +37,28 @@ from ioc import clock
 from ioc.config_types import CollectorConfig, Duration, StrictModel
 from ioc.model import CollectResult, Event, Sample, make_labels
 
+URL_LABEL_MAX = 200
+
+
+def url_label(url: str) -> str:
+    """``url`` as a label value: scheme, host, port and path only, at most 200 characters.
+
+    A redirect target's query string or fragment often carries a session id, a timestamp or a
+    token; as a label it would make a new series on every poll and could put a secret on
+    /metrics. User info is dropped for the same reason.
+    """
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    netloc = f"{host}:{port}" if port is not None else host
+    label = f"{parts.scheme}://{netloc}{parts.path}" if parts.scheme else parts.path
+    return label[:URL_LABEL_MAX]
+
 
 def parse_status_spec(spec: list[int | str]) -> tuple[tuple[int, int], ...]:
     """``[200, "300-399"]`` → inclusive ranges; raises ValueError naming the bad item."""
@@ -283,8 +305,8 @@ class HttpCollector:
             Sample("ioc_probe_http_status_code", labels, float(status), now),
             Sample("ioc_probe_http_content_length_bytes", labels, float(size), now),
             Sample("ioc_probe_http_redirects", labels, float(timer.redirects), now),
-            Sample("ioc_probe_http_final_url_info", make_labels(labels, url=final_url), 1.0,
-                   now),
+            Sample("ioc_probe_http_final_url_info", make_labels(labels, url=url_label(final_url)),
+                   1.0, now),
         ]
         for phase, seconds in timer.durations.items():
             phase_labels = self._phase_labels.get(phase)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import aiohttp
 from aiohttp import web
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, disable_created_metrics
 
 from alerts.dispatcher import build_dispatcher
 from alerts.engine import AlertEngine
@@ -57,6 +57,9 @@ class IocApp:
         self.config = config
         host, port = split_listen(listen or config.service.listen)
         self.listen = Listen(host, port)
+        # No `<name>_created` series: they double every counter's and histogram's series in
+        # the text format and nothing reads them (a process-wide prometheus-client switch).
+        disable_created_metrics()
         self.registry = CollectorRegistry()
         self.metrics = ServiceMetrics(self.registry, __version__)
         self.cache = SeriesCache(config.collection.window, config.collection.window_points)
@@ -148,6 +151,7 @@ class IocApp:
         await self.event_store.open()
         self.events.start()
         await self.dispatcher.start()
+        await self.wall.open()  # the announcement operators set
         await self.alerts.start()
         self._prune_task = asyncio.create_task(
             prune_loop(self.store, cfg.storage.retention, cfg.storage.prune_interval),
@@ -202,6 +206,7 @@ class IocApp:
         await self.events.stop()
         await self.event_store.close()
         await self.dispatcher.stop()
+        await self.wall.aclose()
         await self.store.close()
         if self._sim_runner is not None:
             await self._sim_runner.cleanup()

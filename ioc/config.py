@@ -29,6 +29,7 @@ from ioc.config_types import (
 )
 from ioc.events_config import EventsConfig
 from ioc.indices import IndexConfig, IndexList
+from ioc.metrics_config import MetricsConfig
 
 # --------------------------------------------------------------------------------------------
 # Sections
@@ -197,6 +198,7 @@ class ConfigFile(StrictModel):
     indices: IndexList = Field(default_factory=list)
     events: EventsConfig = EventsConfig()
     alerts: AlertsConfig = AlertsConfig()
+    metrics: MetricsConfig = MetricsConfig()
     collectors: list[dict[str, Any]] = Field(default_factory=list)
 
 
@@ -221,6 +223,7 @@ class Config:
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     # every rule (config, rule files, defaults) with where it was defined
     alert_rules: tuple[tuple[RuleConfig, str], ...] = ()
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
     def interval_of(self, collector: CollectorConfig) -> float:
         return collector.interval or self.collection.interval
@@ -487,6 +490,7 @@ def parse_config(raw: Any, *, env: Mapping[str, str] | None = None,
     extra = [t.token.get_secret_value() for t in file_model.auth.tokens]
     if file_model.simulator.token is not None:
         extra.append(file_model.simulator.token.get_secret_value())
+    extra.extend(file_model.metrics.secrets())
     secrets = (*secrets, *(t for t in extra if t and t not in secrets))
     return Config(
         service=file_model.service,
@@ -505,6 +509,7 @@ def parse_config(raw: Any, *, env: Mapping[str, str] | None = None,
         events=file_model.events,
         alerts=file_model.alerts,
         alert_rules=tuple(alert_rules),
+        metrics=file_model.metrics,
     )
 
 

@@ -29,7 +29,8 @@ SAMPLE_METRICS: dict[str, str] = {
                            "recovery_threshold): 1 up, 0 down.",
     "ioc_probe_http_content_length_bytes": "Bytes of the last response body (decompressed).",
     "ioc_probe_http_redirects": "Redirects followed by the last check.",
-    "ioc_probe_http_final_url_info": "The URL the last check ended at after redirects, always 1.",
+    "ioc_probe_http_final_url_info": "The URL the last check ended at after redirects "
+                                     "(without query string), always 1.",
     "ioc_probe_phase_duration_seconds": "Time the last check spent per phase (dns, connect, "
                                         "tls, processing, transfer).",
     "ioc_probe_tls_cert_expiry_timestamp_seconds": "Unix time when the server's TLS "
@@ -52,6 +53,32 @@ SAMPLE_METRICS: dict[str, str] = {
                                           'resolved; department="" is the province.',
     "ioc_online_procedures": "Administrative procedures offered, by online level "
                              "(full, partial, none).",
+}
+
+# Labels of the sample metrics, besides the `labels:` a collector's config adds to all its
+# samples. docs/metrics.md is generated from this (ioc/metrics_doc.py); a test compares it with
+# what a running ioc exports.
+_TARGET = ("target", "department", "kind")
+SAMPLE_LABELS: dict[str, tuple[str, ...]] = {
+    "ioc_target_up": _TARGET,
+    "ioc_probe_duration_seconds": _TARGET,
+    "ioc_probe_http_status_code": _TARGET,
+    "ioc_target_state_up": _TARGET,
+    "ioc_probe_http_content_length_bytes": _TARGET,
+    "ioc_probe_http_redirects": _TARGET,
+    "ioc_probe_http_final_url_info": (*_TARGET, "url"),
+    "ioc_probe_phase_duration_seconds": (*_TARGET, "phase"),
+    "ioc_probe_tls_cert_expiry_timestamp_seconds": _TARGET,
+    "ioc_probe_tls_version_info": (*_TARGET, "version"),
+    "ioc_probe_dns_answer_rrs": _TARGET,
+    "ioc_dossiers": ("target", "department", "status"),
+    "ioc_dossiers_received": ("target", "department", "channel"),
+    "ioc_dossier_ontime_ratio": ("target", "department"),
+    "ioc_dossier_resolved_ontime_ratio": ("target", "department"),
+    "ioc_feedback_reports": ("target", "department", "status"),
+    "ioc_feedback_ontime_ratio": ("target", "department"),
+    "ioc_feedback_resolved_ontime_ratio": ("target", "department"),
+    "ioc_online_procedures": ("target", "department", "level"),
 }
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)

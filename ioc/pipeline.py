@@ -14,7 +14,7 @@ from typing import Protocol
 
 from ioc.cache import SeriesCache
 from ioc.metrics import ServiceMetrics
-from ioc.model import CollectResult, Event, Sample
+from ioc.model import FAILURE_REASONS, CollectResult, Event, Sample
 from ioc.status import StatusBoard, TargetState
 
 log = logging.getLogger("ioc.pipeline")
@@ -71,8 +71,9 @@ class Pipeline:
         if result.up:
             self.metrics.last_success.labels(target=outcome.target).set(outcome.ts)
         else:
-            self.metrics.failures.labels(target=outcome.target,
-                                         reason=result.reason or "error").inc()
+            # the label set stays closed even if a collector invents a reason
+            reason = result.reason if result.reason in FAILURE_REASONS else "error"
+            self.metrics.failures.labels(target=outcome.target, reason=reason).inc()
         for hook in self.hooks:
             try:
                 hook(outcome)

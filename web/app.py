@@ -10,9 +10,10 @@ import jinja2
 from aiohttp import web
 from prometheus_client.exposition import choose_encoder
 
-from web import alerts_api, api, events_api, wall_page
+from web import alerts_api, announcement, api, console, events_api, sessions, wall_page
 from web.auth import Authenticator
 from web.errors import error_middleware, json_error
+from web.metrics_auth import MetricsGuard
 from web.openapi import openapi_document
 
 if TYPE_CHECKING:
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
 IOC_APP: web.AppKey[IocApp] = web.AppKey("ioc_app")
 TEMPLATES: web.AppKey[jinja2.Environment] = web.AppKey("templates")
 AUTH: web.AppKey[Authenticator] = web.AppKey("auth")
+METRICS_GUARD: web.AppKey[MetricsGuard] = web.AppKey("metrics_guard")
 
 MAX_BODY_BYTES = 1 << 20
 
@@ -46,6 +48,11 @@ async def readyz(request: web.Request) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     app = request.app[IOC_APP]
+    guard = request.app[METRICS_GUARD]
+    if not guard.allows(request.headers.get("Authorization")):
+        response = json_error(401, "unauthorized", "this needs the metrics: credentials")
+        response.headers["WWW-Authenticate"] = guard.challenge
+        return response
     encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
     body = encoder(app.registry)
     return web.Response(body=body, headers={"Content-Type": content_type})
@@ -79,12 +86,19 @@ async def not_found(request: web.Request) -> web.Response:
 
 
 def create_web_app(ioc_app: IocApp) -> web.Application:
-    app = web.Application(middlewares=[error_middleware], client_max_size=MAX_BODY_BYTES)
+    from ioc import clock
+
+    app = web.Application(middlewares=[error_middleware, sessions.make_middleware(clock.now)],
+                          client_max_size=MAX_BODY_BYTES)
     app[IOC_APP] = ioc_app
     auth = ioc_app.config.auth
+    app[sessions.SESSIONS] = sessions.SessionStore()
+    app[sessions.WALL_COOKIES] = sessions.WallCookies(
+        (t.name, t.token.get_secret_value(), t.roles) for t in auth.tokens)
     app[AUTH] = Authenticator(
         ((t.name, t.token.get_secret_value(), t.roles) for t in auth.tokens),
         anonymous_roles=auth.anonymous)
+    app[METRICS_GUARD] = MetricsGuard(ioc_app.config.metrics)
     app[TEMPLATES] = jinja2.Environment(
         loader=jinja2.PackageLoader("web", "templates"),
         autoescape=True,  # every page, every value: target names and errors are untrusted
@@ -102,9 +116,10 @@ def create_web_app(ioc_app: IocApp) -> web.Application:
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/api/v1/status", api.status)
     app.router.add_get("/api/v1/series", api.series)
-    app.router.add_get("/api/v1/events", events_api.get_events)
-    app.router.add_post("/api/v1/events", events_api.post_events)
+    events_api.add_routes(app)
     alerts_api.add_routes(app)
+    announcement.add_routes(app)
+    console.add_routes(app)
     app.router.add_get("/api/openapi.json", openapi)
     return app
 

@@ -40,6 +40,10 @@ class Principal:
         return role in self.roles
 
 
+# Set by web.sessions when a request comes with a valid session or wall cookie instead.
+PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal", Principal)
+
+
 class Authenticator:
     def __init__(self, tokens: Iterable[tuple[str, str, Iterable[str]]],
                  anonymous_roles: Iterable[str] = ("viewer",)) -> None:
@@ -65,8 +69,12 @@ class Authenticator:
         return found
 
     def require(self, request: web.Request, role: str) -> Principal:
-        """The request's principal if it holds ``role``; 401 without a token, else 403."""
-        principal = self.identify(request.headers.get("Authorization"))
+        """The request's principal if it holds ``role``; 401 without a token, else 403.
+
+        A principal already attached to the request (a console session or a wall screen's
+        cookie, checked by ``web.sessions``) stands in for the Authorization header.
+        """
+        principal = request.get(PRINCIPAL) or self.identify(request.headers.get("Authorization"))
         if principal.has(role):
             return principal
         if principal is self.anonymous:

@@ -11,6 +11,7 @@ from typing import Any
 
 from ioc import __version__
 from web.alerts_api import ALERT_PATHS, ALERT_SCHEMAS
+from web.announcement import ANNOUNCEMENT_PATHS, ANNOUNCEMENT_SCHEMAS
 from web.events_api import EVENT_PATHS, EVENT_SCHEMAS
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
@@ -104,6 +105,7 @@ SCHEMAS: dict[str, Any] = {
     },
     **EVENT_SCHEMAS,
     **ALERT_SCHEMAS,
+    **ANNOUNCEMENT_SCHEMAS,
 }
 
 
@@ -153,6 +155,7 @@ PATHS: dict[str, Any] = {
     }},
     **EVENT_PATHS,
     **ALERT_PATHS,
+    **ANNOUNCEMENT_PATHS,
 }
 
 

@@ -32,7 +32,7 @@ PANEL_METRICS: dict[str, tuple[str, ...]] = {
     "backlog": ("ioc_dossiers", "ioc_dossiers_received", "ioc_dossier_ontime_ratio"),
     "feedback": ("ioc_feedback_reports", "ioc_feedback_ontime_ratio"),
     "security": ("ioc_security_events_total",),
-    "alerts": ("ioc_alerts",),
+    "alerts": (),  # from alert delivery (WallState.alerts), not from the cache
     "indices": ("ioc_province_index_rank",),
 }
 SIDE_PANELS = tuple(PANEL_METRICS)
@@ -245,20 +245,62 @@ def security_panel(cache: SeriesCache, now: float, stale_after: float) -> dict[s
     }
 
 
-def alerts_panel(cache: SeriesCache, now: float, stale_after: float) -> dict[str, Any] | None:
-    rows = [r for r in _latest(cache, "ioc_alerts") if r.labels.get("state") == "firing"]
+ALERTS_SHOWN = 4  # alerts listed on the wall; the rest are counted ("+ 3 more")
+ALERT_SEVERITIES = ("critical", "warning", "info")
+
+
+def _alert_row(alert: Mapping[str, Any]) -> dict[str, Any]:
+    labels = alert["labels"]
+    annotations = alert["annotations"]
+    muted = alert["muted"]
+    ack = alert["ack"]
+    department = labels.get("department", "")
+    return {
+        "fingerprint": alert["fingerprint"],
+        "severity": labels.get("severity", ""),
+        "alertname": labels.get("alertname", ""),
+        "department": department,
+        "department_name": alert["department_name"] or department,
+        "target": labels.get("target", ""),
+        "summary": annotations.get("summary", ""),
+        "since": alert["fired_at"] or alert["active_at"],
+        "acked_by": ack["by"] if ack else None,
+        "silenced": bool(muted.get("silenced_by")),
+        "maintenance": bool(muted.get("maintenance")),
+        "inhibited": bool(muted.get("inhibited_by")),
+    }
+
+
+def alert_sort_key(row: Mapping[str, Any]) -> tuple[int, int, float]:
+    """Unhandled alerts first (nobody acked or muted them), then by severity, newest first."""
+    handled = bool(row["acked_by"] or row["silenced"] or row["maintenance"]
+                   or row["inhibited"])
+    severity = (ALERT_SEVERITIES.index(row["severity"]) if row["severity"] in ALERT_SEVERITIES
+                else len(ALERT_SEVERITIES))
+    return int(handled), severity, -row["since"]
+
+
+def alerts_panel(alerts: Sequence[Mapping[str, Any]], updated: float | None, now: float,
+                 stale_after: float, shown: int = ALERTS_SHOWN) -> dict[str, Any] | None:
+    """Firing alerts as the wall lists them, from the rows ``GET /api/v1/alerts`` returns.
+
+    None (the panel hides) when nothing fires.
+    """
+    rows = sorted((_alert_row(a) for a in alerts if a["state"] == "firing"),
+                  key=alert_sort_key)
     if not rows:
         return None
-    by_severity: dict[str, float] = {}
+    by_severity: dict[str, int] = {}
     for row in rows:
-        severity = row.labels.get("severity", "")
-        by_severity[severity] = by_severity.get(severity, 0.0) + row.value
-    updated = max(r.ts for r in rows)
+        by_severity[row["severity"]] = by_severity.get(row["severity"], 0) + 1
+    when = updated if updated is not None else now
     return {
+        "items": rows[:shown],
+        "more": max(0, len(rows) - shown),
+        "firing": len(rows),
         "by_severity": sorted(by_severity.items(), key=lambda kv: _severity_rank(kv[0])),
-        "firing": sum(by_severity.values()),
-        "updated": updated,
-        "stale": now - updated > stale_after,
+        "updated": when,
+        "stale": now - when > stale_after,
     }
 
 
@@ -292,9 +334,11 @@ def indices_panel(cache: SeriesCache, now: float, stale_after: float) -> dict[st
 
 @dataclass
 class WallState:
-    """The wall's slow-moving figures and the announcement; owned by one app."""
+    """The wall's slow-moving figures, the firing alerts and the announcement; one per app."""
 
     announcement: str = ""
+    alerts: list[dict[str, Any]] = field(default_factory=list)  # GET /api/v1/alerts rows
+    alerts_updated: float | None = None  # the alert engine's last evaluation
     availability: dict[str, float] = field(default_factory=dict)  # target -> 0..1 over 24 h
     trends: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
     refreshed_at: float | None = None
@@ -375,7 +419,7 @@ def side_panels(cache: SeriesCache, state: WallState, now: float,
         "backlog": backlog_panel(cache, state.trends.get("backlog", []), now, stale_after),
         "feedback": feedback_panel(cache, state.trends.get("feedback", []), now, stale_after),
         "security": security_panel(cache, now, stale_after),
-        "alerts": alerts_panel(cache, now, stale_after),
+        "alerts": alerts_panel(state.alerts, state.alerts_updated, now, stale_after),
         "indices": indices_panel(cache, now, stale_after),
     }
 

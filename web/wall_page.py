@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
+import logging
 from collections.abc import Mapping
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -22,9 +23,11 @@ from aiohttp import web
 from ioc import clock
 from ioc.config_types import parse_duration
 from ioc.status import StatusBoard, build_status
+from ioc.store.announcement import Announcement, AnnouncementStore
 from web import stream as sse
 from web.errors import ApiError
 from web.i18n import LANGS, Translator, catalogue, pick_lang
+from web.sessions import exchange_wall_token
 from web.stream import EventStream
 from web.wall import (
     PANEL_METRICS,
@@ -43,6 +46,8 @@ if TYPE_CHECKING:
     from ioc.app import IocApp
     from ioc.pipeline import PollOutcome
 
+log = logging.getLogger("ioc.wall")
+
 THEMES = ("dark", "light")
 _PANEL_METRICS_ITEMS = tuple((k, frozenset(v)) for k, v in PANEL_METRICS.items())
 MIN_ROTATE = 5.0
@@ -50,6 +55,9 @@ MIN_ROTATE = 5.0
 SCRIPT_WORDS = ("offline_banner", "updated", "age_seconds", "age_minutes", "age_hours",
                 "age_days", "live", "offline", "stale")
 FIRST_RENDER_WAIT = 0.25  # seconds the page waits for store figures before rendering without
+# Alerts change with every evaluation, and also with time alone (a silence or a maintenance
+# window starts or ends), so while screens are connected the feed looks at them this often.
+ALERTS_CHECK_EVERY = 1.0
 
 
 def make_templates() -> jinja2.Environment:
@@ -73,6 +81,9 @@ class WallFeed:
         self.views = views_from_config(cfg)
         self.departments = {d.code: d.name for d in app.config.departments}
         self.state = WallState(announcement=cfg.announcement)
+        self.announcement = Announcement(cfg.announcement, "config", None)
+        self.announcements = AnnouncementStore(app.config.storage.url)
+        self._alerts_task: asyncio.Task[None] | None = None
         self.templates = make_templates()
         self.parts = self.templates.get_template("wall_parts.html")
         self.stream = EventStream(app.registry, epoch=epoch, ring_size=cfg.replay_events,
@@ -95,6 +106,7 @@ class WallFeed:
         return {lang: Translator(lang, tz) for lang in LANGS}
 
     def document(self, view: WallView, now: float) -> dict[str, Any]:
+        self.load_alerts(now)
         status = build_status(self.app.board, self.app.department_names, now=now,
                               province=self.province())
         return wall_document(status, view=view, departments=self.departments,
@@ -172,6 +184,55 @@ class WallFeed:
     def publish_announcement(self) -> None:
         self.stream.publish("announcement", {"text": self.state.announcement})
 
+    # ---- announcement ------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Open the announcement's store; an operator's last change wins over the config."""
+        await self.announcements.open()
+        stored = await self.announcements.load()
+        if stored is not None:
+            self.announcement = stored
+            self.state.announcement = stored.text
+
+    async def aclose(self) -> None:
+        await self.announcements.close()
+
+    async def set_announcement(self, text: str, *, by: str, now: float) -> Announcement:
+        """Store (with who and when, in the history too), then show it on every screen."""
+        announcement = Announcement(text, by, now)
+        await self.announcements.save(announcement)
+        self.announcement = announcement
+        self.state.announcement = text
+        self.publish_announcement()
+        return announcement
+
+    # ---- alerts ------------------------------------------------------------------------
+
+    def load_alerts(self, now: float) -> None:
+        """Take the firing alerts from delivery: the rows ``GET /api/v1/alerts`` returns."""
+        dispatcher = self.app.dispatcher
+        self.state.alerts = [a for a in dispatcher.view(now) if a["state"] == "firing"]
+        evaluated = [a.last_eval for a in dispatcher.alerts.values() if a.last_eval]
+        self.state.alerts_updated = max(evaluated) if evaluated else None
+
+    def publish_alerts(self, now: float) -> None:
+        self.load_alerts(now)
+        self.publish_panels(now, only="alerts")
+
+    def watch_alerts(self) -> None:
+        """Keep the alerts panel live while any screen is connected (started by the stream)."""
+        if self._alerts_task is None or self._alerts_task.done():
+            self._alerts_task = asyncio.create_task(self._watch_alerts(),
+                                                    name="ioc-wall-alerts")
+
+    async def _watch_alerts(self) -> None:
+        while self.stream.client_count:
+            try:
+                self.publish_alerts(clock.now())
+            except Exception:  # the next look tries again; the screens keep what they have
+                log.exception("wall alerts not refreshed")
+            await asyncio.sleep(ALERTS_CHECK_EVERY)
+
     def on_idle(self) -> None:
         """Between events: refresh the store figures once a minute and stream what moved."""
         now = clock.now()
@@ -189,6 +250,8 @@ class WallFeed:
     def close(self) -> None:
         self.stream.close_all()
         self.state.cancel()
+        if self._alerts_task is not None:
+            self._alerts_task.cancel()
 
     # ---- rendering ---------------------------------------------------------------------
 
@@ -259,9 +322,19 @@ def _feed(request: web.Request) -> WallFeed:
     return request.app[IOC_APP].wall
 
 
+def _require_viewer(request: web.Request) -> None:
+    from web.app import AUTH
+
+    request.app[AUTH].require(request, "viewer")
+
+
 async def page(request: web.Request) -> web.Response:
     feed = _feed(request)
     feed.allowed(request)
+    exchanged = exchange_wall_token(request)
+    if exchanged is not None:
+        raise exchanged  # a redirect to the same address without the token
+    _require_viewer(request)
     view = feed.view(request.match_info.get("view"))
     lang, theme, rotate = parse_page_query(request.query)
     now = clock.now()
@@ -281,5 +354,7 @@ async def page(request: web.Request) -> web.Response:
 async def stream(request: web.Request) -> web.StreamResponse:
     feed = _feed(request)
     feed.allowed(request)
+    _require_viewer(request)
+    feed.watch_alerts()
     return await sse.serve(request, feed.stream, clock.now, on_idle=feed.on_idle)
 

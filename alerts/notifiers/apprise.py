@@ -6,6 +6,7 @@ them as ``${ENV_VAR}``; they never appear in logs or errors.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import apprise
@@ -22,11 +23,22 @@ class AppriseConfig(ChannelConfig):
     @classmethod
     def _check_urls(cls, value: list[SecretStr]) -> list[SecretStr]:
         for index, url in enumerate(value):
-            if not apprise.Apprise().add(url.get_secret_value()):
+            if not _understood(url.get_secret_value()):
                 # The URL itself is not repeated: it usually holds a credential.
                 raise ValueError(f"urls[{index}] is not a URL Apprise understands "
                                  "(see https://github.com/caronc/apprise/wiki)")
         return value
+
+
+def _understood(url: str) -> bool:
+    """Whether Apprise knows the URL; its own error line would print the URL, so it is muted."""
+    quiet = logging.getLogger("apprise")
+    was = quiet.disabled
+    quiet.disabled = True
+    try:
+        return bool(apprise.Apprise().add(url))
+    finally:
+        quiet.disabled = was
 
 
 def build_message(n: Notification) -> dict[str, Any]:

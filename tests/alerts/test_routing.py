@@ -104,7 +104,8 @@ def test_province_example_in_the_docs_is_a_valid_config() -> None:
     assert block is not None
     raw = yaml.safe_load(block.group(1))
     raw["alerts"]["default_rules"] = False
-    env = {name: "secret-value" for name in re.findall(r"\$\{(\w+)\}", block.group(1))}
+    env = {name: "json://127.0.0.1/hook" if name.endswith("_URL") else "secret-value"
+           for name in re.findall(r"\$\{(\w+)\}", block.group(1))}
     departments = [{"code": c, "name": c} for c in ("STP", "STTTT", "VITHANH")]
     config = parse_config({**raw, "departments": departments}, env=env)
     root = build_route(config.alerts.route)  # type: ignore[arg-type]

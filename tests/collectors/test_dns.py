@@ -43,9 +43,8 @@ class Udp(asyncio.DatagramProtocol):
 
 @pytest.fixture
 async def dns_server() -> AsyncIterator[int]:
+    """A DNS server on UDP and TCP at the same port (retrying if the TCP port is taken)."""
     loop = asyncio.get_running_loop()
-    transport, _ = await loop.create_datagram_endpoint(Udp, local_addr=("127.0.0.1", 0))
-    port = transport.get_extra_info("sockname")[1]
 
     async def tcp(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         (length,) = struct.unpack("!H", await reader.readexactly(2))
@@ -54,7 +53,17 @@ async def dns_server() -> AsyncIterator[int]:
         await writer.drain()
         writer.close()
 
-    server = await asyncio.start_server(tcp, "127.0.0.1", port)
+    for _ in range(50):
+        transport, _ = await loop.create_datagram_endpoint(Udp, local_addr=("127.0.0.1", 0))
+        port = transport.get_extra_info("sockname")[1]
+        try:
+            server = await asyncio.start_server(tcp, "127.0.0.1", port)
+        except OSError:  # another process holds this TCP port: take another UDP port
+            transport.close()
+            continue
+        break
+    else:
+        pytest.fail("no port free on both UDP and TCP after 50 tries")
     try:
         yield port
     finally:

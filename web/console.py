@@ -1,0 +1,162 @@
+"""The operator console (``GET /console``): sign in with an operator token, then see the
+firing alerts with ack and silence buttons, the silences (create, end), the departments in a
+maintenance window, the wall's announcement and the recent history of who did what.
+
+The page is rendered on the server from the same functions the JSON API answers with
+(``Dispatcher.view``, the silences, the history). Every action is taken by
+``web/static/console.js`` through that JSON API — ``POST /api/v1/alerts/{fp}/ack``,
+``POST``/``DELETE /api/v1/silences``, ``POST``/``DELETE /api/v1/announcement`` — with the
+session cookie and the page's CSRF token (``web.sessions``), so the API's checks and its
+history records are the only ones there are.
+
+Signing in and out are the only forms posted to the console itself; they are refused when the
+browser says they come from another origin.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
+
+from aiohttp import web
+
+from alerts.maintenance import departments_in_maintenance
+from ioc import clock
+from web.errors import ApiError
+from web.i18n import LANGS, Translator, pick_lang
+from web.sessions import SESSIONS, clear_session_cookie, session_id, set_session_cookie
+
+if TYPE_CHECKING:
+    from ioc.app import IocApp
+
+HISTORY_SHOWN = 30
+HISTORY_DAYS = 7
+MAX_FORM_BYTES = 4096
+SILENCE_DURATIONS = ("1h", "2h", "4h", "8h", "24h")
+
+
+def _app(request: web.Request) -> IocApp:
+    from web.app import IOC_APP
+
+    return request.app[IOC_APP]
+
+
+def _lang(request: web.Request) -> str:
+    lang = request.query.get("lang", "vi")
+    if lang not in LANGS:
+        raise ApiError(400, "invalid lang", f"expected one of {', '.join(LANGS)}, got {lang!r}")
+    return pick_lang(lang)
+
+
+def _same_origin(request: web.Request) -> None:
+    """Refuse a sign-in or sign-out posted from another site's page."""
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return  # not a browser, or one too old to say; the CSRF token still guards sign-out
+    if urlsplit(origin).netloc != request.host:
+        raise ApiError(403, "forbidden", "the form was posted from another origin")
+
+
+def _html(text: str, status: int = 200) -> web.Response:
+    return web.Response(text=text, status=status, content_type="text/html", charset="utf-8",
+                        headers={"Cache-Control": "no-store"})
+
+
+def _render(request: web.Request, template: str, lang: str, status: int = 200,
+            **values: Any) -> web.Response:
+    app = _app(request)
+    t = Translator(lang, app.config.province.timezone)
+    html = app.wall.templates.get_template(template).render(
+        t=t, lang=lang, title=app.config.service.title, **values)
+    return _html(html, status)
+
+
+async def _form(request: web.Request) -> dict[str, str]:
+    if request.content_length is not None and request.content_length > MAX_FORM_BYTES:
+        raise ApiError(413, "body too large", f"at most {MAX_FORM_BYTES} bytes")
+    form = await request.post()
+    return {k: v for k, v in form.items() if isinstance(v, str)}
+
+
+async def page(request: web.Request) -> web.Response:
+    lang = _lang(request)
+    now = clock.now()
+    sid = session_id(request)
+    session = request.app[SESSIONS].get(sid, now)
+    if session is None or sid is None:
+        return _render(request, "console_login.html", lang, error=None)
+    app = _app(request)
+    dispatcher = app.dispatcher
+    alerts = [a for a in dispatcher.view(now) if a["state"] == "firing"]
+    silences = sorted((s.to_dict(now) for s in dispatcher.silences.values()),
+                      key=lambda s: s["created_at"], reverse=True)
+    silences = [s for s in silences if s["state"] != "expired"]
+    history = await dispatcher.store.history(start=now - HISTORY_DAYS * 86400, end=now,
+                                             limit=HISTORY_SHOWN)
+    maintenance = departments_in_maintenance(dispatcher.settings.maintenance, now,
+                                             ZoneInfo(dispatcher.settings.timezone))
+    return _render(
+        request, "console.html", lang,
+        who=session.principal.name, csrf=request.app[SESSIONS].csrf(sid), now=now,
+        alerts=alerts, silences=silences, history=history,
+        maintenance=sorted(maintenance.items()),
+        departments=app.department_names, announcement=app.wall.announcement,
+        durations=SILENCE_DURATIONS, silence_matchers=silence_matchers)
+
+
+def silence_matchers(alert: dict[str, Any]) -> list[str]:
+    """Matchers that silence this alert and its like: its name, department and target."""
+    labels = alert["labels"]
+    return [f'{name}="{_quote(labels[name])}"' for name in ("alertname", "department", "target")
+            if labels.get(name)]
+
+
+def _quote(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+async def login(request: web.Request) -> web.Response:
+    _same_origin(request)
+    lang = _lang(request)
+    from web.app import AUTH
+
+    form = await _form(request)
+    token = form.get("token", "").strip()
+    error = None
+    status = 200
+    try:
+        principal = request.app[AUTH].identify(f"Bearer {token}" if token else None)
+        if principal is request.app[AUTH].anonymous:
+            error, status = "console_error_token", 401
+        elif not principal.has("operator"):
+            error, status = "console_error_role", 403
+    except ApiError:
+        error, status = "console_error_token", 401
+    if error is not None:
+        return _render(request, "console_login.html", lang, status=status, error=error)
+    sid = request.app[SESSIONS].create(principal, clock.now())
+    response = web.HTTPSeeOther(f"/console?lang={lang}")
+    set_session_cookie(response, sid, secure=request.secure)
+    raise response
+
+
+async def logout(request: web.Request) -> web.Response:
+    _same_origin(request)
+    form = await _form(request)
+    sid = session_id(request)
+    sessions = request.app[SESSIONS]
+    if sid is not None and sessions.get(sid, clock.now()) is not None:
+        if not sessions.csrf_ok(sid, form.get("csrf")):
+            raise ApiError(403, "CSRF check failed", "sign out from the console's own page")
+        sessions.end(sid)
+    response = web.HTTPSeeOther("/console")
+    clear_session_cookie(response)
+    raise response
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/console", page)
+    app.router.add_post("/console/login", login)
+    app.router.add_post("/console/logout", logout)
+
