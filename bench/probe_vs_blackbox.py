@@ -295,12 +295,16 @@ def run_peer(tmp: Path, urls: list[str], args: argparse.Namespace) -> Result:
         late = scrape_lateness(stamps, interval)
         expected = round(len(urls) * window / interval)
         on_time = sum(1 for x in late if x <= 0.1 * interval) / max(expected, 1)
+        query = urllib.parse.urlencode({"query": f"count_over_time(up[{go_duration(window)}])",
+                                        "time": f"{t1:.3f}"})
+        attempts = sum(float(r["value"][1]) for r in json.loads(
+            get(f"{prom}/api/v1/query?{query}", timeout=120))["data"]["result"])
         own = parse_prom_text(get(f"{prom}/metrics").decode())
         p99_key = next((k for k in own if k.startswith("prometheus_target_interval_length_seconds{")
                         and 'quantile="0.99"' in k), None)
-        note = ""
+        note = f"\n      scrapes attempted (up samples) {attempts:.0f}, with probe_success {probes}"
         if p99_key is not None:
-            note = (f"\n      prometheus_target_interval_length_seconds p99 "
+            note += (f"\n      prometheus_target_interval_length_seconds p99 "
                     f"{own[p99_key]:.3f} s for a {interval:g} s interval")
         return Result("peer", probes, window, cpu1 - cpu0, rss,
                       percentile(late, 0.99), min(on_time, 1.0), expected, load, note)

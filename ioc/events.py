@@ -49,7 +49,7 @@ def parse_time(value: Any) -> float:
     """
     if isinstance(value, bool):
         raise ValueError(f"expected unix seconds or an ISO 8601 time, got {value!r}")
-    if isinstance(value, int | float):
+    if isinstance(value, (int, float)):  # a tuple: `int | float` builds a union per call
         seconds = float(value)
     elif isinstance(value, str):
         text = value.strip()

@@ -54,7 +54,8 @@ SECTIONS = (
      "target removed from the config disappears from `/metrics` by itself. Every family also "
      "carries the `labels:` of the collector's config block. `department` is the owner of "
      "the target for probes, and the unit a count belongs to for statistics "
-     '(`department=""` is the whole province).'),
+     '(`department=""` is the whole province; Prometheus stores such a series without a '
+     '`department` label, and `{department=""}` still selects it).'),
     ("indices", "Published indices",
      "The province's yearly rankings from the `indices:` section, exported at scrape time "
      "(only when the section lists any)."),

@@ -15,9 +15,10 @@ Times are integer milliseconds like the samples table (see :mod:`ioc.store.schem
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,6 +96,20 @@ def _ms(seconds: float) -> int:
     return round(seconds * 1000)
 
 
+# One encoder for every row: json.dumps with options builds a new encoder on each call.
+_labels_json = json.JSONEncoder(ensure_ascii=False, sort_keys=True).encode
+
+
+def _rows(events: Iterable[Event], received: int) -> list[dict[str, Any]]:
+    return [{
+        "source": e.source, "event_id": e.id, "occurred_at": _ms(e.occurred_at),
+        "received_at": received, "severity": e.severity, "category": e.category,
+        "department": e.department, "host": e.host, "title": e.title,
+        "message": e.message,
+        "labels": _labels_json(dict(e.labels)) if e.labels else "{}",
+    } for e in events]
+
+
 class EventStore:
     """The events and cursors tables on one database URL.
 
@@ -158,13 +173,10 @@ class EventStore:
         for event in events:
             unique.setdefault((event.source, event.id), event)
         received = _ms(received_at)
-        rows = [{
-            "source": e.source, "event_id": e.id, "occurred_at": _ms(e.occurred_at),
-            "received_at": received, "severity": e.severity, "category": e.category,
-            "department": e.department, "host": e.host, "title": e.title,
-            "message": e.message,
-            "labels": json.dumps(dict(e.labels), ensure_ascii=False, sort_keys=True),
-        } for e in unique.values()]
+        # Thousands of rows take tens of milliseconds to build: in a worker thread the event
+        # loop (and the probes on it) gets the interpreter back every few milliseconds.
+        rows = (await asyncio.to_thread(_rows, list(unique.values()), received)
+                if len(unique) > _CHUNK else _rows(unique.values(), received))
         added: list[Event] = []
         try:
             async with self._require(self._write_engine).begin() as conn:

@@ -12,11 +12,8 @@ from collectors.http import url_label
 from ioc.app import IocApp
 from ioc.metrics_doc import app_families
 from tests.conftest import require_binary
+from tests.integration.conftest import NEEDS_A_FAULT
 
-# Families that need an event this test does not cause (a rule raising, a failed write, a
-# notification); they are registered, documented and exported once they have a sample.
-NEEDS_A_FAULT = {"ioc_alert_rule_evaluation_failures_total", "ioc_alerts",
-                 "ioc_notifications_total", "ioc_probe_failures_total"}
 
 
 async def scrape(app: IocApp) -> str:

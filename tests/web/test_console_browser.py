@@ -1,0 +1,74 @@
+"""The operator console in a real browser: sign in, ack and silence an alert through the UI,
+set the announcement, and see each reach the wall (Debian's Chromium driven by Playwright)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from ioc.app import IocApp
+from tests.alerts.test_delivery_e2e import RULE, fault
+from tests.conftest import demo_config, free_port
+from tests.web.test_browser import SCREENSHOTS, browser, open_page  # noqa: F401 (fixture)
+from tests.web.test_console import OPERATOR, TOKENS
+
+
+async def test_ack_and_silence_round_trip_through_the_console(tmp_path: Path,
+                                                             browser: Any) -> None:  # noqa: F811
+    sim_port = free_port()
+    extra = {"alerts": {"evaluation_interval": "200ms", "default_rules": False,
+                        "rules": [RULE]},
+             "auth": {"tokens": TOKENS}, "wall": {"heartbeat": "500ms"}}
+    app = IocApp(demo_config(tmp_path, sim_port, codes=["STP", "CAT", "SYT"], extra=extra))
+    await app.start()
+    try:
+        wall, wall_problems = await open_page(browser, app.url + "/", 1920, 1080)
+        await fault(f"http://127.0.0.1:{sim_port}", "STP", "down")
+        await wall.wait_for_selector("#panel-alerts:not([hidden]) .alert.a-critical",
+                                     timeout=15000)
+        assert "Sở Tư pháp" in (await wall.text_content("#panel-alerts") or "")
+
+        console, problems = await open_page(browser, app.url + "/console", 1600, 1000)
+        await console.fill("#token", OPERATOR)
+        await console.click("form[action^='/console/login'] button")
+        print(console.url, (await console.content())[:3000])
+        await console.wait_for_selector("#alerts tr.alert")
+        assert "ca-truc" in (await console.text_content(".who") or "")
+
+        await console.fill("#alerts form.ack input[name=comment]", "đang xử lý")
+        await console.click("#alerts form.ack button")
+        await console.wait_for_selector("#alerts .mark.acked")
+        assert "đã xác nhận" in (await console.text_content("#status") or "").lower()
+        await wall.wait_for_selector("#panel-alerts .alert.handled", timeout=5000)
+        assert "ca-truc" in (await wall.text_content("#panel-alerts .a-marks") or "")
+
+        await console.select_option("#alerts form.silence select", "2h")
+        await console.fill("#alerts form.silence input[name=comment]", "nâng cấp máy chủ")
+        await console.click("#alerts form.silence button")
+        await console.wait_for_selector("#silences .silence-row")
+        assert "department=\"STP\"" in (await console.text_content("#silences") or "")
+        assert "Đã tạm ẩn" in (await console.text_content("#alerts") or "")
+        await wall.wait_for_function(
+            "() => document.querySelector('#panel-alerts .a-marks').textContent"
+            ".includes('Đã tạm ẩn')", timeout=5000)
+
+        await console.fill("#set-announcement input[name=text]", "Họp giao ban lúc 14:00")
+        await console.click("#set-announcement button")
+        await console.wait_for_selector("#announcement .current")
+        await wall.wait_for_selector("#announcement:not([hidden])", timeout=5000)
+        assert await wall.text_content("#announcement-text") == "Họp giao ban lúc 14:00"
+        if os.environ.get("IOC_SCREENSHOT_DIR") or SCREENSHOTS.exists():
+            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+            await console.screenshot(path=str(SCREENSHOTS / "console-1600x1000-vi.png"),
+                                     full_page=True)
+
+        await console.click("#silences .silence-row form button")  # end the silence
+        await console.wait_for_selector("#silences .silence-row", state="detached")
+        history = await console.text_content("#history")
+        for words in ("Xác nhận cảnh báo", "Tạm ẩn cảnh báo", "Kết thúc tạm ẩn",
+                      "Đăng thông báo"):
+            assert words in (history or ""), words
+        assert problems == [] and wall_problems == []
+    finally:
+        await app.stop(grace=1.0)
