@@ -238,6 +238,38 @@ class AlertEngine:
             log.info("alert state restored", extra=fields(
                 alerts=len(rows) - len(orphans), resolved_orphans=len(orphans)))
 
+    def replace_rules(self, rules: Sequence[Rule], now: float) -> tuple[int, int, int]:
+        """Swap in a reloaded rule set between cycles; (kept, added, removed) rule counts.
+
+        A rule whose key (name, severity, labels) is unchanged keeps its pending and firing
+        alerts, so a reload neither re-notifies nor restarts a ``for`` wait; an identical
+        rule keeps its state object as is. Alerts of a rule that is gone are resolved once,
+        as on a restart without the rule.
+        """
+        old = self.evaluator
+        new = Evaluator(rules)
+        old_index = {rule.config.key: i for i, rule in enumerate(old.rules)}
+        kept = 0
+        for i, rule in enumerate(new.rules):
+            j = old_index.pop(rule.config.key, None)
+            if j is None:
+                continue
+            kept += 1
+            if rule.config == old.rules[j].config:
+                new.states[i] = old.states[j]
+                new._labels[i] = old._labels[j]
+            else:
+                new.states[i].restore(old.states[j].alerts.values())
+        for j in old_index.values():
+            for alert in old.states[j].alerts.values():
+                self._dirty[alert.fingerprint] = None
+                if alert.state is AlertState.FIRING:
+                    self._carry.append(alert.to_alert(now, AlertState.RESOLVED,
+                                                      resolved_at=now))
+        self.evaluator = new
+        self.metrics.rules.set(len(new.rules))
+        return kept, len(new.rules) - kept, len(old_index)
+
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()

@@ -81,6 +81,15 @@ async def client(url: str, rate: int, duration: float, batch: int) -> dict[str, 
     return counts
 
 
+async def loop_stalls(into: list[float]) -> None:
+    """How late a 10 ms sleep wakes up: the time the loop was busy (or starved of CPU)."""
+    loop = asyncio.get_running_loop()
+    while True:
+        start = loop.time()
+        await asyncio.sleep(0.01)
+        into.append(max(0.0, loop.time() - start - 0.01))
+
+
 def lag_buckets(registry: Any) -> list[tuple[float, float]]:
     out = []
     for metric in registry.collect():
@@ -144,6 +153,8 @@ async def serve_and_flood(args: argparse.Namespace) -> None:
             await asyncio.sleep(3)  # let every target be polled a few times first
             before = lag_buckets(app.registry)
             started = time.perf_counter()
+            cpu_started = time.process_time()
+            ticker = asyncio.create_task(loop_stalls(stalls := []))
             proc = await asyncio.create_subprocess_exec(
                 sys.executable, __file__, "--client", app.url + "/api/v1/events",
                 "--rate", str(args.rate), "--duration", str(args.duration),
@@ -151,6 +162,8 @@ async def serve_and_flood(args: argparse.Namespace) -> None:
             out, _ = await proc.communicate()
             sent = json.loads(out)
             after = lag_buckets(app.registry)
+            ticker.cancel()
+            cpu = time.process_time() - cpu_started
             await app.events.flush()
             elapsed = time.perf_counter() - started
             stored = sum(s.value for m in app.events.total.collect() for s in m.samples
@@ -172,6 +185,10 @@ async def serve_and_flood(args: argparse.Namespace) -> None:
           f"{stored / elapsed:,.0f} events/s")
     print(f"scheduler lag   p99 <= {lag:g} s (interpolated {lag_estimate:.3f} s) over {polls} "
           f"polls of {args.targets} targets during the flood")
+    stalls.sort()
+    print(f"event loop      longest stall {stalls[-1] * 1000:.0f} ms, p99 "
+          f"{stalls[int(0.99 * len(stalls))] * 1000:.0f} ms (a 10 ms ticker's overshoot); "
+          f"ioc used {cpu:.1f} s of CPU in {sent['seconds']:.1f} s")
     print(f"load average    {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} (1, 5, 15 min) at the end")
 
 

@@ -370,7 +370,9 @@ def run_ioc(tmp: Path, urls: list[str], args: argparse.Namespace) -> Result:
     base = f"http://127.0.0.1:{web_port}"
     cmd = [sys.executable, "-m", "ioc", "run", "-c", str(path), "--listen", f"127.0.0.1:{web_port}"]
     with started(cmd, Path(__file__).resolve().parent.parent, tmp / "ioc.log") as ioc:
-        wait_http(base + "/readyz", ioc, tmp / "ioc.log")
+        launched = time.monotonic()
+        wait_http(base + "/readyz", ioc, tmp / "ioc.log", limit=300)
+        print(f"ioc ready {time.monotonic() - launched:.1f} s after launch", flush=True)
         time.sleep(args.warmup)
         before = parse_prom_text(get(base + "/metrics").decode())
         cpu0, t0 = cpu_seconds(ioc.pid), time.time()

@@ -25,23 +25,28 @@ from collectors.registry import build_collector
 from collectors.siem import SiemCollector
 from ioc import __version__, clock
 from ioc.cache import SeriesCache
-from ioc.config import Config
-from ioc.config_types import split_listen
+from ioc.config import AuthConfig, Config
+from ioc.config_types import CollectorConfig, split_listen
 from ioc.event_sink import EventSink
 from ioc.indices import IndexExporter
 from ioc.limits import PollLimits
 from ioc.logs import fields
 from ioc.metrics import DeliveryMetrics, SampleExporter, ServiceMetrics
 from ioc.pipeline import Pipeline
+from ioc.reload import Reloader, ReloadResult
+from ioc.remote_write import RemoteWriter
 from ioc.runner import PollRunner
 from ioc.scheduler import Job, Scheduler
+from ioc.sharding import parse_shard
 from ioc.status import StatusBoard, TargetState
 from ioc.store import SqlStore, open_store
 from ioc.store.alert_state import AlertStateStore
+from ioc.store.audit import AuditStore
 from ioc.store.events import EventStore
 from ioc.store.retention import prune_loop
 from ioc.store.writer import StoreWriter
 from ioc.syslog import SyslogReceiver
+from web.limits import TrustMetrics
 
 log = logging.getLogger("ioc.app")
 
@@ -82,6 +87,10 @@ class IocApp:
                                 retention=config.events.retention,
                                 prune_interval=config.storage.prune_interval)
         self.pipeline.add_hook(self.events.on_poll)
+        # Every sample also streams to the remote-write endpoints (none by default).
+        self.remote_write = RemoteWriter(config.remote_write, self.registry,
+                                         user_agent=f"ioc/{__version__}")
+        self.pipeline.add_hook(self.remote_write.on_poll)
         self.syslog = (SyslogReceiver(config.events.syslog, self.events, self.registry)
                        if config.events.syslog.enabled else None)
         self.limits = PollLimits(config.collection.max_concurrency,
@@ -95,21 +104,12 @@ class IocApp:
         self._prune_task: asyncio.Task[None] | None = None
         self.started_at: float | None = None
         self.bound_port: int | None = None
+        # With collection.shard i/N this instance polls only its share of the targets; the
+        # others' are not on its board at all (docs/scaling.md).
+        self.shard = parse_shard(config.collection.shard)
         for collector_config in config.collectors:
-            collector = build_collector(collector_config)
-            if isinstance(collector, SiemCollector):
-                collector.bind(self.events)
-            runner = PollRunner(
-                collector,
-                interval=config.interval_of(collector_config),
-                timeout=config.timeout_of(collector_config),
-                limits=self.limits, pipeline=self.pipeline, metrics=self.metrics,
-                session=self.session,
-            )
-            self.runners[runner.name] = runner
-            self.board.register(TargetState(
-                name=runner.name, department=collector_config.department, kind=runner.kind,
-                interval=runner.interval))
+            if self.shard.owns(collector_config.name):
+                self.add_target(collector_config)
         self.metrics.targets.set(len(self.runners))
         # Alert delivery (the alert engine's sink): routing, grouping, durable outbox.
         self.dispatcher = build_dispatcher(config, DeliveryMetrics(self.registry), clock.now)
@@ -130,6 +130,43 @@ class IocApp:
 
         self.wall = WallFeed(self, epoch=format(int(clock.now() * 1000), "x"))
         self.pipeline.add_hook(self.wall.on_outcome)
+        # Trust: the audit log of writes, the web layer's refusal counters, config reloads.
+        self.audit = AuditStore(config.storage.url)
+        self.trust = TrustMetrics(self.registry)
+        self.reloader = Reloader(self, self.registry, clock.now)
+        self.events.subscribe(self.wall.on_events)  # after event_counts: the panel reads it
+
+    def add_target(self, collector_config: CollectorConfig) -> PollRunner:
+        """Build a target's runner and show it on the status board (at start and on reload)."""
+        collector = build_collector(collector_config)
+        if isinstance(collector, SiemCollector):
+            collector.bind(self.events)
+        runner = PollRunner(
+            collector,
+            interval=self.config.interval_of(collector_config),
+            timeout=self.config.timeout_of(collector_config),
+            limits=self.limits, pipeline=self.pipeline, metrics=self.metrics,
+            session=self.session,
+        )
+        self.runners[runner.name] = runner
+        self.board.register(TargetState(
+            name=runner.name, department=collector_config.department, kind=runner.kind,
+            interval=runner.interval))
+        return runner
+
+    async def reload(self, config: Config | None = None) -> ReloadResult:
+        """Re-read the config file (SIGHUP, ``POST /-/reload``) and apply it; see ioc.reload."""
+        return await self.reloader.reload(config)
+
+    def update_auth(self, auth: AuthConfig) -> None:
+        """Swap the web layer's tokens after a reload (before start there is nothing to do)."""
+        if self._web_runner is None:
+            return
+        from web.app import AUTH
+
+        self._web_runner.app[AUTH].replace(
+            ((t.name, t.token.get_secret_value(), t.roles) for t in auth.tokens),
+            anonymous_roles=auth.anonymous)
 
     def session(self) -> aiohttp.ClientSession:
         if self._session is None:
@@ -148,11 +185,13 @@ class IocApp:
         cfg = self.config
         await self.store.open()
         self.writer.start()
+        self.remote_write.start()
         await self.event_store.open()
         self.events.start()
         await self.dispatcher.start()
         await self.wall.open()  # the announcement operators set
         await self.alerts.start()
+        await self.audit.open()
         self._prune_task = asyncio.create_task(
             prune_loop(self.store, cfg.storage.retention, cfg.storage.prune_interval),
             name="ioc-retention")
@@ -163,13 +202,18 @@ class IocApp:
             token = cfg.simulator.token.get_secret_value() if cfg.simulator.token else None
             self._sim_runner = await start_simulator(
                 sim_host, sim_port, token=token or None,
-                latency_scale=cfg.simulator.latency_scale)
+                latency_scale=cfg.simulator.latency_scale,
+                portal_time_scale=cfg.simulator.portal_time_scale,
+                portal_min_monthly=cfg.simulator.portal_min_monthly)
         # A fresh connection per check (that is what uptime means), traced for phase timings.
         self._session = open_probe_session(
             limit=cfg.collection.max_concurrency, limit_per_host=cfg.collection.max_per_host,
             keepalive=False, user_agent=f"ioc/{__version__}")
-        self._web_runner = web.AppRunner(create_web_app(self), access_log=None,
-                                         handle_signals=False, shutdown_timeout=2.0)
+        self._web_runner = web.AppRunner(
+            create_web_app(self), access_log=None, handle_signals=False, shutdown_timeout=2.0,
+            # request line and header caps: an oversized one gets 400 before any handler
+            max_line_size=cfg.service.max_line_size,
+            max_field_size=cfg.service.max_field_size)
         await self._web_runner.setup()
         site = web.TCPSite(self._web_runner, self.listen.host, self.listen.port)
         await site.start()
@@ -182,7 +226,8 @@ class IocApp:
         self.scheduler.start()
         self.started_at = clock.now()
         log.info("ioc started", extra=fields(
-            url=self.url, targets=len(self.runners), store=self.store.url_for_display))
+            url=self.url, targets=len(self.runners), shard=str(self.shard),
+            store=self.store.url_for_display))
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stop polling, finish in-flight polls, flush every collected sample, close."""
@@ -203,10 +248,12 @@ class IocApp:
             await asyncio.gather(self._prune_task, return_exceptions=True)
             self._prune_task = None
         await self.writer.stop()
+        await self.remote_write.stop()
         await self.events.stop()
         await self.event_store.close()
         await self.dispatcher.stop()
         await self.wall.aclose()
+        await self.audit.close()
         await self.store.close()
         if self._sim_runner is not None:
             await self._sim_runner.cleanup()

@@ -29,6 +29,9 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="start the service")
     run.add_argument("-c", "--config", default="config.yaml", help="config file (config.yaml)")
     run.add_argument("--listen", help="HOST:PORT of the web server (overrides service.listen)")
+    run.add_argument("--shard", metavar="I/N",
+                     help="poll only shard I of N (0 to N-1) of the targets "
+                          "(overrides collection.shard; docs/scaling.md)")
 
     check = sub.add_parser("check", help="validate a config file and exit")
     check.add_argument("-c", "--config", default="config.yaml", help="config file (config.yaml)")
@@ -42,6 +45,10 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--listen", default="127.0.0.1:8081", help="HOST:PORT (127.0.0.1:8081)")
     sim.add_argument("--latency-scale", type=float, default=1.0,
                      help="multiply simulated latencies (0 answers at once)")
+    sim.add_argument("--portal-time-scale", type=float, default=1.0,
+                     help="run the simulated portal's clock N times faster (demo: 3600)")
+    sim.add_argument("--portal-min-monthly", type=int, default=0,
+                     help="every unit receives at least N dossiers a month (demo: 100)")
     return parser
 
 
@@ -103,13 +110,25 @@ async def _run(config: Config, listen: str | None) -> int:
         await app.stop(grace=0)
         return EXIT_FAILED
     print(f"ioc {__version__} is running at {app.url}  (Ctrl+C to stop)", flush=True)
+    # SIGHUP re-reads the config file, like Prometheus; a bad file is refused and logged.
+    reloads: set[asyncio.Task[object]] = set()
+
+    def on_hup() -> None:
+        task: asyncio.Task[object] = asyncio.ensure_future(app.reload())
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, on_hup)
     sig = await _wait_for_signal()
+    asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+    await asyncio.gather(*reloads, return_exceptions=True)
     log.info("shutting down", extra=fields(signal=sig))
     await app.stop(grace=SHUTDOWN_GRACE)
     return EXIT_OK
 
 
-async def _simulate(listen: str, latency_scale: float) -> int:
+async def _simulate(listen: str, latency_scale: float, portal_time_scale: float = 1.0,
+                    portal_min_monthly: int = 0) -> int:
     import os
 
     from collectors.simulator import start_simulator
@@ -117,7 +136,9 @@ async def _simulate(listen: str, latency_scale: float) -> int:
 
     host, port = split_listen(listen)
     token = os.environ.get("IOC_SIM_TOKEN") or None
-    runner = await start_simulator(host, port, token=token, latency_scale=latency_scale)
+    runner = await start_simulator(host, port, token=token, latency_scale=latency_scale,
+                                   portal_time_scale=portal_time_scale,
+                                   portal_min_monthly=portal_min_monthly)
     print(f"simulator running at http://{listen}  (fault injection "
           f"{'enabled' if token else 'disabled: set IOC_SIM_TOKEN'})", flush=True)
     await _wait_for_signal()
@@ -136,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "simulate":
         setup_logging()
         try:
-            return asyncio.run(_simulate(args.listen, args.latency_scale))
+            return asyncio.run(_simulate(args.listen, args.latency_scale,
+                                         args.portal_time_scale, args.portal_min_monthly))
         except ValueError as exc:
             print(f"ioc simulate: {exc}", file=sys.stderr)
             return EXIT_BAD_CONFIG
@@ -154,6 +176,18 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as exc:
             print(f"--listen: {exc}", file=sys.stderr)
             return EXIT_BAD_CONFIG
+    if args.shard:
+        import dataclasses
+
+        from ioc.sharding import parse_shard
+
+        try:
+            shard = str(parse_shard(args.shard))
+        except ValueError as exc:
+            print(f"--shard: {exc}", file=sys.stderr)
+            return EXIT_BAD_CONFIG
+        config = dataclasses.replace(
+            config, collection=config.collection.model_copy(update={"shard": shard}))
     setup_logging(config.logging.level, config.logging.format, config.secrets)
     return asyncio.run(_run(config, args.listen))
 

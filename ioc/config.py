@@ -30,6 +30,7 @@ from ioc.config_types import (
 from ioc.events_config import EventsConfig
 from ioc.indices import IndexConfig, IndexList
 from ioc.metrics_config import MetricsConfig
+from ioc.remote_write_config import RemoteWriteEndpoint
 
 # --------------------------------------------------------------------------------------------
 # Sections
@@ -39,6 +40,13 @@ class ServiceConfig(StrictModel):
     listen: ListenAddress = Field("127.0.0.1:8080", description="address of the web server")
     title: str = Field("Trung tâm Giám sát, điều hành thông minh",
                        description="shown on the wall screen and in notifications")
+    max_concurrent_requests: int = Field(
+        64, ge=1, le=10_000, description="API requests answered at once; more get 503")
+    max_body_size: int = Field(1 << 20, ge=1024, le=64 << 20,
+                               description="bytes of any request body (endpoints cap lower)")
+    max_line_size: int = Field(8190, ge=1024, le=65536,
+                               description="bytes of the request line (method, URL)")
+    max_field_size: int = Field(8190, ge=1024, le=65536, description="bytes of one header")
 
 
 class LoggingConfig(StrictModel):
@@ -101,6 +109,15 @@ class CollectionConfig(StrictModel):
     window: Duration = Field(3600.0, description="how much recent history stays in memory")
     window_points: int = Field(720, ge=2, le=100_000,
                                description="cap on in-memory points per series")
+    shard: str = Field("0/1", description="INDEX/COUNT: poll only this instance's share of "
+                                          "the targets (ioc.sharding)")
+
+    @field_validator("shard")
+    @classmethod
+    def _check_shard(cls, value: str) -> str:
+        from ioc.sharding import parse_shard
+
+        return str(parse_shard(value))
 
 
 class SimulatorConfig(StrictModel):
@@ -108,6 +125,12 @@ class SimulatorConfig(StrictModel):
     listen: ListenAddress = "127.0.0.1:8081"
     token: SecretStr | None = Field(None, description="bearer token for fault injection")
     latency_scale: float = Field(1.0, ge=0, le=100)
+    portal_time_scale: float = Field(1.0, gt=0, le=100_000,
+                                     description="the simulated portal's clock runs this many "
+                                                 "times faster from the simulator's start")
+    portal_min_monthly: int = Field(0, ge=0, le=10_000,
+                                    description="every unit receives at least this many "
+                                                "dossiers a month (0: published proportions)")
 
 
 Role = Literal["viewer", "operator", "ingest", "admin"]
@@ -136,6 +159,10 @@ class AuthConfig(StrictModel):
     tokens: list[TokenConfig] = Field(default_factory=list)
     anonymous: list[Role] = Field(default_factory=_default_anonymous,
                                   description="roles of requests without a token")
+    max_failures: int = Field(10, ge=1, le=10_000,
+                              description="failed credentials a client address may present "
+                                          "at once before it gets 429")
+    failure_window: Duration = Field(60.0, description="time in which max_failures refill")
 
 
 WallPanel = Literal["clock", "health", "departments", "backlog", "feedback", "security",
@@ -199,6 +226,7 @@ class ConfigFile(StrictModel):
     events: EventsConfig = EventsConfig()
     alerts: AlertsConfig = AlertsConfig()
     metrics: MetricsConfig = MetricsConfig()
+    remote_write: list[RemoteWriteEndpoint] = Field(default_factory=list)
     collectors: list[dict[str, Any]] = Field(default_factory=list)
 
 
@@ -224,6 +252,7 @@ class Config:
     # every rule (config, rule files, defaults) with where it was defined
     alert_rules: tuple[tuple[RuleConfig, str], ...] = ()
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    remote_write: tuple[RemoteWriteEndpoint, ...] = ()
 
     def interval_of(self, collector: CollectorConfig) -> float:
         return collector.interval or self.collection.interval
@@ -491,6 +520,8 @@ def parse_config(raw: Any, *, env: Mapping[str, str] | None = None,
     if file_model.simulator.token is not None:
         extra.append(file_model.simulator.token.get_secret_value())
     extra.extend(file_model.metrics.secrets())
+    for endpoint in file_model.remote_write:
+        extra.extend(endpoint.secrets())
     secrets = (*secrets, *(t for t in extra if t and t not in secrets))
     return Config(
         service=file_model.service,
@@ -510,6 +541,7 @@ def parse_config(raw: Any, *, env: Mapping[str, str] | None = None,
         alerts=file_model.alerts,
         alert_rules=tuple(alert_rules),
         metrics=file_model.metrics,
+        remote_write=tuple(file_model.remote_write),
     )
 
 

@@ -59,6 +59,7 @@ class Scheduler:
         self.wall_clock = wall_clock
         self._aps = AsyncIOScheduler(timezone=UTC)
         self._in_flight: set[asyncio.Task[object]] = set()
+        self._running: dict[str, asyncio.Task[object]] = {}  # job name → its poll in flight
         self._starts: dict[str, float] = {}
         self.running = False
 
@@ -80,6 +81,20 @@ class Scheduler:
         self._aps.remove_job(name)
         self._starts.pop(name, None)
 
+    def job_names(self) -> set[str]:
+        return {job.id for job in self._aps.get_jobs()}
+
+    async def drain(self, name: str, grace: float) -> None:
+        """Wait up to ``grace`` seconds for a removed job's poll in flight; cancel it after."""
+        task = self._running.get(name)
+        if task is None or task is asyncio.current_task():
+            return
+        _done, still = await asyncio.wait({task}, timeout=grace)
+        for pending in still:
+            pending.cancel()
+        if still:
+            await asyncio.gather(*still, return_exceptions=True)
+
     @property
     def job_count(self) -> int:
         return len(self._aps.get_jobs())
@@ -88,6 +103,7 @@ class Scheduler:
         task = asyncio.current_task()
         if task is not None:
             self._in_flight.add(task)
+            self._running[job.name] = task
         try:
             await job.poll(scheduled_time(start, job.interval, self.wall_clock()))
         except asyncio.CancelledError:
@@ -97,6 +113,8 @@ class Scheduler:
         finally:
             if task is not None:
                 self._in_flight.discard(task)
+                if self._running.get(job.name) is task:
+                    del self._running[job.name]
 
     def start(self) -> None:
         self._aps.start()

@@ -26,13 +26,13 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def require_binary(name: str) -> str:
+def require_binary(name: str, package: str = "prometheus") -> str:
     """Path of a Debian-packaged peer; skip without it, but never under CI."""
     path = shutil.which(name)
     if path is None:
         if os.environ.get("CI") == "true":
             pytest.fail(f"{name} is required under CI (.ci/run installs it)")
-        pytest.skip(f"{name} not installed (apt-get install prometheus)")
+        pytest.skip(f"{name} not installed (apt-get install {package})")
     return path
 
 

@@ -72,8 +72,8 @@ def _number(data: Mapping[str, Any], name: str, default: float | None) -> float 
     except (TypeError, ValueError):
         raise ApiError(400, f"invalid {name}", f"expected unix seconds, got {value!r}") \
             from None
-    if not math.isfinite(number):
-        raise ApiError(400, f"invalid {name}", "expected a finite number")
+    if not math.isfinite(number) or abs(number) > 1e11:  # beyond: no int64 milliseconds
+        raise ApiError(400, f"invalid {name}", "expected a finite number of at most 1e11")
     return number
 
 

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 MAX_POINTS = 11_000  # per series, like Prometheus's query_range limit
 RESERVED_PARAMS = {"metric", "start", "end", "step"}
+MAX_TIME = 1e11  # unix seconds (year 5138): beyond it milliseconds leave the database's int64
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,8 +39,9 @@ def _number(params: Mapping[str, str], name: str, default: float) -> float:
     except ValueError:
         raise ApiError(400, f"invalid {name}",
                        f"expected unix seconds or a number, got {raw!r}") from None
-    if not math.isfinite(value):
-        raise ApiError(400, f"invalid {name}", f"expected a finite number, got {raw!r}")
+    if not math.isfinite(value) or abs(value) > MAX_TIME:
+        raise ApiError(400, f"invalid {name}",
+                       f"expected a finite number of at most {MAX_TIME:g}, got {raw!r}")
     return value
 
 
@@ -69,15 +71,17 @@ def status_document(app: IocApp, now: float) -> dict[str, Any]:
 
 
 async def status(request: web.Request) -> web.Response:
-    from web.app import IOC_APP
+    from web.app import AUTH, IOC_APP
 
+    request.app[AUTH].require(request, "viewer")
     return web.json_response(status_document(request.app[IOC_APP], clock.now()),
                              dumps=_dumps)
 
 
 async def series(request: web.Request) -> web.Response:
-    from web.app import IOC_APP
+    from web.app import AUTH, IOC_APP
 
+    request.app[AUTH].require(request, "viewer")
     app = request.app[IOC_APP]
     query = parse_series_query(request.query, clock.now())
     result = await app.store.query_range(query.metric, query.matchers, query.start, query.end,

@@ -10,7 +10,18 @@ import jinja2
 from aiohttp import web
 from prometheus_client.exposition import choose_encoder
 
-from web import alerts_api, announcement, api, console, events_api, sessions, wall_page
+from web import (
+    alerts_api,
+    announcement,
+    api,
+    audit_api,
+    console,
+    events_api,
+    limits,
+    reload_api,
+    sessions,
+    wall_page,
+)
 from web.auth import Authenticator
 from web.errors import error_middleware, json_error
 from web.metrics_auth import MetricsGuard
@@ -88,8 +99,17 @@ async def not_found(request: web.Request) -> web.Response:
 def create_web_app(ioc_app: IocApp) -> web.Application:
     from ioc import clock
 
-    app = web.Application(middlewares=[error_middleware, sessions.make_middleware(clock.now)],
-                          client_max_size=MAX_BODY_BYTES)
+    service = ioc_app.config.service
+    failures = limits.FailureLimiter(ioc_app.config.auth.max_failures,
+                                     ioc_app.config.auth.failure_window)
+    # Outermost first: refuse guessers and floods before anything else runs, audit the final
+    # status of every write, then JSON errors, then cookies standing in for tokens.
+    app = web.Application(middlewares=[
+        limits.auth_middleware(failures, ioc_app.trust, clock.now),
+        limits.concurrency_middleware(service.max_concurrent_requests, ioc_app.trust),
+        audit_api.audit_middleware(ioc_app.audit, ioc_app.trust, clock.now),
+        error_middleware, sessions.make_middleware(clock.now)],
+        client_max_size=service.max_body_size)
     app[IOC_APP] = ioc_app
     auth = ioc_app.config.auth
     app[sessions.SESSIONS] = sessions.SessionStore()
@@ -120,6 +140,8 @@ def create_web_app(ioc_app: IocApp) -> web.Application:
     alerts_api.add_routes(app)
     announcement.add_routes(app)
     console.add_routes(app)
+    audit_api.add_routes(app)
+    reload_api.add_routes(app)
     app.router.add_get("/api/openapi.json", openapi)
     return app
 

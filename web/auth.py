@@ -48,6 +48,11 @@ class Authenticator:
     def __init__(self, tokens: Iterable[tuple[str, str, Iterable[str]]],
                  anonymous_roles: Iterable[str] = ("viewer",)) -> None:
         """``tokens`` are (name, secret value, roles) triples."""
+        self.replace(tokens, anonymous_roles)
+
+    def replace(self, tokens: Iterable[tuple[str, str, Iterable[str]]],
+                anonymous_roles: Iterable[str]) -> None:
+        """Take a reloaded token list; requests already past ``require`` are unaffected."""
         self._entries = [(hashlib.sha256(secret.encode()).digest(), name, expand_roles(roles))
                          for name, secret, roles in tokens if secret]
         self.anonymous = Principal("anonymous", expand_roles(anonymous_roles))
@@ -75,6 +80,7 @@ class Authenticator:
         cookie, checked by ``web.sessions``) stands in for the Authorization header.
         """
         principal = request.get(PRINCIPAL) or self.identify(request.headers.get("Authorization"))
+        request[PRINCIPAL] = principal  # the audit log names who made a write
         if principal.has(role):
             return principal
         if principal is self.anonymous:

@@ -51,9 +51,15 @@ def _lang(request: web.Request) -> str:
 
 def _same_origin(request: web.Request) -> None:
     """Refuse a sign-in or sign-out posted from another site's page."""
+    site = request.headers.get("Sec-Fetch-Site")
+    if site is not None:  # every current browser says where a request comes from
+        if site != "same-origin":
+            raise ApiError(403, "forbidden", "the form was posted from another origin")
+        return
+    # Older browsers: the Origin header ("null" under our no-referrer policy says nothing).
     origin = request.headers.get("Origin")
     if origin is None:
-        return  # not a browser, or one too old to say; the CSRF token still guards sign-out
+        return  # not a browser; the CSRF token still guards sign-out
     if urlsplit(origin).netloc != request.host:
         raise ApiError(403, "forbidden", "the form was posted from another origin")
 

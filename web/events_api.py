@@ -7,9 +7,9 @@ event sink; resending it is harmless because events are stored once per ``(sourc
 
 Parsing and checking a 1,000-event batch is CPU work that must not hold up the event loop the
 uptime probes run on. An :class:`IngestGate` lets one push be parsed at a time, in a worker
-thread, with a few more waiting; pushes beyond that get 503 with ``Retry-After`` straight
-away, before their bodies cost anything. The thread does not add CPU (the GIL is shared), but
-the interpreter hands the GIL back to the loop every few milliseconds, so a probe waits
+thread, with at most 4 MiB of bodies waiting; pushes beyond that get 503 with ``Retry-After``
+at once, before their bodies cost anything. The thread does not add CPU (the GIL is shared),
+but the interpreter hands the GIL back to the loop every few milliseconds, so a probe waits
 milliseconds for its turn instead of the whole batch's parse (bench/events_flood.py).
 """
 

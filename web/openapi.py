@@ -12,7 +12,9 @@ from typing import Any
 from ioc import __version__
 from web.alerts_api import ALERT_PATHS, ALERT_SCHEMAS
 from web.announcement import ANNOUNCEMENT_PATHS, ANNOUNCEMENT_SCHEMAS
+from web.audit_api import AUDIT_PATHS, AUDIT_SCHEMAS
 from web.events_api import EVENT_PATHS, EVENT_SCHEMAS
+from web.reload_api import RELOAD_PATHS, RELOAD_SCHEMAS
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 
@@ -106,6 +108,8 @@ SCHEMAS: dict[str, Any] = {
     **EVENT_SCHEMAS,
     **ALERT_SCHEMAS,
     **ANNOUNCEMENT_SCHEMAS,
+    **AUDIT_SCHEMAS,
+    **RELOAD_SCHEMAS,
 }
 
 
@@ -156,6 +160,8 @@ PATHS: dict[str, Any] = {
     **EVENT_PATHS,
     **ALERT_PATHS,
     **ANNOUNCEMENT_PATHS,
+    **AUDIT_PATHS,
+    **RELOAD_PATHS,
 }
 
 

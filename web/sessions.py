@@ -160,7 +160,7 @@ def set_wall_cookie(response: web.StreamResponse, value: str, secure: bool) -> N
                         httponly=True, samesite="Lax", secure=secure)
 
 
-def exchange_wall_token(request: web.Request) -> web.StreamResponse | None:
+def exchange_wall_token(request: web.Request) -> web.HTTPSeeOther | None:
     """``?token=`` on a wall address: check it, set the wall cookie, drop it from the URL."""
     token = request.query.get("token")
     if token is None:

@@ -89,6 +89,15 @@ class EventStream:
     def client_count(self) -> int:
         return len(self._clients)
 
+    def restart(self, epoch: str) -> None:
+        """Forget the ring and start a new epoch: an old Last-Event-ID then gets a reset.
+
+        Used while no screen is connected, when deltas are not produced at all: a screen
+        that comes back must reload rather than resume across the gap.
+        """
+        self.epoch = epoch
+        self._ring.clear()
+
     def publish(self, kind: str, data: Any) -> StreamEvent:
         self._seq += 1
         event = StreamEvent(self._seq, f"{self.epoch}.{self._seq}", kind,

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ioc.cache import SeriesCache
+from ioc.model import Event
 
 if TYPE_CHECKING:
     from ioc.config import WallConfig
@@ -217,11 +218,46 @@ def _severity_rank(severity: str) -> int:
     return SEVERITY_ORDER.index(severity) if severity in SEVERITY_ORDER else len(SEVERITY_ORDER)
 
 
-def security_panel(cache: SeriesCache, now: float, stale_after: float) -> dict[str, Any] | None:
-    """Events by severity over what the in-memory window holds (its span is shown)."""
+SECURITY_SHOWN = 4  # latest high and critical events listed on the wall
+SECURITY_LISTED = ("critical", "high")
+
+
+def security_row(event: Event, department_name: str | None) -> dict[str, Any]:
+    """One event as the security panel lists it (texts are escaped by the template)."""
+    return {
+        "source": event.source, "id": event.id, "severity": event.severity,
+        "category": event.category, "title": event.title, "host": event.host or "",
+        "department": event.department or "",
+        "department_name": department_name or event.department or "",
+        "occurred_at": event.occurred_at,
+    }
+
+
+def latest_security(rows: Sequence[Mapping[str, Any]], events: Iterable[Event],
+                    departments: Mapping[str, str],
+                    shown: int = SECURITY_SHOWN) -> list[dict[str, Any]]:
+    """``rows`` with the high and critical ones of ``events`` added: newest first, each once.
+
+    The list starts from the store when a page is first rendered and is kept current from
+    the event sink after that; an event seen by both is listed once.
+    """
+    merged: dict[tuple[str, str], dict[str, Any]] = {
+        (r["source"], r["id"]): dict(r) for r in rows}
+    for event in events:
+        if event.severity in SECURITY_LISTED:
+            merged[(event.source, event.id)] = security_row(
+                event, departments.get(event.department or ""))
+    return sorted(merged.values(),
+                  key=lambda r: (-r["occurred_at"], r["source"], r["id"]))[:shown]
+
+
+def security_panel(cache: SeriesCache, now: float, stale_after: float,
+                   latest: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any] | None:
+    """Events by severity over what the in-memory window holds (its span is shown), and the
+    latest high and critical events."""
     by_severity: dict[str, float] = {}
     earliest = now
-    updated = 0.0
+    updated = max((r["occurred_at"] for r in latest), default=0.0)
     seen = False
     for labels, window in cache.series("ioc_security_events_total"):
         points = window.points
@@ -234,12 +270,13 @@ def security_panel(cache: SeriesCache, now: float, stale_after: float) -> dict[s
         by_severity[severity] = by_severity.get(severity, 0.0) + increase
         earliest = min(earliest, first[0])
         updated = max(updated, last[0])
-    if not seen:
+    if not seen and not latest:
         return None
     span = min(cache.window_seconds, max(60.0, now - earliest))
     return {
         "by_severity": sorted(by_severity.items(), key=lambda kv: _severity_rank(kv[0])),
         "span": round(span / 60) * 60,
+        "latest": list(latest),
         "updated": updated,
         "stale": now - updated > stale_after,
     }
@@ -340,6 +377,7 @@ class WallState:
     alerts: list[dict[str, Any]] = field(default_factory=list)  # GET /api/v1/alerts rows
     alerts_updated: float | None = None  # the alert engine's last evaluation
     availability: dict[str, float] = field(default_factory=dict)  # target -> 0..1 over 24 h
+    security: list[dict[str, Any]] = field(default_factory=list)  # latest_security rows
     trends: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
     refreshed_at: float | None = None
     _task: asyncio.Task[None] | None = field(default=None, repr=False)
@@ -414,11 +452,14 @@ def sparkline(points: Sequence[tuple[float, float]], width: int = 100,
 
 
 def side_panels(cache: SeriesCache, state: WallState, now: float,
-                stale_after: float) -> dict[str, dict[str, Any] | None]:
+                stale_after: float, events_cache: SeriesCache | None = None
+                ) -> dict[str, dict[str, Any] | None]:
+    """``events_cache`` holds the security-event counts (alerts.event_counts); events are not
+    samples and never reach the sample cache."""
     return {
         "backlog": backlog_panel(cache, state.trends.get("backlog", []), now, stale_after),
         "feedback": feedback_panel(cache, state.trends.get("feedback", []), now, stale_after),
-        "security": security_panel(cache, now, stale_after),
+        "security": security_panel(events_cache or cache, now, stale_after, state.security),
         "alerts": alerts_panel(state.alerts, state.alerts_updated, now, stale_after),
         "indices": indices_panel(cache, now, stale_after),
     }
@@ -426,10 +467,11 @@ def side_panels(cache: SeriesCache, state: WallState, now: float,
 
 def wall_document(status: Mapping[str, Any], *, view: WallView,
                   departments: Mapping[str, str], cache: SeriesCache, state: WallState,
-                  stale_after: float, now: float) -> dict[str, Any]:
+                  stale_after: float, now: float,
+                  events_cache: SeriesCache | None = None) -> dict[str, Any]:
     """Everything one view of the wall shows, derived from the status document."""
     tiles = department_tiles(status, departments, view, state.availability)
-    panels = side_panels(cache, state, now, stale_after)
+    panels = side_panels(cache, state, now, stale_after, events_cache)
     checks = [t["last_check"] for t in tiles if t["last_check"] is not None]
     return {
         "generated_at": now,

@@ -13,7 +13,7 @@ import asyncio
 import ipaddress
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -22,8 +22,12 @@ from aiohttp import web
 
 from ioc import clock
 from ioc.config_types import parse_duration
+from ioc.events import SEVERITY_RANK, event_document
+from ioc.model import Event
 from ioc.status import StatusBoard, build_status
 from ioc.store.announcement import Announcement, AnnouncementStore
+from ioc.store.base import StoreError
+from ioc.store.events import EventQuery
 from web import stream as sse
 from web.errors import ApiError
 from web.i18n import LANGS, Translator, catalogue, pick_lang
@@ -31,11 +35,14 @@ from web.sessions import exchange_wall_token
 from web.stream import EventStream
 from web.wall import (
     PANEL_METRICS,
+    SECURITY_LISTED,
+    SECURITY_SHOWN,
     SIDE_PANELS,
     WallState,
     WallView,
     department_tile,
     grid_shape,
+    latest_security,
     side_panels,
     sparkline,
     views_from_config,
@@ -58,6 +65,7 @@ FIRST_RENDER_WAIT = 0.25  # seconds the page waits for store figures before rend
 # Alerts change with every evaluation, and also with time alone (a silence or a maintenance
 # window starts or ends), so while screens are connected the feed looks at them this often.
 ALERTS_CHECK_EVERY = 1.0
+EVENTS_PER_DELTA = 20  # security events carried by one `event` stream delta
 
 
 def make_templates() -> jinja2.Environment:
@@ -93,6 +101,8 @@ class WallFeed:
         self._sent_panels: dict[str, Any] = {}
         self._dept_targets: dict[str, list[str]] = {}
         self._indexed = -1
+        self._security_loaded = False
+        self._idle = False
 
     # ---- documents ---------------------------------------------------------------------
 
@@ -111,7 +121,8 @@ class WallFeed:
                               province=self.province())
         return wall_document(status, view=view, departments=self.departments,
                              cache=self.app.cache, state=self.state,
-                             stale_after=self.cfg.stale_after, now=now)
+                             stale_after=self.cfg.stale_after, now=now,
+                             events_cache=self.app.event_counts.cache)
 
     def view(self, name: str | None) -> WallView:
         if name is None:
@@ -125,6 +136,17 @@ class WallFeed:
     # ---- the pipeline hook -------------------------------------------------------------
 
     def on_outcome(self, outcome: PollOutcome) -> None:
+        # Rendering deltas costs work per poll proportional to a department's size; with no
+        # screen connected nobody would read them (measured: a third of ioc's CPU at 10,000
+        # targets). Skip them, and make any screen that resumes across the gap reload.
+        if self.stream.client_count == 0:
+            if not self._idle:
+                self._idle = True
+                self.stream.restart(format(int(clock.now() * 1000), "x"))
+                self._sent_tiles.clear()
+                self._sent_panels.clear()
+            return
+        self._idle = False
         now = outcome.ts
         state = self.app.board.targets.get(outcome.target)
         if state is not None:
@@ -133,6 +155,45 @@ class WallFeed:
         for panel, names in _PANEL_METRICS_ITEMS:
             if metrics.intersection(names):
                 self.publish_panels(now, only=panel)
+
+    # ---- security events ---------------------------------------------------------------
+
+    def on_events(self, events: Sequence[Event]) -> None:
+        """Event-sink listener: newly stored events go to the stream and the security panel.
+
+        One ``event`` delta per stored batch, however large, carrying the most severe and
+        newest of it (at most ``EVENTS_PER_DELTA``) and the batch's size: a flood of pushed
+        events must not flood the screens' queues too.
+        """
+        if not events:
+            return
+        chosen = sorted(events, key=lambda e: (-SEVERITY_RANK.get(e.severity, -1),
+                                               -e.occurred_at))[:EVENTS_PER_DELTA]
+        self.stream.publish("event", {"count": len(events),
+                                      "events": [event_document(e) for e in chosen]})
+        self.state.security = latest_security(self.state.security, events, self.departments)
+        self.publish_panels(clock.now(), only="security")
+
+    async def load_security(self) -> None:
+        """The latest high and critical events from the store, once (the sink adds the rest)."""
+        if self._security_loaded:
+            return
+        self._security_loaded = True
+        try:
+            stored = await self.app.event_store.query(
+                EventQuery(severities=SECURITY_LISTED, limit=SECURITY_SHOWN))
+        except StoreError as exc:  # the panel still shows what arrives from now on
+            self._security_loaded = False
+            log.warning("wall: latest security events not loaded",
+                        extra={"fields": {"error": str(exc)}})
+            return
+        self.state.security = latest_security(self.state.security, (s.event for s in stored),
+                                              self.departments)
+
+    def forget_target_index(self) -> None:
+        """Targets were added or removed by a config reload: rebuild the index on next use."""
+        self._indexed = -1
+        self._sent_tiles.clear()
 
     def _targets_of(self, department: str) -> list[str]:
         board = self.app.board
@@ -166,7 +227,8 @@ class WallFeed:
         })
 
     def publish_panels(self, now: float, only: str | None = None) -> None:
-        panels = side_panels(self.app.cache, self.state, now, self.cfg.stale_after)
+        panels = side_panels(self.app.cache, self.state, now, self.cfg.stale_after,
+                             self.app.event_counts.cache)
         for name in SIDE_PANELS:
             if only is not None and name != only:
                 continue
@@ -345,6 +407,7 @@ async def page(request: web.Request) -> web.Response:
                 await asyncio.shield(task)
         except TimeoutError:
             pass  # render without the 24 h figures; the stream brings them
+    await feed.load_security()
     doc = feed.document(view, now)
     html = feed.render(view, doc, lang=lang, theme=theme, rotate=rotate, query=request.query)
     return web.Response(text=html, content_type="text/html", charset="utf-8",

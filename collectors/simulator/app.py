@@ -28,6 +28,7 @@ from ioc import clock
 
 from .faults import Effect, FaultBoard, FaultSpecError, parse_fault
 from .portal import add_portal_routes
+from .portal_model import PortalClock
 from .province import Unit, province_name, units
 
 log = logging.getLogger("ioc.simulator")
@@ -308,10 +309,13 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
 # --- assembly -----------------------------------------------------------------------------------
 
 def create_simulator_app(
-    *, token: str | None = None, latency_scale: float = 1.0, seed: int | None = None
+    *, token: str | None = None, latency_scale: float = 1.0, seed: int | None = None,
+    portal_time_scale: float = 1.0, portal_min_monthly: int = 0,
 ) -> web.Application:
     """Build the simulator. ``token`` None/empty disables fault injection; ``latency_scale``
-    multiplies every unit's latency (0 = immediate); ``seed`` makes the jitter repeatable."""
+    multiplies every unit's latency (0 = immediate); ``seed`` makes the jitter repeatable;
+    ``portal_time_scale`` runs the portal's clock that many times faster from now on and
+    ``portal_min_monthly`` lifts the smallest offices' dossiers a month (demo liveliness)."""
     if not isinstance(latency_scale, int | float) or not math.isfinite(latency_scale) \
             or latency_scale < 0:
         raise ValueError("latency_scale must be a finite number >= 0")
@@ -334,7 +338,9 @@ def create_simulator_app(
     app.router.add_get(f"/{code}/", unit_home)
     app.router.add_get(f"/{code}/health", unit_health)
     add_portal_routes(app, {u.code: u.name for u in app[STATE].units.values()}, seed=seed,
-                      guard=requires_token)
+                      guard=requires_token,
+                      time=PortalClock(clock.now(), portal_time_scale),
+                      min_monthly=portal_min_monthly)
     log.info("simulator ready: %d units, fault injection %s", len(app[STATE].units),
              "enabled" if token else "disabled")
     return app
@@ -342,13 +348,15 @@ def create_simulator_app(
 
 async def start_simulator(
     host: str, port: int, *, token: str | None = None, latency_scale: float = 1.0,
-    seed: int | None = None,
+    seed: int | None = None, portal_time_scale: float = 1.0, portal_min_monthly: int = 0,
 ) -> web.AppRunner:
     """Serve the simulator on ``host:port`` (port 0 picks a free one: see ``runner.addresses``).
 
     Returns the runner; the caller owns it and must ``await runner.cleanup()``.
     """
-    app = create_simulator_app(token=token, latency_scale=latency_scale, seed=seed)
+    app = create_simulator_app(token=token, latency_scale=latency_scale, seed=seed,
+                               portal_time_scale=portal_time_scale,
+                               portal_min_monthly=portal_min_monthly)
     runner = web.AppRunner(app)
     await runner.setup()
     try:

@@ -17,7 +17,7 @@ import json
 import logging
 import math
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal
 
@@ -30,6 +30,7 @@ from .portal_model import (
     CATALOGUE,
     TIMEZONE,
     Dossier,
+    PortalClock,
     PortalModel,
     overdue_dossiers,
     period_end,
@@ -105,9 +106,17 @@ def parse_portal_fault(body: object, units: set[str], now: float) -> PortalFault
 
 @dataclass(slots=True)
 class PortalState:
+    """The model, the unit names, the faults in force and the portal's clock.
+
+    Everything the portal reports is at portal time (``time.at(real)``); a fault's ``since``
+    is portal time too (its dossiers live in the model's time), while ``until`` counts real
+    seconds, as the operator who set it means.
+    """
+
     model: PortalModel
     names: dict[str, str]
     faults: dict[str, PortalFault] = field(default_factory=dict)
+    time: PortalClock = field(default_factory=lambda: PortalClock(0.0))
 
     def active(self, now: float) -> list[PortalFault]:
         for unit in [u for u, f in self.faults.items()
@@ -151,8 +160,10 @@ def feedback_unit(code: str, name: str, c: FeedbackCounts) -> dict[str, Any]:
             "resolved": {"on_time": c.resolved_ontime, "late": c.resolved_late}}
 
 
-def dossiers_document(state: PortalState, now: float) -> dict[str, Any]:
-    counts = state.model.dossiers(now, state.extra(now))
+def dossiers_document(state: PortalState, now: float, real: float | None = None
+                      ) -> dict[str, Any]:
+    """The statistics at portal time ``now``; ``real`` (default ``now``) expires faults."""
+    counts = state.model.dossiers(now, state.extra(now if real is None else real))
     return {
         "schema": "ioc.portal.dossiers/v1",
         "period": _period(now),
@@ -184,11 +195,14 @@ def _error(status: int, error: str, detail: str) -> web.Response:
 
 
 async def get_dossiers(request: web.Request) -> web.Response:
-    return _json(dossiers_document(request.app[PORTAL], clock.now()))
+    state = request.app[PORTAL]
+    real = clock.now()
+    return _json(dossiers_document(state, state.time.at(real), real))
 
 
 async def get_feedback(request: web.Request) -> web.Response:
-    return _json(feedback_document(request.app[PORTAL], clock.now()))
+    state = request.app[PORTAL]
+    return _json(feedback_document(state, state.time.at(clock.now())))
 
 
 async def list_portal_faults(request: web.Request) -> web.Response:
@@ -209,6 +223,7 @@ async def set_portal_fault(request: web.Request) -> web.Response:
         fault = parse_portal_fault(body, set(state.model.units), now)
     except PortalFaultError as exc:
         return _error(400, exc.error, exc.detail)
+    fault = replace(fault, since=state.time.at(now))
     state.faults[fault.unit] = fault
     log.info("portal fault %s on %s (%d dossiers)", fault.kind, fault.unit, fault.count)
     return _json(fault.describe(now))
@@ -231,9 +246,15 @@ async def clear_all_portal_faults(request: web.Request) -> web.Response:
 
 
 def add_portal_routes(app: web.Application, names: dict[str, str], *, seed: int | None,
-                      guard: Guard) -> None:
-    """Mount the portal on the simulator app; ``guard`` wraps the fault writes (token)."""
-    app[PORTAL] = PortalState(PortalModel(names, seed=seed or 0), names)
+                      guard: Guard, time: PortalClock | None = None,
+                      min_monthly: int = 0) -> None:
+    """Mount the portal on the simulator app; ``guard`` wraps the fault writes (token).
+
+    ``time`` is the portal's clock (default: real time); ``min_monthly`` lifts the smallest
+    offices' dossiers a month (see :class:`.portal_model.PortalModel`).
+    """
+    app[PORTAL] = PortalState(PortalModel(names, seed=seed or 0, min_monthly=min_monthly),
+                              names, time=time or PortalClock(0.0))
     app.router.add_get("/_portal/v1/dossiers", get_dossiers)
     app.router.add_get("/_portal/v1/feedback", get_feedback)
     app.router.add_get("/_sim/portal/faults", list_portal_faults)

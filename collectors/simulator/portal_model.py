@@ -240,12 +240,39 @@ def _seed(seed: int, kind: str, code: str, start: float) -> int:
     return int.from_bytes(digest[:8], "big")
 
 
-class PortalModel:
-    """The portal's statistics at any ``now``; caches the arrivals of the current period."""
+@dataclass(frozen=True, slots=True)
+class PortalClock:
+    """The simulated portal's time: ``scale`` times faster than real time from ``origin``.
 
-    def __init__(self, units: Iterable[str], *, seed: int = 0) -> None:
+    At scale 1 the portal keeps real time, so its numbers move at the province's pace: a small
+    office receives a dossier every few days and nothing arrives at night. A demo runs it
+    faster (``simulator.portal_time_scale``) so that nights and weekends pass in seconds.
+    """
+
+    origin: float
+    scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not math.isfinite(self.scale) or self.scale <= 0:
+            raise ValueError("portal time scale must be a finite number > 0")
+
+    def at(self, real: float) -> float:
+        return self.origin + (real - self.origin) * self.scale
+
+
+class PortalModel:
+    """The portal's statistics at any ``now``; caches the arrivals of the current period.
+
+    ``min_monthly`` raises every unit's dossiers a month to at least that many (0: the
+    published proportions, where the smallest offices receive ten a month).
+    """
+
+    def __init__(self, units: Iterable[str], *, seed: int = 0, min_monthly: int = 0) -> None:
+        if min_monthly < 0:
+            raise ValueError("min_monthly must be >= 0")
         self.units = [u for u in units if u in MONTHLY_DOSSIERS]
         self.seed = seed
+        self.min_monthly = min_monthly
         self._period: float | None = None
         self._dossiers: dict[str, _Stream] = {}
         self._feedback: dict[str, _Stream] = {}
@@ -257,7 +284,8 @@ class PortalModel:
         self._dossiers, self._feedback = {}, {}
         feedback_total = sum(FEEDBACK_SHARE.get(u, 0) for u in self.units) or 1
         for code in self.units:
-            rate = MONTHLY_DOSSIERS[code] / (DOSSIER_ARRIVALS.per_week * month)
+            monthly = max(MONTHLY_DOSSIERS[code], self.min_monthly)
+            rate = monthly / (DOSSIER_ARRIVALS.per_week * month)
             rng = random.Random(_seed(self.seed, "dossiers", code, start))
             self._dossiers[code] = _Stream(rng, rate, DOSSIER_ARRIVALS.eff(origin))
             share = FEEDBACK_SHARE.get(code, 0) / feedback_total

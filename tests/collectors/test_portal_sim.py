@@ -4,6 +4,7 @@ period boundaries, and backlog faults through the real HTTP API and the real col
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -15,13 +16,16 @@ from collectors.feedback import FeedbackCollector, FeedbackConfig
 from collectors.simulator import create_simulator_app, units
 from collectors.simulator.portal import parse_portal_fault
 from collectors.simulator.portal_model import (
+    MONTHLY_DOSSIERS,
     TIMEZONE,
+    PortalClock,
     PortalModel,
     add_working,
     in_office_hours,
     overdue_dossiers,
     spike_dossiers,
 )
+from ioc.config import load_config
 from ioc.domain import DossierCounts, FeedbackCounts, dossier_ontime_ratio
 
 TOKEN = "portal-test-token"
@@ -209,3 +213,60 @@ async def test_fault_api_is_disabled_without_a_token(aiohttp_client: Any) -> Non
     resp = await client.post("/_sim/portal/faults", json={"unit": "SYT",
                                                           "fault": "overdue_surge"})
     assert resp.status == 403
+
+
+# -- a faster portal for the demo ------------------------------------------------------------
+
+
+def test_portal_clock_runs_the_model_n_times_faster() -> None:
+    start = at(2025, 6, 13, 16, 0)  # a Friday afternoon
+    clock = PortalClock(start, 3600)
+    fast, real = PortalModel(CODES, seed=5), PortalModel(CODES, seed=5)
+    for seconds in (0, 1, 30, 61.5, 120, 400):
+        assert clock.at(start + seconds) == start + 3600 * seconds
+        assert fast.dossiers(clock.at(start + seconds)) == real.dossiers(start + 3600 * seconds)
+    assert PortalClock(start).at(start + 42) == start + 42
+    for bad in (0.0, -1.0, float("inf"), float("nan")):
+        with pytest.raises(ValueError):
+            PortalClock(start, bad)
+
+
+def test_min_monthly_lifts_only_the_small_offices() -> None:
+    end = at(2025, 6, 30, 23, 0)
+    plain = PortalModel(["TTR", "CAT"], seed=2).dossiers(end)
+    lifted = PortalModel(["TTR", "CAT"], seed=2, min_monthly=100).dossiers(end)
+    assert plain["TTR"].received < 30 and 60 < lifted["TTR"].received < 150
+    assert lifted["CAT"] == plain["CAT"]  # already above the floor: the same stream
+
+
+def test_demo_config_moves_every_department_within_two_minutes() -> None:
+    """From the model, not by waiting: on a grid of portal times a month long (every hour of
+    every weekday), each unit's received count grows within any 120 real seconds."""
+    sim = load_config(Path(__file__).parents[2] / "config.yaml", env={}).simulator
+    window = 120 * sim.portal_time_scale            # portal seconds in two real minutes
+    step = window / 6
+    model = PortalModel(CODES, seed=0, min_monthly=sim.portal_min_monthly)  # the demo's seed
+    start, end = at(2025, 6, 1, 0, 0), at(2025, 7, 1, 0, 0)
+    # (A window that crosses the month's end sees the counts fall: a new period.)
+    grid = [start + i * step for i in range(int((end - start) // step))]
+    received = [{c: n.received for c, n in model.dossiers(t).items()} for t in grid]
+    assert set(received[0]) == set(MONTHLY_DOSSIERS)
+    # received only grows within a period, so a count that grows from grid point i+1 to
+    # i+6 grows within any window of 5 steps starting between points i and i+1.
+    for i in range(len(grid) - 6):
+        for code in received[i]:
+            assert received[i + 6][code] > received[i + 1][code], \
+                (code, datetime.fromtimestamp(grid[i], TIMEZONE).isoformat())
+
+
+def test_options_reach_the_portal_from_config_and_cli() -> None:
+    from collectors.simulator.portal import PORTAL
+    from ioc.cli import _parser
+
+    app = create_simulator_app(portal_time_scale=60, portal_min_monthly=25)
+    assert app[PORTAL].time.scale == 60 and app[PORTAL].model.min_monthly == 25
+    args = _parser().parse_args(["simulate", "--portal-time-scale", "3600",
+                                 "--portal-min-monthly", "100"])
+    assert (args.portal_time_scale, args.portal_min_monthly) == (3600, 100)
+    with pytest.raises(ValueError):
+        create_simulator_app(portal_time_scale=0)

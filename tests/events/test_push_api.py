@@ -231,3 +231,32 @@ async def test_full_queue_answers_503_and_keeps_nothing_partial(events_app: IocA
     assert headers["Retry-After"] == "1"
     await app.events.flush()
     assert await app.events.store.query(_all()) == []
+
+
+async def test_ingest_gate_parses_one_push_at_a_time_and_refuses_a_full_line() -> None:
+    import asyncio
+
+    from web.events_api import IngestGate
+
+    gate = IngestGate(waiting_bytes=1000)
+    order: list[str] = []
+    release = asyncio.Event()
+
+    async def push(name: str, size: int) -> bool:
+        async with gate.turn(size) as admitted:
+            if admitted:
+                order.append(name)
+                if name == "first":
+                    await release.wait()
+            return admitted
+
+    first = asyncio.create_task(push("first", 600))
+    await asyncio.sleep(0)
+    second = asyncio.create_task(push("second", 300))
+    await asyncio.sleep(0)
+    assert gate.full(200) and not gate.full(100)
+    assert await push("third", 200) is False         # refused at once, never parsed
+    release.set()
+    assert await first and await second
+    assert order == ["first", "second"]
+    assert not gate.full(10_000)                     # an empty line takes any size

@@ -10,7 +10,12 @@ from typing import Any
 from ioc.app import IocApp
 from tests.alerts.test_delivery_e2e import RULE, fault
 from tests.conftest import demo_config, free_port
-from tests.web.test_browser import SCREENSHOTS, browser, open_page  # noqa: F401 (fixture)
+from tests.web.test_browser import (  # noqa: F401 (browser is a fixture)
+    OVERFLOWS,
+    SCREENSHOTS,
+    browser,
+    open_page,
+)
 from tests.web.test_console import OPERATOR, TOKENS
 
 
@@ -32,7 +37,6 @@ async def test_ack_and_silence_round_trip_through_the_console(tmp_path: Path,
         console, problems = await open_page(browser, app.url + "/console", 1600, 1000)
         await console.fill("#token", OPERATOR)
         await console.click("form[action^='/console/login'] button")
-        print(console.url, (await console.content())[:3000])
         await console.wait_for_selector("#alerts tr.alert")
         assert "ca-truc" in (await console.text_content(".who") or "")
 
@@ -52,6 +56,7 @@ async def test_ack_and_silence_round_trip_through_the_console(tmp_path: Path,
         await wall.wait_for_function(
             "() => document.querySelector('#panel-alerts .a-marks').textContent"
             ".includes('Đã tạm ẩn')", timeout=5000)
+        assert await wall.evaluate(OVERFLOWS) == []
 
         await console.fill("#set-announcement input[name=text]", "Họp giao ban lúc 14:00")
         await console.click("#set-announcement button")
@@ -62,6 +67,7 @@ async def test_ack_and_silence_round_trip_through_the_console(tmp_path: Path,
             SCREENSHOTS.mkdir(parents=True, exist_ok=True)
             await console.screenshot(path=str(SCREENSHOTS / "console-1600x1000-vi.png"),
                                      full_page=True)
+            await wall.screenshot(path=str(SCREENSHOTS / "wall-alerts-1920x1080-vi.png"))
 
         await console.click("#silences .silence-row form button")  # end the silence
         await console.wait_for_selector("#silences .silence-row", state="detached")

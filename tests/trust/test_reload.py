@@ -1,0 +1,157 @@
+"""Hot reload through a running IocApp: targets added, removed and changed; a bad file refused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import yaml
+
+from collectors.simulator import units
+from ioc.app import IocApp
+from ioc.config import load_config
+from tests.conftest import SIM_TOKEN, PollWatcher, free_port
+
+ADMIN = "admin-token-0123456789"
+
+
+def raw_config(tmp_path: Path, sim_port: int, codes: list[str],
+               intervals: dict[str, str] | None = None) -> dict[str, Any]:
+    chosen = [u for u in units() if u.code in codes]
+    return {
+        "service": {"listen": "127.0.0.1:0"},
+        "storage": {"url": f"sqlite+aiosqlite:///{tmp_path / 'ioc.db'}",
+                    "flush_interval": "100ms"},
+        "collection": {"interval": "200ms", "timeout": "150ms"},
+        "simulator": {"enabled": True, "listen": f"127.0.0.1:{sim_port}",
+                      "token": SIM_TOKEN, "latency_scale": 0},
+        "auth": {"tokens": [{"name": "admin-desk", "token": ADMIN, "roles": ["admin"]}]},
+        "departments": [{"code": u.code, "name": u.name, "kind": u.kind} for u in units()
+                        if u.code in ("STP", "CAT", "VITHANH")],
+        "collectors": [{"type": "http", "name": f"{u.code.lower()}-health",
+                        "department": u.code,
+                        "url": f"http://127.0.0.1:{sim_port}/{u.code}/health",
+                        **({"interval": intervals[u.code]} if intervals and u.code in intervals
+                           else {})}
+                       for u in chosen],
+    }
+
+
+def write(path: Path, raw: dict[str, Any]) -> None:
+    path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+
+
+async def test_reload_adds_removes_and_changes_targets(tmp_path: Path) -> None:
+    sim_port = free_port()
+    path = tmp_path / "config.yaml"
+    write(path, raw_config(tmp_path, sim_port, ["STP", "CAT"]))
+    app = IocApp(load_config(path, env={}))
+    watcher = PollWatcher()
+    app.pipeline.add_hook(watcher)
+    await app.start()
+    try:
+        await watcher.until(lambda seen: {"stp-health", "cat-health"} <= {o.target for o in seen})
+        assert any(("target", "cat-health") in labels
+                   for labels, _ in app.cache.series("ioc_target_up"))
+        rule_states = list(app.alerts.evaluator.states)
+
+        write(path, raw_config(tmp_path, sim_port, ["STP", "VITHANH"], {"STP": "300ms"}))
+        result = await app.reload()
+
+        assert result.ok and not result.errors
+        assert (result.added, result.removed, result.changed) == (
+            ["vithanh-health"], ["cat-health"], ["stp-health"])
+        assert set(app.runners) == {"stp-health", "vithanh-health"}
+        assert app.scheduler.job_names() == {"stp-health", "vithanh-health"}
+        assert app.runners["stp-health"].interval == 0.3
+        assert set(app.board.targets) == {"stp-health", "vithanh-health"}
+        assert not any(("target", "cat-health") in labels
+                       for labels, _ in app.cache.series("ioc_target_up"))
+        # unchanged rules keep their state objects (and so their pending/firing alerts)
+        assert all(a is b for a, b in zip(app.alerts.evaluator.states, rule_states,
+                                          strict=True))
+        mark = len(watcher.outcomes)
+        await watcher.until(lambda seen: {"stp-health", "vithanh-health"}
+                            <= {o.target for o in seen[mark:]})
+        assert "cat-health" not in {o.target for o in watcher.outcomes[mark:]}
+        assert app.registry.get_sample_value("ioc_targets") == 2
+        assert app.registry.get_sample_value("ioc_config_last_reload_successful") == 1
+        async with aiohttp.ClientSession() as session, \
+                session.get(app.url + "/metrics") as resp:
+            text = await resp.text()
+        assert 'target="cat-health"' not in text and 'target="vithanh-health"' in text
+    finally:
+        await app.stop(grace=1.0)
+
+
+async def test_bad_config_is_refused_and_the_old_one_keeps_running(tmp_path: Path) -> None:
+    sim_port = free_port()
+    path = tmp_path / "config.yaml"
+    good = raw_config(tmp_path, sim_port, ["STP"])
+    write(path, good)
+    app = IocApp(load_config(path, env={}))
+    watcher = PollWatcher()
+    app.pipeline.add_hook(watcher)
+    await app.start()
+    try:
+        await watcher.until(lambda seen: len(seen) >= 1)
+        bad = raw_config(tmp_path, sim_port, ["STP", "CAT"])
+        bad["collection"]["interval"] = "fast"
+        bad["storage"]["retension"] = "1d"
+        write(path, bad)
+        headers = {"Authorization": f"Bearer {ADMIN}"}
+        async with aiohttp.ClientSession() as session:
+            async with session.post(app.url + "/-/reload", headers=headers) as resp:
+                assert resp.status == 400
+                body = await resp.json()
+            async with session.get(app.url + "/metrics") as resp:
+                metrics = await resp.text()
+            async with session.get(app.url + "/-/reload", headers=headers) as resp:
+                last = (await resp.json())["reload"]
+        errors = body["detail"]["errors"]
+        assert any(e.startswith("collection.interval:") for e in errors), errors
+        assert any(e.startswith("storage.retension:") for e in errors), errors
+        assert last["ok"] is False and last["errors"] == errors
+        assert "ioc_config_last_reload_successful 0.0" in metrics
+        assert set(app.runners) == {"stp-health"}
+        assert app.config.collection.interval == 0.2
+        mark = len(watcher.outcomes)
+        await watcher.until(lambda seen: len(seen) > mark)  # still polling
+
+        # fixed file: applied, the gauge is back to 1; a listen change needs a restart
+        good["service"]["title"] = "Trung tâm mới"
+        good["service"]["listen"] = "127.0.0.1:1"
+        write(path, good)
+        result = await app.reload()
+        assert result.ok and result.restart_required == ["service"]
+        assert app.config.service.listen == "127.0.0.1:0"  # what runs, not what the file says
+        assert app.registry.get_sample_value("ioc_config_last_reload_successful") == 1
+        assert app.registry.get_sample_value("ioc_config_restart_required") == 1
+    finally:
+        await app.stop(grace=1.0)
+
+
+async def test_reload_swaps_tokens(tmp_path: Path) -> None:
+    sim_port = free_port()
+    path = tmp_path / "config.yaml"
+    raw = raw_config(tmp_path, sim_port, ["STP"])
+    write(path, raw)
+    app = IocApp(load_config(path, env={}))
+    await app.start()
+    try:
+        new_token = "new-admin-token-0123456789"
+        raw["auth"]["tokens"] = [{"name": "new-admin", "token": new_token, "roles": ["admin"]}]
+        write(path, raw)
+        async with aiohttp.ClientSession() as session:
+            async with session.post(app.url + "/-/reload",
+                                    headers={"Authorization": f"Bearer {ADMIN}"}) as resp:
+                assert resp.status == 200
+            async with session.get(app.url + "/-/reload",
+                                   headers={"Authorization": f"Bearer {ADMIN}"}) as resp:
+                assert resp.status == 401  # the old token is gone
+            async with session.get(app.url + "/-/reload",
+                                   headers={"Authorization": f"Bearer {new_token}"}) as resp:
+                assert resp.status == 200
+    finally:
+        await app.stop(grace=1.0)

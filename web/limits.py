@@ -1,0 +1,199 @@
+"""Limits the web layer puts on its clients: failed sign-ins and concurrent API requests.
+
+**Failed credentials** (an unknown or malformed token, a wrong console sign-in, a wrong wall
+token, wrong ``/metrics`` credentials) are counted per client address in a token bucket:
+``auth.max_failures`` attempts at once, refilled over ``auth.failure_window``. An address
+whose bucket is empty gets 429 with ``Retry-After`` for every request that *carries*
+credentials, before any token is hashed, until the bucket refills; its anonymous reads (the
+wall on a shared NAT address) go on working. Guessing a 16-character token at ten tries a
+minute is hopeless, and a typo costs one try. Every refusal is counted in
+``ioc_auth_failures_total{reason}``.
+
+**Concurrent API requests** are capped at ``service.max_concurrent_requests``: one more gets
+503 with ``Retry-After`` at once instead of queueing behind the rest, so a flood of reads
+cannot starve the event loop the uptime probes run on. The live stream and the wall page
+have their own caps (``wall.max_clients``) and are not counted here.
+
+The buckets live in a bounded map (the oldest address is forgotten beyond
+``MAX_TRACKED_CLIENTS``), so a scan from many addresses cannot grow memory without end.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from ioc.logs import fields
+from web.errors import json_error
+
+log = logging.getLogger("ioc.web")
+
+MAX_TRACKED_CLIENTS = 10_000
+AUTH_FAILURE_REASONS = ("missing", "invalid", "forbidden", "throttled")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class TrustMetrics:
+    """The web layer's refusal counters, registered when the app is built."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.auth_failures = Counter(
+            "ioc_auth_failures_total",
+            "Requests refused for their credentials: missing (401 without any), invalid "
+            "(401 with wrong ones), forbidden (403, the role is lacking), throttled (429, too "
+            "many invalid ones from the address).", ["reason"], registry=registry)
+        for reason in AUTH_FAILURE_REASONS:
+            self.auth_failures.labels(reason=reason)
+        self.rejected = Counter(
+            "ioc_http_requests_rejected_total",
+            "API requests refused with 503 because service.max_concurrent_requests were "
+            "already in flight.", registry=registry)
+        self.in_flight = Gauge("ioc_http_requests_in_flight",
+                               "API requests being answered now.", registry=registry)
+        self.audit_errors = Counter(
+            "ioc_audit_write_errors_total",
+            "Writes whose audit row could not be stored (the database was away).",
+            registry=registry)
+
+
+@dataclass(slots=True)
+class _Bucket:
+    tokens: float
+    at: float
+
+
+class FailureLimiter:
+    """A token bucket of failed attempts per client address; time is passed in."""
+
+    def __init__(self, capacity: int, window: float,
+                 max_clients: int = MAX_TRACKED_CLIENTS) -> None:
+        self.capacity = float(capacity)
+        self.rate = capacity / window  # tokens per second
+        self.max_clients = max_clients
+        self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
+
+    def _refill(self, client: str, now: float) -> _Bucket | None:
+        bucket = self._buckets.get(client)
+        if bucket is None:
+            return None
+        bucket.tokens = min(self.capacity, bucket.tokens + (now - bucket.at) * self.rate)
+        bucket.at = now
+        if bucket.tokens >= self.capacity:
+            del self._buckets[client]  # full again: nothing worth remembering
+            return None
+        return bucket
+
+    def retry_after(self, client: str, now: float) -> float:
+        """Seconds until ``client`` may try again; 0 when it may now."""
+        bucket = self._refill(client, now)
+        if bucket is None or bucket.tokens >= 1.0:
+            return 0.0
+        return (1.0 - bucket.tokens) / self.rate
+
+    def fail(self, client: str, now: float) -> bool:
+        """Take one token for a failed attempt; True when this one emptied the bucket."""
+        bucket = self._refill(client, now)
+        if bucket is None:
+            bucket = self._buckets[client] = _Bucket(self.capacity, now)
+        self._buckets.move_to_end(client)
+        before = bucket.tokens
+        bucket.tokens = max(0.0, bucket.tokens - 1.0)
+        while len(self._buckets) > self.max_clients:
+            self._buckets.popitem(last=False)
+        return before >= 1.0 > bucket.tokens
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+
+def client_address(request: web.Request) -> str:
+    return request.remote or "unknown"
+
+
+def carries_credentials(request: web.Request) -> bool:
+    """Whether the request presents a secret that could be a guess."""
+    if request.headers.get("Authorization"):
+        return True
+    if "token" in request.query:  # a wall screen's one-time ?token=
+        return True
+    return request.method == "POST" and request.path == "/console/login"
+
+
+def auth_middleware(limiter: FailureLimiter, metrics: TrustMetrics,
+                    now: Callable[[], float]) -> Any:
+    """Refuse addresses that guessed too often; count every refusal for its credentials.
+
+    Sits outside the error middleware, so it sees the final status of every response,
+    whichever handler or guard produced it.
+    """
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        client = client_address(request)
+        presented = carries_credentials(request)
+        if presented:
+            wait = limiter.retry_after(client, now())
+            if wait > 0:
+                metrics.auth_failures.labels(reason="throttled").inc()
+                refusal = json_error(429, "too many failed attempts",
+                                     f"try again in {math.ceil(wait)} s")
+                refusal.headers["Retry-After"] = str(math.ceil(wait))
+                return refusal
+        status = 500
+        try:
+            response = await handler(request)
+            status = response.status
+            return response
+        except web.HTTPException as exc:
+            status = exc.status
+            raise
+        finally:
+            if status == 401:
+                reason = "invalid" if presented else "missing"
+                metrics.auth_failures.labels(reason=reason).inc()
+                if presented and limiter.fail(client, now()):
+                    log.warning("too many failed attempts; refusing credentials from this "
+                                "address for a while", extra=fields(client=client))
+            elif status == 403:
+                metrics.auth_failures.labels(reason="forbidden").inc()
+
+    return middleware
+
+
+def is_api_request(request: web.Request) -> bool:
+    """Requests the concurrency cap counts: the JSON API and admin endpoints, not streams."""
+    path = request.path
+    return (path.startswith("/api/") and path != "/api/v1/stream") or path.startswith("/-/")
+
+
+def concurrency_middleware(limit: int, metrics: TrustMetrics) -> Any:
+    """At most ``limit`` API requests at once; the next gets 503 with Retry-After."""
+    in_flight = 0
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        nonlocal in_flight
+        if not is_api_request(request):
+            return await handler(request)
+        if in_flight >= limit:
+            metrics.rejected.inc()
+            response = json_error(503, "busy",
+                                  f"{limit} API requests are in flight; try again shortly")
+            response.headers["Retry-After"] = "1"
+            return response
+        in_flight += 1
+        metrics.in_flight.inc()
+        try:
+            return await handler(request)
+        finally:
+            in_flight -= 1
+            metrics.in_flight.dec()
+
+    return middleware
