@@ -3,11 +3,9 @@ the unit, `nginx -t` for the reverse proxy (with a throwaway certificate)."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
 import trustme
 
 from tests.conftest import require_binary
@@ -16,9 +14,7 @@ DEPLOY = Path(__file__).parents[2] / "deploy"
 
 
 def test_systemd_unit_verifies(tmp_path: Path) -> None:
-    analyze = shutil.which("systemd-analyze")
-    if analyze is None:
-        pytest.skip("systemd-analyze not installed")
+    analyze = require_binary("systemd-analyze", "systemd")
     unit = (DEPLOY / "systemd" / "ioc.service").read_text(encoding="utf-8")
     assert "User=ioc" in unit and "Restart=on-failure" in unit
     for option in ("NoNewPrivileges=yes", "ProtectSystem=strict", "ReadWritePaths=/var/lib/ioc",
