@@ -22,7 +22,13 @@ from zoneinfo import ZoneInfo
 from alerts.acks import Ack, new_ack
 from alerts.grouping import Decision, Grouper, GroupSnapshot, NotifyLogEntry, decide
 from alerts.inhibit import InhibitRule, inhibited
-from alerts.maintenance import MaintenanceConfig, departments_in_maintenance
+from alerts.maintenance import (
+    MaintenanceConfig,
+    OperatorWindow,
+    config_window_dict,
+    maintenance_now,
+    new_operator_window,
+)
 from alerts.matchers import parse_matchers
 from alerts.messages import Notification, NotifiedAlert
 from alerts.model import Alert, AlertState
@@ -39,6 +45,7 @@ from ioc.store.alert_delivery import (
     ms,
 )
 from ioc.store.base import StoreError
+from ioc.store.maintenance_store import MaintenanceStore
 
 if TYPE_CHECKING:
     from ioc.config import Config
@@ -67,8 +74,10 @@ class DeliverySettings:
 
 class Dispatcher:
     def __init__(self, settings: DeliverySettings, store: DeliveryStore, outbox: Outbox,
-                 clock: Callable[[], float], session: HttpSession | None = None) -> None:
+                 clock: Callable[[], float], session: HttpSession | None = None, *,
+                 maintenance_store: MaintenanceStore) -> None:
         self.settings = settings
+        self.maintenance_store = maintenance_store  # the windows operators announce
         self.session = session
         self.store = store
         self.outbox = outbox
@@ -84,6 +93,7 @@ class Dispatcher:
         self.nflog: dict[tuple[str, str], NotifyLogEntry] = {}
         self.silences: dict[str, Silence] = {}
         self.acks: dict[str, Ack] = {}
+        self.windows: dict[str, OperatorWindow] = {}    # announced through the API
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -107,6 +117,9 @@ class Dispatcher:
             self.silences[silence.id] = silence
         for data in await self.store.load_acks():
             self.acks[data["fingerprint"]] = Ack(**data)
+        await self.maintenance_store.open()
+        for window in await self.maintenance_store.load(now - self.settings.retention):
+            self.windows[window.id] = window
         self.outbox.start()
         self._task = asyncio.create_task(self._run(), name="ioc-alert-dispatcher")
 
@@ -119,6 +132,7 @@ class Dispatcher:
         if self.session is not None:
             await self.session.close()
         await self.store.close()
+        await self.maintenance_store.close()
 
     async def _run(self) -> None:
         while True:
@@ -136,6 +150,7 @@ class Dispatcher:
                 if now - self._last_prune >= PRUNE_EVERY_SECONDS:
                     self._last_prune = now
                     await self.store.prune(now - self.settings.retention)
+                    await self.maintenance_store.prune(now - self.settings.retention)
             except StoreError as exc:
                 log.warning("alert delivery: store unavailable, retrying",
                             extra=fields(error=str(exc)))
@@ -191,7 +206,7 @@ class Dispatcher:
         alerts = list(self.alerts.values())
         for fp, source in inhibited(alerts, self.settings.inhibit_rules).items():
             out.setdefault(fp, {})["inhibited_by"] = source
-        windows = departments_in_maintenance(self.settings.maintenance, now, self._tz)
+        windows = self.maintenance_now(now)
         active = [s for s in self.silences.values() if s.active(now)]
         for alert in alerts:
             labels = dict(alert.labels)
@@ -314,6 +329,46 @@ class Dispatcher:
         self.acks[fingerprint] = ack
         return ack
 
+    # -- operators: maintenance windows ---------------------------------------------------
+
+    def maintenance_now(self, now: float) -> dict[str, str]:
+        """Department code -> comment of every window open now, config and announced."""
+        return maintenance_now(self.settings.maintenance, self.windows.values(), now, self._tz)
+
+    def maintenance_view(self, now: float) -> list[dict[str, Any]]:
+        """Every window: the config's (read-only) first, then announced ones, newest first."""
+        names = self.settings.department_names or {}
+        rows = [config_window_dict(i, w, now, self._tz)
+                for i, w in enumerate(self.settings.maintenance)]
+        rows += [w.to_dict(now) for w in
+                 sorted(self.windows.values(), key=lambda w: w.created_at, reverse=True)]
+        for row in rows:
+            row["department_name"] = names.get(row["department"], "")
+        return rows
+
+    async def add_maintenance(self, *, department: str, starts_at: float, ends_at: float,
+                              comment: str, created_by: str, now: float) -> OperatorWindow:
+        """Announce a window (ValueError says what is wrong); stored, then applied."""
+        window = new_operator_window(
+            uuid.uuid4().hex, department=department, starts_at=starts_at, ends_at=ends_at,
+            comment=comment, created_by=created_by, now=now,
+            departments=(self.settings.department_names or {}).keys())
+        await self.maintenance_store.put(window, kind="maintenance", actor=created_by, now=now)
+        self.windows[window.id] = window
+        return window
+
+    async def end_maintenance(self, window_id: str, *, by: str,
+                              now: float) -> OperatorWindow | None:
+        """End an announced window now; None when there is no such unfinished window."""
+        window = self.windows.get(window_id)
+        if window is None or window.ends_at <= now:
+            return None
+        ended = window.ended(by=by, now=now)
+        await self.maintenance_store.put(ended, kind="maintenance_ended", actor=by, now=now)
+        self.windows[window_id] = ended
+        self._wake.set()  # alerts it muted may be due a notification now
+        return ended
+
     # -- views for the API ----------------------------------------------------------------
 
     def view(self, now: float) -> list[dict[str, Any]]:
@@ -371,6 +426,8 @@ def build_dispatcher(config: Config, counters: OutboxCounters,
         title=config.service.title, timezone=config.province.timezone,
         retention=config.storage.retention)
     store = DeliveryStore(config.storage.url)
+    maintenance_store = MaintenanceStore(config.storage.url)
     by_id = {i.id: i for items in integrations.values() for i in items}
     outbox = Outbox(store, by_id, alerts.outbox, counters, clock)
-    return Dispatcher(settings, store, outbox, clock, session)
+    return Dispatcher(settings, store, outbox, clock, session,
+                      maintenance_store=maintenance_store)

@@ -13,10 +13,9 @@ edges; ``delta`` is ``last - first`` for gauges such as a backlog count.
 
 from __future__ import annotations
 
-from bisect import bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass
-from itertools import chain, islice
+from itertools import chain
 
 from alerts.rules import COMPARE, Rule
 from ioc.cache import SeriesCache, SeriesWindow
@@ -87,38 +86,22 @@ class SeriesIndex:
         return [e for e in index.entries if all(m.matches(e[1]) for m in others)]
 
 
-def _ts(point: tuple[float, float]) -> float:
-    return point[0]
-
-
 def _window_points(window: SeriesWindow, start: float, now: float
                    ) -> list[tuple[float, float]]:
     """The points in ``(start, now]``, oldest first.
 
-    Points are sorted by time (the cache drops out-of-order samples), so two binary searches
-    find the slice and C-level iteration copies it: this is the inner loop of every cycle.
+    Points are sorted by time (the cache drops out-of-order samples), so the window bisects its
+    time array and copies the slice in C: this is the inner loop of every cycle.
     """
-    points = window.points
-    if not points or points[-1][0] <= start:
-        return []
-    lo = bisect_right(points, start, key=_ts)
-    hi = len(points) if points[-1][0] <= now else bisect_right(points, now, key=_ts)
-    if lo >= hi:
-        return []
-    return list(islice(points, lo, hi))
+    return window.between(start, now)
 
 
 def aggregate(window: SeriesWindow, how: str, span: float, now: float) -> float | None:
     """The aggregate of the window's points in ``(now - span, now]``; None without data."""
     start = now - span
-    points = window.points
     if how == "last":
-        if points and start < points[-1][0] <= now:
-            return points[-1][1]
-        for ts, value in reversed(points):
-            if ts <= now:
-                return value if ts > start else None
-        return None
+        last = window.last_at(now)
+        return last[1] if last is not None and last[0] > start else None
     selected = _window_points(window, start, now)
     if not selected:
         return 0.0 if how == "count" else None
@@ -211,11 +194,8 @@ def _absent(rule: Rule, entries: list[Entry], now: float, data_since: float,
     cutoff = now - span
     results = []
     for labels, _, window in entries:
-        latest = None
-        for ts, _value in reversed(window.points):
-            if ts <= now:
-                latest = ts
-                break
+        last = window.last_at(now)
+        latest = last[0] if last is not None else None
         if latest is None or latest <= cutoff:
             # The series has gone quiet: its labels say which target stopped reporting.
             results.append(Result(labels, now - latest if latest is not None else None))

@@ -4,13 +4,19 @@ A department's IT team announces work ahead (fixed ranges) or has a standing slo
 schedule, e.g. Saturday 22:00–02:00). Times are wall-clock times in the province's time zone
 (Asia/Ho_Chi_Minh by default), the way the team writes them in its notice. Alerts of the
 department keep being evaluated and shown — marked as in maintenance — but page nobody.
+
+Operators also announce fixed ranges from the console or ``POST /api/v1/maintenance``
+(``OperatorWindow``, kept in the store); weekly schedules stay in the config. Both kinds are
+merged by ``maintenance_now``, which is what the dispatcher and the console consult.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import math
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass, replace
 from datetime import datetime, time, timedelta
-from typing import Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import Field, field_validator, model_validator
@@ -101,3 +107,111 @@ def departments_in_maintenance(windows: Iterable[MaintenanceConfig], now: float,
         if window.department not in out and in_window(window, now, tz):
             out[window.department] = window.comment or "bảo trì theo lịch"
     return out
+
+
+# -- windows operators announce through the API (``POST /api/v1/maintenance``) ----------------
+
+MAX_WINDOW_SECONDS = 30 * 86400.0  # longer work is a standing schedule: put it in the config
+
+
+@dataclass(frozen=True, slots=True)
+class OperatorWindow:
+    """A fixed range an operator announced; it lives in the store, not in the config."""
+
+    id: str
+    department: str
+    starts_at: float    # unix seconds
+    ends_at: float
+    comment: str
+    created_by: str
+    created_at: float
+    ended_by: str | None = None   # who ended it early, if anyone
+
+    def state(self, now: float) -> str:
+        if now >= self.ends_at:
+            return "expired"
+        return "active" if now >= self.starts_at else "pending"
+
+    def active(self, now: float) -> bool:
+        return self.starts_at <= now < self.ends_at
+
+    def ended(self, *, by: str, now: float) -> OperatorWindow:
+        """The same window ending at ``now`` (a pending one never begins)."""
+        return replace(self, starts_at=min(self.starts_at, now), ends_at=now, ended_by=by)
+
+    def to_dict(self, now: float) -> dict[str, Any]:
+        return {"source": "api", "id": self.id, "department": self.department,
+                "starts_at": self.starts_at, "ends_at": self.ends_at, "comment": self.comment,
+                "created_by": self.created_by, "created_at": self.created_at,
+                "ended_by": self.ended_by, "state": self.state(now), "read_only": False}
+
+
+def parse_instant(value: object, tz: ZoneInfo) -> float:
+    """Unix seconds from a number or an ISO 8601 text; without an offset, the province's time.
+
+    The console's date-time inputs send local times without an offset ("2026-12-05T22:00"),
+    which is also how a department writes its notice.
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"expected unix seconds or an ISO 8601 time, got {value!r}")
+    if isinstance(value, int | float):
+        number = float(value)
+    elif isinstance(value, str) and value.strip():
+        text = value.strip()
+        try:
+            number = float(text)
+        except ValueError:
+            try:
+                parsed = datetime.fromisoformat(text)
+            except ValueError:
+                raise ValueError(f"expected unix seconds or an ISO 8601 time such as "
+                                 f"2026-12-05T22:00+07:00, got {value!r}") from None
+            if parsed.tzinfo is None:
+                parsed = parsed.replace(tzinfo=tz)
+            number = parsed.timestamp()
+    else:
+        raise ValueError(f"expected unix seconds or an ISO 8601 time, got {value!r}")
+    if not math.isfinite(number) or not 0 <= number <= 1e11:
+        raise ValueError(f"expected a time between 1970 and year 5000, got {value!r}")
+    return number
+
+
+def new_operator_window(window_id: str, *, department: str, starts_at: float, ends_at: float,
+                        comment: str, created_by: str, now: float,
+                        departments: Collection[str],
+                        max_seconds: float = MAX_WINDOW_SECONDS) -> OperatorWindow:
+    """Validate an announced window; every refusal says what to change."""
+    if department not in departments:
+        known = ", ".join(sorted(departments)) or "none configured"
+        raise ValueError(f"unknown department {department!r}; known: {known}")
+    if ends_at <= starts_at:
+        raise ValueError("end must be after start")
+    if ends_at <= now:
+        raise ValueError("the window has already ended")
+    if ends_at - starts_at > max_seconds:
+        raise ValueError(f"a window may last at most {max_seconds / 86400:g} days; "
+                         f"longer work belongs in alerts.maintenance of the config")
+    comment = comment.strip()
+    if not comment:
+        raise ValueError("say what the work is (comment)")
+    return OperatorWindow(window_id, department, starts_at, ends_at, comment, created_by, now)
+
+
+def maintenance_now(config: Iterable[MaintenanceConfig], announced: Iterable[OperatorWindow],
+                    now: float, tz: ZoneInfo) -> dict[str, str]:
+    """Department code -> comment for every window open at ``now``, config ones first."""
+    out = departments_in_maintenance(config, now, tz)
+    for window in sorted(announced, key=lambda w: w.created_at):
+        if window.department not in out and window.active(now):
+            out[window.department] = window.comment
+    return out
+
+
+def config_window_dict(index: int, window: MaintenanceConfig, now: float,
+                       tz: ZoneInfo) -> dict[str, Any]:
+    """How ``GET /api/v1/maintenance`` shows a config window: read-only, as written."""
+    return {"source": "config", "id": f"config-{index}", "department": window.department,
+            "comment": window.comment or "", "read_only": True,
+            "state": "active" if in_window(window, now, tz) else "scheduled",
+            "ranges": [r.model_dump() for r in window.ranges],
+            "weekly": [w.model_dump() for w in window.weekly]}

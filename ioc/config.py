@@ -555,7 +555,8 @@ def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> Co
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(source, [ConfigIssue("", f"cannot read file: {exc}")]) from None
     try:
-        raw = yaml.safe_load(text)
+        # libyaml's loader when PyYAML has it: the pure-Python one takes ~1.5 s per 1,000 targets
+        raw = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""

@@ -60,6 +60,9 @@ class Scheduler:
         self._aps = AsyncIOScheduler(timezone=UTC)
         self._in_flight: set[asyncio.Task[object]] = set()
         self._running: dict[str, asyncio.Task[object]] = {}  # job name → its poll in flight
+        # polls this scheduler cancelled itself (shutdown, drain): it reports those once, so
+        # they end quietly instead of each logging a CancelledError traceback from APScheduler
+        self._cancelled: set[asyncio.Task[object]] = set()
         self._starts: dict[str, float] = {}
         self.running = False
 
@@ -91,9 +94,11 @@ class Scheduler:
             return
         _done, still = await asyncio.wait({task}, timeout=grace)
         for pending in still:
+            self._cancelled.add(pending)
             pending.cancel()
         if still:
             await asyncio.gather(*still, return_exceptions=True)
+            self._cancelled.difference_update(still)
 
     @property
     def job_count(self) -> int:
@@ -107,6 +112,9 @@ class Scheduler:
         try:
             await job.poll(scheduled_time(start, job.interval, self.wall_clock()))
         except asyncio.CancelledError:
+            if task is not None and task in self._cancelled:
+                self._cancelled.discard(task)
+                return  # cancelled on purpose: counted by shutdown, not an APScheduler error
             raise
         except Exception:  # the runner already records failures; this is a bug net
             log.exception("poll job failed", extra={"fields": {"target": job.name}})
@@ -130,8 +138,10 @@ class Scheduler:
         if pending:
             _done, still = await asyncio.wait(pending, timeout=grace)
             for task in still:
+                self._cancelled.add(task)
                 task.cancel()
             if still:
                 await asyncio.gather(*still, return_exceptions=True)
+                self._cancelled.difference_update(still)
                 log.info("cancelled polls still running at shutdown",
                          extra={"fields": {"count": len(still)}})

@@ -34,3 +34,27 @@ def test_drop_target_forgets_only_its_series() -> None:
     cache.add([Sample("m", A, 1.0, 1.0), Sample("m", B, 1.0, 1.0), Sample("n", A, 1.0, 1.0)])
     assert cache.drop_target("a") == 2
     assert len(cache) == 1 and cache.latest("m", B) == (1.0, 1.0)
+
+
+def test_window_stays_sorted_and_bounded_across_many_trims() -> None:
+    cache = SeriesCache(window_seconds=50, max_points=30)
+    for t in range(1000):
+        cache.add([Sample("m", A, float(t), float(t))])
+        if t % 7 == 0:
+            cache.add([Sample("m", A, -1.0, float(t) - 3)])  # late: ignored
+    points = cache.window("m", A)
+    assert points == [(float(t), float(t)) for t in range(970, 1000)]
+    (_, window), = cache.series("m")
+    view = window.points
+    assert len(view) == 30 and view[0] == (970.0, 970.0) and view[-1] == (999.0, 999.0)
+    assert next(reversed(view)) == (999.0, 999.0) and view[1:3] == [(971.0, 971.0),
+                                                                      (972.0, 972.0)]
+
+
+def test_between_and_last_at_follow_range_selector_edges() -> None:
+    cache = SeriesCache(window_seconds=3600, max_points=100)
+    cache.add(Sample("m", A, float(t), float(t)) for t in range(0, 100, 10))
+    (_, window), = cache.series("m")
+    assert window.between(20, 50) == [(30.0, 30.0), (40.0, 40.0), (50.0, 50.0)]
+    assert window.between(95, 200) == [] and window.between(-1, 0) == [(0.0, 0.0)]
+    assert window.last_at(55) == (50.0, 50.0) and window.last_at(-1) is None

@@ -18,6 +18,7 @@ from web import (
     console,
     events_api,
     limits,
+    maintenance_api,
     reload_api,
     sessions,
     wall_page,
@@ -138,6 +139,7 @@ def create_web_app(ioc_app: IocApp) -> web.Application:
     app.router.add_get("/api/v1/series", api.series)
     events_api.add_routes(app)
     alerts_api.add_routes(app)
+    maintenance_api.add_routes(app)
     announcement.add_routes(app)
     console.add_routes(app)
     audit_api.add_routes(app)

@@ -1,11 +1,13 @@
 """The operator console (``GET /console``): sign in with an operator token, then see the
 firing alerts with ack and silence buttons, the silences (create, end), the departments in a
-maintenance window, the wall's announcement and the recent history of who did what.
+maintenance window (announce one, end one early), the wall's announcement and the recent
+history of who did what.
 
 The page is rendered on the server from the same functions the JSON API answers with
 (``Dispatcher.view``, the silences, the history). Every action is taken by
 ``web/static/console.js`` through that JSON API — ``POST /api/v1/alerts/{fp}/ack``,
-``POST``/``DELETE /api/v1/silences``, ``POST``/``DELETE /api/v1/announcement`` — with the
+``POST``/``DELETE /api/v1/silences``, ``POST``/``DELETE /api/v1/maintenance``,
+``POST``/``DELETE /api/v1/announcement`` — with the
 session cookie and the page's CSRF token (``web.sessions``), so the API's checks and its
 history records are the only ones there are.
 
@@ -17,11 +19,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
-from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
-from alerts.maintenance import departments_in_maintenance
 from ioc import clock
 from web.errors import ApiError
 from web.i18n import LANGS, Translator, pick_lang
@@ -100,13 +100,15 @@ async def page(request: web.Request) -> web.Response:
     silences = [s for s in silences if s["state"] != "expired"]
     history = await dispatcher.store.history(start=now - HISTORY_DAYS * 86400, end=now,
                                              limit=HISTORY_SHOWN)
-    maintenance = departments_in_maintenance(dispatcher.settings.maintenance, now,
-                                             ZoneInfo(dispatcher.settings.timezone))
+    maintenance = dispatcher.maintenance_now(now)
+    windows = [w.to_dict(now) for w in sorted(dispatcher.windows.values(),
+                                              key=lambda w: w.starts_at)
+               if w.ends_at > now]
     return _render(
         request, "console.html", lang,
         who=session.principal.name, csrf=request.app[SESSIONS].csrf(sid), now=now,
         alerts=alerts, silences=silences, history=history,
-        maintenance=sorted(maintenance.items()),
+        maintenance=sorted(maintenance.items()), windows=windows,
         departments=app.department_names, announcement=app.wall.announcement,
         durations=SILENCE_DURATIONS, silence_matchers=silence_matchers)
 

@@ -14,6 +14,7 @@ from web.alerts_api import ALERT_PATHS, ALERT_SCHEMAS
 from web.announcement import ANNOUNCEMENT_PATHS, ANNOUNCEMENT_SCHEMAS
 from web.audit_api import AUDIT_PATHS, AUDIT_SCHEMAS
 from web.events_api import EVENT_PATHS, EVENT_SCHEMAS
+from web.maintenance_api import MAINTENANCE_PATHS, MAINTENANCE_SCHEMAS
 from web.reload_api import RELOAD_PATHS, RELOAD_SCHEMAS
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
@@ -107,6 +108,7 @@ SCHEMAS: dict[str, Any] = {
     },
     **EVENT_SCHEMAS,
     **ALERT_SCHEMAS,
+    **MAINTENANCE_SCHEMAS,
     **ANNOUNCEMENT_SCHEMAS,
     **AUDIT_SCHEMAS,
     **RELOAD_SCHEMAS,
@@ -159,6 +161,7 @@ PATHS: dict[str, Any] = {
     }},
     **EVENT_PATHS,
     **ALERT_PATHS,
+    **MAINTENANCE_PATHS,
     **ANNOUNCEMENT_PATHS,
     **AUDIT_PATHS,
     **RELOAD_PATHS,

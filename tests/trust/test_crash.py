@@ -156,7 +156,9 @@ async def test_kill_9_loses_at_most_a_flush_and_never_corrupts(tmp_path: Path,
         for round_ in range(KILLS):
             stop = asyncio.Event()
             pusher = asyncio.create_task(push_events(url, stop, accepted, f"r{round_}"))
-            await asyncio.sleep(rng.uniform(0.6, 1.5))
+            # the kill comes at a random moment, but late enough that the first batches
+            # pushed in this round are due on disk by then
+            await asyncio.sleep(rng.uniform(FLUSH + 1.2, FLUSH + 2.0))
             kills.append(time.time())
             proc.send_signal(signal.SIGKILL)
             await proc.wait()

@@ -1,12 +1,16 @@
 """The operator console in a real browser: sign in, ack and silence an alert through the UI,
-set the announcement, and see each reach the wall (Debian's Chromium driven by Playwright)."""
+set the announcement, announce and end a maintenance window, and see each reach the wall
+(Debian's Chromium driven by Playwright)."""
 
 from __future__ import annotations
 
 import os
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
+from ioc import clock
 from ioc.app import IocApp
 from tests.alerts.test_delivery_e2e import RULE, fault
 from tests.conftest import demo_config, free_port
@@ -71,9 +75,24 @@ async def test_ack_and_silence_round_trip_through_the_console(tmp_path: Path,
 
         await console.click("#silences .silence-row form button")  # end the silence
         await console.wait_for_selector("#silences .silence-row", state="detached")
+
+        # Announce maintenance for the department: the wall marks its alert, then end it.
+        until = datetime.fromtimestamp(clock.now() + 7200, ZoneInfo("Asia/Ho_Chi_Minh"))
+        await console.select_option("#new-maintenance select[name=department]", "STP")
+        await console.fill("#new-maintenance input[name=end]", until.strftime("%Y-%m-%dT%H:%M"))
+        await console.fill("#new-maintenance input[name=comment]", "chuyển máy chủ")
+        await console.click("#new-maintenance button")
+        await console.wait_for_selector("#maintenance .maintenance-row")
+        assert "chuyển máy chủ" in (await console.text_content("#maintenance") or "")
+        await wall.wait_for_function(
+            "() => document.querySelector('#panel-alerts .a-marks').textContent"
+            ".includes('bảo trì')", timeout=5000)
+        await console.click("#maintenance .maintenance-row form button")  # end it now
+        await console.wait_for_selector("#maintenance .maintenance-row", state="detached")
+
         history = await console.text_content("#history")
         for words in ("Xác nhận cảnh báo", "Tạm ẩn cảnh báo", "Kết thúc tạm ẩn",
-                      "Đăng thông báo"):
+                      "Đăng thông báo", "Thông báo bảo trì", "Kết thúc bảo trì"):
             assert words in (history or ""), words
         assert problems == [] and wall_problems == []
     finally:
