@@ -133,7 +133,10 @@ class Scheduler:
         if not self.running:
             return
         self.running = False
-        self._aps.shutdown(wait=False)
+        # Pause first, shut down last: APScheduler's executor cancels the coroutines it is
+        # still running when it shuts down, which would cut every in-flight poll short
+        # instead of letting it finish within the grace period.
+        self._aps.pause()
         pending = set(self._in_flight)
         if pending:
             _done, still = await asyncio.wait(pending, timeout=grace)
@@ -145,3 +148,4 @@ class Scheduler:
                 self._cancelled.difference_update(still)
                 log.info("cancelled polls still running at shutdown",
                          extra={"fields": {"count": len(still)}})
+        self._aps.shutdown(wait=False)

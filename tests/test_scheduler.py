@@ -92,3 +92,25 @@ async def test_shutdown_waits_for_in_flight_then_cancels() -> None:
     await scheduler.shutdown(grace=0.1)
     assert cancelled.is_set()
     assert not scheduler.running
+
+
+async def test_shutdown_lets_in_flight_polls_finish() -> None:
+    started = asyncio.Event()
+    release = asyncio.Event()
+    finished: list[bool] = []
+
+    async def slow(scheduled: float) -> None:
+        started.set()
+        await release.wait()
+        finished.append(True)
+
+    scheduler = Scheduler()
+    scheduler.add_jobs([Job("slow", 0.05, slow)])
+    scheduler.start()
+    await asyncio.wait_for(started.wait(), timeout=5)
+    stopping = asyncio.create_task(scheduler.shutdown(grace=5.0))
+    await asyncio.sleep(0)  # shutdown has begun and is waiting on the poll
+    assert not stopping.done()
+    release.set()
+    await asyncio.wait_for(stopping, timeout=5)
+    assert finished == [True]  # completed, not cancelled
