@@ -508,7 +508,10 @@ def parse_config(raw: Any, *, env: Mapping[str, str] | None = None,
 
     if issues or file_model is None:
         # Values from the environment are secrets: `ioc check` must not print them back.
-        hidden = sorted({v for v in used if len(v) >= 4}, key=len, reverse=True)
+        # Both as written and as quoted by repr() in "(got '…')": a backslash or quote in
+        # the value would otherwise let the quoted form through.
+        hidden = sorted({form for v in used if len(v) >= 4 for form in (v, repr(v)[1:-1])},
+                        key=len, reverse=True)
         for index, issue in enumerate(issues):
             message = issue.message
             for value in hidden:

@@ -284,12 +284,16 @@ EVENT_SCHEMAS: dict[str, Any] = {
     "EventErrors": {
         "type": "object", "required": ["error", "detail"],
         "properties": {
-            "error": {"type": "string", "enum": ["invalid events"]},
-            "detail": {"type": "array", "items": {
-                "type": "object", "required": ["index", "field", "message"],
-                "properties": {"index": {"type": ["integer", "null"]},
-                               "field": {"type": "string"},
-                               "message": {"type": "string"}}}},
+            "error": {"type": "string",
+                      "description": "e.g. `invalid events` or `malformed JSON`"},
+            "detail": {"anyOf": [
+                {"type": "string", "description": "why the body is not JSON"},
+                {"type": "array", "description": "every problem of the batch", "items": {
+                    "type": "object", "required": ["index", "field", "message"],
+                    "properties": {"index": {"type": ["integer", "null"]},
+                                   "field": {"type": "string"},
+                                   "message": {"type": "string"}}}},
+            ]},
         },
     },
 }

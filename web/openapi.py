@@ -100,8 +100,8 @@ SCHEMAS: dict[str, Any] = {
                 "properties": {
                     "labels": {"type": "object", "additionalProperties": {"type": "string"}},
                     "points": {"type": "array", "items": {
-                        "type": "array", "prefixItems": [{"type": "number"}, {"type": "number"}],
-                        "minItems": 2, "maxItems": 2}},
+                        "type": "array", "description": "[unix seconds, value]",
+                        "items": {"type": "number"}, "minItems": 2, "maxItems": 2}},
                 },
             }},
         },

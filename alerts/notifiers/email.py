@@ -6,6 +6,7 @@ from the first byte, ``tls: none`` is for a relay on the same host or LAN only.
 
 from __future__ import annotations
 
+import unicodedata
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from typing import Literal
@@ -29,9 +30,19 @@ class EmailConfig(ChannelConfig):
     verify_tls: bool = Field(True, description="check the relay's certificate")
 
 
+def one_line(text: str) -> str:
+    """A header value: control characters (line breaks among them) become single spaces.
+
+    The headline carries department names and annotations, which are untrusted; a line
+    break in a header would make the message refuse to build (or, elsewhere, inject headers).
+    """
+    return " ".join("".join(" " if unicodedata.category(c) in ("Cc", "Cf") else c
+                            for c in text).split())
+
+
 def build_message(n: Notification, sender: str, to: list[str]) -> EmailMessage:
     message = EmailMessage()
-    message["Subject"] = headline(n)
+    message["Subject"] = one_line(headline(n))
     message["From"] = sender
     message["To"] = ", ".join(to)
     message["Date"] = formatdate(n.created_at, localtime=False)

@@ -100,13 +100,20 @@ def _ms(seconds: float) -> int:
 _labels_json = json.JSONEncoder(ensure_ascii=False, sort_keys=True).encode
 
 
+def _text(value: str) -> str:
+    """PostgreSQL text cannot hold NUL: it becomes U+FFFD on every backend alike, so an event
+    from a careless sender is stored (and looks the same on SQLite) instead of failing its
+    whole batch."""
+    return value.replace("\x00", "\ufffd") if "\x00" in value else value
+
+
 def _rows(events: Iterable[Event], received: int) -> list[dict[str, Any]]:
     return [{
-        "source": e.source, "event_id": e.id, "occurred_at": _ms(e.occurred_at),
+        "source": e.source, "event_id": _text(e.id), "occurred_at": _ms(e.occurred_at),
         "received_at": received, "severity": e.severity, "category": e.category,
-        "department": e.department, "host": e.host, "title": e.title,
-        "message": e.message,
-        "labels": _labels_json(dict(e.labels)) if e.labels else "{}",
+        "department": e.department, "host": e.host and _text(e.host), "title": _text(e.title),
+        "message": _text(e.message),
+        "labels": _labels_json(dict(e.labels)) if e.labels else "{}",  # \u0000 in JSON
     } for e in events]
 
 
@@ -171,7 +178,7 @@ class EventStore:
         """
         unique: dict[tuple[str, str], Event] = {}
         for event in events:
-            unique.setdefault((event.source, event.id), event)
+            unique.setdefault((event.source, _text(event.id)), event)
         received = _ms(received_at)
         # Thousands of rows take tens of milliseconds to build: in a worker thread the event
         # loop (and the probes on it) gets the interpreter back every few milliseconds.
