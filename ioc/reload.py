@@ -184,7 +184,9 @@ async def apply(app: IocApp, new: Config, now: float) -> ReloadResult:
         await _stop_target(app, name, drop_series=name in diff.removed
                            or _labels_changed(old, effective, name))
     by_name = {c.name: c for c in effective.collectors}
-    started = [app.add_target(by_name[name]) for name in diff.added + diff.changed]
+    # With collection.shard i/N only this instance's share is started, as at start-up.
+    started = [app.add_target(by_name[name]) for name in diff.added + diff.changed
+               if app.shard.owns(name)]
     if started and app.scheduler.running:
         from ioc.scheduler import Job
 

@@ -155,3 +155,32 @@ async def test_reload_swaps_tokens(tmp_path: Path) -> None:
                 assert resp.status == 200
     finally:
         await app.stop(grace=1.0)
+
+
+async def test_reload_starts_only_this_shards_targets(tmp_path: Path) -> None:
+    from ioc.sharding import parse_shard
+
+    sim_port = free_port()
+    path = tmp_path / "config.yaml"
+    codes = [u.code for u in units()]
+    raw = raw_config(tmp_path, sim_port, codes[:2])
+    raw["departments"] = [{"code": u.code, "name": u.name, "kind": u.kind} for u in units()]
+    raw["collection"]["shard"] = "1/2"
+    write(path, raw)
+    app = IocApp(load_config(path, env={}))
+    await app.start()
+    try:
+        grown = raw_config(tmp_path, sim_port, codes)
+        grown["departments"] = raw["departments"]
+        grown["collection"]["shard"] = "1/2"
+        write(path, grown)
+        result = await app.reload()
+        assert result.ok
+        shard = parse_shard("1/2")
+        every = {f"{code.lower()}-health" for code in codes}
+        mine = {name for name in every if shard.owns(name)}
+        assert 0 < len(mine) < len(every)
+        assert set(app.runners) == mine
+        assert app.scheduler.job_names() == mine
+    finally:
+        await app.stop(grace=1.0)
