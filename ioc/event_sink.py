@@ -27,6 +27,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from ioc import clock
 from ioc.model import Event
+from ioc.overflow import OverflowLog
 from ioc.pipeline import PollOutcome
 from ioc.store.base import StoreError
 from ioc.store.events import EventStore
@@ -48,6 +49,7 @@ class EventSink:
             raise ValueError("queue_limit, batch_size and flush_interval must be positive")
         self.store = store
         self._queue_limit = queue_limit
+        self._overflow = OverflowLog(log, "security event queue")
         self._batch_size = batch_size
         self._flush_interval = flush_interval
         self._retention = retention
@@ -116,7 +118,10 @@ class EventSink:
         room = 0 if self._stopping else max(0, self._queue_limit - self.queued)
         if len(events) > room:
             self.dropped.labels(reason="queue_full").inc(len(events) - room)
+            self._overflow.dropped(len(events) - room, queue_limit=self._queue_limit)
             events = events[:room]
+        else:
+            self._overflow.ok()
         self._enqueue(events)
         return len(events)
 

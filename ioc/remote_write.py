@@ -37,6 +37,7 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from ioc.model import Sample
+from ioc.overflow import OverflowLog
 from ioc.remote_write_config import RemoteWriteEndpoint
 
 if TYPE_CHECKING:
@@ -166,6 +167,7 @@ class RemoteWriteQueue:
                  user_agent: str, stop_timeout: float = 5.0) -> None:
         self.endpoint = endpoint
         self.remote = endpoint.remote
+        self._overflow = OverflowLog(log, "remote write queue", remote=endpoint.remote)
         self._metrics = metrics
         self._user_agent = user_agent
         self._stop_timeout = stop_timeout
@@ -198,6 +200,9 @@ class RemoteWriteQueue:
                 self._buffer.popleft()
             samples = samples[overflow - from_buffer:]
             self._metrics.samples.labels(remote=self.remote, result="dropped").inc(overflow)
+            self._overflow.dropped(overflow, queue_limit=self.endpoint.queue_limit)
+        else:
+            self._overflow.ok()
         self._buffer.extend(samples)
         self._gauge()
         if len(self._buffer) >= self.endpoint.batch_size:

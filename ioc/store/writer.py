@@ -24,6 +24,7 @@ from contextlib import suppress
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from ioc.model import Sample
+from ioc.overflow import OverflowLog
 from ioc.store.base import Store
 
 log = logging.getLogger("ioc.store")
@@ -52,6 +53,7 @@ class StoreWriter:
         self._store = store
         self._flush_interval = flush_interval
         self._batch_size = batch_size
+        self._overflow = OverflowLog(log, "store write queue")
         self._group_commit = group_commit
         self._queue_limit = queue_limit
         self._retry_initial = retry_initial
@@ -117,8 +119,11 @@ class StoreWriter:
             from_new = overflow - from_buffer
             samples = samples[from_new:] if from_new < len(samples) else ()
             self._dropped.inc(overflow)
+            self._overflow.dropped(overflow, queue_limit=self._queue_limit)
             if from_buffer:
                 self._notify_progress()
+        else:
+            self._overflow.ok()
         self._buffer.extend(samples)
         self._next_seq += len(samples)
         if len(self._buffer) >= self._batch_size:

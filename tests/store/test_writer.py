@@ -228,6 +228,26 @@ async def test_overflow_drops_the_oldest_samples_and_counts_them(
     assert metric(registry, "ioc_store_samples_written_total") == 10
 
 
+async def test_overflow_is_logged_once_per_episode(
+        store: ObservedStore, registry: CollectorRegistry, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="ioc.store")
+    writer = StoreWriter(store, registry, queue_limit=10, batch_size=100, flush_interval=3600)
+    for first in range(0, 100, 5):  # 20 overflowing submits
+        writer.submit(samples(5, first=first))
+    writer.start()
+    try:
+        await writer.flush()
+        writer.submit(samples(1, first=100))  # fits again: the episode ends
+    finally:
+        await writer.stop()
+    lines = [r.getMessage() for r in caplog.records if "write queue" in r.getMessage()]
+    assert lines == ["store write queue is full: dropping (counted in metrics)",
+                     "store write queue no longer dropping"]
+    (ended,) = [r for r in caplog.records if "no longer dropping" in r.getMessage()]
+    assert ended.fields["dropped"] == 90  # type: ignore[attr-defined]
+
+
 async def test_stop_gives_up_at_its_deadline_and_counts_the_loss(
         store: ObservedStore, registry: CollectorRegistry,
         caplog: pytest.LogCaptureFixture) -> None:

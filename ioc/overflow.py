@@ -1,0 +1,38 @@
+"""Say once that a bounded queue has started dropping, and once that it has stopped.
+
+Every bounded queue in ioc counts what it drops in a metric; the log gets two lines per
+episode, not one per dropped item, so a flood cannot flood the log as well.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+
+class OverflowLog:
+    def __init__(self, log: logging.Logger, what: str, **context: Any) -> None:
+        self.log = log
+        self.what = what
+        self.context = context
+        self.active = False
+        self.dropped_in_episode = 0
+
+    def dropped(self, count: int, **detail: Any) -> None:
+        """Record ``count`` items dropped; logs a warning only when an episode starts."""
+        if count <= 0:
+            return
+        self.dropped_in_episode += count
+        if not self.active:
+            self.active = True
+            self.log.warning(f"{self.what} is full: dropping (counted in metrics)",
+                             extra={"fields": {**self.context, **detail}})
+
+    def ok(self) -> None:
+        """The queue accepted everything again; logs once when an episode ends."""
+        if self.active:
+            self.active = False
+            self.log.warning(f"{self.what} no longer dropping",
+                             extra={"fields": {**self.context,
+                                               "dropped": self.dropped_in_episode}})
+            self.dropped_in_episode = 0
