@@ -30,14 +30,12 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from ioc.store import dialects
 from ioc.store.base import StoreError
 from ioc.store.schema import metadata
 from ioc.store.sql import _describe, _retryable
+from ioc.store.table_store import TableStore
 
 outbox = Table(
     "ioc_alert_outbox", metadata,
@@ -168,34 +166,14 @@ class HistoryEvent:
     detail: dict[str, Any]
 
 
-class DeliveryStore:
-    def __init__(self, url: str, *, busy_timeout: float = 5.0) -> None:
-        self._url = make_url(url)
-        self.url_for_display = self._url.render_as_string(hide_password=True)
-        self._dialect = dialects.for_url(self._url, busy_timeout=busy_timeout)
-        self._engine: AsyncEngine | None = None
-        self._write: AsyncEngine | None = None
-        self._insert: Any = sqlite.insert if self._dialect.name == "sqlite" else postgresql.insert
+class DeliveryStore(TableStore):
+    TABLES = TABLES
+    NAME = "delivery store"
+    OPENING = "the delivery tables"
 
-    async def open(self) -> None:
-        if self._engine is not None:
-            return
-        engine = self._dialect.create_engine(self._url)
-        write = engine.execution_options(**{dialects.WRITE_OPTION: True})
-        try:
-            with self._errors("open"):
-                async with write.begin() as conn:
-                    await self._dialect.lock_schema(conn)
-                    await conn.run_sync(lambda c: metadata.create_all(c, tables=TABLES))
-        except BaseException:
-            await engine.dispose()
-            raise
-        self._engine, self._write = engine, write
-
-    async def close(self) -> None:
-        engine, self._engine, self._write = self._engine, None, None
-        if engine is not None:
-            await engine.dispose()
+    async def _create_tables(self, write: AsyncEngine) -> None:
+        with self._errors("open"):
+            await super()._create_tables(write)
 
     # -- outbox and notification log, written together ---------------------------------
 

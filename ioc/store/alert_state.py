@@ -16,17 +16,13 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import Column, Float, Table, Text, delete, select
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ioc.model import Labels, canonical_labels
-from ioc.store import dialects
 from ioc.store.base import StoreError
 from ioc.store.schema import metadata, parse_canonical_labels
+from ioc.store.table_store import TableStore
 
 alert_state_table = Table(
     "ioc_alert_state",
@@ -59,50 +55,23 @@ class AlertRow:
     annotations: tuple[tuple[str, str], ...]
 
 
-class AlertStateStore:
+class AlertStateStore(TableStore):
+    TABLES = (alert_state_table,)
+    NAME = "alert state store"
+    OPENING = "the alert state table"
+
     def __init__(self, url: str, *, busy_timeout: float = 5.0) -> None:
-        self._url = make_url(url)
-        self.url_for_display = self._url.render_as_string(hide_password=True)
-        self._dialect = dialects.for_url(self._url, busy_timeout=busy_timeout)
-        self._engine: AsyncEngine | None = None
-        self._write_engine: AsyncEngine | None = None
-        insert_fn: Any = sqlite.insert if self._dialect.name == "sqlite" else postgresql.insert
-        stmt = insert_fn(alert_state_table)
+        super().__init__(url, busy_timeout=busy_timeout)
+        stmt = self._insert(alert_state_table)
         self._upsert = stmt.on_conflict_do_update(
             index_elements=[alert_state_table.c.fingerprint],
             set_={name: stmt.excluded[name] for name in (
                 "rule", "labels", "state", "value", "active_at", "fired_at",
                 "keep_firing_since", "annotations", "updated_at")})
 
-    async def open(self) -> None:
-        if self._engine is not None:
-            return
-        engine = self._dialect.create_engine(self._url)
-        write_engine = engine.execution_options(**{dialects.WRITE_OPTION: True})
-        try:
-            async with write_engine.begin() as conn:
-                await self._dialect.lock_schema(conn)
-                await conn.run_sync(lambda sync: metadata.create_all(
-                    sync, tables=[alert_state_table]))
-        except Exception as exc:
-            await engine.dispose()
-            raise StoreError(f"store {self.url_for_display}: cannot open the alert state "
-                             f"table: {type(exc).__name__}: {exc}") from exc
-        self._engine, self._write_engine = engine, write_engine
-
-    async def close(self) -> None:
-        engine, self._engine, self._write_engine = self._engine, None, None
-        if engine is not None:
-            await engine.dispose()
-
-    def _require(self, engine: AsyncEngine | None) -> AsyncEngine:
-        if engine is None:
-            raise StoreError(f"alert state store {self.url_for_display} is not open")
-        return engine
-
     async def load(self) -> list[AlertRow]:
         try:
-            async with self._require(self._engine).connect() as conn:
+            async with self._reader().connect() as conn:
                 result = await conn.execute(select(alert_state_table))
                 rows = result.mappings().all()
         except StoreError:
@@ -137,7 +106,7 @@ class AlertStateStore:
         if not rows and not removed:
             return
         try:
-            async with self._require(self._write_engine).begin() as conn:
+            async with self._writer().begin() as conn:
                 for start in range(0, len(removed), _CHUNK):
                     chunk = list(removed[start:start + _CHUNK])
                     await conn.execute(delete(alert_state_table).where(

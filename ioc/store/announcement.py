@@ -16,14 +16,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Column, Float, Integer, Table, Text, select
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ioc.store import dialects
 from ioc.store.alert_delivery import history, ms
 from ioc.store.base import StoreError
 from ioc.store.schema import metadata
+from ioc.store.table_store import TableStore
 
 announcement_table = Table(
     "ioc_wall_announcement",
@@ -47,42 +44,16 @@ class Announcement:
         return {"text": self.text, "set_by": self.set_by, "set_at": self.set_at}
 
 
-class AnnouncementStore:
-    def __init__(self, url: str, *, busy_timeout: float = 5.0) -> None:
-        self._url = make_url(url)
-        self.url_for_display = self._url.render_as_string(hide_password=True)
-        self._dialect = dialects.for_url(self._url, busy_timeout=busy_timeout)
-        self._insert: Any = sqlite.insert if self._dialect.name == "sqlite" else postgresql.insert
-        self._engine: AsyncEngine | None = None
-        self._write: AsyncEngine | None = None
-
-    async def open(self) -> None:
-        if self._engine is not None:
-            return
-        engine = self._dialect.create_engine(self._url)
-        write = engine.execution_options(**{dialects.WRITE_OPTION: True})
-        try:
-            async with write.begin() as conn:
-                await self._dialect.lock_schema(conn)
-                await conn.run_sync(lambda sync: metadata.create_all(
-                    sync, tables=[announcement_table, history]))
-        except Exception as exc:
-            await engine.dispose()
-            raise StoreError(f"store {self.url_for_display}: cannot open the announcement "
-                             f"table: {type(exc).__name__}: {exc}") from exc
-        self._engine, self._write = engine, write
-
-    async def close(self) -> None:
-        engine, self._engine, self._write = self._engine, None, None
-        if engine is not None:
-            await engine.dispose()
+class AnnouncementStore(TableStore):
+    TABLES = (announcement_table, history)
+    NAME = "announcement store"
+    OPENING = "the announcement table"
 
     async def load(self) -> Announcement | None:
         """The last announcement an operator set or cleared; None if none ever was."""
-        if self._engine is None:
-            raise StoreError(f"announcement store {self.url_for_display} is not open")
+        engine = self._reader()
         try:
-            async with self._engine.connect() as conn:
+            async with engine.connect() as conn:
                 row = (await conn.execute(select(announcement_table).where(
                     announcement_table.c.id == _ROW_ID))).first()
         except Exception as exc:
@@ -92,14 +63,13 @@ class AnnouncementStore:
 
     async def save(self, announcement: Announcement) -> None:
         """Replace the announcement and record the change in the history, atomically."""
-        if self._write is None:
-            raise StoreError(f"announcement store {self.url_for_display} is not open")
+        write = self._writer()
         at = announcement.set_at or 0.0
         values = {"text": announcement.text, "set_by": announcement.set_by, "set_at": at}
         kind = "announcement" if announcement.text else "announcement_cleared"
         stmt = self._insert(announcement_table).values(id=_ROW_ID, **values)
         try:
-            async with self._write.begin() as conn:
+            async with write.begin() as conn:
                 await conn.execute(stmt.on_conflict_do_update(
                     index_elements=[announcement_table.c.id], set_=values))
                 await conn.execute(self._insert(history).on_conflict_do_nothing(

@@ -17,12 +17,10 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from sqlalchemy import Column, Float, Index, Integer, Table, Text, insert, select
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ioc.store import dialects
 from ioc.store.base import StoreError
 from ioc.store.schema import metadata
+from ioc.store.table_store import TableStore
 
 MAX_FIELD = 512  # longer paths and targets are cut: the row records, it does not replay
 
@@ -62,46 +60,17 @@ def _cut(value: str | None) -> str | None:
     return value[:MAX_FIELD - 1] + "…"
 
 
-class AuditStore:
-    def __init__(self, url: str, *, busy_timeout: float = 5.0) -> None:
-        self._url = make_url(url)
-        self.url_for_display = self._url.render_as_string(hide_password=True)
-        self._dialect = dialects.for_url(self._url, busy_timeout=busy_timeout)
-        self._engine: AsyncEngine | None = None
-        self._write_engine: AsyncEngine | None = None
-
-    async def open(self) -> None:
-        if self._engine is not None:
-            return
-        engine = self._dialect.create_engine(self._url)
-        write_engine = engine.execution_options(**{dialects.WRITE_OPTION: True})
-        try:
-            async with write_engine.begin() as conn:
-                await self._dialect.lock_schema(conn)
-                await conn.run_sync(lambda sync: metadata.create_all(
-                    sync, tables=[audit_table]))
-        except Exception as exc:
-            await engine.dispose()
-            raise StoreError(f"store {self.url_for_display}: cannot open the audit log: "
-                             f"{type(exc).__name__}: {exc}") from exc
-        self._engine, self._write_engine = engine, write_engine
-
-    async def close(self) -> None:
-        engine, self._engine, self._write_engine = self._engine, None, None
-        if engine is not None:
-            await engine.dispose()
-
-    def _require(self, engine: AsyncEngine | None) -> AsyncEngine:
-        if engine is None:
-            raise StoreError(f"audit log {self.url_for_display} is not open")
-        return engine
+class AuditStore(TableStore):
+    TABLES = (audit_table,)
+    NAME = "audit log"
+    OPENING = "the audit log"
 
     async def record(self, entry: AuditEntry) -> None:
         row = {"ts": entry.ts, "actor": _cut(entry.actor) or "", "method": entry.method,
                "path": _cut(entry.path) or "", "target": _cut(entry.target),
                "client": _cut(entry.client) or "", "status": entry.status}
         try:
-            async with self._require(self._write_engine).begin() as conn:
+            async with self._writer().begin() as conn:
                 await conn.execute(insert(audit_table), [row])
         except StoreError:
             raise
@@ -118,7 +87,7 @@ class AuditStore:
             stmt = stmt.where(t.c.actor == actor)
         stmt = stmt.order_by(t.c.ts.desc(), t.c.id.desc()).limit(limit)
         try:
-            async with self._require(self._engine).connect() as conn:
+            async with self._reader().connect() as conn:
                 rows = (await conn.execute(stmt)).mappings().all()
         except StoreError:
             raise

@@ -32,14 +32,11 @@ from sqlalchemy import (
     delete,
     select,
 )
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ioc.model import Event, make_labels
-from ioc.store import dialects
 from ioc.store.base import StoreError
 from ioc.store.schema import metadata
+from ioc.store.table_store import TableStore
 
 log = logging.getLogger("ioc.store")
 
@@ -117,7 +114,7 @@ def _rows(events: Iterable[Event], received: int) -> list[dict[str, Any]]:
     } for e in events]
 
 
-class EventStore:
+class EventStore(TableStore):
     """The events and cursors tables on one database URL.
 
     It has its own small engine (built by the same dialect code as the sample store, so
@@ -125,47 +122,20 @@ class EventStore:
     large transactions and must not queue behind or inside the sample writer's.
     """
 
+    TABLES = (events_table, cursors_table)
+    NAME = "event store"
+    OPENING = "the events tables"
+
     def __init__(self, url: str, *, busy_timeout: float = 5.0) -> None:
-        self._url = make_url(url)
-        self.url_for_display = self._url.render_as_string(hide_password=True)
-        self._dialect = dialects.for_url(self._url, busy_timeout=busy_timeout)
-        self._engine: AsyncEngine | None = None
-        self._write_engine: AsyncEngine | None = None
-        insert_fn: Any = sqlite.insert if self._dialect.name == "sqlite" else postgresql.insert
+        super().__init__(url, busy_timeout=busy_timeout)
         self._insert_events = (
-            insert_fn(events_table).on_conflict_do_nothing(
+            self._insert(events_table).on_conflict_do_nothing(
                 index_elements=[events_table.c.source, events_table.c.event_id])
             .returning(events_table.c.source, events_table.c.event_id))
-        upsert = insert_fn(cursors_table)
+        upsert = self._insert(cursors_table)
         self._upsert_cursor = upsert.on_conflict_do_update(
             index_elements=[cursors_table.c.name],
             set_={"cursor": upsert.excluded.cursor, "updated_at": upsert.excluded.updated_at})
-
-    async def open(self) -> None:
-        if self._engine is not None:
-            return
-        engine = self._dialect.create_engine(self._url)
-        write_engine = engine.execution_options(**{dialects.WRITE_OPTION: True})
-        try:
-            async with write_engine.begin() as conn:
-                await self._dialect.lock_schema(conn)
-                await conn.run_sync(lambda sync: metadata.create_all(
-                    sync, tables=[events_table, cursors_table]))
-        except Exception as exc:
-            await engine.dispose()
-            raise StoreError(f"store {self.url_for_display}: cannot open the events tables: "
-                             f"{type(exc).__name__}: {exc}") from exc
-        self._engine, self._write_engine = engine, write_engine
-
-    async def close(self) -> None:
-        engine, self._engine, self._write_engine = self._engine, None, None
-        if engine is not None:
-            await engine.dispose()
-
-    def _require(self, engine: AsyncEngine | None) -> AsyncEngine:
-        if engine is None:
-            raise StoreError(f"event store {self.url_for_display} is not open")
-        return engine
 
     # -- writing -------------------------------------------------------------------------
 
@@ -186,7 +156,7 @@ class EventStore:
                 if len(unique) > _CHUNK else _rows(unique.values(), received))
         added: list[Event] = []
         try:
-            async with self._require(self._write_engine).begin() as conn:
+            async with self._writer().begin() as conn:
                 for start in range(0, len(rows), _CHUNK):
                     result = await conn.execute(self._insert_events, rows[start:start + _CHUNK])
                     added.extend(unique[(source, eid)] for source, eid in result.all())
@@ -202,7 +172,7 @@ class EventStore:
 
     async def load_cursor(self, name: str) -> str | None:
         try:
-            async with self._require(self._engine).connect() as conn:
+            async with self._reader().connect() as conn:
                 result = await conn.execute(
                     select(cursors_table.c.cursor).where(cursors_table.c.name == name))
                 return result.scalar()
@@ -215,7 +185,7 @@ class EventStore:
     async def prune(self, older_than: float) -> int:
         """Delete events that occurred before ``older_than``; return how many went."""
         try:
-            async with self._require(self._write_engine).begin() as conn:
+            async with self._writer().begin() as conn:
                 result = await conn.execute(
                     delete(events_table).where(events_table.c.occurred_at < _ms(older_than)))
                 return int(result.rowcount or 0)
@@ -244,7 +214,7 @@ class EventStore:
         stmt = stmt.order_by(t.c.occurred_at.desc(), t.c.received_at.desc(),
                              t.c.source, t.c.event_id).limit(max(0, query.limit))
         try:
-            async with self._require(self._engine).connect() as conn:
+            async with self._reader().connect() as conn:
                 rows = (await conn.execute(stmt)).mappings().all()
         except StoreError:
             raise

@@ -12,18 +12,14 @@ lives on the shared ``metadata``. Times are integer milliseconds, as in the rest
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from sqlalchemy import BigInteger, Column, Index, Table, Text, delete, select
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from alerts.maintenance import OperatorWindow
-from ioc.store import dialects
 from ioc.store.alert_delivery import history, ms, sec
 from ioc.store.base import StoreError
 from ioc.store.schema import metadata
+from ioc.store.table_store import TableStore
 
 maintenance_table = Table(
     "ioc_maintenance_windows", metadata,
@@ -39,45 +35,19 @@ maintenance_table = Table(
 )
 
 
-class MaintenanceStore:
-    def __init__(self, url: str, *, busy_timeout: float = 5.0) -> None:
-        self._url = make_url(url)
-        self.url_for_display = self._url.render_as_string(hide_password=True)
-        self._dialect = dialects.for_url(self._url, busy_timeout=busy_timeout)
-        self._insert: Any = sqlite.insert if self._dialect.name == "sqlite" else postgresql.insert
-        self._engine: AsyncEngine | None = None
-        self._write: AsyncEngine | None = None
-
-    async def open(self) -> None:
-        if self._engine is not None:
-            return
-        engine = self._dialect.create_engine(self._url)
-        write = engine.execution_options(**{dialects.WRITE_OPTION: True})
-        try:
-            async with write.begin() as conn:
-                await self._dialect.lock_schema(conn)
-                await conn.run_sync(lambda sync: metadata.create_all(
-                    sync, tables=[maintenance_table, history]))
-        except Exception as exc:
-            await engine.dispose()
-            raise StoreError(f"store {self.url_for_display}: cannot open the maintenance "
-                             f"table: {type(exc).__name__}: {exc}") from exc
-        self._engine, self._write = engine, write
-
-    async def close(self) -> None:
-        engine, self._engine, self._write = self._engine, None, None
-        if engine is not None:
-            await engine.dispose()
+class MaintenanceStore(TableStore):
+    TABLES = (maintenance_table, history)
+    NAME = "maintenance store"
+    OPENING = "the maintenance table"
 
     async def load(self, newer_than: float) -> list[OperatorWindow]:
         """Windows ending after ``newer_than`` (the expired ones stay listed a while)."""
-        if self._engine is None:
-            raise StoreError(f"maintenance store {self.url_for_display} is not open")
+        engine = self._reader()
         query = (select(maintenance_table)
                  .where(maintenance_table.c.ends_at > ms(newer_than))
                  .order_by(maintenance_table.c.created_at))
         try:
-            async with self._engine.connect() as conn:
+            async with engine.connect() as conn:
                 rows = list(await conn.execute(query))
         except Exception as exc:
             raise StoreError(f"store {self.url_for_display}: cannot read maintenance windows: "
@@ -87,8 +57,7 @@ class MaintenanceStore:
 
     async def put(self, window: OperatorWindow, *, kind: str, actor: str, now: float) -> None:
         """Insert or rewrite a window and record ``kind`` in the history, atomically."""
-        if self._write is None:
-            raise StoreError(f"maintenance store {self.url_for_display} is not open")
+        write = self._writer()
         values = {"department": window.department, "starts_at": ms(window.starts_at),
                   "ends_at": ms(window.ends_at), "comment": window.comment,
                   "created_by": window.created_by, "created_at": ms(window.created_at),
@@ -96,7 +65,7 @@ class MaintenanceStore:
         stmt = self._insert(maintenance_table).values(id=window.id, **values)
         detail = {k: v for k, v in window.to_dict(now).items() if k not in ("read_only", "state")}
         try:
-            async with self._write.begin() as conn:
+            async with write.begin() as conn:
                 await conn.execute(stmt.on_conflict_do_update(
                     index_elements=[maintenance_table.c.id], set_=values))
                 await conn.execute(self._insert(history).on_conflict_do_nothing(
@@ -109,10 +78,9 @@ class MaintenanceStore:
 
     async def prune(self, older_than: float) -> int:
         """Forget windows that ended before ``older_than`` (their history rows stay)."""
-        if self._write is None:
-            raise StoreError(f"maintenance store {self.url_for_display} is not open")
+        write = self._writer()
         try:
-            async with self._write.begin() as conn:
+            async with write.begin() as conn:
                 result = await conn.execute(delete(maintenance_table).where(
                     maintenance_table.c.ends_at < ms(older_than)))
         except Exception as exc:
