@@ -62,7 +62,7 @@ OVERFLOWS = """() => {
 
 async def start(tmp_path: Path, port: int, codes: list[str] | None,
                 hostile: bool = False, interval: str = "300ms") -> IocApp:
-    config = demo_config(tmp_path, free_port() if port == 0 else port + 1, codes=codes,
+    config = demo_config(tmp_path, free_port(), codes=codes,
                          interval=interval,
                          extra={"service": {"listen": f"127.0.0.1:{port}"},
                                 "wall": {"offline_after": "3s", "heartbeat": "500ms",
