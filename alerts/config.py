@@ -7,6 +7,8 @@ it without importing the loader.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, model_validator
 
 from alerts.inhibit import InhibitRuleConfig
@@ -34,6 +36,11 @@ class AlertsConfig(StrictModel):
     maintenance: list[MaintenanceConfig] = Field(default_factory=list)
     outbox: OutboxConfig = OutboxConfig()
     external_url: str | None = Field(None, description="link to the wall in notifications")
+    leader_election: Literal["auto", "off"] = Field(
+        "auto", description="auto: instances sharing a PostgreSQL database elect one alert "
+                            "leader that evaluates rules and sends notifications (SQLite: "
+                            "always this instance); off: this instance always does, so run "
+                            "only one")
 
     @model_validator(mode="after")
     def _check_delivery(self) -> AlertsConfig:

@@ -6,6 +6,12 @@ groups, and whenever a group's timer expires decides — after inhibition, silen
 windows and acks — whether its receiver hears about it. What is to be sent is written to the
 outbox together with the notification log in one transaction; the outbox task sends it.
 
+With several instances only the alert leader groups and sends (:meth:`Dispatcher.lead`, from
+ioc.alert_role); every instance serves the alert API. Silences, acks and maintenance windows
+may be written through any instance, so each re-reads them from the shared tables every
+evaluation interval (:meth:`Dispatcher.refresh`), and a follower shows the alerts the leader
+stored (:meth:`Dispatcher.show`).
+
 Only the outer loop here reads the clock; everything it calls takes ``now``.
 """
 
@@ -44,7 +50,7 @@ from ioc.store.alert_delivery import (
     NflogRow,
     ms,
 )
-from ioc.store.base import StoreError
+from ioc.store.base import Fence, NotLeaderError, StoreError
 from ioc.store.maintenance_store import MaintenanceStore
 
 if TYPE_CHECKING:
@@ -95,40 +101,80 @@ class Dispatcher:
         self.acks: dict[str, Ack] = {}
         self.windows: dict[str, OperatorWindow] = {}    # announced through the API
         self._lock = asyncio.Lock()
+        # Operator writes and re-reads of the operator tables take turns, so a re-read never
+        # replaces a silence, ack or window written while it was reading.
+        self._operator_lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._last_prune = 0.0
         self._unrecorded: list[HistoryEvent] = []
         self._unacked: list[str] = []
+        # Set while this instance is the alert leader (ioc.leader): every enqueue proves it.
+        self.fence: Fence | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
 
     async def start(self) -> None:
+        """Open and lead at once: a lone instance (SQLite, or no election)."""
+        await self.open()
+        await self.lead()
+
+    async def open(self) -> None:
+        """Open the stores and read what operators set; every instance does this."""
         await self.store.open()
-        now = self.clock()
-        for row in await self.store.load_nflog():
-            self.nflog[(row.receiver, row.group_key)] = NotifyLogEntry(
-                frozenset(row.firing), frozenset(row.resolved), row.sent_at, row.content,
-                row.sequence)
-        for data in await self.store.load_silences(now - self.settings.retention):
-            silence = Silence(data["id"], parse_matchers(data["matchers"]), data["starts_at"],
-                              data["ends_at"], data["created_by"], data["comment"],
-                              data["created_at"])
-            self.silences[silence.id] = silence
-        for data in await self.store.load_acks():
-            self.acks[data["fingerprint"]] = Ack(**data)
         await self.maintenance_store.open()
-        for window in await self.maintenance_store.load(now - self.settings.retention):
-            self.windows[window.id] = window
+        await self.refresh(self.clock())
+
+    async def refresh(self, now: float) -> None:
+        """Re-read silences, acks and maintenance windows, whichever instance wrote them."""
+        async with self._operator_lock:
+            silences: dict[str, Silence] = {}
+            for data in await self.store.load_silences(now - self.settings.retention):
+                silence = Silence(data["id"], parse_matchers(data["matchers"]),
+                                  data["starts_at"], data["ends_at"], data["created_by"],
+                                  data["comment"], data["created_at"])
+                silences[silence.id] = silence
+            acks = {data["fingerprint"]: Ack(**data) for data in await self.store.load_acks()}
+            windows = {window.id: window for window in
+                       await self.maintenance_store.load(now - self.settings.retention)}
+            if (silences.keys() != self.silences.keys() or windows != self.windows
+                    or any(s.ends_at != silences[i].ends_at
+                           for i, s in self.silences.items())):
+                self._wake.set()  # a flush may now notify (or stay quiet) differently
+            self.silences, self.acks, self.windows = silences, acks, windows
+
+    async def lead(self) -> None:
+        """Start grouping and sending, from the notification log the last leader stored."""
+        await self.load_log()
         self.outbox.start()
         self._task = asyncio.create_task(self._run(), name="ioc-alert-dispatcher")
 
-    async def stop(self) -> None:
+    async def load_log(self) -> None:
+        """Forget this instance's groups; read what every group was last told from the store."""
+        self.nflog = {(row.receiver, row.group_key): NotifyLogEntry(
+            frozenset(row.firing), frozenset(row.resolved), row.sent_at, row.content,
+            row.sequence) for row in await self.store.load_nflog()}
+        self.grouper = Grouper(self.settings.route, self._resend)
+        self.alerts = {}  # the engine's first cycle tells what fires now
+        self._unrecorded.clear()
+        self._unacked.clear()
+
+    async def step_down(self) -> None:
+        """Stop grouping and sending at once (leadership lost, or stopping)."""
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
         await self.outbox.stop()
+        self.grouper = Grouper(self.settings.route, self._resend)
+        self.nflog = {}
+
+    def show(self, alerts: Iterable[Alert]) -> None:
+        """On a follower: the firing alerts as the leader stored them, for the API and wall."""
+        self.alerts = {alert.fingerprint: alert for alert in alerts}
+
+    async def stop(self) -> None:
+        await self.step_down()
         if self.session is not None:
             await self.session.close()
         await self.store.close()
@@ -151,6 +197,9 @@ class Dispatcher:
                     self._last_prune = now
                     await self.store.prune(now - self.settings.retention)
                     await self.maintenance_store.prune(now - self.settings.retention)
+            except NotLeaderError:
+                log.warning("alert delivery: not the alert leader any more; nothing queued")
+                await asyncio.sleep(RETRY_FLUSH_SECONDS)
             except StoreError as exc:
                 log.warning("alert delivery: store unavailable, retrying",
                             extra=fields(error=str(exc)))
@@ -242,7 +291,7 @@ class Dispatcher:
                                          entry.sequence))
                 rows.extend(self._notifications(snap, decision, now))
             try:
-                await self.store.enqueue(rows, log_rows)
+                await self.store.enqueue(rows, log_rows, fence=self.fence)
             except BaseException:
                 for snap in snapshots:  # try these groups again shortly
                     group = self.grouper.groups.get(snap.key)
@@ -298,21 +347,24 @@ class Dispatcher:
                           created_by: str, comment: str, now: float) -> Silence:
         silence = new_silence(uuid.uuid4().hex, matchers, starts_at=starts_at,
                               ends_at=ends_at, created_by=created_by, comment=comment, now=now)
-        await self.store.put_silence(_silence_row(silence), HistoryEvent(
-            f"silence:{silence.id}", now, "silence", None, created_by, silence.to_dict(now)))
-        self.silences[silence.id] = silence
+        async with self._operator_lock:
+            await self.store.put_silence(_silence_row(silence), HistoryEvent(
+                f"silence:{silence.id}", now, "silence", None, created_by,
+                silence.to_dict(now)))
+            self.silences[silence.id] = silence
         return silence
 
     async def expire_silence(self, silence_id: str, *, by: str, now: float) -> Silence | None:
-        silence = self.silences.get(silence_id)
-        if silence is None or silence.ends_at <= now:
-            return None
-        ended = Silence(silence.id, silence.matchers, min(silence.starts_at, now), now,
-                        silence.created_by, silence.comment, silence.created_at)
-        await self.store.put_silence(_silence_row(ended), HistoryEvent(
-            f"silence_expired:{silence.id}", now, "silence_expired", None, by,
-            ended.to_dict(now)))
-        self.silences[silence.id] = ended
+        async with self._operator_lock:
+            silence = self.silences.get(silence_id)
+            if silence is None or silence.ends_at <= now:
+                return None
+            ended = Silence(silence.id, silence.matchers, min(silence.starts_at, now), now,
+                            silence.created_by, silence.comment, silence.created_at)
+            await self.store.put_silence(_silence_row(ended), HistoryEvent(
+                f"silence_expired:{silence.id}", now, "silence_expired", None, by,
+                ended.to_dict(now)))
+            self.silences[silence.id] = ended
         self._wake.set()  # alerts it muted may be due a notification now
         return ended
 
@@ -322,11 +374,12 @@ class Dispatcher:
         if alert is None or alert.state is not AlertState.FIRING:
             return None
         ack = new_ack(fingerprint, by=by, comment=comment, now=now, duration=duration)
-        await self.store.put_ack(ack.to_dict(), HistoryEvent(
-            f"ack:{fingerprint}:{ms(now)}", now, "ack", fingerprint, by,
-            {"comment": ack.comment, "expires_at": ack.expires_at,
-             "alertname": alert.label("alertname")}))
-        self.acks[fingerprint] = ack
+        async with self._operator_lock:
+            await self.store.put_ack(ack.to_dict(), HistoryEvent(
+                f"ack:{fingerprint}:{ms(now)}", now, "ack", fingerprint, by,
+                {"comment": ack.comment, "expires_at": ack.expires_at,
+                 "alertname": alert.label("alertname")}))
+            self.acks[fingerprint] = ack
         return ack
 
     # -- operators: maintenance windows ---------------------------------------------------
@@ -353,19 +406,23 @@ class Dispatcher:
             uuid.uuid4().hex, department=department, starts_at=starts_at, ends_at=ends_at,
             comment=comment, created_by=created_by, now=now,
             departments=(self.settings.department_names or {}).keys())
-        await self.maintenance_store.put(window, kind="maintenance", actor=created_by, now=now)
-        self.windows[window.id] = window
+        async with self._operator_lock:
+            await self.maintenance_store.put(window, kind="maintenance", actor=created_by,
+                                             now=now)
+            self.windows[window.id] = window
         return window
 
     async def end_maintenance(self, window_id: str, *, by: str,
                               now: float) -> OperatorWindow | None:
         """End an announced window now; None when there is no such unfinished window."""
-        window = self.windows.get(window_id)
-        if window is None or window.ends_at <= now:
-            return None
-        ended = window.ended(by=by, now=now)
-        await self.maintenance_store.put(ended, kind="maintenance_ended", actor=by, now=now)
-        self.windows[window_id] = ended
+        async with self._operator_lock:
+            window = self.windows.get(window_id)
+            if window is None or window.ends_at <= now:
+                return None
+            ended = window.ended(by=by, now=now)
+            await self.maintenance_store.put(ended, kind="maintenance_ended", actor=by,
+                                             now=now)
+            self.windows[window_id] = ended
         self._wake.set()  # alerts it muted may be due a notification now
         return ended
 

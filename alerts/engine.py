@@ -9,6 +9,12 @@ Two layers, so the rule tests and the benchmark run exactly the code the service
   On start it loads the persisted alerts; for a *warm-up* period after that, alerts missing
   from the results are held rather than dropped or resolved, because the in-memory windows are
   empty after a restart and an empty window is not a recovery.
+
+With several instances the engine runs only on the alert leader (ioc.alert_role): it is
+started when this instance takes the lead — loading the state the previous leader wrote — and
+stopped, without writing anything more, when it loses it. Resolved alerts are kept as rows for
+``resolved_hold`` and handed to the sink again at such a start, so a resolution the previous
+leader had not yet notified is not lost (delivery's notification log tells each one once).
 """
 
 from __future__ import annotations
@@ -28,8 +34,8 @@ from ioc import clock
 from ioc.cache import SeriesCache
 from ioc.logs import fields
 from ioc.model import Labels
-from ioc.store.alert_state import AlertRow, AlertStateStore
-from ioc.store.base import StoreError
+from ioc.store.alert_state import RESOLVED, AlertRow, AlertStateStore
+from ioc.store.base import Fence, StoreError
 
 log = logging.getLogger("ioc.alerts")
 
@@ -68,10 +74,13 @@ class Evaluator:
         """Load persisted alerts; return the firing ones whose rule is gone, as resolved.
 
         A rule removed from the config while its alert fired would otherwise leave the alert
-        open forever at every receiver; resolving it once closes it.
+        open forever at every receiver; resolving it once closes it. Resolved rows are not
+        restored (see :func:`resolved_alert`).
         """
         orphans = []
         for row in rows:
+            if row.state == RESOLVED:
+                continue
             index = self._by_key.get(row.rule)
             alert = ActiveAlert(
                 labels=row.labels, state=AlertState(row.state), active_at=row.active_at,
@@ -105,6 +114,7 @@ class Evaluator:
             state = self.states[i]
             if not results and not state.alerts:
                 continue  # the common case: nothing true, nothing active
+            resolved_before = len(step.resolved)
             full = self._labels[i]
             if len(full) > 4 * len(results) + 1024:
                 full.clear()  # series come and go; keep the label cache bounded
@@ -125,6 +135,8 @@ class Evaluator:
                     cycle.changed[alert.fingerprint] = _row(rule, alert)
             for alert in step.removed:
                 cycle.changed[alert.fingerprint] = None
+            for resolved in step.resolved[resolved_before:]:
+                cycle.changed[resolved.fingerprint] = resolved_row(rule.config.key, resolved)
         cycle.alerts.extend(step.resolved)
         cycle.pending = sum(1 for state in self.states for a in state.alerts.values()
                             if a.state is AlertState.PENDING)
@@ -146,6 +158,22 @@ def _row(rule: Rule, alert: ActiveAlert) -> AlertRow:
                     state=alert.state.value, value=alert.value, active_at=alert.active_at,
                     fired_at=alert.fired_at, keep_firing_since=alert.keep_firing_since,
                     annotations=alert.annotations)
+
+
+def resolved_row(rule_key: str, alert: Alert) -> AlertRow:
+    """The row kept for an alert that resolved (its ``updated_at`` is the resolution)."""
+    return AlertRow(fingerprint=alert.fingerprint, rule=rule_key, labels=alert.labels,
+                    state=RESOLVED, value=alert.value, active_at=alert.active_at,
+                    fired_at=alert.fired_at, keep_firing_since=None,
+                    annotations=alert.annotations, updated_at=alert.resolved_at)
+
+
+def resolved_alert(row: AlertRow, now: float) -> Alert:
+    """A kept resolved row as the sink hears it again after a start or a takeover."""
+    at = row.updated_at if row.updated_at is not None else now
+    return Alert(labels=row.labels, annotations=row.annotations, state=AlertState.RESOLVED,
+                 value=row.value, active_at=row.active_at, fired_at=row.fired_at,
+                 resolved_at=at, last_eval=at, fingerprint=row.fingerprint)
 
 
 class LoggingSink:
@@ -192,6 +220,7 @@ class AlertEngine:
     def __init__(self, rules: Sequence[Rule], caches: Sequence[SeriesCache], sink: AlertSink,
                  *, interval: float, registry: CollectorRegistry,
                  store: AlertStateStore | None = None, warmup: float = 0.0,
+                 resolved_hold: float = 3600.0,
                  wall_clock: Callable[[], float] = clock.now,
                  monotonic: Callable[[], float] = clock.monotonic) -> None:
         self.evaluator = Evaluator(rules)
@@ -200,6 +229,10 @@ class AlertEngine:
         self.interval = interval
         self.store = store
         self.warmup = warmup
+        self.resolved_hold = resolved_hold
+        # Set while this instance is the alert leader (ioc.leader): every state write proves it.
+        self.fence: Fence | None = None
+        self._pruned_at = float("-inf")
         self.metrics = AlertMetrics(registry)
         self.metrics.rules.set(len(self.evaluator.rules))
         self._clock = wall_clock
@@ -220,23 +253,31 @@ class AlertEngine:
         self._task = asyncio.create_task(self._run(), name="ioc-alert-engine")
 
     async def load(self, now: float) -> None:
+        """Start from the stored state alone (at start, and again on each takeover)."""
         self._started_at = now
+        self.evaluator = Evaluator(self.evaluator.rules)
+        self._carry.clear()
+        self._dirty.clear()
         if self.store is None:
             return
         try:
             await self.store.open()
             rows = await self.store.load()
+            resolved = await self.store.load_resolved()
         except StoreError as exc:
             log.error("cannot load alert state; starting without it",
                       extra=fields(error=str(exc)))
             return
         orphans = self.evaluator.restore(rows, now)
         self._carry.extend(orphans)
+        rules = {row.fingerprint: row.rule for row in rows}
         for alert in orphans:
-            self._dirty[alert.fingerprint] = None
-        if rows:
+            self._dirty[alert.fingerprint] = resolved_row(rules[alert.fingerprint], alert)
+        self._carry.extend(resolved_alert(row, now) for row in resolved)
+        if rows or resolved:
             log.info("alert state restored", extra=fields(
-                alerts=len(rows) - len(orphans), resolved_orphans=len(orphans)))
+                alerts=len(rows) - len(orphans), resolved_orphans=len(orphans),
+                recently_resolved=len(resolved)))
 
     def replace_rules(self, rules: Sequence[Rule], now: float) -> tuple[int, int, int]:
         """Swap in a reloaded rule set between cycles; (kept, added, removed) rule counts.
@@ -264,18 +305,26 @@ class AlertEngine:
             for alert in old.states[j].alerts.values():
                 self._dirty[alert.fingerprint] = None
                 if alert.state is AlertState.FIRING:
-                    self._carry.append(alert.to_alert(now, AlertState.RESOLVED,
-                                                      resolved_at=now))
+                    ended = alert.to_alert(now, AlertState.RESOLVED, resolved_at=now)
+                    self._carry.append(ended)
+                    self._dirty[alert.fingerprint] = resolved_row(old.rules[j].config.key,
+                                                                  ended)
         self.evaluator = new
         self.metrics.rules.set(len(new.rules))
         return kept, len(new.rules) - kept, len(old_index)
 
-    async def stop(self) -> None:
+    async def stop(self, *, persist: bool = True) -> None:
+        """Stop evaluating; ``persist=False`` when leadership was lost and the successor owns
+        the stored state (nothing more is written)."""
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
-        await self._persist(self._clock())
+        if persist:
+            await self._persist(self._clock())
+        self._dirty.clear()
+        for labels in self.evaluator.counts():  # only a running engine reports alerts
+            self.metrics.alerts.labels(*labels).set(0)
         if self.store is not None:
             await self.store.close()
 
@@ -321,14 +370,18 @@ class AlertEngine:
         return cycle
 
     async def _persist(self, now: float) -> None:
-        if self.store is None or not self._dirty:
+        prune = now - self._pruned_at >= min(60.0, self.resolved_hold)
+        if self.store is None or not (self._dirty or prune):
             return
         dirty, self._dirty = self._dirty, {}
         changed = [row for row in dirty.values() if row is not None]
         removed = [fp for fp, row in dirty.items() if row is None]
         try:
             await self.store.open()  # a no-op once open; retries a failed open at start
-            await self.store.save(changed, removed, now)
+            await self.store.save(changed, removed, now, fence=self.fence,
+                                  resolved_before=now - self.resolved_hold if prune else None)
+            if prune:
+                self._pruned_at = now
         except StoreError as exc:
             self.metrics.state_errors.inc()
             log.warning("cannot write alert state; retrying next cycle",

@@ -28,6 +28,11 @@ class EventCounts:
         self._totals: dict[Labels, float] = {}
         self._clock = wall_clock
 
+    def clear(self) -> None:
+        """Start counting from nothing (the alert leader rebuilds its counts from the store)."""
+        self._totals.clear()
+        self.cache.clear()
+
     def __call__(self, events: Sequence[Event]) -> None:
         self.add(events, self._clock())
 

@@ -10,7 +10,9 @@ failed — visible in ``/api/v1/notifications``, counted, and written to the ale
 
 Delivery is at-least-once: a send that succeeded but whose "sent" mark did not reach the
 store (a crash in between) is sent again after the restart, with the same ``dedup_key``.
-The queue is bounded (``queue_limit`` pending rows); past it the oldest are dropped, counted.
+The queue is bounded (``queue_limit`` pending rows); past it the oldest are dropped, counted,
+and logged once when dropping starts and once when an enqueue fits again (``ioc.overflow``):
+a receiver down during an alert storm must not add a log line per notification.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from alerts.messages import Notification
 from alerts.notifiers import Integration, RetryLater
 from ioc.config_types import Duration, StrictModel
 from ioc.logs import fields
+from ioc.overflow import OverflowLog
 from ioc.store.alert_delivery import DeliveryStore, HistoryEvent, OutboxRow
 from ioc.store.base import StoreError
 
@@ -72,6 +75,7 @@ class Outbox:
         self._wake = asyncio.Event()
         self._channels: dict[str, _Channel] = {}
         self._task: asyncio.Task[None] | None = None
+        self._overflow = OverflowLog(log, "notification queue")
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -97,8 +101,9 @@ class Outbox:
             if integration is not None:
                 self.counters.sent(integration, "dropped")
         if dropped:
-            log.warning("notification queue full, dropped the oldest",
-                        extra=fields(dropped=len(dropped)))
+            self._overflow.dropped(len(dropped), queue_limit=self.config.queue_limit)
+        else:
+            self._overflow.ok()
         self.wake()
 
     # -- the loop ------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from typing import ClassVar, Literal
 from urllib.parse import urlsplit
 
 import aiohttp
+from aiohttp.abc import AbstractResolver
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from collectors.base import CollectorFailure, mark_interrupted_phase
@@ -119,7 +120,10 @@ class HttpConfig(CollectorConfig):
     detect_title_change: bool = False
     max_redirects: int = Field(default=10, ge=0, le=100)
     max_body_bytes: int = Field(default=1 << 20, ge=1, le=1 << 30)
-    ip_family: Literal["any", "ipv4", "ipv6"] = "any"
+    ip_family: Literal["any", "ipv4", "ipv6"] = Field(
+        "any", description="preferred address family; any: the resolver's order")
+    ip_family_fallback: bool = Field(
+        True, description="use the other family when the name has no preferred address")
     proxy: str | None = None
     verify_tls: bool = True
     ca_file: str | None = None
@@ -170,8 +174,11 @@ class HttpCollector:
     kind: ClassVar[str] = "http"
     Config: ClassVar[type[CollectorConfig]] = HttpConfig
 
-    def __init__(self, config: HttpConfig) -> None:
+    def __init__(self, config: HttpConfig, *, resolver: AbstractResolver | None = None) -> None:
+        """``resolver`` looks names up for this target's own session (``ip_family`` or
+        ``keepalive``); aiohttp's default asks the system."""
         self.config = config
+        self._resolver = resolver
         self._ranges = parse_status_spec(config.expected_status)
         self._ssl: bool | ssl.SSLContext = config.verify_tls
         if config.verify_tls and config.ca_file:
@@ -226,7 +233,8 @@ class HttpCollector:
         if self._own_session is None or self._own_session.closed:
             self._own_session = open_probe_session(
                 limit=4, limit_per_host=4, keepalive=self.config.keepalive,
-                family=self.config.ip_family)
+                family=self.config.ip_family, family_fallback=self.config.ip_family_fallback,
+                resolver=self._resolver)
         return self._own_session
 
     async def close(self) -> None:

@@ -16,8 +16,8 @@ from pydantic import Field, field_validator
 
 from collectors.base import CollectorFailure, mark_interrupted_phase
 from collectors.probe.errors import classify_os_error
+from collectors.probe.family import FAMILIES, FAMILY_NAMES, prefer_family
 from collectors.probe.phases import PhaseTimer
-from collectors.probe.session import FAMILIES
 from collectors.probe.tls import TlsInfo, check_cert_days, client_context, tls_info
 from ioc.config_types import CollectorConfig
 from ioc.model import CollectResult, Sample, make_labels
@@ -35,7 +35,10 @@ class TcpConfig(CollectorConfig):
     ca_file: str | None = None
     server_name: str | None = None
     cert_min_days: float | None = Field(default=None, ge=0)
-    ip_family: Literal["any", "ipv4", "ipv6"] = "any"
+    ip_family: Literal["any", "ipv4", "ipv6"] = Field(
+        "any", description="preferred address family; any: the resolver's first address")
+    ip_family_fallback: bool = Field(
+        True, description="use the other family when the name has no preferred address")
 
     @field_validator("expect")
     @classmethod
@@ -111,14 +114,16 @@ class TcpCollector:
         cfg = self.config
         loop = asyncio.get_running_loop()
         try:
-            infos = await loop.getaddrinfo(cfg.host, cfg.port, family=FAMILIES[cfg.ip_family],
-                                           type=socket.SOCK_STREAM)
+            infos = await loop.getaddrinfo(cfg.host, cfg.port, type=socket.SOCK_STREAM)
         except socket.gaierror as exc:
             raise CollectorFailure("dns", f"name did not resolve: {cfg.host} "
                                           f"({exc.strerror})") from exc
-        if not infos:
-            raise CollectorFailure("dns", f"no {cfg.ip_family} address for {cfg.host}")
-        return str(infos[0][4][0])
+        family = FAMILIES[cfg.ip_family]
+        chosen = prefer_family(infos, family, cfg.ip_family_fallback, lambda info: info[0])
+        if not chosen:
+            raise CollectorFailure("dns", f"{cfg.host} has no {FAMILY_NAMES[family]} address "
+                                          "(ip_family_fallback is off)")
+        return str(chosen[0][4][0])
 
     async def _expect_answer(self, reader: asyncio.StreamReader) -> str | None:
         """None when the answer matches ``expect``; otherwise what went wrong."""

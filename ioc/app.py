@@ -24,14 +24,22 @@ from collectors.probe.session import open_probe_session
 from collectors.registry import build_collector
 from collectors.siem import SiemCollector
 from ioc import __version__, clock
+from ioc.alert_role import AlertRole, build_store_tail, resolved_hold
 from ioc.cache import SeriesCache
 from ioc.config import AuthConfig, Config
 from ioc.config_types import CollectorConfig, split_listen
 from ioc.event_sink import EventSink
 from ioc.indices import IndexExporter
+from ioc.leader import LeaderMetrics
 from ioc.limits import PollLimits
 from ioc.logs import fields
-from ioc.metrics import DeliveryMetrics, SampleExporter, ServiceMetrics
+from ioc.metrics import (
+    CacheStats,
+    DeliveryMetrics,
+    SampleExporter,
+    ServiceMetrics,
+    watch_store_partitions,
+)
 from ioc.pipeline import Pipeline
 from ioc.reload import Reloader, ReloadResult
 from ioc.remote_write import RemoteWriter
@@ -44,6 +52,7 @@ from ioc.store.alert_state import AlertStateStore
 from ioc.store.audit import AuditStore
 from ioc.store.events import EventStore
 from ioc.store.retention import prune_loop
+from ioc.store.rollup_job import RollupJob
 from ioc.store.writer import StoreWriter
 from ioc.syslog import SyslogReceiver
 from web.limits import TrustMetrics
@@ -67,11 +76,22 @@ class IocApp:
         disable_created_metrics()
         self.registry = CollectorRegistry()
         self.metrics = ServiceMetrics(self.registry, __version__)
-        self.cache = SeriesCache(config.collection.window, config.collection.window_points)
+        self.cache = SeriesCache(config.collection.window, config.collection.window_points,
+                                 max_series=config.collection.max_series)
         self.registry.register(SampleExporter(self.cache))
+        self.registry.register(CacheStats(self.cache))
         self.registry.register(IndexExporter(config.indices))
         self.board = StatusBoard()
-        self.store: SqlStore = open_store(config.storage.url)
+        self.store: SqlStore = open_store(config.storage.url,
+                                          rollups=config.storage.rollups.enabled,
+                                          auto_migrate=config.storage.auto_migrate)
+        watch_store_partitions(self.registry, lambda: self.store.partition_count)
+        rollups = config.storage.rollups
+        self.rollups = RollupJob(
+            self.store, self.registry, raw_retention=config.storage.retention,
+            retention_5m=rollups.retention_5m, retention_1h=rollups.retention_1h,
+            interval=rollups.interval, prune_interval=config.storage.prune_interval,
+            clock=clock.now) if rollups.enabled else None
         self.writer = StoreWriter(
             self.store, self.registry,
             flush_interval=config.storage.flush_interval,
@@ -102,6 +122,7 @@ class IocApp:
         self._web_runner: web.AppRunner | None = None
         self._sim_runner: web.AppRunner | None = None
         self._prune_task: asyncio.Task[None] | None = None
+        self._rollup_task: asyncio.Task[None] | None = None
         self.started_at: float | None = None
         self.bound_port: int | None = None
         # With collection.shard i/N this instance polls only its share of the targets; the
@@ -119,13 +140,25 @@ class IocApp:
                                         config.collection.window_points)
         self.events.subscribe(self.event_counts)
         self.alert_sink: AlertSink = self.dispatcher
+        # With PostgreSQL one instance, the alert leader, evaluates and sends; its store tail
+        # adds what the other instances collected and every instance's events (docs/scaling.md).
+        self.store_tail = build_store_tail(lambda: self.config, self.registry, self.shard,
+                                           lambda: self.alerts.rules)
+        tail = self.store_tail
         self.alerts = AlertEngine(
             compile_rules(list(config.alert_rules), self.department_names),
-            [self.cache, self.event_counts.cache], self.alert_sink,
+            [self.cache, tail.samples, tail.event_counts.cache] if tail is not None
+            else [self.cache, self.event_counts.cache], self.alert_sink,
             interval=config.alerts.evaluation_interval, registry=self.registry,
             store=AlertStateStore(config.storage.url),
             warmup=max((config.interval_of(c) + config.timeout_of(c)
-                        for c in config.collectors), default=0.0))
+                        for c in config.collectors), default=0.0),
+            resolved_hold=resolved_hold(self.dispatcher.settings.route,
+                                        config.alerts.evaluation_interval))
+        self.alert_role = AlertRole(
+            self.alerts, self.dispatcher, interval=config.alerts.evaluation_interval,
+            metrics=LeaderMetrics(self.registry), tail=tail,
+            storage_url=config.storage.url if tail is not None else None)
         from web.wall_page import WallFeed  # the web layer reads; the pipeline feeds its stream
 
         self.wall = WallFeed(self, epoch=format(int(clock.now() * 1000), "x"))
@@ -188,13 +221,15 @@ class IocApp:
         self.remote_write.start()
         await self.event_store.open()
         self.events.start()
-        await self.dispatcher.start()
         await self.wall.open()  # the announcement operators set
-        await self.alerts.start()
+        await self.alert_role.start()  # delivery and, on the alert leader, evaluation
         await self.audit.open()
         self._prune_task = asyncio.create_task(
             prune_loop(self.store, cfg.storage.retention, cfg.storage.prune_interval),
             name="ioc-retention")
+        if self.rollups is not None:
+            self._rollup_task = asyncio.create_task(self.rollups.run_forever(),
+                                                    name="ioc-rollups")
         if cfg.simulator.enabled:
             from collectors.simulator import start_simulator
 
@@ -232,7 +267,7 @@ class IocApp:
     async def stop(self, grace: float = 5.0) -> None:
         """Stop polling, finish in-flight polls, flush every collected sample, close."""
         await self.scheduler.shutdown(grace=grace)
-        await self.alerts.stop()
+        await self.alert_role.stop()  # a leader saves its state, then lets another take over
         if self._web_runner is not None:
             await self._web_runner.cleanup()
             self._web_runner = None
@@ -243,10 +278,11 @@ class IocApp:
             self._session = None
         for runner in self.runners.values():
             await runner.close()
-        if self._prune_task is not None:
-            self._prune_task.cancel()
-            await asyncio.gather(self._prune_task, return_exceptions=True)
-            self._prune_task = None
+        for task in (self._prune_task, self._rollup_task):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        self._prune_task = self._rollup_task = None
         await self.writer.stop()
         await self.remote_write.stop()
         await self.events.stop()

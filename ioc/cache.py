@@ -13,12 +13,16 @@ sorted, which lets lookups bisect them in C.
 
 from __future__ import annotations
 
+import logging
 from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator, Sequence
 from typing import overload
 
 from ioc.model import Labels, Sample
+from ioc.overflow import OverflowLog
+
+log = logging.getLogger("ioc.cache")
 
 _COMPACT_MIN = 16  # dead points tolerated before a cut, whatever the window's size
 
@@ -132,9 +136,23 @@ class PointsView(Sequence[tuple[float, float]]):
 
 
 class SeriesCache:
-    def __init__(self, window_seconds: float, max_points: int) -> None:
+    """Windows by metric and labels, at most ``max_series`` of them (None: no cap).
+
+    Some label values come from the targets themselves (the unit codes of a statistics
+    endpoint), so a broken or hostile source could invent new series on every poll; past the
+    cap a new series is not kept in memory (it is still stored), counted in ``refused`` and
+    logged once per episode. Known series go on updating.
+    """
+
+    def __init__(self, window_seconds: float, max_points: int,
+                 max_series: int | None = None) -> None:
         self.window_seconds = window_seconds
         self.max_points = max_points
+        self.max_series = max_series
+        self.refused = 0
+        self._count = 0
+        self._overflow = OverflowLog(log, "in-memory series cap", full="reached",
+                                     action="refusing new series", max_series=max_series)
         self._metrics: dict[str, dict[Labels, SeriesWindow]] = {}
 
     def add(self, samples: Iterable[Sample]) -> None:
@@ -145,7 +163,13 @@ class SeriesCache:
                 by_labels = metrics[sample.metric] = {}
             window = by_labels.get(sample.labels)
             if window is None:
+                if self.max_series is not None and self._count >= self.max_series:
+                    self.refused += 1
+                    self._overflow.dropped(1, metric=sample.metric)
+                    continue
+                self._overflow.ok()
                 window = by_labels[sample.labels] = SeriesWindow(self.max_points)
+                self._count += 1
             window.add(sample.ts, sample.value, sample.ts - self.window_seconds)
 
     def latest(self, metric: str, labels: Labels) -> tuple[float, float] | None:
@@ -169,7 +193,13 @@ class SeriesCache:
             for labels in [lb for lb in by_labels if ("target", target) in lb]:
                 del by_labels[labels]
                 dropped += 1
+        self._count -= dropped
         return dropped
+
+    def clear(self) -> None:
+        """Forget every series (the alert leader's copy of other shards' data, on step-down)."""
+        self._metrics.clear()
+        self._count = 0
 
     def __len__(self) -> int:
         return sum(len(v) for v in self._metrics.values())

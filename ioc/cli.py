@@ -1,4 +1,4 @@
-"""``ioc`` command line: run, check, simulate."""
+"""``ioc`` command line: run, check, simulate, rules test, db upgrade/current."""
 
 from __future__ import annotations
 
@@ -35,6 +35,16 @@ def _parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check", help="validate a config file and exit")
     check.add_argument("-c", "--config", default="config.yaml", help="config file (config.yaml)")
+
+    db = sub.add_parser("db", help="the database schema (migrations)")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    for name, text in (
+            ("upgrade", "apply pending schema migrations to storage.url and print from -> to"),
+            ("current", "print the schema revision of storage.url; exit 0 at head, "
+                        "3 behind, 4 ahead, 1 unreachable")):
+        db_command = db_sub.add_parser(name, help=text)
+        db_command.add_argument("-c", "--config", default="config.yaml",
+                                help="config file (config.yaml)")
 
     rules = sub.add_parser("rules", help="work with alert rules")
     rules_sub = rules.add_subparsers(dest="rules_command", required=True)
@@ -80,6 +90,19 @@ def cmd_check(path: str) -> int:
     return EXIT_OK
 
 
+def cmd_db(command: str, path: str) -> int:
+    from ioc import db_command
+
+    try:
+        config = load_config(path)
+    except ConfigError as err:
+        _print_issues(err)
+        return EXIT_BAD_CONFIG
+    setup_logging(config.logging.level, config.logging.format, config.secrets)
+    run = db_command.upgrade if command == "upgrade" else db_command.current
+    return run(config.storage.url)
+
+
 async def _wait_for_signal() -> str:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -101,11 +124,13 @@ async def _wait_for_signal() -> str:
 
 async def _run(config: Config, listen: str | None) -> int:
     from ioc.app import IocApp
+    from ioc.store.migrate import MigrationRequiredError
+    from ioc.store.schema import SchemaVersionError
 
     app = IocApp(config, listen=listen)
     try:
         await app.start()
-    except OSError as exc:
+    except (OSError, SchemaVersionError, MigrationRequiredError) as exc:
         log.error("cannot start", extra=fields(error=str(exc)))
         await app.stop(grace=0)
         return EXIT_FAILED
@@ -154,6 +179,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_rule_tests(args.files)
     if args.command == "check":
         return cmd_check(args.config)
+    if args.command == "db":
+        return cmd_db(args.db_command, args.config)
     if args.command == "simulate":
         setup_logging()
         try:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from alerts.config import AlertsConfig
 from alerts.rules import RuleConfig, gather_rules
@@ -31,9 +31,24 @@ from ioc.events_config import EventsConfig
 from ioc.indices import IndexConfig, IndexList
 from ioc.metrics_config import MetricsConfig
 from ioc.remote_write_config import RemoteWriteEndpoint
+from ioc.rollups_config import RollupsConfig, check_against_raw
 
 # --------------------------------------------------------------------------------------------
 # Sections
+
+
+class BodyLimitsConfig(StrictModel):
+    """Each endpoint reads at most what its requests need: a forged huge ack or sign-in costs
+    ioc nothing, while an event push may carry a 1,000-event batch."""
+
+    events: int = Field(1 << 20, ge=1024, le=64 << 20,
+                        description="bytes of one event push (POST /api/v1/events)")
+    alerts: int = Field(16 << 10, ge=1024, le=64 << 20,
+                        description="bytes of an ack, silence or maintenance window body")
+    announcement: int = Field(4 << 10, ge=1024, le=64 << 20,
+                              description="bytes of an announcement body")
+    console: int = Field(4 << 10, ge=1024, le=64 << 20,
+                         description="bytes of a console sign-in or sign-out form")
 
 
 class ServiceConfig(StrictModel):
@@ -47,6 +62,9 @@ class ServiceConfig(StrictModel):
     max_line_size: int = Field(8190, ge=1024, le=65536,
                                description="bytes of the request line (method, URL)")
     max_field_size: int = Field(8190, ge=1024, le=65536, description="bytes of one header")
+    body_limits: BodyLimitsConfig = Field(
+        default_factory=BodyLimitsConfig,
+        description="per-endpoint body caps (413 beyond); max_body_size caps them all")
 
 
 class LoggingConfig(StrictModel):
@@ -87,6 +105,11 @@ class StorageConfig(StrictModel):
     batch_size: int = Field(5000, ge=1, le=1_000_000)
     queue_limit: int = Field(1_000_000, ge=1000,
                              description="samples held in memory while the database is away")
+    rollups: RollupsConfig = Field(default_factory=RollupsConfig,
+                                   description="5-minute and 1-hour rollups for long-range charts")
+    auto_migrate: bool = Field(True, description="apply pending schema migrations at start; "
+                                                 "false: refuse to start on a database behind "
+                                                 "this ioc, apply them with `ioc db upgrade`")
 
     @field_validator("url")
     @classmethod
@@ -97,6 +120,11 @@ class StorageConfig(StrictModel):
                 "expected sqlite+aiosqlite:///PATH or postgresql+asyncpg://USER@HOST/DB"
             )
         return value
+
+    @model_validator(mode="after")
+    def _check_rollups(self) -> StorageConfig:
+        check_against_raw(self.rollups, self.retention)
+        return self
 
 
 class CollectionConfig(StrictModel):
@@ -109,6 +137,9 @@ class CollectionConfig(StrictModel):
     window: Duration = Field(3600.0, description="how much recent history stays in memory")
     window_points: int = Field(720, ge=2, le=100_000,
                                description="cap on in-memory points per series")
+    max_series: int = Field(500_000, ge=1000, le=100_000_000,
+                            description="series kept in memory; new ones past it are only "
+                                        "stored")
     shard: str = Field("0/1", description="INDEX/COUNT: poll only this instance's share of "
                                           "the targets (ioc.sharding)")
 

@@ -8,11 +8,11 @@ at scrape time, so a removed target disappears from /metrics by itself.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample as PromSample
@@ -33,8 +33,10 @@ SAMPLE_METRICS: dict[str, str] = {
                                      "(without query string), always 1.",
     "ioc_probe_phase_duration_seconds": "Time the last check spent per phase (dns, connect, "
                                         "tls, processing, transfer).",
-    "ioc_probe_tls_cert_expiry_timestamp_seconds": "Unix time when the server's TLS "
-                                                   "certificate expires.",
+    "ioc_probe_tls_cert_expiry_timestamp_seconds": "Unix time when the first certificate "
+                                                   "of the TLS chain expires (leaf, "
+                                                   "intermediates and the trusted root as "
+                                                   "verified; as sent when not verified).",
     "ioc_probe_tls_version_info": "TLS version of the last check's connection, always 1.",
     "ioc_probe_dns_answer_rrs": "Records in the last DNS answer.",
     "ioc_dossiers": "Administrative dossiers of the current period, by department and status.",
@@ -104,6 +106,23 @@ class SampleExporter(Collector):
                 yield family
 
 
+class CacheStats(Collector):
+    """The in-memory cache's size and the series its cap kept out, read at scrape time."""
+
+    def __init__(self, cache: SeriesCache) -> None:
+        self.cache = cache
+
+    def describe(self) -> list[Metric]:
+        return list(self.collect())
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily("ioc_cache_series", "Series held in memory (latest value and "
+                                "window).", value=len(self.cache))
+        yield CounterMetricFamily(
+            "ioc_cache_series_refused", "New series not kept in memory because "
+            "collection.max_series were held (still stored).", value=self.cache.refused)
+
+
 class ServiceMetrics:
     """ioc's own health metrics (the measured samples come from SampleExporter)."""
 
@@ -128,6 +147,20 @@ class ServiceMetrics:
         self.polls_in_flight = Gauge("ioc_collector_polls_in_flight",
                                      "Polls running right now.", registry=registry)
         self.targets = Gauge("ioc_targets", "Configured targets.", registry=registry)
+
+
+def watch_store_partitions(registry: CollectorRegistry, count: Callable[[], int]) -> Gauge:
+    """Export the sample store's partition count, read at scrape time.
+
+    The store counts its partitions whenever it opens or prunes, so a scrape costs no query;
+    one series, however many days are kept.
+    """
+    gauge = Gauge("ioc_store_partitions",
+                  "Partitions of the samples table: one per UTC day plus the default one on "
+                  "PostgreSQL, 0 on SQLite; as of the last open or retention run.",
+                  registry=registry)
+    gauge.set_function(count)
+    return gauge
 
 
 class DeliveryMetrics:

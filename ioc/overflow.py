@@ -1,7 +1,9 @@
 """Say once that a bounded queue has started dropping, and once that it has stopped.
 
 Every bounded queue in ioc counts what it drops in a metric; the log gets two lines per
-episode, not one per dropped item, so a flood cannot flood the log as well.
+episode, not one per dropped item, so a flood cannot flood the log as well. Caps that refuse
+rather than drop (stream clients, API requests in flight) use the same two lines with
+``full="reached"`` and ``action="refusing"``.
 """
 
 from __future__ import annotations
@@ -11,9 +13,12 @@ from typing import Any
 
 
 class OverflowLog:
-    def __init__(self, log: logging.Logger, what: str, **context: Any) -> None:
+    def __init__(self, log: logging.Logger, what: str, *, full: str = "is full",
+                 action: str = "dropping", **context: Any) -> None:
         self.log = log
         self.what = what
+        self.full = full
+        self.action = action
         self.context = context
         self.active = False
         self.dropped_in_episode = 0
@@ -25,14 +30,14 @@ class OverflowLog:
         self.dropped_in_episode += count
         if not self.active:
             self.active = True
-            self.log.warning(f"{self.what} is full: dropping (counted in metrics)",
+            self.log.warning(f"{self.what} {self.full}: {self.action} (counted in metrics)",
                              extra={"fields": {**self.context, **detail}})
 
     def ok(self) -> None:
         """The queue accepted everything again; logs once when an episode ends."""
         if self.active:
             self.active = False
-            self.log.warning(f"{self.what} no longer dropping",
+            self.log.warning(f"{self.what} no longer {self.action}",
                              extra={"fields": {**self.context,
                                                "dropped": self.dropped_in_episode}})
             self.dropped_in_episode = 0

@@ -4,8 +4,11 @@ into security events.
 Firewalls, VPN concentrators and servers of the departments already speak syslog; pointing
 them at ioc is the cheapest way to see brute-force logins or a WAF block storm on the wall.
 Only lines matching a configured pattern become events, and each sender has a token bucket
-so one chatty or hostile host cannot fill the event store. Parsing and matching are plain
-functions (:func:`parse_syslog`, :class:`SyslogMatcher`); the asyncio servers only frame bytes.
+so one chatty or hostile host cannot fill the event store. Rate limiting is counted per
+message and logged twice per episode (``ioc.overflow``): when it starts, and at the first
+message accepted after a whole bucket's refill time (``burst / rate_limit``) without any.
+Parsing and matching are plain functions (:func:`parse_syslog`, :class:`SyslogMatcher`); the
+asyncio servers only frame bytes.
 
 RFC 3164 timestamps have neither year nor time zone, so a 3164 line's event gets the time it
 was received; RFC 5424 timestamps are used as sent.
@@ -29,6 +32,7 @@ from ioc.config_types import split_listen
 from ioc.event_sink import EventSink
 from ioc.events_config import SyslogConfig, SyslogPattern
 from ioc.model import Event, make_labels
+from ioc.overflow import OverflowLog
 
 log = logging.getLogger("ioc.syslog")
 
@@ -149,6 +153,10 @@ class SyslogReceiver:
         self.buckets = TokenBuckets(config.rate_limit, config.burst)
         self._wall_clock = wall_clock
         self._monotonic = monotonic
+        self._limiting = OverflowLog(log, "syslog rate limit", full="reached",
+                                     rate_limit=config.rate_limit, burst=config.burst)
+        self._limited_at = 0.0
+        self._calm = config.burst / config.rate_limit  # seconds for an empty bucket to refill
         self._transport: asyncio.DatagramTransport | None = None
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
@@ -178,8 +186,13 @@ class SyslogReceiver:
         event = self.matcher.match(msg, sender, self._wall_clock())
         if event is None:
             return "unmatched"
-        if not self.buckets.allow(sender, self._monotonic()):
+        now = self._monotonic()
+        if not self.buckets.allow(sender, now):
+            self._limited_at = now
+            self._limiting.dropped(1, sender=sender)
             return "rate_limited"
+        if self._limiting.active and now - self._limited_at >= self._calm:
+            self._limiting.ok()
         return "event" if self.sink.submit([event]) else "dropped"
 
     async def start(self) -> None:

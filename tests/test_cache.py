@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+
+import pytest
+
 from ioc.cache import SeriesCache
 from ioc.model import Sample, make_labels
 
@@ -58,3 +62,20 @@ def test_between_and_last_at_follow_range_selector_edges() -> None:
     assert window.between(20, 50) == [(30.0, 30.0), (40.0, 40.0), (50.0, 50.0)]
     assert window.between(95, 200) == [] and window.between(-1, 0) == [(0.0, 0.0)]
     assert window.last_at(55) == (50.0, 50.0) and window.last_at(-1) is None
+
+
+def test_series_cap_keeps_known_series_and_logs_one_episode(
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="ioc.cache")
+    cache = SeriesCache(3600, 10, max_series=3)
+    unit = [make_labels(target="dvc-stats", department=f"U{n:03d}") for n in range(50)]
+    for poll in range(5):  # a source inventing unit codes: 50 new series per poll
+        cache.add(Sample("ioc_dossiers", labels, float(poll), float(poll)) for labels in unit)
+    assert len(cache) == 3 and cache.refused == 5 * 47
+    assert cache.latest("ioc_dossiers", unit[0]) == (4.0, 4.0)  # known series still update
+    assert cache.drop_target("dvc-stats") == 3
+    cache.add([Sample("ioc_target_up", A, 1.0, 10.0)])  # fits again: the episode ends
+    assert len(cache) == 1
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines == ["in-memory series cap reached: refusing new series (counted in metrics)",
+                     "in-memory series cap no longer refusing new series"]

@@ -14,7 +14,7 @@ ROOT = Path(__file__).parent.parent
 
 # fixture file → (path, fragment of the message) for every issue expected, in any order
 BAD_CONFIGS = {
-    "unknown_key": [("storage.retension", "unknown key (allowed here: batch_size")],
+    "unknown_key": [("storage.retension", "unknown key (allowed here: auto_migrate, batch_size")],
     "bad_duration": [("collectors[0].interval", "expected a duration such as 15s")],
     "unknown_type": [("collectors[0].type", "unknown: 'htpp' (known types: ")],
     "unknown_department": [("collectors[0].department", "unknown department 'SYT'")],
@@ -27,6 +27,10 @@ BAD_CONFIGS = {
     "bad_status": [("collectors[0].expected_status", "expected a status code or range")],
     "bad_yaml": [("", "invalid YAML: line")],
     "bad_storage_url": [("storage.url", "expected sqlite+aiosqlite:///PATH")],
+    "rollups_outlived_by_samples": [
+        ("storage", "rollups.retention_5m (30d) must not be shorter than retention (60d)")],
+    "rollups_1h_shorter_than_5m": [
+        ("storage.rollups", "retention_1h (90d) must not be shorter than retention_5m (180d)")],
     "three_mistakes": [
         ("collection.interval", "expected a duration"),
         ("collectors[0].intreval", "unknown key"),

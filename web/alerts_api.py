@@ -14,13 +14,13 @@ from aiohttp import web
 from alerts.acks import DEFAULT_ACK_SECONDS
 from ioc import clock
 from ioc.config_types import parse_duration
+from web.bodies import body_limits, read_body
 from web.errors import ApiError
 
 if TYPE_CHECKING:
     from alerts.dispatcher import Dispatcher
     from web.auth import Principal
 
-MAX_BODY_BYTES = 16 * 1024
 MAX_LIMIT = 1000
 ALERT_FILTERS = ("state", "severity", "department", "alertname", "receiver")
 
@@ -46,12 +46,8 @@ def _ok(data: Any, status: int = 200) -> web.Response:
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
-    """A JSON object of at most MAX_BODY_BYTES; anything else is a clear 4xx."""
-    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-        raise ApiError(413, "body too large", f"at most {MAX_BODY_BYTES} bytes")
-    raw = await request.content.read(MAX_BODY_BYTES + 1)
-    if len(raw) > MAX_BODY_BYTES:
-        raise ApiError(413, "body too large", f"at most {MAX_BODY_BYTES} bytes")
+    """A JSON object of at most ``service.body_limits.alerts`` bytes; else a clear 4xx."""
+    raw = await read_body(request, body_limits(request).alerts)
     if not raw.strip():
         return {}
     try:

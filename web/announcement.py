@@ -16,12 +16,12 @@ from aiohttp import web
 
 from ioc import clock
 from ioc.store.base import StoreError
+from web.bodies import body_limits, read_body
 from web.errors import ApiError
 
 if TYPE_CHECKING:
     from web.wall_page import WallFeed
 
-MAX_BODY_BYTES = 4 * 1024
 MAX_TEXT = 500  # the same bound as wall.announcement in config
 
 
@@ -56,11 +56,7 @@ def clean_text(value: object) -> str:
 
 
 async def _text_from_body(request: web.Request) -> str:
-    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-        raise ApiError(413, "body too large", f"at most {MAX_BODY_BYTES} bytes")
-    raw = await request.content.read(MAX_BODY_BYTES + 1)
-    if len(raw) > MAX_BODY_BYTES:
-        raise ApiError(413, "body too large", f"at most {MAX_BODY_BYTES} bytes")
+    raw = await read_body(request, body_limits(request).announcement)
     try:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:

@@ -24,6 +24,7 @@ from web import (
     wall_page,
 )
 from web.auth import Authenticator
+from web.bodies import BODY_LIMITS, BodyLimits
 from web.errors import error_middleware, json_error
 from web.metrics_auth import MetricsGuard
 from web.openapi import openapi_document
@@ -35,8 +36,6 @@ IOC_APP: web.AppKey[IocApp] = web.AppKey("ioc_app")
 TEMPLATES: web.AppKey[jinja2.Environment] = web.AppKey("templates")
 AUTH: web.AppKey[Authenticator] = web.AppKey("auth")
 METRICS_GUARD: web.AppKey[MetricsGuard] = web.AppKey("metrics_guard")
-
-MAX_BODY_BYTES = 1 << 20
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -108,15 +107,18 @@ def create_web_app(ioc_app: IocApp) -> web.Application:
     service = ioc_app.config.service
     failures = limits.FailureLimiter(ioc_app.config.auth.max_failures,
                                      ioc_app.config.auth.failure_window)
-    # Outermost first: refuse guessers and floods before anything else runs, audit the final
-    # status of every write, then JSON errors, then cookies standing in for tokens.
+    # Outermost first: refuse guessers and floods before anything else runs, count refused
+    # bodies and audit the final status of every write, then JSON errors, then cookies
+    # standing in for tokens.
     app = web.Application(middlewares=[
         limits.auth_middleware(failures, ioc_app.trust, clock.now),
         limits.concurrency_middleware(service.max_concurrent_requests, ioc_app.trust),
+        limits.refusal_middleware(ioc_app.trust),
         audit_api.audit_middleware(ioc_app.audit, ioc_app.trust, clock.now),
         error_middleware, sessions.make_middleware(clock.now)],
         client_max_size=service.max_body_size)
     app[IOC_APP] = ioc_app
+    app[BODY_LIMITS] = BodyLimits.from_config(service)
     auth = ioc_app.config.auth
     app[sessions.SESSIONS] = sessions.SessionStore()
     app[sessions.WALL_COOKIES] = sessions.WallCookies(

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from ioc import clock
+from web.bodies import body_limits, read_form
 from web.errors import ApiError
 from web.i18n import LANGS, Translator, pick_lang
 from web.sessions import SESSIONS, clear_session_cookie, session_id, set_session_cookie
@@ -32,7 +33,6 @@ if TYPE_CHECKING:
 
 HISTORY_SHOWN = 30
 HISTORY_DAYS = 7
-MAX_FORM_BYTES = 4096
 SILENCE_DURATIONS = ("1h", "2h", "4h", "8h", "24h")
 
 
@@ -79,10 +79,7 @@ def _render(request: web.Request, template: str, lang: str, status: int = 200,
 
 
 async def _form(request: web.Request) -> dict[str, str]:
-    if request.content_length is not None and request.content_length > MAX_FORM_BYTES:
-        raise ApiError(413, "body too large", f"at most {MAX_FORM_BYTES} bytes")
-    form = await request.post()
-    return {k: v for k, v in form.items() if isinstance(v, str)}
+    return await read_form(request, body_limits(request).console)
 
 
 async def page(request: web.Request) -> web.Response:

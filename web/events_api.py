@@ -11,6 +11,9 @@ thread, with at most 4 MiB of bodies waiting; pushes beyond that get 503 with ``
 at once, before their bodies cost anything. The thread does not add CPU (the GIL is shared),
 but the interpreter hands the GIL back to the loop every few milliseconds, so a probe waits
 milliseconds for its turn instead of the whole batch's parse (bench/events_flood.py).
+
+A push's body is capped at ``service.body_limits.events`` (1 MiB by default) and the line of
+waiting bodies at four times that.
 """
 
 from __future__ import annotations
@@ -37,7 +40,9 @@ from ioc.events import (
     validate_events_json,
 )
 from ioc.model import Event
+from ioc.overflow import OverflowLog
 from ioc.store.events import EventQuery
+from web.bodies import BODY_LIMITS, body_limits, read_body, too_large
 from web.errors import ApiError, json_error
 
 if TYPE_CHECKING:
@@ -45,7 +50,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("ioc.web")
 
-MAX_PUSH_BYTES = 1 << 20
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 RETRY_AFTER = "1"  # seconds; a 1,000-event batch takes milliseconds to parse
@@ -60,12 +64,22 @@ class IngestGate:
     is measured in bytes because parsing cost follows the body's size, not the number of
     requests: many small batches may wait where a few full ones would fill it. A push is
     always let in when the line is empty, however large.
+
+    Refusals (a full line, or a full event queue behind it) are logged once when they start
+    and once when a push is accepted with nobody waiting behind it: during a flood some
+    pushes still get through, and each of them must not end the episode.
     """
 
-    def __init__(self, waiting_bytes: int = 4 * MAX_PUSH_BYTES) -> None:
+    def __init__(self, waiting_bytes: int) -> None:
         self._limit = waiting_bytes
         self._entered = 0
         self._turn = asyncio.Lock()
+        self.overflow = OverflowLog(log, "event push intake", action="refusing",
+                                    waiting_bytes=waiting_bytes)
+
+    @property
+    def idle(self) -> bool:
+        return self._entered == 0
 
     def full(self, size: int) -> bool:
         return self._entered > 0 and self._entered + size > self._limit
@@ -85,10 +99,11 @@ class IngestGate:
 
 
 INGEST_GATE: web.AppKey[IngestGate] = web.AppKey("events_ingest_gate", IngestGate)
+WAITING_PUSHES = 4  # full-size bodies that may wait for their turn
 
 
 def add_routes(app: web.Application) -> None:
-    app[INGEST_GATE] = IngestGate()
+    app[INGEST_GATE] = IngestGate(WAITING_PUSHES * app[BODY_LIMITS].events)
     app.router.add_get("/api/v1/events", get_events)
     app.router.add_post("/api/v1/events", post_events)
 
@@ -133,7 +148,9 @@ def decode_events(body: bytes, *, now: float, max_future: float,
         raise ApiError(400, "invalid events", [e.as_dict() for e in exc.errors]) from None
 
 
-def _busy(why: str) -> web.Response:
+def _busy(request: web.Request, why: str) -> web.Response:
+    _app(request).trust.rejected.labels(reason="ingest_busy").inc()
+    request.app[INGEST_GATE].overflow.dropped(1)
     response = json_error(503, "ingest queue full",
                           f"{why}; retry the same batch shortly (it is stored once however "
                           "often it is sent)")
@@ -146,31 +163,27 @@ async def post_events(request: web.Request) -> web.Response:
 
     principal = request.app[AUTH].require(request, "ingest")
     app = _app(request)
-    too_large = ApiError(413, "body too large",
-                         f"at most {MAX_PUSH_BYTES} bytes (1 MiB) per request; send at most "
-                         f"{MAX_BATCH} events per batch")
-    if request.content_length is not None and request.content_length > MAX_PUSH_BYTES:
-        raise too_large
+    limit = body_limits(request).events
+    hint = f" per request; send at most {MAX_BATCH} events per batch"
+    if request.content_length is not None and request.content_length > limit:
+        raise too_large(limit, hint)
     gate = request.app[INGEST_GATE]
-    if gate.full(request.content_length or MAX_PUSH_BYTES):
-        return _busy("ioc is parsing other pushes")
-    try:
-        body = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        raise too_large from None
-    if len(body) > MAX_PUSH_BYTES:
-        raise too_large
+    if gate.full(request.content_length or limit):
+        return _busy(request, "ioc is parsing other pushes")
+    body = await read_body(request, limit, hint)
     config = app.config
     departments = frozenset(d.code for d in config.departments) or None
     async with gate.turn(len(body)) as admitted:
         if not admitted:
-            return _busy("ioc is parsing other pushes")
+            return _busy(request, "ioc is parsing other pushes")
         decode = partial(decode_events, body, now=clock.now(),
                          max_future=config.events.max_future, departments=departments)
         # A small body is parsed in well under a millisecond: the thread hop would cost more.
         events = decode() if len(body) <= INLINE_BYTES else await asyncio.to_thread(decode)
         if not app.events.offer(events):
-            return _busy("ioc is storing a backlog of events")
+            return _busy(request, "ioc is storing a backlog of events")
+    if gate.idle:
+        gate.overflow.ok()
     log.debug("events accepted", extra={"fields": {"token": principal.name,
                                                    "events": len(events)}})
     return web.json_response({"accepted": len(events)}, status=202)
@@ -325,8 +338,9 @@ EVENT_PATHS: dict[str, Any] = {
         "post": {
             "summary": "Push security events (ingest role)", "operationId": "pushEvents",
             "description": f"One event object or a list of at most {MAX_BATCH}; body at most "
-                           "1 MiB. The batch is checked whole: any bad event refuses the "
-                           "batch (nothing stored). Idempotent by (source, id).",
+                           "service.body_limits.events (1 MiB by default). The batch is "
+                           "checked whole: any bad event refuses the batch (nothing stored). "
+                           "Idempotent by (source, id).",
             "requestBody": {"required": True, "content": {"application/json": {"schema": {
                 "oneOf": [{"$ref": "#/components/schemas/EventInput"},
                           {"type": "array", "maxItems": MAX_BATCH, "minItems": 1,
@@ -338,7 +352,7 @@ EVENT_PATHS: dict[str, Any] = {
                                   "malformed JSON or invalid events, each problem listed"),
                 "401": _json_body(_ERROR_REF, "no token or unknown token"),
                 "403": _json_body(_ERROR_REF, "the token lacks the ingest role"),
-                "413": _json_body(_ERROR_REF, "body larger than 1 MiB"),
+                "413": _json_body(_ERROR_REF, "body larger than service.body_limits.events"),
                 "503": _json_body(_ERROR_REF, "ingest queue full; retry after Retry-After"),
             },
         },

@@ -12,7 +12,12 @@ minute is hopeless, and a typo costs one try. Every refusal is counted in
 **Concurrent API requests** are capped at ``service.max_concurrent_requests``: one more gets
 503 with ``Retry-After`` at once instead of queueing behind the rest, so a flood of reads
 cannot starve the event loop the uptime probes run on. The live stream and the wall page
-have their own caps (``wall.max_clients``) and are not counted here.
+have their own caps (``wall.max_clients``) and are not counted here. A refusal episode is
+logged twice (when refusals start, and when the load has fallen to half the cap again), not
+once per refused request.
+
+Every refusal of this kind, and every body over its cap (413, ``web.bodies``), is counted in
+``ioc_http_requests_rejected_total{reason}``.
 
 The buckets live in a bounded map (the oldest address is forgotten beyond
 ``MAX_TRACKED_CLIENTS``), so a scan from many addresses cannot grow memory without end.
@@ -31,12 +36,14 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from ioc.logs import fields
+from ioc.overflow import OverflowLog
 from web.errors import json_error
 
 log = logging.getLogger("ioc.web")
 
 MAX_TRACKED_CLIENTS = 10_000
 AUTH_FAILURE_REASONS = ("missing", "invalid", "forbidden", "throttled")
+REJECT_REASONS = ("busy", "too_large", "ingest_busy")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -53,8 +60,12 @@ class TrustMetrics:
             self.auth_failures.labels(reason=reason)
         self.rejected = Counter(
             "ioc_http_requests_rejected_total",
-            "API requests refused with 503 because service.max_concurrent_requests were "
-            "already in flight.", registry=registry)
+            "Requests refused before they were answered: busy (503, "
+            "service.max_concurrent_requests API requests were in flight), too_large (413, "
+            "a body over its service.body_limits cap), ingest_busy (503, event pushes were "
+            "waiting to be parsed or stored).", ["reason"], registry=registry)
+        for reason in REJECT_REASONS:
+            self.rejected.labels(reason=reason)
         self.in_flight = Gauge("ioc_http_requests_in_flight",
                                "API requests being answered now.", registry=registry)
         self.audit_errors = Counter(
@@ -174,8 +185,17 @@ def is_api_request(request: web.Request) -> bool:
 
 
 def concurrency_middleware(limit: int, metrics: TrustMetrics) -> Any:
-    """At most ``limit`` API requests at once; the next gets 503 with Retry-After."""
+    """At most ``limit`` API requests at once; the next gets 503 with Retry-After.
+
+    The refusal episode ends when half the cap is free again rather than at the first
+    admitted request: at a steady load just over the cap, refusals and admissions alternate,
+    and ending there would write two lines per request.
+    """
     in_flight = 0
+    calm = limit // 2
+    overflow = OverflowLog(log, "API request cap", full="reached", action="refusing",
+                           max_concurrent_requests=limit)
+    busy = metrics.rejected.labels(reason="busy")
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -183,7 +203,8 @@ def concurrency_middleware(limit: int, metrics: TrustMetrics) -> Any:
         if not is_api_request(request):
             return await handler(request)
         if in_flight >= limit:
-            metrics.rejected.inc()
+            busy.inc()
+            overflow.dropped(1)
             response = json_error(503, "busy",
                                   f"{limit} API requests are in flight; try again shortly")
             response.headers["Retry-After"] = "1"
@@ -195,5 +216,26 @@ def concurrency_middleware(limit: int, metrics: TrustMetrics) -> Any:
         finally:
             in_flight -= 1
             metrics.in_flight.dec()
+            if overflow.active and in_flight <= calm:
+                overflow.ok()
+
+    return middleware
+
+
+def refusal_middleware(metrics: TrustMetrics) -> Any:
+    """Count every 413, whichever endpoint's cap (or aiohttp's own) refused the body."""
+    too_large = metrics.rejected.labels(reason="too_large")
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            if exc.status == 413:
+                too_large.inc()
+            raise
+        if response.status == 413:
+            too_large.inc()
+        return response
 
     return middleware

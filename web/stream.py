@@ -10,6 +10,10 @@ ring; if they are gone from the ring, or the id is from an earlier run of ioc, i
 A client that cannot keep up (its queue fills) is disconnected rather than slowing the others;
 it reconnects and resumes from the ring. Heartbeats carry the server's time so screens can
 tell "quiet" from "cut off" and keep their clock right.
+
+Both the cap on clients and the cutting off of slow ones are counted, and each is logged once
+when it starts and once when it stops (``ioc.overflow``): screens retrying every few seconds
+against a full cap must not write a line per attempt.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from aiohttp import web
 from aiohttp_sse import sse_response
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from ioc.overflow import OverflowLog
 from web.errors import ApiError
 
 log = logging.getLogger("ioc.stream")
@@ -67,6 +72,12 @@ class EventStream:
         self._ring: deque[StreamEvent] = deque(maxlen=ring_size)
         self._seq = 0
         self._clients: set[_Client] = set()
+        self._refusing = OverflowLog(log, "wall stream client cap", full="reached",
+                                     action="refusing",
+                                     max_clients=max_clients)
+        self._cutting = OverflowLog(log, "wall stream client queue",
+                                    action="cutting off slow clients",
+                                    client_queue=CLIENT_QUEUE)
         self.clients_gauge = Gauge("ioc_wall_stream_clients",
                                    "Wall screens connected to the live stream.",
                                    registry=registry)
@@ -104,9 +115,15 @@ class EventStream:
                             json.dumps(data, ensure_ascii=False, separators=(",", ":")))
         self._ring.append(event)
         self.events_total.labels(kind=kind).inc()
+        cut = 0
         for client in list(self._clients):
             if not client.offer(event):
                 self._drop(client)
+                cut += 1
+        if cut:
+            self._cutting.dropped(cut)
+        else:
+            self._cutting.ok()
         return event
 
     def _drop(self, client: _Client) -> None:
@@ -138,9 +155,11 @@ class EventStream:
     def subscribe(self) -> _Client:
         if len(self._clients) >= self.max_clients:
             self.rejected_total.inc()
+            self._refusing.dropped(1)
             raise ApiError(503, "too many stream clients",
                            f"at most {self.max_clients} wall screens may be connected "
                            "(wall.max_clients); try again later")
+        self._refusing.ok()
         client = _Client()
         self._clients.add(client)
         self.clients_gauge.set(len(self._clients))

@@ -12,7 +12,8 @@ from collectors.base import CollectorFailure
 def classify_http_error(exc: BaseException) -> CollectorFailure | None:
     """The CollectorFailure an aiohttp client exception stands for, or None if unknown."""
     if isinstance(exc, aiohttp.ClientConnectorDNSError):
-        return CollectorFailure("dns", f"name did not resolve: {exc.host}")
+        why = exc.os_error.strerror or str(exc.os_error)
+        return CollectorFailure("dns", f"name did not resolve: {exc.host} ({why})")
     if isinstance(exc, aiohttp.ClientConnectorCertificateError):
         return CollectorFailure("tls", f"certificate error: {exc.certificate_error}")
     if isinstance(exc, aiohttp.ClientSSLError):

@@ -1,20 +1,19 @@
 """The HTTP client sessions probes run on.
 
 One function builds them for the app and for the collectors that need a connection policy of
-their own (``keepalive: true`` or a fixed IP family), so every probe session is traced the same
-way and has the same limits.
+their own (``keepalive: true`` or an IP family preference), so every probe session is traced the
+same way and has the same limits.
 """
 
 from __future__ import annotations
 
-import socket
 from typing import Any
 
 import aiohttp
+from aiohttp.abc import AbstractResolver
 
+from collectors.probe.family import FAMILIES, PreferredFamilyResolver
 from collectors.probe.phases import note_tcp_connected, phase_trace_config
-
-FAMILIES = {"any": 0, "ipv4": socket.AF_INET, "ipv6": socket.AF_INET6}
 
 
 class ProbeConnector(aiohttp.TCPConnector):
@@ -37,12 +36,20 @@ class ProbeConnector(aiohttp.TCPConnector):
 
 
 def open_probe_session(*, limit: int = 256, limit_per_host: int = 16, keepalive: bool = False,
-                       family: str = "any", user_agent: str = "ioc",
+                       family: str = "any", family_fallback: bool = True,
+                       resolver: AbstractResolver | None = None, user_agent: str = "ioc",
                        dns_cache_seconds: int | None = 60) -> aiohttp.ClientSession:
-    """A traced session; ``keepalive=False`` opens a fresh connection for every check."""
+    """A traced session; ``keepalive=False`` opens a fresh connection for every check.
+
+    ``family`` and ``family_fallback`` apply the target's ``ip_family`` (collectors.probe.family)
+    to the names ``resolver`` (aiohttp's default: the system's) finds.
+    """
+    if family != "any":
+        resolver = PreferredFamilyResolver(resolver or aiohttp.DefaultResolver(),
+                                           FAMILIES[family], family_fallback)
     connector = ProbeConnector(
         limit=limit, limit_per_host=limit_per_host, force_close=not keepalive,
-        family=FAMILIES[family], ttl_dns_cache=dns_cache_seconds,
+        resolver=resolver, ttl_dns_cache=dns_cache_seconds,
         use_dns_cache=dns_cache_seconds is not None,
     )
     return aiohttp.ClientSession(

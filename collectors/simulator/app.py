@@ -37,6 +37,7 @@ MAX_BODY = 64 * 1024
 MIN_LATENCY = 0.020
 MAX_LATENCY = 0.180
 JITTER = 0.2  # fraction of the base latency added at random, at most
+SIMULATOR_BACKLOG = 4096  # pending connections the listening socket queues (see start_simulator)
 
 SPAM_TITLE = "Nhà cái uy tín - Cá cược bóng đá - Nổ hũ - Casino"
 SPAM_TEXT = (
@@ -360,7 +361,11 @@ async def start_simulator(
     runner = web.AppRunner(app)
     await runner.setup()
     try:
-        await web.TCPSite(runner, host, port).start()
+        # One process stands in for every department's server, each of which would have its
+        # own accept queue: with aiohttp's default of 128, a thousand checks opening fresh
+        # connections at once overflow it, and the dropped SYNs (retried after 1 s) look like
+        # connect timeouts of the checked system. The kernel caps this at net.core.somaxconn.
+        await web.TCPSite(runner, host, port, backlog=SIMULATOR_BACKLOG).start()
     except BaseException:
         await runner.cleanup()
         raise

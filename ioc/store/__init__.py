@@ -5,12 +5,14 @@ before anything connects; the caller awaits ``open()`` when it is ready to.
 """
 
 from ioc.store.base import Store, StoreError
+from ioc.store.migrate import MigrationRequiredError
 from ioc.store.schema import SchemaVersionError
 from ioc.store.sql import SqlStore
 
-__all__ = ["SchemaVersionError", "SqlStore", "Store", "StoreError", "open_store"]
+__all__ = ["MigrationRequiredError", "SchemaVersionError", "SqlStore", "Store", "StoreError",
+           "open_store"]
 
 
-def open_store(url: str) -> SqlStore:
+def open_store(url: str, *, rollups: bool = True, auto_migrate: bool = True) -> SqlStore:
     """Construct (without connecting) the store for a database URL."""
-    return SqlStore(url)
+    return SqlStore(url, rollups=rollups, auto_migrate=auto_migrate)

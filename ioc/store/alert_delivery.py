@@ -32,7 +32,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from ioc.store.base import StoreError
+from ioc.store.base import Fence, StoreError
 from ioc.store.schema import metadata
 from ioc.store.sql import _describe, _retryable
 from ioc.store.table_store import TableStore
@@ -171,20 +171,25 @@ class DeliveryStore(TableStore):
     NAME = "delivery store"
     OPENING = "the delivery tables"
 
-    async def _create_tables(self, write: AsyncEngine) -> None:
+    async def _prepare_schema(self, write: AsyncEngine) -> None:
         with self._errors("open"):
-            await super()._create_tables(write)
+            await super()._prepare_schema(write)
 
     # -- outbox and notification log, written together ---------------------------------
 
     async def enqueue(self, rows: Sequence[NewNotification], log: Sequence[NflogRow],
-                      events: Sequence[HistoryEvent] = ()) -> None:
+                      events: Sequence[HistoryEvent] = (), *,
+                      fence: Fence | None = None) -> None:
         """Store notifications, the log entries that led to them and history, atomically.
 
         A notification already stored (same dedup key, e.g. re-derived after a crash) is kept
-        as it is: delivery stays at-least-once without growing duplicates.
+        as it is: delivery stays at-least-once without growing duplicates. With ``fence``
+        nothing is stored unless this instance still leads (NotLeaderError): a deposed leader
+        must not queue what its successor, reading the log, queues too.
         """
         async with self._begin("enqueue") as conn:
+            if fence is not None:
+                await fence.verify(conn)
             if rows:
                 await conn.execute(self._insert(outbox).on_conflict_do_nothing(
                     index_elements=[outbox.c.dedup_key]), [

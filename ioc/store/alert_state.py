@@ -2,8 +2,16 @@
 
 One row per active alert, keyed by its fingerprint: the engine writes the rows whose state
 changed in a cycle (a new pending alert, pending → firing, keep-firing started or stopped) and
-deletes the ones that were dropped or resolved, all in one transaction. The value is not
-written every cycle — on restart the next evaluation refreshes it anyway.
+deletes the ones that were dropped, all in one transaction. The value is not written every
+cycle — on restart the next evaluation refreshes it anyway.
+
+A resolved alert stays a while as a ``resolved`` row (``updated_at`` is when it resolved):
+delivery tells the resolution at its group's next flush, and an ioc that restarts or takes
+over as alert leader before that flush hands those rows to delivery again, whose notification
+log tells each resolution once. The engine prunes them once no flush can still be waiting.
+
+The alert leader passes a fence (:class:`ioc.store.base.Fence`) with every write: only the
+instance holding the leader lock may change the rows other instances show.
 
 Like the events tables it has its own small engine built by the sample store's dialect code
 (SQLite gets WAL, busy_timeout and BEGIN IMMEDIATE), so alert writes never queue behind the
@@ -17,10 +25,10 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Column, Float, Table, Text, delete, select
+from sqlalchemy import Column, ColumnElement, Float, Table, Text, delete, select
 
 from ioc.model import Labels, canonical_labels
-from ioc.store.base import StoreError
+from ioc.store.base import Fence, StoreError
 from ioc.store.schema import metadata, parse_canonical_labels
 from ioc.store.table_store import TableStore
 
@@ -30,7 +38,7 @@ alert_state_table = Table(
     Column("fingerprint", Text, primary_key=True),
     Column("rule", Text, nullable=False),        # RuleConfig.key: name/severity/labels
     Column("labels", Text, nullable=False),      # canonical label text
-    Column("state", Text, nullable=False),       # pending | firing
+    Column("state", Text, nullable=False),       # pending | firing | resolved
     Column("value", Float, nullable=True),
     Column("active_at", Float, nullable=False),
     Column("fired_at", Float, nullable=True),
@@ -40,6 +48,7 @@ alert_state_table = Table(
 )
 
 _CHUNK = 400
+RESOLVED = "resolved"
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +62,7 @@ class AlertRow:
     fired_at: float | None
     keep_firing_since: float | None
     annotations: tuple[tuple[str, str], ...]
+    updated_at: float | None = None  # when the row was written (a resolved row: resolved at)
 
 
 class AlertStateStore(TableStore):
@@ -70,9 +80,17 @@ class AlertStateStore(TableStore):
                 "keep_firing_since", "annotations", "updated_at")})
 
     async def load(self) -> list[AlertRow]:
+        """The pending and firing alerts."""
+        return await self._load(alert_state_table.c.state != RESOLVED)
+
+    async def load_resolved(self) -> list[AlertRow]:
+        """The resolved alerts kept until delivery has surely told them."""
+        return await self._load(alert_state_table.c.state == RESOLVED)
+
+    async def _load(self, where: ColumnElement[bool]) -> list[AlertRow]:
         try:
             async with self._reader().connect() as conn:
-                result = await conn.execute(select(alert_state_table))
+                result = await conn.execute(select(alert_state_table).where(where))
                 rows = result.mappings().all()
         except StoreError:
             raise
@@ -88,14 +106,19 @@ class AlertStateStore(TableStore):
                     labels=parse_canonical_labels(row["labels"]), state=row["state"],
                     value=row["value"], active_at=row["active_at"], fired_at=row["fired_at"],
                     keep_firing_since=row["keep_firing_since"],
-                    annotations=tuple((str(k), str(v)) for k, v in annotations.items())))
+                    annotations=tuple((str(k), str(v)) for k, v in annotations.items()),
+                    updated_at=row["updated_at"]))
             except (ValueError, AttributeError):
                 continue  # a damaged row: the next evaluation recreates the alert
         return out
 
-    async def save(self, changed: Iterable[AlertRow], removed: Sequence[str],
-                   now: float) -> None:
-        """Upsert ``changed`` and delete the fingerprints in ``removed``, in one transaction."""
+    async def save(self, changed: Iterable[AlertRow], removed: Sequence[str], now: float, *,
+                   fence: Fence | None = None, resolved_before: float | None = None) -> None:
+        """Upsert ``changed`` and delete the fingerprints in ``removed``, in one transaction.
+
+        With ``fence`` nothing is written unless it holds (NotLeaderError); with
+        ``resolved_before`` resolved rows that old are deleted too.
+        """
         rows = [{
             "fingerprint": a.fingerprint, "rule": a.rule, "labels": canonical_labels(a.labels),
             "state": a.state, "value": _finite(a.value), "active_at": a.active_at,
@@ -103,10 +126,16 @@ class AlertStateStore(TableStore):
             "annotations": json.dumps(dict(a.annotations), ensure_ascii=False),
             "updated_at": now,
         } for a in changed]
-        if not rows and not removed:
+        if not rows and not removed and resolved_before is None:
             return
         try:
             async with self._writer().begin() as conn:
+                if fence is not None:
+                    await fence.verify(conn)
+                if resolved_before is not None:
+                    await conn.execute(delete(alert_state_table).where(
+                        alert_state_table.c.state == RESOLVED,
+                        alert_state_table.c.updated_at < resolved_before))
                 for start in range(0, len(removed), _CHUNK):
                     chunk = list(removed[start:start + _CHUNK])
                     await conn.execute(delete(alert_state_table).where(

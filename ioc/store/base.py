@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from ioc.model import Sample, Series
 
 
@@ -17,11 +19,27 @@ class StoreError(Exception):
     """A store operation failed in a way the caller may retry (database locked, restarting)."""
 
 
+class NotLeaderError(StoreError):
+    """A write only the alert leader may make was refused: this instance no longer leads."""
+
+
+class Fence(Protocol):
+    """Proof, checked inside a write transaction, that this instance still leads (ioc.leader).
+
+    Shared tables that only the alert leader writes (alert state, outbox, notification log)
+    take one: a leader cut off between two of its own checks then cannot write what its
+    successor also writes.
+    """
+
+    async def verify(self, conn: AsyncConnection) -> None:
+        """Raise NotLeaderError unless the leader's lock is still held."""
+
+
 class Store(Protocol):
     url_for_display: str  # the database URL with any password masked, safe to log
 
     async def open(self) -> None:
-        """Connect and create the schema (and the schema-version row) if absent."""
+        """Connect and bring the schema to this ioc's migrations (:mod:`ioc.store.migrate`)."""
 
     async def close(self) -> None: ...
 

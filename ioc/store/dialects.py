@@ -7,6 +7,8 @@ insert of samples, fetching range-query rows) need to know the database.
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from collections.abc import Mapping, Sequence
 from operator import itemgetter
 from pathlib import Path
@@ -102,8 +104,9 @@ class _SqliteDialect:
             # Take BEGIN away from the driver so _on_begin decides its kind.
             dbapi_connection.isolation_level = None
             cursor = dbapi_connection.cursor()
-            for pragma in (f"busy_timeout={busy_ms}", "journal_mode=WAL", "synchronous=NORMAL",
-                           "cache_size=-32768", "wal_autocheckpoint=10000",
+            cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
+            _enable_wal(cursor, busy_ms / 1000)
+            for pragma in ("synchronous=NORMAL", "cache_size=-32768", "wal_autocheckpoint=10000",
                            "journal_size_limit=67108864"):
                 cursor.execute(f"PRAGMA {pragma}")
             cursor.close()
@@ -157,6 +160,28 @@ class _SqliteDialect:
         await conn.exec_driver_sql(_SQLITE_UPSERT_SQL, sorted(rows, key=itemgetter(0)))
 
 
+def _enable_wal(cursor: Any, patience: float) -> None:
+    """Switch the database to WAL, waiting out another connection doing the same.
+
+    Only a database not yet in WAL mode (a new file) needs this: the switch takes an exclusive
+    lock, and when two connections switch such a file at once SQLite answers one of them
+    "database is locked" at once instead of waiting busy_timeout, because waiting could
+    deadlock. The other switch finishes on its own thread, after which a retry finds WAL on,
+    so the retry runs for as long as busy_timeout would have waited. The connect hook is
+    synchronous, hence a blocking sleep: a few milliseconds, once, when a new file is opened
+    by several connections together.
+    """
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+        time.sleep(0.005)
+
+
 _SQLITE_UPSERT_SQL = str(_upsert(sqlite.insert, samples).compile(dialect=sqlite.dialect()))
 
 
@@ -175,7 +200,11 @@ class _PostgresDialect:
     def create_engine(self, url: URL) -> AsyncEngine:
         # pre_ping replaces connections a PostgreSQL restart killed instead of failing the
         # next flush with them; the timeout keeps /readyz from hanging on an unreachable host.
-        return create_async_engine(url, pool_pre_ping=True, connect_args={"timeout": 10})
+        # JIT off: ioc's statements walk an index for milliseconds, but the planner's cost
+        # for a range query over thousands of series passes jit_above_cost, and compiling
+        # took 0.3-1.3 s per statement on the bench machine (bench/rollup_query.py).
+        return create_async_engine(url, pool_pre_ping=True, connect_args={
+            "timeout": 10, "server_settings": {"jit": "off"}})
 
     def insert_series(self) -> Any:
         return postgresql.insert(series).on_conflict_do_nothing(

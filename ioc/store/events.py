@@ -58,6 +58,8 @@ events_table = Table(
 )
 # Listing is newest first, optionally by department; retention deletes by age.
 Index("ioc_events_occurred_at", events_table.c.occurred_at)
+# The alert leader reads events other instances received, by arrival time (ioc.store.tail).
+Index("ioc_events_received_at", events_table.c.received_at)
 Index("ioc_events_department_occurred_at", events_table.c.department,
       events_table.c.occurred_at)
 

@@ -1,17 +1,29 @@
 """Tables of the SQL store, and the text form of label sets kept in them.
 
-Three tables, kept as small as the data allows because samples are by far the largest thing
+Six tables, kept as small as the data allows because samples are by far the largest thing
 the service stores:
 
-* ``ioc_schema_version`` — one row; lets a newer ioc migrate and an older one refuse to touch
-  a database it does not understand.
+* ``ioc_schema_version`` — one row, 2 since migrations manage the schema: ioc releases from
+  before migrations refuse anything above 1, so they never touch a migrated database. The
+  real version is the Alembic revision in ``ioc_alembic_version`` (:mod:`ioc.store.migrate`);
+  these models are what the revisions in ``ioc/store/migrations`` must add up to, and a test
+  compares the two.
 * ``ioc_series`` — one row per (metric, label set). Labels are stored once, as the canonical
   text of :func:`ioc.model.canonical_labels`, which is both the uniqueness key and (being
   unambiguously escaped) enough to rebuild the ``Labels`` tuple, so no second column is needed.
 * ``ioc_samples`` — ``(series_id, ts, value)`` keyed by ``(series_id, ts)``. On SQLite it is a
   WITHOUT ROWID table: the primary-key B-tree *is* the table, so each sample is stored once
   (no separate rowid table plus index), and a range query for one series reads contiguous
-  pages.
+  pages. On PostgreSQL it is partitioned by UTC day, so retention drops whole days
+  (:mod:`ioc.store.partitions`); the model here is the parent table's shape.
+* ``ioc_rollup_5m`` and ``ioc_rollup_1h`` — ``(series_id, ts, count, sum, min, max)`` keyed
+  by ``(series_id, ts)``, WITHOUT ROWID on SQLite like the samples, ``ts`` being the start of
+  the bucket. ``count`` and ``sum`` rather than an average so that buckets add up exactly:
+  the 1 h tier is summed from the 5 min one, and a chart step of several buckets is
+  ``sum(sum) / sum(count)``, equal to the average of the raw samples. ``min`` and ``max``
+  keep the spikes an average hides. Maintained by :mod:`ioc.store.rollups`.
+* ``ioc_rollup_watermarks`` — per tier, ``rolled_to``: every bucket that starts before it has
+  been aggregated at least once. Readers take newer data from the raw samples.
 
 Timestamps are integer **milliseconds** since the epoch, like Prometheus: integers compare and
 group exactly (no float rounding when bucketing with ``ts - ts % step``), SQLite stores them in
@@ -37,7 +49,7 @@ from sqlalchemy import (
 
 from ioc.model import Labels
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # what ioc_schema_version holds once migrations manage the database
 
 metadata = MetaData()
 
@@ -64,6 +76,32 @@ samples = Table(
     Column("value", Float, nullable=False),
     PrimaryKeyConstraint("series_id", "ts", name="ioc_samples_pkey"),
     sqlite_with_rowid=False,
+)
+
+
+def _rollup_table(name: str) -> Table:
+    return Table(
+        name,
+        metadata,
+        Column("series_id", Integer, nullable=False),
+        Column("ts", BigInteger, nullable=False),
+        Column("count", Integer, nullable=False),
+        Column("sum", Float, nullable=False),
+        Column("min", Float, nullable=False),
+        Column("max", Float, nullable=False),
+        PrimaryKeyConstraint("series_id", "ts", name=f"{name}_pkey"),
+        sqlite_with_rowid=False,
+    )
+
+
+rollup_5m = _rollup_table("ioc_rollup_5m")
+rollup_1h = _rollup_table("ioc_rollup_1h")
+
+rollup_watermarks = Table(
+    "ioc_rollup_watermarks",
+    metadata,
+    Column("tier", Text, primary_key=True),
+    Column("rolled_to", BigInteger, nullable=False),
 )
 
 

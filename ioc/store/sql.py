@@ -17,44 +17,25 @@ import asyncio
 import logging
 import sqlite3
 from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from itertools import groupby
 from math import isfinite
 from operator import itemgetter
 from typing import TypeVar
 
 import asyncpg
-from sqlalchemy import (
-    BigInteger,
-    Select,
-    Text,
-    bindparam,
-    exists,
-    func,
-    insert,
-    literal,
-    literal_column,
-    select,
-    text,
-    tuple_,
-)
 from sqlalchemy import exc as sa_exc
+from sqlalchemy import exists, select, text, tuple_
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+import ioc.clock
 from ioc.model import Labels, Sample, Series, canonical_labels
-from ioc.store import dialects
+from ioc.store import dialects, migrate, partitions, range_query
 from ioc.store.base import StoreError
-from ioc.store.schema import (
-    SCHEMA_VERSION,
-    SchemaVersionError,
-    metadata,
-    parse_canonical_labels,
-    samples,
-    schema_version,
-    series,
-)
+from ioc.store.rollups import LateWrites, Tier, read_watermarks
+from ioc.store.schema import parse_canonical_labels, samples, series
 
 log = logging.getLogger("ioc.store")
 
@@ -72,19 +53,33 @@ class SqlStore:
     ``busy_timeout`` is how long SQLite waits for another connection's write lock before
     reporting "database is locked"; ``prune_batch_size`` bounds the rows one prune transaction
     deletes, so retention never holds the write lock long enough to stall the writer.
+    ``rollups`` lets range queries read the rollup tables (kept by :mod:`ioc.store.rollups`)
+    when their step allows; off, they always read raw samples. ``open`` brings the schema to
+    this ioc's newest migration (:mod:`ioc.store.migrate`), or with ``auto_migrate`` false
+    refuses a database that is behind; ``clock`` tells which day's partitions PostgreSQL needs
+    (:mod:`ioc.store.partitions`).
     """
 
     def __init__(self, url: str, *, busy_timeout: float = 5.0,
-                 prune_batch_size: int = 10_000) -> None:
+                 prune_batch_size: int = 10_000, rollups: bool = True,
+                 auto_migrate: bool = True,
+                 clock: Callable[[], float] = ioc.clock.now) -> None:
         self._url = make_url(url)
         self.url_for_display: str = self._url.render_as_string(hide_password=True)
         self._dialect = dialects.for_url(self._url, busy_timeout=busy_timeout)
         self._prune_batch_size = max(1, prune_batch_size)
+        self._auto_migrate = auto_migrate
+        self._clock = clock  # only for which days' partitions to create (PostgreSQL)
+        # Partitions of ioc_samples as of the last open or prune (0 on SQLite), for /metrics.
+        self.partition_count = 0
         self._engine: AsyncEngine | None = None
         self._write_engine: AsyncEngine | None = None
         self._series_ids: dict[SeriesKey, int] = {}
         self._labels_by_id: dict[int, tuple[Labels, frozenset[tuple[str, str]]]] = {}
-        self._range_queries: dict[tuple[int, int], Select[tuple[int, int, float]]] = {}
+        self._range_queries: dict[tuple[object, ...], range_query.RangeQuery] = {}
+        self._rollups = rollups
+        # Earliest sample this process wrote below the rollups' horizon (ioc.store.rollups).
+        self.late_writes = LateWrites()
 
     def __repr__(self) -> str:
         return f"SqlStore({self.url_for_display!r})"
@@ -105,24 +100,15 @@ class SqlStore:
             with self._errors("open"):
                 async with write_engine.begin() as conn:
                     await self._dialect.lock_schema(conn)
-                    await conn.run_sync(metadata.create_all)
-                    await self._check_version(conn)
+                    await conn.run_sync(lambda sync: migrate.ensure_schema(
+                        sync, where=self.url_for_display, auto_migrate=self._auto_migrate))
+                    if self._dialect.name == "postgresql":
+                        # Today's partition must exist before the first sample arrives.
+                        self.partition_count = await partitions.ensure(conn, self._clock())
         except BaseException:
             await engine.dispose()
             raise
         self._engine, self._write_engine = engine, write_engine
-
-    async def _check_version(self, conn: AsyncConnection) -> None:
-        found = (await conn.execute(select(func.max(schema_version.c.version)))).scalar()
-        if found is None:
-            await conn.execute(insert(schema_version).values(version=SCHEMA_VERSION))
-            log.info("store %s: created schema version %d", self.url_for_display,
-                     SCHEMA_VERSION)
-        elif found > SCHEMA_VERSION:
-            raise SchemaVersionError(
-                f"database {self.url_for_display} has schema version {found}, newer than "
-                f"version {SCHEMA_VERSION} that this ioc understands; upgrade ioc or use "
-                "another database")
 
     async def close(self) -> None:
         engine, self._engine, self._write_engine = self._engine, None, None
@@ -158,6 +144,8 @@ class SqlStore:
                     await self._dialect.insert_samples(conn, rows)
         # Only committed ids may enter the cache: a rolled-back insert leaves no series row.
         ids.update(learned)
+        if rows:
+            self.late_writes.note(min(map(itemgetter(1), rows)))
 
     async def _resolve_series(self, conn: AsyncConnection,
                               keys: set[SeriesKey]) -> dict[SeriesKey, int]:
@@ -199,10 +187,20 @@ class SqlStore:
         params: dict[str, object] = {
             f"m{i}": f",{canonical_labels((pair,))}," for i, pair in enumerate(wanted)}
         params.update(metric=metric, start=start_ms, end=end_ms)
+        tier = range_query.tier_for_step(step_ms) if self._rollups else None
         with self._errors("query_range"):
             async with engine.connect() as conn:
-                rows = await self._dialect.fetch_all(
-                    conn, self._range_query(len(wanted), step_ms), params)
+                query = self._range_query(len(wanted), step_ms)
+                if tier is not None:
+                    rolled_to = (await read_watermarks(conn)).get(tier.name)
+                    split = range_query.split(tier, start_ms, end_ms, rolled_to)
+                    if split is not None:
+                        query = self._rollup_query(tier, len(wanted), step_ms,
+                                                   head=start_ms < split.rolled_from,
+                                                   tail=split.rolled_until <= end_ms)
+                        params.update(rolled_from=split.rolled_from,
+                                      rolled_until=split.rolled_until)
+                rows = await self._dialect.fetch_all(conn, query, params)
                 unknown = {row[0] for row in rows} - self._labels_by_id.keys()
                 if unknown:
                     await self._load_labels(conn, sorted(unknown))
@@ -225,41 +223,25 @@ class SqlStore:
                 labels = parse_canonical_labels(label_text)
                 self._labels_by_id[sid] = (labels, frozenset(labels))
 
-    def _range_query(self, matcher_count: int, step_ms: int) -> Select[tuple[int, int, float]]:
-        """Averages per matching series and step-aligned bucket, in one round trip.
+    def _range_query(self, matcher_count: int, step_ms: int) -> range_query.RangeQuery:
+        """The raw-samples statement; built once per shape, graphs repeat."""
+        return self._cached(("raw", matcher_count, step_ms),
+                            lambda: range_query.raw_query(self._dialect, matcher_count, step_ms))
 
-        Series are selected by metric and, per matcher, by its canonical text
-        ``,name="value",`` occurring in ``,labels,``: that lets the database skip the
-        metric's other series (a wall-screen graph asks for one target among thousands), and
-        can in theory over-match but never under-match, so ``query_range`` checks the exact
-        labels afterwards.
+    def _rollup_query(self, tier: Tier, matcher_count: int, step_ms: int, *, head: bool,
+                      tail: bool) -> range_query.RangeQuery:
+        return self._cached(
+            (tier.name, matcher_count, step_ms, head, tail),
+            lambda: range_query.rollup_query(self._dialect, tier, matcher_count, step_ms,
+                                             head=head, tail=tail))
 
-        The bucket comes back as ``ts / step``: integer division is floor for the stored
-        non-negative timestamps (unix time after 1970) and the cheapest grouping key SQLite
-        can compute. The step is inlined rather than bound because PostgreSQL must see one
-        identical expression in SELECT and GROUP BY (two bound parameters would be two
-        different expressions to it). Statements are built once per shape, graphs repeat.
-        """
-        key = (matcher_count, step_ms)
+    def _cached(self, key: tuple[object, ...],
+                build: Callable[[], range_query.RangeQuery]) -> range_query.RangeQuery:
         query = self._range_queries.get(key)
         if query is None:
-            haystack = literal(",") + series.c.labels + literal(",")
-            bucket = samples.c.ts.op("/", return_type=BigInteger)(
-                literal_column(str(int(step_ms))))
-            query = (
-                select(samples.c.series_id, bucket, func.avg(samples.c.value))
-                .join(series, series.c.id == samples.c.series_id)
-                .where(series.c.metric == bindparam("metric", type_=Text),
-                       *(self._dialect.contains(haystack, bindparam(f"m{i}", type_=Text))
-                         for i in range(matcher_count)),
-                       samples.c.ts >= bindparam("start", type_=BigInteger),
-                       samples.c.ts <= bindparam("end", type_=BigInteger))
-                .group_by(samples.c.series_id, bucket)
-                .order_by(samples.c.series_id, bucket)
-            )
             if len(self._range_queries) >= 256:  # shapes come from clients; stay bounded
                 self._range_queries.clear()
-            self._range_queries[key] = query
+            query = self._range_queries[key] = build()
         return query
 
     # -- retention -----------------------------------------------------------------------
@@ -270,6 +252,8 @@ class SqlStore:
         cutoff = round(older_than * 1000)
         total = 0
         with self._errors("prune"):
+            if self._dialect.name == "postgresql":
+                total += await self._maintain_partitions(write_engine, cutoff)
             async with engine.connect() as conn:
                 # One index probe per series, so series with nothing to delete cost nothing
                 # later and the write transactions below only visit the ones that do.
@@ -292,6 +276,46 @@ class SqlStore:
         # Series rows are kept even when empty: other processes cache series ids, and a row
         # deleted under them would leave their next samples pointing at nothing.
         return total
+
+    async def _maintain_partitions(self, write_engine: AsyncEngine, cutoff: int) -> int:
+        """PostgreSQL: add the coming days' partitions, drop expired ones; samples dropped.
+
+        Retention is the store's one periodic housekeeping, so partitions are kept here too.
+        What is left older than the cutoff afterwards lies in the partition the cutoff falls
+        in and in DEFAULT; the row deletes in :meth:`prune` take care of it. Each drop is its
+        own transaction with a lock timeout: DROP holds an exclusive lock on ``ioc_samples``
+        for an instant, and queued behind a long query it would hold up the writer and every
+        reader behind it; a drop that times out is retried at the next prune.
+        """
+        async with write_engine.begin() as conn:
+            await self._dialect.lock_schema(conn)
+            await conn.execute(text(f"SET LOCAL lock_timeout = '{_DDL_LOCK_TIMEOUT_MS}ms'"))
+            self.partition_count = await partitions.ensure(conn, self._clock())
+        dropped = 0
+        while True:
+            async with write_engine.begin() as conn:
+                await self._dialect.lock_schema(conn)
+                await conn.execute(text(f"SET LOCAL lock_timeout = '{_DDL_LOCK_TIMEOUT_MS}ms'"))
+                existing = await partitions.list_partitions(conn)
+                self.partition_count = len(existing)
+                expired = partitions.expired(existing, cutoff)
+                if not expired:
+                    return dropped
+                count = await partitions.drop(conn, expired[0])
+            dropped += count
+            self.partition_count -= 1
+            log.info("store %s: dropped partition %s (%d samples)", self.url_for_display,
+                     expired[0].name, count)
+
+    # -- for maintenance beside the store (ioc.store.rollups) ----------------------------
+
+    def engines(self) -> tuple[AsyncEngine, AsyncEngine]:
+        """The reading and the writing engine; raises if the store is not open."""
+        return self._require(self._engine), self._require(self._write_engine)
+
+    def errors(self, operation: str) -> AbstractContextManager[None]:
+        """Turn retryable database failures inside the block into StoreError."""
+        return self._errors(operation)
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -342,6 +366,10 @@ async def _prune_series(conn: AsyncConnection, series_id: int, cutoff: int,
         samples.delete().where(samples.c.series_id == series_id, samples.c.ts < upto))
     return max(result.rowcount, 0), bound is None
 
+
+# How long retention's partition DDL waits for its lock on ioc_samples before giving up until
+# the next prune (SQLSTATE 55P03, retryable below).
+_DDL_LOCK_TIMEOUT_MS = 5000
 
 # SQLSTATE classes/codes worth retrying: connection exceptions, insufficient resources
 # (too many connections, disk full), operator intervention (shutdown, starting up, cancel),

@@ -1,8 +1,11 @@
 """The shared set-up of the small stores that sit beside the sample store.
 
 Alert state, delivery, events, audit, announcement and maintenance each own a few tables on the
-shared ``metadata``. They all connect, create their tables under the dialect's schema lock and
-dispose of their engine the same way; this class does that once.
+shared ``metadata``. They all connect, bring the schema to this ioc's newest migration under the
+dialect's schema lock (:mod:`ioc.store.migrate`; usually the sample store, which opens first and
+obeys ``storage.auto_migrate``, has done it already) and dispose of their engine the same way;
+this class does that once. Their ``TABLES`` are checked after the upgrade, so a table added to
+the models without a migration fails at open with its name, not at its first query.
 """
 
 from __future__ import annotations
@@ -10,14 +13,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from sqlalchemy import Table
+from sqlalchemy import Connection, Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ioc.store import dialects
+from ioc.store import dialects, migrate
 from ioc.store.base import StoreError
-from ioc.store.schema import metadata
+from ioc.store.schema import SchemaVersionError
 
 
 class TableStore:
@@ -39,19 +42,27 @@ class TableStore:
         engine = self._dialect.create_engine(self._url)
         write = engine.execution_options(**{dialects.WRITE_OPTION: True})
         try:
-            await self._create_tables(write)
+            await self._prepare_schema(write)
         except BaseException as exc:  # cancelled too: never leave a half-opened engine behind
             await engine.dispose()
-            if isinstance(exc, StoreError) or not isinstance(exc, Exception):
+            if isinstance(exc, StoreError | SchemaVersionError | migrate.MigrationRequiredError
+                          ) or not isinstance(exc, Exception):
                 raise
             raise StoreError(f"store {self.url_for_display}: cannot open {self.OPENING}: "
                              f"{type(exc).__name__}: {exc}") from exc
         self._engine, self._write = engine, write
 
-    async def _create_tables(self, write: AsyncEngine) -> None:
+    async def _prepare_schema(self, write: AsyncEngine) -> None:
         async with write.begin() as conn:
             await self._dialect.lock_schema(conn)
-            await conn.run_sync(lambda sync: metadata.create_all(sync, tables=self.TABLES))
+            await conn.run_sync(self._migrate)
+
+    def _migrate(self, conn: Connection) -> None:
+        migrate.ensure_schema(conn, where=self.url_for_display)
+        missing = migrate.missing_tables(conn, self.TABLES)
+        if missing:
+            raise RuntimeError(f"{self.OPENING} need tables {', '.join(missing)} that no "
+                               "migration creates: add a revision (ioc/store/migrations)")
 
     async def close(self) -> None:
         engine, self._engine, self._write = self._engine, None, None

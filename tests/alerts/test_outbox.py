@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -205,3 +206,22 @@ async def test_silences_acks_and_history_round_trip(delivery_store: DeliveryStor
     assert await delivery_store.prune(T0 + 30) == 2  # the two events before T0 + 30
     assert [e["kind"] for e in await delivery_store.history(
         start=0, end=T0 + 100, limit=10)] == ["silence_expired"]
+
+
+async def test_overflow_is_logged_once_per_episode(delivery_store: DeliveryStore, receiver,
+                                                   session, caplog) -> None:
+    caplog.set_level(logging.WARNING, logger="ioc.alerts.outbox")
+    rec, url = receiver
+    outbox, counters = make_outbox(delivery_store, url, session, Clock(T0))
+    for burst in range(8):  # an alert storm: every enqueue overflows the bound of 10
+        await delivery_store.enqueue([row(f"k{burst}-{i}", T0) for i in range(5)], [])
+        await outbox.after_enqueue()
+    assert counters.results.count(("oncall/webhook[0]", "dropped")) == 30
+    await outbox.run_once()  # the receiver takes the 10 kept
+    assert len(rec.got) == 10
+    await delivery_store.enqueue([row("calm", T0)], [])
+    await outbox.after_enqueue()  # fits: the episode ends
+    lines = [r.getMessage() for r in caplog.records if "notification queue" in r.getMessage()]
+    assert lines == ["notification queue is full: dropping (counted in metrics)",
+                     "notification queue no longer dropping"]
+    assert caplog.records[-1].fields["dropped"] == 30  # type: ignore[attr-defined]

@@ -38,10 +38,11 @@ class ProbeHarness:
     def runner(self, block: dict[str, Any], timeout: float = 2.0,
                interval: float = 10.0) -> PollRunner:
         """A runner for one collector block, validated by the real config loader."""
-        block = {"name": "stp-web", "department": "STP", **block}
-        config = parse_config({"departments": [{"code": "STP", "name": "Sở Tư pháp"}],
-                               "collectors": [block]}, env={})
-        collector = build_collector(config.collectors[0])
+        return self.runner_for(build_collector(collector_config(block)), timeout, interval)
+
+    def runner_for(self, collector: Any, timeout: float = 2.0,
+                   interval: float = 10.0) -> PollRunner:
+        """A runner for a collector built by the test (e.g. with its own resolver)."""
         cfg = collector.config
         self.board.register(TargetState(cfg.name, cfg.department, collector.kind, interval))
         runner = PollRunner(collector, interval=interval, timeout=timeout, limits=self.limits,
@@ -57,6 +58,14 @@ class ProbeHarness:
     def value(self, metric: str, labels: Labels) -> float | None:
         latest = self.cache.latest(metric, labels)
         return None if latest is None else latest[1]
+
+
+def collector_config(block: dict[str, Any]) -> Any:
+    """One collector block through the real config loader, as config.yaml would give it."""
+    block = {"name": "stp-web", "department": "STP", **block}
+    config = parse_config({"departments": [{"code": "STP", "name": "Sở Tư pháp"}],
+                           "collectors": [block]}, env={})
+    return config.collectors[0]
 
 
 def labels(kind: str = "http", name: str = "stp-web", **extra: str) -> Labels:

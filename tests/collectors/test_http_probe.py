@@ -281,7 +281,7 @@ async def test_keepalive_reuses_the_connection_and_default_does_not(
     assert len(set(peers)) == 1
 
 
-async def test_ip_family_restricts_addresses(probe: ProbeHarness, aiohttp_server) -> None:
+async def test_ip_family_ipv4_reaches_localhost(probe: ProbeHarness, aiohttp_server) -> None:
     url = (await serve(aiohttp_server, html_handler())).replace("127.0.0.1", "localhost")
     v4 = await probe.runner({"type": "http", "url": url, "name": "v4",
                              "ip_family": "ipv4"}).poll()

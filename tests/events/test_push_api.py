@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from typing import Any
 
@@ -222,15 +223,26 @@ async def test_body_limit(events_app: IocApp) -> None:
     assert await app.events.store.query(_all()) == []
 
 
-async def test_full_queue_answers_503_and_keeps_nothing_partial(events_app: IocApp) -> None:
+async def test_full_queue_answers_503_and_keeps_nothing_partial(
+        events_app: IocApp, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="ioc.web")
     app = events_app
     app.events._queue_limit = 10  # a tiny queue for this test only
-    status, answer, headers = await request(app, "POST", "/api/v1/events", headers=AUTH,
-                                            body=[event(i) for i in range(11)])
-    assert status == 503 and answer["error"] == "ingest queue full"
-    assert headers["Retry-After"] == "1"
+    for _ in range(3):
+        status, answer, headers = await request(app, "POST", "/api/v1/events", headers=AUTH,
+                                                body=[event(i) for i in range(11)])
+        assert status == 503 and answer["error"] == "ingest queue full"
+        assert headers["Retry-After"] == "1"
     await app.events.flush()
     assert await app.events.store.query(_all()) == []
+    assert app.registry.get_sample_value("ioc_http_requests_rejected_total",
+                                         {"reason": "ingest_busy"}) == 3
+    status, _, _ = await request(app, "POST", "/api/v1/events", headers=AUTH,
+                                 body=[event(i) for i in range(5)])
+    assert status == 202  # fits: the refusals are over
+    lines = [r.getMessage() for r in caplog.records if "event push intake" in r.getMessage()]
+    assert lines == ["event push intake is full: refusing (counted in metrics)",
+                     "event push intake no longer refusing"]
 
 
 async def test_ingest_gate_parses_one_push_at_a_time_and_refuses_a_full_line() -> None:

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from ioc.app import IocApp
 from ioc.store.events import EventQuery
-from ioc.syslog import SyslogMatcher, TokenBuckets, parse_syslog
+from ioc.syslog import SyslogMatcher, SyslogReceiver, TokenBuckets, parse_syslog
 from tests.events.conftest import Arrivals, events_config
 
 SSH_FAIL = "Failed password for invalid user admin from 203.0.113.7 port 52113 ssh2"
@@ -145,3 +147,29 @@ async def test_a_flooding_sender_is_rate_limited(tmp_path: Path) -> None:
         assert len(await app.events.store.query(EventQuery(limit=100))) == 6
     finally:
         await app.stop(grace=1.0)
+
+
+async def test_rate_limiting_is_logged_once_per_episode(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="ioc.syslog")
+    app = syslog_app(tmp_path, rate_limit=1, burst=5)
+    await app.start()
+    try:
+        assert app.syslog is not None
+        now = [1000.0]
+        receiver = SyslogReceiver(app.syslog.config, app.events, CollectorRegistry(),
+                                  monotonic=lambda: now[0])
+        line = b"<86>Oct 11 22:14:15 vpn01 sshd[9]: " + SSH_FAIL.encode()
+        flood = [receiver.handle(line, f"198.51.100.{n % 3}", "udp") for n in range(300)]
+        assert flood.count("event") == 15 and flood.count("rate_limited") == 285
+        now[0] += 4.0  # under the 5 s refill time: a limited sender is still an episode
+        assert receiver.handle(line, "203.0.113.9", "udp") == "event"
+        now[0] += 1.0  # a whole bucket's refill time without any refusal
+        assert receiver.handle(line, "203.0.113.9", "udp") == "event"
+    finally:
+        await app.stop(grace=1.0)
+    records = [r for r in caplog.records if "rate limit" in r.getMessage()]
+    assert [r.getMessage() for r in records] == [
+        "syslog rate limit reached: dropping (counted in metrics)",
+        "syslog rate limit no longer dropping"]
+    assert records[-1].fields["dropped"] == 285  # type: ignore[attr-defined]

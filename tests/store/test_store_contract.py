@@ -12,6 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from ioc.model import Sample, make_labels
 from ioc.store import SchemaVersionError, SqlStore, StoreError
+from ioc.store.migrate import VERSION_TABLE, head
+from ioc.store.schema import SCHEMA_VERSION
 
 T0 = 1_764_288_000.0  # 2025-11-28T00:00:00Z, a multiple of every step used below
 
@@ -40,7 +42,7 @@ async def test_open_creates_schema_and_one_version_row(store: SqlStore, store_ur
             ddl = (await conn.execute(text(
                 "SELECT sql FROM sqlite_master WHERE name = 'ioc_samples'"))).scalar()
             assert "WITHOUT ROWID" in ddl
-    assert versions == [(1,)]
+    assert versions == [(SCHEMA_VERSION,)]
     # Opening again (another process starting) adds no second row.
     again = SqlStore(store_url)
     await again.open()
@@ -219,15 +221,16 @@ async def test_reopening_keeps_data_and_series_ids(store_url: str) -> None:
         ("a", [(T0, 1.0), (T0 + 10, 3.0)]), ("b", [(T0, 2.0)]), ("c", [(T0, 4.0)])]
 
 
-async def test_a_newer_schema_version_is_refused(store_url: str) -> None:
+async def test_a_database_migrated_by_a_newer_ioc_is_refused(store_url: str) -> None:
     store = SqlStore(store_url)
     await store.open()
     await store.close()
     async with raw(store_url) as conn:
-        await conn.execute(text("UPDATE ioc_schema_version SET version = 2"))
+        await conn.execute(text(f"UPDATE {VERSION_TABLE} SET version_num = '0099_future'"))
 
     newer = SqlStore(store_url)
-    with pytest.raises(SchemaVersionError, match=r"schema version 2, newer than version 1"):
+    with pytest.raises(SchemaVersionError,
+                       match=rf"at 0099_future, newer than schema {head()} that this ioc knows"):
         await newer.open()
     with pytest.raises(StoreError, match="not open"):
         await newer.ping()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,24 @@ def test_client_cap_and_slow_clients_are_counted() -> None:
         fast.queue.get_nowait()  # keeps up
     assert slow.closed and stream.client_count == 1
     assert registry.get_sample_value("ioc_wall_stream_dropped_total") == 1
+
+
+def test_cutting_off_slow_clients_is_logged_once_per_episode(
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="ioc.stream")
+    stream, registry = make_stream(clients=5)
+    fast = stream.subscribe()
+    slow = [stream.subscribe() for _ in range(4)]
+    for n in range(CLIENT_QUEUE + 3):  # the slow four fill their queues at the same event
+        stream.publish("tile", {"n": n})
+        fast.queue.get_nowait()
+    assert all(client.closed for client in slow)
+    assert registry.get_sample_value("ioc_wall_stream_dropped_total") == 4
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines == ["wall stream client queue is full: cutting off slow clients "
+                     "(counted in metrics)",
+                     "wall stream client queue no longer cutting off slow clients"]
+    assert caplog.records[-1].fields["dropped"] == 4  # type: ignore[attr-defined]
 
 
 async def events(resp: aiohttp.ClientResponse) -> AsyncIterator[dict[str, Any]]:
@@ -142,3 +161,34 @@ async def test_unknown_id_gets_a_reset_and_the_cap_holds(app: IocApp) -> None:
                     text = await metrics.text()
                 assert "ioc_wall_stream_clients 2.0" in text
                 assert "ioc_wall_stream_rejected_total 1.0" in text
+
+
+async def test_refusals_at_the_client_cap_are_logged_once_per_episode(
+        app: IocApp, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="ioc.stream")
+    def cap_lines() -> list[str]:
+        return [r.getMessage() for r in caplog.records
+                if r.getMessage().startswith("wall stream client cap")]
+
+    async with aiohttp.ClientSession() as session:
+        first = await session.get(app.url + "/api/v1/stream")
+        async with session.get(app.url + "/api/v1/stream") as second:
+            await next_event(events(first), "heartbeat")
+            await next_event(events(second), "heartbeat")
+            for _ in range(5):  # screens retrying against the full cap
+                async with session.get(app.url + "/api/v1/stream") as refused:
+                    assert refused.status == 503
+            assert cap_lines() == ["wall stream client cap reached: refusing "
+                                   "(counted in metrics)"]
+            first.close()  # one screen leaves; the server notices at its next heartbeat
+            async with asyncio.timeout(10):
+                while True:  # what a wall screen does: retry until a slot is free
+                    async with session.get(app.url + "/api/v1/stream") as again:
+                        if again.status == 200:
+                            await next_event(events(again), "heartbeat")
+                            break
+                        assert again.status == 503
+                    await asyncio.sleep(0.05)
+    assert (app.registry.get_sample_value("ioc_wall_stream_rejected_total") or 0) >= 5
+    assert cap_lines() == ["wall stream client cap reached: refusing (counted in metrics)",
+                           "wall stream client cap no longer refusing"]
