@@ -45,7 +45,8 @@ from ioc.reload import Reloader, ReloadResult
 from ioc.remote_write import RemoteWriter
 from ioc.runner import PollRunner
 from ioc.scheduler import Job, Scheduler
-from ioc.sharding import parse_shard
+from ioc.sharding import owner, parse_shard
+from ioc.shared_board import build_shared_board
 from ioc.status import StatusBoard, TargetState
 from ioc.store import SqlStore, open_store
 from ioc.store.alert_state import AlertStateStore
@@ -126,11 +127,16 @@ class IocApp:
         self.started_at: float | None = None
         self.bound_port: int | None = None
         # With collection.shard i/N this instance polls only its share of the targets; the
-        # others' are not on its board at all (docs/scaling.md).
+        # others' are on its board too, read from the shared store (docs/scaling.md).
         self.shard = parse_shard(config.collection.shard)
+        self.shared_board = build_shared_board(
+            config, self.board, self.shard,
+            lambda departments, now: self.wall.on_remote_update(departments, now))
         for collector_config in config.collectors:
             if self.shard.owns(collector_config.name):
                 self.add_target(collector_config)
+            else:
+                self.add_remote_target(collector_config)
         self.metrics.targets.set(len(self.runners))
         # Alert delivery (the alert engine's sink): routing, grouping, durable outbox.
         self.dispatcher = build_dispatcher(config, DeliveryMetrics(self.registry), clock.now)
@@ -184,8 +190,18 @@ class IocApp:
         self.runners[runner.name] = runner
         self.board.register(TargetState(
             name=runner.name, department=collector_config.department, kind=runner.kind,
-            interval=runner.interval))
+            interval=runner.interval, shard=self.shard.index if self.shard.count > 1 else None))
         return runner
+
+    def add_remote_target(self, collector_config: CollectorConfig) -> None:
+        """Show a target another shard polls (its state comes from the shared store)."""
+        if self.shared_board is None:
+            return
+        name = collector_config.name
+        self.board.register(TargetState(
+            name=name, department=collector_config.department, kind=collector_config.type,
+            interval=self.config.interval_of(collector_config),
+            shard=owner(name, self.shard.count), remote=True))
 
     async def reload(self, config: Config | None = None) -> ReloadResult:
         """Re-read the config file (SIGHUP, ``POST /-/reload``) and apply it; see ioc.reload."""
@@ -224,6 +240,8 @@ class IocApp:
         await self.wall.open()  # the announcement operators set
         await self.alert_role.start()  # delivery and, on the alert leader, evaluation
         await self.audit.open()
+        if self.shared_board is not None:
+            await self.shared_board.start()
         self._prune_task = asyncio.create_task(
             prune_loop(self.store, cfg.storage.retention, cfg.storage.prune_interval),
             name="ioc-retention")
@@ -283,6 +301,8 @@ class IocApp:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
         self._prune_task = self._rollup_task = None
+        if self.shared_board is not None:
+            await self.shared_board.stop()
         await self.writer.stop()
         await self.remote_write.stop()
         await self.events.stop()

@@ -10,7 +10,9 @@ or in the store is dropped (history, alert state, the outbox, silences, acks):
 
 * targets (``collectors``, and ``collection.interval``/``timeout`` through them): added ones
   start, removed ones stop (their job is removed, an in-flight poll is let finish, their series
-  leave the cache, the status board and ``/metrics``), changed ones restart with a new job;
+  leave the cache, the status board and ``/metrics``), changed ones restart with a new job
+  (with ``collection.shard``, other shards' targets are only shown: added to or removed from
+  the board);
 * alert rules: swapped between evaluation cycles; unchanged rules keep their alerts;
 * department names, auth tokens and anonymous roles, the log level.
 
@@ -187,6 +189,9 @@ async def apply(app: IocApp, new: Config, now: float) -> ReloadResult:
     # With collection.shard i/N only this instance's share is started, as at start-up.
     started = [app.add_target(by_name[name]) for name in diff.added + diff.changed
                if app.shard.owns(name)]
+    for name in diff.added + diff.changed:  # the others' are shown from the shared store
+        if not app.shard.owns(name):
+            app.add_remote_target(by_name[name])
     if started and app.scheduler.running:
         from ioc.scheduler import Job
 

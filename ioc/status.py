@@ -31,6 +31,10 @@ class TargetState:
     last_error: str | None = None
     consecutive_failures: int = 0
     consecutive_successes: int = 0
+    # With collection.shard i/N: the index of the instance that polls the target, and whether
+    # that is another one (its state is then read from the shared store, ioc.shared_board).
+    shard: int | None = None
+    remote: bool = False
 
 
 class FlapFilter:
@@ -80,7 +84,7 @@ class StatusBoard:
     def remove(self, name: str) -> None:
         self.targets.pop(name, None)
 
-    def record(self, name: str, *, up: bool, ts: float, latency: float,
+    def record(self, name: str, *, up: bool, ts: float, latency: float | None,
                value: float | None, reason: str | None, error: str | None,
                state_up: bool | None = None, degraded: bool = False) -> TargetState:
         """Record one poll; ``up`` is its verdict, ``state_up`` the debounced state."""
@@ -127,6 +131,8 @@ def build_status(board: StatusBoard, department_names: dict[str, str], *, now: f
             "stale": state.last_check is None or now - state.last_check > 3 * state.interval,
             "reason": state.reason,
             "last_error": state.last_error,
+            "shard": state.shard,
+            "remote": state.remote,
         })
     order = {False: 0, None: 1, True: 2}
     rows.sort(key=lambda r: (order[r["up"]], str(r["department"]), str(r["name"])))  # type: ignore[index]

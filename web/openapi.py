@@ -49,7 +49,7 @@ SCHEMAS: dict[str, Any] = {
         "required": ["name", "department", "department_name", "kind", "up", "last_value",
                      "latency_seconds", "last_check", "last_success", "stale", "reason",
                      "last_error", "raw_up", "degraded", "consecutive_failures",
-                     "consecutive_successes"],
+                     "consecutive_successes", "shard", "remote"],
         "properties": {
             "name": {"type": "string", "description": "target name (the `target` label)"},
             "department": {"type": "string", "description": "department code"},
@@ -72,6 +72,13 @@ SCHEMAS: dict[str, Any] = {
                       "description": "no poll finished within three intervals"},
             "reason": {**_STR_OR_NULL, "description": "failure reason of the last poll"},
             "last_error": _STR_OR_NULL,
+            "shard": {"type": ["integer", "null"], "minimum": 0,
+                      "description": "with collection.shard i/N, the index of the instance "
+                                     "that polls this target; null without sharding"},
+            "remote": {"type": "boolean",
+                       "description": "polled by another instance: its state is read from "
+                                      "the shared store every wall heartbeat (no reason "
+                                      "is stored, so reason and last_error stay null)"},
         },
         "additionalProperties": False,
     },

@@ -13,7 +13,7 @@ import asyncio
 import ipaddress
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -135,18 +135,33 @@ class WallFeed:
 
     # ---- the pipeline hook -------------------------------------------------------------
 
-    def on_outcome(self, outcome: PollOutcome) -> None:
-        # Rendering deltas costs work per poll proportional to a department's size; with no
-        # screen connected nobody would read them (measured: a third of ioc's CPU at 10,000
-        # targets). Skip them, and make any screen that resumes across the gap reload.
+    def _watched(self) -> bool:
+        """Whether any screen reads deltas now.
+
+        Rendering deltas costs work per poll proportional to a department's size; with no
+        screen connected nobody would read them (measured: a third of ioc's CPU at 10,000
+        targets). Skip them, and make any screen that resumes across the gap reload.
+        """
         if self.stream.client_count == 0:
             if not self._idle:
                 self._idle = True
                 self.stream.restart(format(int(clock.now() * 1000), "x"))
                 self._sent_tiles.clear()
                 self._sent_panels.clear()
-            return
+            return False
         self._idle = False
+        return True
+
+    def on_remote_update(self, departments: Collection[str], now: float) -> None:
+        """Other shards' polls read from the shared store (ioc.shared_board): their tiles."""
+        if not self._watched():
+            return
+        for department in departments:
+            self.publish_tile(department, now)
+
+    def on_outcome(self, outcome: PollOutcome) -> None:
+        if not self._watched():
+            return
         now = outcome.ts
         state = self.app.board.targets.get(outcome.target)
         if state is not None:

@@ -111,15 +111,17 @@ async def test_every_target_is_polled_by_exactly_one_shard(tmp_path: Path, postg
         procs.extend(proc for proc, _ in rest)
         urls = [first_url, *(url for _, url in rest)]
 
-        shown: list[set[str]] = []
+        polled: list[set[str]] = []
         async with aiohttp.ClientSession() as session:
             for url in urls:
                 async with session.get(f"{url}/api/v1/status") as resp:
                     body = await resp.json()
-                shown.append({row["name"] for row in body["targets"]})
-        for index, names in enumerate(shown):  # each shows exactly its rendezvous share
+                # every instance lists every target; it polls those not marked remote
+                assert {row["name"] for row in body["targets"]} == set(targets)
+                polled.append({row["name"] for row in body["targets"] if not row["remote"]})
+        for index, names in enumerate(polled):  # each polls exactly its rendezvous share
             assert names == set(Shard(index, count).select(targets))
-        assert set().union(*shown) == set(targets)
+        assert set().union(*polled) == set(targets)
 
         start = time.time() + 2 * INTERVAL  # every shard is polling by then
         await asyncio.sleep(2 * INTERVAL + WINDOW)  # wall-clock window across processes
