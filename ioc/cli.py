@@ -103,52 +103,67 @@ def cmd_db(command: str, path: str) -> int:
     return run(config.storage.url)
 
 
-async def _wait_for_signal() -> str:
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    received: list[str] = []
+class _StopSignals:
+    """SIGTERM and SIGINT as an awaitable event, installed before the service starts.
 
-    def on_signal(sig: signal.Signals) -> None:
-        received.append(sig.name)
-        stop.set()
+    Installed first so that a stop requested while the service is still starting (a supervisor
+    that gives up early, or a test that stops it as soon as it prints its address) is honoured
+    gracefully once start-up is done, instead of killing the process with the default action.
+    """
 
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, on_signal, sig)
-    try:
-        await stop.wait()
-    finally:
+    def __init__(self) -> None:
+        self._stop = asyncio.Event()
+        self._received: list[str] = []
+
+    def __enter__(self) -> _StopSignals:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_signal, sig)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
-    return received[0] if received else "unknown"
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        self._received.append(sig.name)
+        self._stop.set()
+
+    async def wait(self) -> str:
+        await self._stop.wait()
+        return self._received[0] if self._received else "unknown"
 
 
 async def _run(config: Config, listen: str | None) -> int:
     from ioc.app import IocApp
+    from ioc.store.base import StoreError
     from ioc.store.migrate import MigrationRequiredError
     from ioc.store.schema import SchemaVersionError
 
     app = IocApp(config, listen=listen)
-    try:
-        await app.start()
-    except (OSError, SchemaVersionError, MigrationRequiredError) as exc:
-        log.error("cannot start", extra=fields(error=str(exc)))
-        await app.stop(grace=0)
-        return EXIT_FAILED
-    print(f"ioc {__version__} is running at {app.url}  (Ctrl+C to stop)", flush=True)
-    # SIGHUP re-reads the config file, like Prometheus; a bad file is refused and logged.
-    reloads: set[asyncio.Task[object]] = set()
+    with _StopSignals() as signals:
+        try:
+            await app.start()
+        except (OSError, StoreError, SchemaVersionError, MigrationRequiredError) as exc:
+            log.error("cannot start", extra=fields(error=str(exc)))
+            await app.stop(grace=0)
+            return EXIT_FAILED
+        print(f"ioc {__version__} is running at {app.url}  (Ctrl+C to stop)", flush=True)
+        # SIGHUP re-reads the config file, like Prometheus; a bad file is refused and logged.
+        reloads: set[asyncio.Task[object]] = set()
 
-    def on_hup() -> None:
-        task: asyncio.Task[object] = asyncio.ensure_future(app.reload())
-        reloads.add(task)
-        task.add_done_callback(reloads.discard)
+        def on_hup() -> None:
+            task: asyncio.Task[object] = asyncio.ensure_future(app.reload())
+            reloads.add(task)
+            task.add_done_callback(reloads.discard)
 
-    asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, on_hup)
-    sig = await _wait_for_signal()
-    asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
-    await asyncio.gather(*reloads, return_exceptions=True)
-    log.info("shutting down", extra=fields(signal=sig))
-    await app.stop(grace=SHUTDOWN_GRACE)
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, on_hup)
+        sig = await signals.wait()
+        asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+        await asyncio.gather(*reloads, return_exceptions=True)
+        log.info("shutting down", extra=fields(signal=sig))
+        await app.stop(grace=SHUTDOWN_GRACE)
     return EXIT_OK
 
 
@@ -161,13 +176,14 @@ async def _simulate(listen: str, latency_scale: float, portal_time_scale: float 
 
     host, port = split_listen(listen)
     token = os.environ.get("IOC_SIM_TOKEN") or None
-    runner = await start_simulator(host, port, token=token, latency_scale=latency_scale,
-                                   portal_time_scale=portal_time_scale,
-                                   portal_min_monthly=portal_min_monthly)
-    print(f"simulator running at http://{listen}  (fault injection "
-          f"{'enabled' if token else 'disabled: set IOC_SIM_TOKEN'})", flush=True)
-    await _wait_for_signal()
-    await runner.cleanup()
+    with _StopSignals() as signals:
+        runner = await start_simulator(host, port, token=token, latency_scale=latency_scale,
+                                       portal_time_scale=portal_time_scale,
+                                       portal_min_monthly=portal_min_monthly)
+        print(f"simulator running at http://{listen}  (fault injection "
+              f"{'enabled' if token else 'disabled: set IOC_SIM_TOKEN'})", flush=True)
+        await signals.wait()
+        await runner.cleanup()
     return EXIT_OK
 
 

@@ -140,3 +140,39 @@ def test_simulate_serves_the_province_and_stops_on_sigterm() -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_sigterm_during_start_up_is_not_a_kill(tmp_path: Path) -> None:
+    """A stop asked for while ioc is still starting ends it cleanly, not by the default action.
+
+    The store here is a PostgreSQL address that accepts connections and never answers, so the
+    process is provably inside start-up (its connection has arrived) when the signal is sent.
+    """
+    import socket
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        config = yaml.safe_load((ROOT / "config.yaml").read_text(encoding="utf-8"))
+        config["storage"] = {"url": f"postgresql+asyncpg://ioc@127.0.0.1:{port}/ioc"}
+        config["simulator"] = {"enabled": False}
+        path = tmp_path / "config.yaml"
+        path.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
+        proc = subprocess.Popen([*IOC, "run", "-c", str(path), "--listen",
+                                 f"127.0.0.1:{free_port()}"], cwd=tmp_path,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            silent.settimeout(30)
+            conn, _ = silent.accept()  # the store is opening: start-up is under way
+            proc.send_signal(signal.SIGTERM)
+            rc = proc.wait(timeout=30)
+            conn.close()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    stderr = proc.stderr.read() if proc.stderr else ""
+    assert rc != -signal.SIGTERM, "killed by SIGTERM's default action during start-up"
+    assert rc == 1, stderr
+    assert "cannot start" in stderr, stderr
