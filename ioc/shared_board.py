@@ -37,7 +37,7 @@ from ioc.logs import fields
 from ioc.sharding import Shard
 from ioc.status import StatusBoard
 from ioc.store.base import StoreError
-from ioc.store.tail import TailStore
+from ioc.store.tail import SeriesRow, TailStore
 from ioc.store_tail import CLOCK_SKEW
 
 if TYPE_CHECKING:
@@ -149,16 +149,14 @@ class SharedBoard:
         return changed
 
     async def _followed_ids(self, remote: set[str]) -> list[int]:
-        known = self._series
-        new = [sid for sid in await self.store.series_ids() if sid not in known]
-        if new:
-            for sid in new:
-                known[sid] = None
-            for row in await self.store.series(new):
-                target = dict(row.labels).get("target")
-                if row.metric in _FOLLOWED and target is not None:
-                    known[row.id] = (row.metric, target)
-        return [sid for sid, f in known.items() if f is not None and f[1] in remote]
+        await self.store.learn_series(self._series, _board_series)
+        return [sid for sid, f in self._series.items() if f is not None and f[1] in remote]
+
+
+def _board_series(row: SeriesRow) -> tuple[str, str] | None:
+    """(metric, target) of a series the board is built from; None for every other series."""
+    target = dict(row.labels).get("target")
+    return (row.metric, target) if row.metric in _FOLLOWED and target is not None else None
 
 
 def build_shared_board(config: Config, board: StatusBoard, shard: Shard,

@@ -121,12 +121,7 @@ class StoreTail:
 
     async def _poll_samples(self, since: int, until: int) -> None:
         known = self._series
-        new = [sid for sid in await self.store.series_ids() if sid not in known]
-        if new:
-            for sid in new:
-                known[sid] = None
-            for row in await self.store.series(new):
-                known[row.id] = _followed(row)
+        await self.store.learn_series(known, _followed)
         wanted = {t for t in self.targets() if not self.shard.owns(t)}
         for target in self._followed_targets - wanted:  # removed from the config
             self.samples.drop_target(target)

@@ -13,8 +13,9 @@ PostgreSQL only: the tail exists for several instances sharing one database.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from sqlalchemy import BigInteger, Integer, any_, bindparam, select
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -24,6 +25,8 @@ from ioc.store.base import StoreError
 from ioc.store.events import events_table
 from ioc.store.schema import parse_canonical_labels, samples, series
 from ioc.store.table_store import TableStore
+
+T = TypeVar("T")
 
 _ID_CHUNK = 10_000  # series ids per query: one array parameter each
 
@@ -87,6 +90,22 @@ class TailStore(TableStore):
         except Exception as exc:
             raise self._failed("read series", exc) from exc
         return out
+
+    async def learn_series(self, known: dict[int, T | None],
+                           classify: Callable[[SeriesRow], T | None]) -> None:
+        """Add the series stored since the last call to ``known``, each as ``classify`` sees it.
+
+        Followers keep one such map for the life of their process: a series id never changes
+        its series, so only ids new to the map are read. An id whose labels cannot be parsed
+        stays ``None`` (not followed), so it is not read again on every poll.
+        """
+        new = [sid for sid in await self.series_ids() if sid not in known]
+        if not new:
+            return
+        for sid in new:
+            known[sid] = None
+        for row in await self.series(new):
+            known[row.id] = classify(row)
 
     async def samples(self, ids: Sequence[int], since_ms: int,
                       until_ms: int) -> list[tuple[int, int, float]]:
