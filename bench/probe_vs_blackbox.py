@@ -37,7 +37,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -50,19 +49,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+from harness import cpu_seconds, free_port, get, loadavg, quantile, wait_http
 
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = ("<!doctype html><html><head><meta charset=utf-8><title>Cổng thông tin điện tử</title>"
         "</head><body><h1>Sở Thông tin và Truyền thông</h1><p>Hệ thống hoạt động bình thường."
         "</p></body></html>\n")
 PORTS = 8  # nginx listeners; the targets are spread over them (one "host" per port)
 DEPARTMENTS = 35
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def need(binary: str) -> str:
@@ -74,40 +67,11 @@ def need(binary: str) -> str:
     return path
 
 
-def get(url: str, timeout: float = 10.0) -> bytes:
-    with urllib.request.urlopen(url, timeout=timeout) as resp:
-        return bytes(resp.read())
-
-
-def wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, limit: float = 60.0) -> None:
-    """Until ``url`` answers 2xx; a child that dies first is reported with its log's tail."""
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            tail = log.read_text(errors="replace")[-2000:]
-            raise SystemExit(f"{proc.args[0]} exited with {proc.returncode} before {url} "
-                             f"answered:\n{tail}")
-        with contextlib.suppress(OSError):
-            get(url, timeout=5)
-            return
-        time.sleep(0.1)
-    raise SystemExit(f"{url} did not answer within {limit:g} s")
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
-
-
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
-
-
-def loadavg() -> str:
-    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 @contextlib.contextmanager
@@ -209,23 +173,6 @@ def histogram(metrics: dict[str, float], name: str) -> dict[float, float]:
         if match:
             buckets[float(match.group(1))] = value
     return buckets
-
-
-def quantile(buckets: dict[float, float], q: float) -> float:
-    """``histogram_quantile``: linear interpolation within the bucket holding the rank."""
-    bounds = sorted(buckets)
-    total = buckets[bounds[-1]]
-    if total <= 0:
-        return float("nan")
-    rank = q * total
-    lower, below = 0.0, 0.0
-    for bound in bounds:
-        if buckets[bound] >= rank:
-            if math.isinf(bound):
-                return lower
-            return lower + (bound - lower) * (rank - below) / max(buckets[bound] - below, 1e-9)
-        lower, below = bound, buckets[bound]
-    return lower
 
 
 def below(buckets: dict[float, float], limit: float) -> float:

@@ -35,41 +35,27 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import math
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
 import yaml
+from harness import CLK_TCK, cpu_seconds, free_port, get, loadavg, quantile, wait_http
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.engine import make_url
 
 from collectors.simulator import units
 
 ROOT = Path(__file__).resolve().parent.parent
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/test"
 DATABASE = "ioc_bench_shards"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
 
 
 def machine_cpu_seconds() -> tuple[float, float]:
@@ -93,33 +79,6 @@ def postgres_cpu_seconds() -> float:
                 if title.startswith("postgres: ") and f" {DATABASE} " in title:
                     total += cpu_seconds(int(entry.name))
     return total
-
-
-def loadavg() -> str:
-    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-
-
-def get(url: str, timeout: float = 10.0) -> bytes:
-    with urllib.request.urlopen(url, timeout=timeout) as resp:
-        return bytes(resp.read())
-
-
-def wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, limit: float) -> None:
-    """Until ``url`` answers 2xx; a child that dies first is reported with its log's tail.
-
-    Each request may take long: a saturated ioc answers its web server late.
-    """
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            tail = log.read_text(errors="replace")[-2000:]
-            raise SystemExit(f"{proc.args!r} exited with {proc.returncode} before {url} "
-                             f"answered:\n{tail}")
-        with contextlib.suppress(OSError):
-            get(url, timeout=30)
-            return
-        time.sleep(0.1)
-    raise SystemExit(f"{url} did not answer within {limit:g} s")
 
 
 @contextlib.contextmanager
@@ -182,22 +141,6 @@ def lag_buckets(metrics: dict[tuple[str, tuple[tuple[str, str], ...]], float]
     """Cumulative ``ioc_scheduler_lag_seconds`` bucket counts by upper bound."""
     return {float(dict(labels)["le"]): value for (sample, labels), value in metrics.items()
             if sample == "ioc_scheduler_lag_seconds_bucket"}
-
-
-def quantile(buckets: dict[float, float], q: float) -> float:
-    """``histogram_quantile``: linear interpolation within the bucket holding the rank."""
-    bounds = sorted(buckets)
-    if not bounds or buckets[bounds[-1]] <= 0:
-        return float("nan")
-    rank = q * buckets[bounds[-1]]
-    lower, below = 0.0, 0.0
-    for bound in bounds:
-        if buckets[bound] >= rank:
-            if math.isinf(bound):
-                return lower
-            return lower + (bound - lower) * (rank - below) / max(buckets[bound] - below, 1e-9)
-        lower, below = bound, buckets[bound]
-    return lower
 
 
 # --------------------------------------------------------------------------------------------
@@ -334,9 +277,9 @@ def run(count: int, args: argparse.Namespace, server: str, sim: subprocess.Popen
             # /readyz: the web server answers once start-up (store included) is done, while
             # /readyz's 2 s store ping times out in a process that is saturated on purpose.
             if index == 0:
-                wait_http(bases[0] + "/healthz", procs[0], logs[0], limit=300)
+                wait_http(bases[0] + "/healthz", procs[0], logs[0], limit=300, request_timeout=30)
         for base, proc, log in zip(bases, procs, logs, strict=True):
-            wait_http(base + "/healthz", proc, log, limit=300)
+            wait_http(base + "/healthz", proc, log, limit=300, request_timeout=30)
         time.sleep(args.warmup)
 
         before = [scrape(base) for base in bases]
@@ -420,7 +363,7 @@ def main() -> None:
                           f"127.0.0.1:{sim_port}", "--latency-scale", "0"],
                          tmp / "simulator.log") as sim:
                 wait_http(f"http://127.0.0.1:{sim_port}/_sim/units", sim, tmp / "simulator.log",
-                          limit=60)
+                          limit=60, request_timeout=30)
                 favour(sim)
                 for count in counts:
                     result = run(count, args, server, sim, sim_port, tmp)
