@@ -33,7 +33,14 @@ from collectors.probe.conditions import (
 from collectors.probe.errors import classify_http_error
 from collectors.probe.phases import CURRENT_TIMER, PhaseTimer
 from collectors.probe.session import open_probe_session
-from collectors.probe.tls import TlsInfo, check_cert_days, client_context, tls_info
+from collectors.probe.tls import (
+    TlsInfo,
+    check_cert_days,
+    client_context,
+    shared_client_context,
+    tls_info,
+)
+from collectors.probe.wire import WireClient, WireResponse
 from ioc import clock
 from ioc.config_types import CollectorConfig, Duration, StrictModel
 from ioc.model import CollectResult, Event, Sample, make_labels
@@ -212,6 +219,16 @@ class HttpCollector:
                                    department=config.department, kind=self.kind)
         self._phase_labels = {phase: make_labels(self._labels, phase=phase)
                               for phase in ("dns", "connect", "tls", "processing", "transfer")}
+        # The fresh-connection default runs on the lean engine (collectors.probe.wire);
+        # connection reuse and proxies need a full client and stay on aiohttp.
+        self._wire: WireClient | None = None
+        if not config.keepalive and config.proxy is None:
+            self._wire = WireClient(
+                url=config.url, method=config.method, headers=self._headers, body=config.body,
+                ssl_context=shared_client_context(config.verify_tls, config.ca_file),
+                max_redirects=config.max_redirects, max_body_bytes=config.max_body_bytes,
+                family=config.ip_family, family_fallback=config.ip_family_fallback,
+                resolver=resolver)
         self._own_policy = config.keepalive or config.ip_family != "any"
         self._own_session: aiohttp.ClientSession | None = None
         self._baseline_title: str | None = None
@@ -245,22 +262,12 @@ class HttpCollector:
     async def collect(self, session: aiohttp.ClientSession, now: float) -> CollectResult:
         cfg = self.config
         timer = PhaseTimer(tls=self._tls)
-        token = CURRENT_TIMER.set(timer)
         started = clock.monotonic()
         try:
-            async with self._session_for(session).request(
-                cfg.method, cfg.url, headers=self._headers, data=cfg.body,
-                ssl=self._ssl, allow_redirects=cfg.max_redirects > 0,
-                max_redirects=max(cfg.max_redirects, 1), proxy=cfg.proxy,
-                trace_request_ctx=timer, auto_decompress=False,
-            ) as response:
-                tls = self._tls_of(response, timer)
-                body = b"" if cfg.method == "HEAD" else await read_body(
-                    response, cfg.max_body_bytes)
-                timer.finish()
-                status = response.status
-                charset = response.charset or "utf-8"
-                final_url = str(response.url)
+            if self._wire is not None:
+                response = await self._wire.fetch(timer)
+            else:
+                response = await self._fetch_aiohttp(session, timer)
         except asyncio.CancelledError as exc:
             mark_interrupted_phase(exc, timer.current)
             raise
@@ -271,8 +278,10 @@ class HttpCollector:
             if failure is None:
                 raise
             raise failure from exc
-        finally:
-            CURRENT_TIMER.reset(token)
+        timer.finish()
+        status, body, final_url, tls = response.status, response.body, response.url, \
+            response.tls
+        charset = response.charset or "utf-8"
         elapsed = clock.monotonic() - started
         samples = self._samples(timer, status, len(body), tls, final_url, now)
         try:
@@ -292,6 +301,26 @@ class HttpCollector:
                                  error=f"answered in {elapsed:.3f}s, over max_latency "
                                        f"{cfg.max_latency:g}s")
         return CollectResult(up=True, samples=samples, value=status)
+
+    async def _fetch_aiohttp(self, session: aiohttp.ClientSession,
+                             timer: PhaseTimer) -> WireResponse:
+        """The check through aiohttp, for targets with ``keepalive`` or a ``proxy``."""
+        cfg = self.config
+        token = CURRENT_TIMER.set(timer)
+        try:
+            async with self._session_for(session).request(
+                cfg.method, cfg.url, headers=self._headers, data=cfg.body,
+                ssl=self._ssl, allow_redirects=cfg.max_redirects > 0,
+                max_redirects=max(cfg.max_redirects, 1), proxy=cfg.proxy,
+                trace_request_ctx=timer, auto_decompress=False,
+            ) as response:
+                tls = self._tls_of(response, timer)
+                body = b"" if cfg.method == "HEAD" else await read_body(
+                    response, cfg.max_body_bytes)
+                return WireResponse(status=response.status, body=body,
+                                    charset=response.charset, url=str(response.url), tls=tls)
+        finally:
+            CURRENT_TIMER.reset(token)
 
     def _tls_of(self, response: aiohttp.ClientResponse, timer: PhaseTimer) -> TlsInfo | None:
         """TLS details of the connection the answer came on (kept across keepalive reuse)."""

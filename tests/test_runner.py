@@ -72,7 +72,8 @@ async def test_up_target_records_samples_status_and_metrics(harness, aiohttp_ser
     assert {s.metric for s in harness.sink.samples} == {
         "ioc_target_up", "ioc_target_state_up", "ioc_probe_duration_seconds",
         "ioc_probe_http_status_code", "ioc_probe_http_content_length_bytes",
-        "ioc_probe_http_redirects", "ioc_probe_http_final_url_info"}
+        "ioc_probe_http_redirects", "ioc_probe_http_final_url_info",
+        "ioc_probe_phase_duration_seconds"}
     state = harness.board.targets["stp-web"]
     assert state.up is True and state.last_value == 200 and state.latency > 0
     assert harness.registry.get_sample_value(

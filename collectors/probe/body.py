@@ -16,7 +16,9 @@ from collectors.base import CollectorFailure
 CHUNK = 64 * 1024
 
 
-class _Inflater:
+class Inflater:
+    """Inflates gzip or deflate chunk by chunk, never past the room it is given."""
+
     def __init__(self, encoding: str) -> None:
         if encoding == "gzip" or encoding == "x-gzip":
             self._z = zlib.decompressobj(16 + zlib.MAX_WBITS)
@@ -48,7 +50,7 @@ async def read_body(response: aiohttp.ClientResponse, limit: int) -> bytes:
     if declared is not None and declared > limit and encoding in ("", "identity"):
         raise CollectorFailure("too_large",
                                f"Content-Length {declared} is over max_body_bytes {limit}")
-    inflater = _Inflater(encoding) if encoding in ("gzip", "x-gzip", "deflate") else None
+    inflater = Inflater(encoding) if encoding in ("gzip", "x-gzip", "deflate") else None
     parts: list[bytes] = []
     size = 0
     raw = 0
