@@ -87,8 +87,6 @@ def setup_logging(level: str = "info", fmt: str = "logfmt", secrets: Iterable[st
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
-    # APScheduler logs every job run at INFO; that is noise at thousands of targets.
-    logging.getLogger("apscheduler").setLevel(max(logging.WARNING, root.level))
     logging.getLogger("aiohttp.access").setLevel(max(logging.WARNING, root.level))
     # Alembic announces its plugins once per process; the revisions it runs stay at INFO.
     logging.getLogger("alembic.runtime.plugins").setLevel(max(logging.WARNING, root.level))

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from ioc.scheduler import Job, Scheduler, scheduled_time, spread_offsets
 
@@ -114,3 +118,249 @@ async def test_shutdown_lets_in_flight_polls_finish() -> None:
     release.set()
     await asyncio.wait_for(stopping, timeout=5)
     assert finished == [True]  # completed, not cancelled
+
+
+class StepClock:
+    """A wall clock the test steps by hand."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def recorder() -> tuple[list[float], Callable[[float], Coroutine[Any, Any, None]]]:
+    calls: list[float] = []
+
+    async def poll(scheduled: float) -> None:
+        calls.append(scheduled)
+
+    return calls, poll
+
+
+async def settle() -> None:
+    """Let the polls just started run to completion (they never wait on anything)."""
+    for _ in range(3):
+        await asyncio.sleep(0)
+
+
+async def test_jobs_due_within_the_batch_window_start_in_one_wake_up() -> None:
+    clock = StepClock()
+    scheduler = Scheduler(wall_clock=clock, batch_window=0.002)
+    calls: dict[str, float] = {}
+
+    def poll_for(name: str) -> Callable[[float], Coroutine[Any, Any, None]]:
+        async def poll(scheduled: float) -> None:
+            calls[name] = scheduled
+        return poll
+
+    # 10 jobs at 10 ms: offsets 1 ms apart, so 0, 1 and 2 ms are due at the first wake-up
+    scheduler.add_jobs([Job(f"j{i}", 0.01, poll_for(f"j{i}")) for i in range(10)],
+                       now=clock.now)
+    assert scheduler.run_due(clock.now) == 3
+    await settle()
+    assert sorted(calls.values()) == [clock.now + 0.01 * r / 10 for r in range(3)]
+    clock.now += 0.003  # 3 ms; 4 and 5 ms are inside the window
+    assert scheduler.run_due(clock.now) == 3
+    await settle()
+    assert len(calls) == 6
+
+
+async def test_a_slot_due_while_the_previous_poll_runs_is_skipped_not_queued() -> None:
+    clock = StepClock()
+    scheduler = Scheduler(wall_clock=clock)
+    release = asyncio.Event()
+    calls: list[float] = []
+
+    async def slow(scheduled: float) -> None:
+        calls.append(scheduled)
+        await release.wait()
+
+    scheduler.add_jobs([Job("slow", 10.0, slow)], now=1000.0)
+    assert scheduler.run_due(1000.0) == 1
+    await settle()
+    assert scheduler.run_due(1010.0) == 0  # still running: this slot is skipped
+    assert scheduler.skipped == 1
+    release.set()
+    await settle()
+    assert scheduler.run_due(1015.0) == 0  # the skipped slot is not made up for
+    assert scheduler.run_due(1020.0) == 1
+    await settle()
+    assert calls == [1000.0, 1020.0]
+    assert scheduler.coalesced == 0
+
+
+async def test_after_a_late_wake_up_a_job_runs_once_then_back_on_its_grid() -> None:
+    clock = StepClock()
+    scheduler = Scheduler(wall_clock=clock)
+    calls, poll = recorder()
+    scheduler.add_jobs([Job("a", 1.0, poll)], now=1000.0)
+    assert scheduler.run_due(1000.0) == 1
+    await settle()
+    assert scheduler.run_due(1003.5) == 1  # the loop was blocked for slots 1001–1003
+    await settle()
+    assert calls == [1000.0, 1003.0]  # once, for the latest slot passed
+    assert scheduler.coalesced == 2
+    assert scheduler.run_due(1003.9) == 0
+    assert scheduler.run_due(1004.0) == 1
+    await settle()
+    assert calls == [1000.0, 1003.0, 1004.0]
+
+
+async def test_remove_job_while_its_poll_runs_stops_later_runs_and_drain_waits() -> None:
+    clock = StepClock()
+    scheduler = Scheduler(wall_clock=clock)
+    release = asyncio.Event()
+    finished: list[float] = []
+
+    async def slow(scheduled: float) -> None:
+        await release.wait()
+        finished.append(scheduled)
+
+    scheduler.add_jobs([Job("slow", 1.0, slow)], now=1000.0)
+    assert scheduler.run_due(1000.0) == 1
+    await settle()
+    scheduler.remove_job("slow")
+    assert scheduler.job_names() == set()
+    assert scheduler.job_count == 0
+    draining = asyncio.create_task(scheduler.drain("slow", grace=5.0))
+    await settle()
+    assert not draining.done()
+    release.set()
+    await asyncio.wait_for(draining, timeout=5)
+    assert finished == [1000.0]  # the poll in flight finished, not cancelled
+    assert scheduler.run_due(1005.0) == 0
+
+
+async def test_drain_cancels_a_poll_that_outlives_its_grace(caplog: Any) -> None:
+    clock = StepClock()
+    scheduler = Scheduler(wall_clock=clock)
+    started = asyncio.Event()
+
+    async def stuck(scheduled: float) -> None:
+        started.set()
+        await asyncio.Event().wait()
+
+    scheduler.add_jobs([Job("stuck", 1.0, stuck)], now=1000.0)
+    scheduler.run_due(1000.0)
+    await asyncio.wait_for(started.wait(), timeout=5)
+    scheduler.remove_job("stuck")
+    with caplog.at_level(logging.DEBUG, logger="ioc.scheduler"):
+        await scheduler.drain("stuck", grace=0.01)
+        await settle()
+    assert not scheduler._in_flight
+    assert not caplog.records  # cancelled on purpose: quietly
+
+
+async def test_re_adding_a_job_replaces_its_schedule() -> None:
+    clock = StepClock()
+    scheduler = Scheduler(wall_clock=clock)
+    old_calls, old_poll = recorder()
+    new_calls, new_poll = recorder()
+    scheduler.add_jobs([Job("a", 1.0, old_poll)], now=1000.0)
+    scheduler.add_jobs([Job("a", 5.0, new_poll)], now=1000.5)
+    assert scheduler.job_names() == {"a"}
+    assert scheduler.job_count == 1
+    assert scheduler.run_due(1000.0) == 0  # the old grid is gone
+    assert scheduler.run_due(1000.5) == 1
+    await settle()
+    assert scheduler.run_due(1004.0) == 0
+    assert scheduler.run_due(1005.5) == 1
+    await settle()
+    assert old_calls == []
+    assert new_calls == [1000.5, 1005.5]
+
+
+async def test_a_failing_poll_is_logged_and_keeps_its_schedule(caplog: Any) -> None:
+    clock = StepClock()
+    scheduler = Scheduler(wall_clock=clock)
+
+    async def boom(scheduled: float) -> None:
+        raise RuntimeError("collector bug")
+
+    scheduler.add_jobs([Job("boom", 1.0, boom)], now=1000.0)
+    with caplog.at_level(logging.ERROR, logger="ioc.scheduler"):
+        assert scheduler.run_due(1000.0) == 1
+        await settle()
+        assert scheduler.run_due(1001.0) == 1
+        await settle()
+    failures = [r for r in caplog.records if r.getMessage() == "poll job failed"]
+    assert len(failures) == 2
+    assert failures[0].exc_info is not None
+
+
+async def test_a_job_added_while_running_is_picked_up_before_the_armed_timer() -> None:
+    scheduler = Scheduler()
+    hourly_ran = asyncio.Event()
+
+    async def hourly(scheduled: float) -> None:
+        hourly_ran.set()
+
+    scheduler.add_jobs([Job("hourly", 3600.0, hourly)])
+    scheduler.start()
+    await asyncio.wait_for(hourly_ran.wait(), timeout=5)
+    fast_runs = asyncio.Event()
+
+    async def fast(scheduled: float) -> None:
+        fast_runs.set()
+
+    # the timer is armed an hour out; the new job must re-arm it
+    scheduler.add_jobs([Job("fast", 0.05, fast)])
+    await asyncio.wait_for(fast_runs.wait(), timeout=5)
+    await scheduler.shutdown()
+    assert scheduler.job_names() == {"hourly", "fast"}
+
+
+async def test_a_stepped_wall_clock_moves_jobs_to_the_new_grid() -> None:
+    step = 0.0
+    scheduler = Scheduler(wall_clock=lambda: time.time() + step)
+    calls: list[float] = []
+    enough = asyncio.Event()
+    want = 2
+
+    async def poll(scheduled: float) -> None:
+        calls.append(scheduled)
+        if len(calls) >= want:
+            enough.set()
+
+    scheduler.add_jobs([Job("a", 0.05, poll)])
+    scheduler.start()
+    await asyncio.wait_for(enough.wait(), timeout=5)
+    step, want = -3600.0, len(calls) + 2  # an hour back: polls must not stall for an hour
+    enough.clear()
+    await asyncio.wait_for(enough.wait(), timeout=5)
+    step, want = 3600.0, len(calls) + 2  # and forward again: no catch-up of the hour
+    enough.clear()
+    await asyncio.wait_for(enough.wait(), timeout=5)
+    await scheduler.shutdown()
+    assert scheduler.coalesced < 100  # an hour at 50 ms would be 72,000 slots
+
+
+async def test_no_poll_starts_after_shutdown() -> None:
+    clock = StepClock()
+    scheduler = Scheduler(wall_clock=clock)
+    calls, poll = recorder()
+    scheduler.add_jobs([Job("a", 1.0, poll)], now=1000.0)
+    scheduler.start()
+    await scheduler.shutdown()
+    assert not scheduler.running
+    assert scheduler.run_due(1010.0) == 0
+    assert calls == []
+
+
+async def test_a_poll_that_raises_before_it_is_a_coroutine_does_not_stop_the_others(
+        caplog: Any) -> None:
+    clock = StepClock()
+    scheduler = Scheduler(wall_clock=clock)
+    calls, poll = recorder()
+
+    def broken(scheduled: float) -> Coroutine[Any, Any, None]:
+        raise TypeError("not a coroutine function")
+
+    scheduler.add_jobs([Job("broken", 1.0, broken), Job("fine", 1.0, poll)], now=1000.0)
+    with caplog.at_level(logging.ERROR, logger="ioc.scheduler"):
+        assert scheduler.run_due(1000.5) == 1
+        await settle()
+    assert calls == [1000.0]  # "fine" starts at offset 0, "broken" at 0.5 s
+    assert [r.getMessage() for r in caplog.records] == ["poll job failed"]
