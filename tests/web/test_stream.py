@@ -13,10 +13,14 @@ import aiohttp
 import pytest
 from prometheus_client import CollectorRegistry
 
+from ioc import clock
 from ioc.app import IocApp
+from ioc.model import CollectResult
+from ioc.pipeline import PollOutcome
 from tests.conftest import SIM_TOKEN, PollWatcher, demo_config, free_port
 from web.errors import ApiError
 from web.stream import CLIENT_QUEUE, EventStream
+from web.wall_page import TILE_SPACING
 
 
 def make_stream(ring: int = 10, clients: int = 2) -> tuple[EventStream, CollectorRegistry]:
@@ -192,3 +196,48 @@ async def test_refusals_at_the_client_cap_are_logged_once_per_episode(
     assert (app.registry.get_sample_value("ioc_wall_stream_rejected_total") or 0) >= 5
     assert cap_lines() == ["wall stream client cap reached: refusing (counted in metrics)",
                            "wall stream client cap no longer refusing"]
+
+
+async def test_tile_rebuilds_are_spaced_and_the_last_change_still_arrives(app: IocApp) -> None:
+    """A department polled many times a second gets one tile at once and one at the end of
+    the spacing carrying the latest state, not a rebuild per poll."""
+    await app.scheduler.shutdown(grace=1.0)  # nothing polls behind the test's back
+    wall = app.wall
+    client = wall.stream.subscribe()
+    target = next(n for n, st in app.board.targets.items() if st.department == "STP")
+    wall.cancel_due_tiles()
+    wall._tile_built.clear()
+    while not client.queue.empty():
+        client.queue.get_nowait()
+
+    def poll(up: bool) -> None:
+        now = clock.now()
+        result = CollectResult(up=up, reason=None if up else "http_status",
+                               error=None if up else "unexpected HTTP status 503")
+        app.board.record(target, up=up, ts=now, latency=0.01, value=None,
+                         reason=result.reason, error=result.error)
+        wall.on_outcome(PollOutcome(target=target, kind="http", ts=now, duration=0.01,
+                                    result=result, samples=()))
+
+    def tiles() -> list[dict[str, Any]]:
+        found = []
+        while not client.queue.empty():
+            event = client.queue.get_nowait()
+            if event is not None and event.kind == "tile":
+                found.append(json.loads(event.data))
+        return [t for t in found if t["code"] == "STP"]
+
+    poll(False)
+    assert [t["state"] for t in tiles()] == ["down"]  # the first change: at once
+    for up in (True, False, True, True):
+        poll(up)
+    assert tiles() == []  # within the spacing: no rebuild per poll
+    async with asyncio.timeout(TILE_SPACING + 2):
+        while True:
+            event = await client.queue.get()
+            if event is not None and event.kind == "tile":
+                break
+    assert json.loads(event.data)["code"] == "STP"
+    assert json.loads(event.data)["state"] == "up"  # the latest state, not an older one
+    assert tiles() == []
+    wall.stream.unsubscribe(client)
