@@ -43,7 +43,7 @@ from collectors.probe.tls import (
 from collectors.probe.wire import WireClient, WireResponse
 from ioc import clock
 from ioc.config_types import CollectorConfig, Duration, StrictModel
-from ioc.model import CollectResult, Event, Sample, make_labels
+from ioc.model import CollectResult, Event, Labels, Sample, make_labels
 
 URL_LABEL_MAX = 200
 
@@ -232,6 +232,7 @@ class HttpCollector:
         self._own_policy = config.keepalive or config.ip_family != "any"
         self._own_session: aiohttp.ClientSession | None = None
         self._baseline_title: str | None = None
+        self._url_labels: dict[str, Labels] = {}
         self._last_hits: tuple[str, ...] = ()
         self._last_tls: TlsInfo | None = None
 
@@ -342,8 +343,7 @@ class HttpCollector:
             Sample("ioc_probe_http_status_code", labels, float(status), now),
             Sample("ioc_probe_http_content_length_bytes", labels, float(size), now),
             Sample("ioc_probe_http_redirects", labels, float(timer.redirects), now),
-            Sample("ioc_probe_http_final_url_info", make_labels(labels, url=url_label(final_url)),
-                   1.0, now),
+            Sample("ioc_probe_http_final_url_info", self._final_url_labels(final_url), 1.0, now),
         ]
         for phase, seconds in timer.durations.items():
             phase_labels = self._phase_labels.get(phase)
@@ -356,6 +356,16 @@ class HttpCollector:
             samples.append(Sample("ioc_probe_tls_version_info",
                                   make_labels(labels, version=tls.version), 1.0, now))
         return tuple(samples)
+
+    def _final_url_labels(self, final_url: str) -> Labels:
+        """Labels of the final-URL series, remembered for the few URLs a target ends at."""
+        found = self._url_labels.get(final_url)
+        if found is None:
+            if len(self._url_labels) >= 8:
+                self._url_labels.clear()  # a target whose redirects keep changing
+            found = self._url_labels[final_url] = make_labels(self._labels,
+                                                              url=url_label(final_url))
+        return found
 
     def _judge_content(self, body: bytes, charset: str, final_url: str,
                        now: float) -> tuple[str | None, tuple[Event, ...]]:
