@@ -344,6 +344,12 @@ class WireClient:
             await done
             return exchange, ssl_object
         finally:
+            # A check that ends another way (a failed handshake, the deadline) must leave no
+            # outcome behind on ``done`` for asyncio to report as never retrieved.
+            if not done.done():
+                done.cancel()
+            elif not done.cancelled():
+                done.exception()
             transport.abort()
 
     async def _connect(self, loop: asyncio.AbstractEventLoop, exchange: _Exchange,

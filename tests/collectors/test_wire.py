@@ -299,3 +299,32 @@ async def test_every_address_is_tried_until_one_accepts(
 async def test_shared_tls_context_is_one_object_per_policy() -> None:
     assert shared_client_context(True) is shared_client_context(True)
     assert shared_client_context(False) is not shared_client_context(True)
+
+
+async def test_a_failed_handshake_leaves_no_unretrieved_outcome(
+        probe: ProbeHarness, raw: Callable[[], RawServer]) -> None:
+    """The connection's end is also reported to the exchange; nothing may be left over for
+    asyncio to log as 'Future exception was never retrieved'."""
+    import gc
+
+    loop = asyncio.get_running_loop()
+    reported: list[str] = []
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _loop, context: reported.append(context["message"]))
+    try:
+        async def plain_http(reader: asyncio.StreamReader,
+                             writer: asyncio.StreamWriter) -> None:
+            writer.write(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(plain_http, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        result = await poll(probe, {"url": f"https://127.0.0.1:{port}/"})
+        server.close()
+        assert (result.up, result.reason) == (False, "tls")
+        gc.collect()
+        await asyncio.sleep(0)
+    finally:
+        loop.set_exception_handler(previous)
+    assert not [m for m in reported if "never retrieved" in m], reported
