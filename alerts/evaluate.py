@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from itertools import chain
 
 from alerts.rules import COMPARE, Rule
-from ioc.cache import SeriesCache, SeriesWindow
+from ioc.cache import SeriesCache, Window
 from ioc.model import Labels
 
 # (labels, labels as a dict, window) of one series
-Entry = tuple[Labels, dict[str, str], SeriesWindow]
+Entry = tuple[Labels, dict[str, str], Window]
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +36,7 @@ class Result:
 class _MetricIndex:
     __slots__ = ("entries", "postings")
 
-    def __init__(self, series: Iterable[tuple[Labels, SeriesWindow]]) -> None:
+    def __init__(self, series: Iterable[tuple[Labels, Window]]) -> None:
         self.entries: list[Entry] = []
         self.postings: dict[tuple[str, str], list[Entry]] = {}
         for labels, window in series:
@@ -86,7 +86,7 @@ class SeriesIndex:
         return [e for e in index.entries if all(m.matches(e[1]) for m in others)]
 
 
-def _window_points(window: SeriesWindow, start: float, now: float
+def _window_points(window: Window, start: float, now: float
                    ) -> list[tuple[float, float]]:
     """The points in ``(start, now]``, oldest first.
 
@@ -96,7 +96,7 @@ def _window_points(window: SeriesWindow, start: float, now: float
     return window.between(start, now)
 
 
-def aggregate(window: SeriesWindow, how: str, span: float, now: float) -> float | None:
+def aggregate(window: Window, how: str, span: float, now: float) -> float | None:
     """The aggregate of the window's points in ``(now - span, now]``; None without data."""
     start = now - span
     if how == "last":

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -296,6 +296,18 @@ def compile_rules(configs: list[tuple[RuleConfig, str]],
     names = dict(department_names or {})
     return [compile_rule(cfg, source=src, department_names=names, env=env, compiled=compiled)
             for cfg, src in configs]
+
+
+def read_ranges(rules: Iterable[Rule]) -> dict[str, float]:
+    """How far back the rules read each metric they name: the longest ``window`` (for an
+    ``absent`` rule, its duration). The sample cache keeps a window only this long for these
+    metrics and only the latest point of every other one (ioc.cache)."""
+    spans: dict[str, float] = {}
+    for rule in rules:
+        cfg = rule.config
+        span = cfg.absent if cfg.absent is not None else cfg.window
+        spans[cfg.metric] = max(span, spans.get(cfg.metric, 0.0))
+    return spans
 
 
 # --------------------------------------------------------------------------------------------

@@ -25,12 +25,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from harness import free_port, loadavg  # noqa: E402
-from probe_vs_blackbox import need, nginx_conf, started, target_urls  # noqa: E402
+from harness import free_port, loadavg
+from probe_vs_blackbox import need, nginx_conf, started, target_urls
 
-from collectors.http import HttpCollector  # noqa: E402
-from collectors.probe.session import open_probe_session  # noqa: E402
-from ioc.config import parse_config  # noqa: E402
+from collectors.http import HttpCollector
+from collectors.probe.session import open_probe_session
+from ioc.config import parse_config
 
 TICK = 0.005
 

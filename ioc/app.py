@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import aiohttp
@@ -19,7 +20,7 @@ from alerts.dispatcher import build_dispatcher
 from alerts.engine import AlertEngine
 from alerts.event_counts import EventCounts
 from alerts.model import AlertSink
-from alerts.rules import compile_rules
+from alerts.rules import Rule, compile_rules, read_ranges
 from collectors.probe.session import open_probe_session
 from collectors.registry import build_collector
 from collectors.siem import SiemCollector
@@ -28,6 +29,7 @@ from ioc.alert_role import AlertRole, build_store_tail, resolved_hold
 from ioc.cache import SeriesCache
 from ioc.config import AuthConfig, Config
 from ioc.config_types import CollectorConfig, split_listen
+from ioc.event_loop import loop_name
 from ioc.event_sink import EventSink
 from ioc.indices import IndexExporter
 from ioc.leader import LeaderMetrics
@@ -59,6 +61,10 @@ from ioc.syslog import SyslogReceiver
 from web.limits import TrustMetrics
 
 log = logging.getLogger("ioc.app")
+
+# Metrics the wall reads a whole window of: its security panel counts events over the window
+# (web/wall.py security_panel; from the event counts, or the sample cache when those are empty).
+WALL_RANGES = ("ioc_security_events_total",)
 
 
 @dataclass(frozen=True)
@@ -161,6 +167,7 @@ class IocApp:
                         for c in config.collectors), default=0.0),
             resolved_hold=resolved_hold(self.dispatcher.settings.route,
                                         config.alerts.evaluation_interval))
+        self.keep_ranges(self.alerts.rules)
         self.alert_role = AlertRole(
             self.alerts, self.dispatcher, interval=config.alerts.evaluation_interval,
             metrics=LeaderMetrics(self.registry), tail=tail,
@@ -174,6 +181,20 @@ class IocApp:
         self.trust = TrustMetrics(self.registry)
         self.reloader = Reloader(self, self.registry, clock.now)
         self.events.subscribe(self.wall.on_events)  # after event_counts: the panel reads it
+
+    def keep_ranges(self, rules: Sequence[Rule]) -> None:
+        """Keep in memory the ranges of points the rules (and the wall) read, and only the
+        latest point of every other metric (ioc.cache); again after each reload of the rules.
+
+        Both sample caches: this instance's and, on an alert leader with shards, the store
+        tail's copy of the others'. The event counts keep their whole window.
+        """
+        ranges = read_ranges(rules)
+        for metric in WALL_RANGES:
+            ranges[metric] = self.config.collection.window
+        self.cache.set_history(ranges)
+        if self.store_tail is not None:
+            self.store_tail.samples.set_history(ranges)
 
     def add_target(self, collector_config: CollectorConfig) -> PollRunner:
         """Build a target's runner and show it on the status board (at start and on reload)."""
@@ -280,7 +301,7 @@ class IocApp:
         self.started_at = clock.now()
         log.info("ioc started", extra=fields(
             url=self.url, targets=len(self.runners), shard=str(self.shard),
-            store=self.store.url_for_display))
+            store=self.store.url_for_display, event_loop=loop_name()))
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stop polling, finish in-flight polls, flush every collected sample, close."""

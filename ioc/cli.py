@@ -8,7 +8,7 @@ import logging
 import signal
 import sys
 
-from ioc import __version__
+from ioc import __version__, event_loop
 from ioc.config import Config, ConfigError, load_config
 from ioc.logs import fields, setup_logging
 
@@ -200,8 +200,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "simulate":
         setup_logging()
         try:
-            return asyncio.run(_simulate(args.listen, args.latency_scale,
-                                         args.portal_time_scale, args.portal_min_monthly))
+            return event_loop.run(_simulate(args.listen, args.latency_scale,
+                                            args.portal_time_scale, args.portal_min_monthly),
+                                  event_loop.choose("auto"))
         except ValueError as exc:
             print(f"ioc simulate: {exc}", file=sys.stderr)
             return EXIT_BAD_CONFIG
@@ -232,7 +233,12 @@ def main(argv: list[str] | None = None) -> int:
         config = dataclasses.replace(
             config, collection=config.collection.model_copy(update={"shard": shard}))
     setup_logging(config.logging.level, config.logging.format, config.secrets)
-    return asyncio.run(_run(config, args.listen))
+    try:
+        loop = event_loop.choose(config.service.event_loop)
+    except ImportError as exc:  # validated with the config; only if uvloop broke since
+        print(f"service.event_loop: uvloop cannot be loaded ({exc})", file=sys.stderr)
+        return EXIT_BAD_CONFIG
+    return event_loop.run(_run(config, args.listen), loop)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from ioc.config_types import (
     SecretStr,
     StrictModel,
 )
+from ioc.event_loop import EventLoopSetting, uvloop_factory
 from ioc.events_config import EventsConfig
 from ioc.indices import IndexConfig, IndexList
 from ioc.metrics_config import MetricsConfig
@@ -65,6 +66,20 @@ class ServiceConfig(StrictModel):
     body_limits: BodyLimitsConfig = Field(
         default_factory=BodyLimitsConfig,
         description="per-endpoint body caps (413 beyond); max_body_size caps them all")
+    event_loop: EventLoopSetting = Field(
+        "auto", description="auto: uvloop when installed, else asyncio's loop")
+
+    @field_validator("event_loop")
+    @classmethod
+    def _check_event_loop(cls, value: EventLoopSetting) -> EventLoopSetting:
+        if value == "uvloop":
+            try:
+                uvloop_factory()
+            except ImportError as exc:
+                raise ValueError(
+                    f"uvloop cannot be loaded here ({exc}). Hint: pip install uvloop (not "
+                    "available on Windows), or set auto to fall back to asyncio's loop") from exc
+        return value
 
 
 class LoggingConfig(StrictModel):

@@ -13,7 +13,10 @@ or in the store is dropped (history, alert state, the outbox, silences, acks):
   leave the cache, the status board and ``/metrics``), changed ones restart with a new job
   (with ``collection.shard``, other shards' targets are only shown: added to or removed from
   the board);
-* alert rules: swapped between evaluation cycles; unchanged rules keep their alerts;
+* alert rules: swapped between evaluation cycles; unchanged rules keep their alerts; the
+  cache keeps windows for the metrics the new rules read (ioc.cache): a metric only a new rule
+  reads has kept its latest point alone so far, and its window fills from then on, while a
+  metric no rule reads any more keeps only its latest point;
 * department names, auth tokens and anonymous roles, the log level.
 
 Everything else (the store, the listen address, the simulator, the event queues, the wall's
@@ -203,6 +206,7 @@ async def apply(app: IocApp, new: Config, now: float) -> ReloadResult:
                                                              for d in old.departments}:
         rules = compile_rules(list(effective.alert_rules), app.department_names)
         kept, added, removed = app.alerts.replace_rules(rules, now)
+        app.keep_ranges(rules)  # a metric a new rule reads starts its window now
         result.rules = {"kept": kept, "added": added, "removed": removed}
 
     if effective.auth != old.auth:

@@ -6,7 +6,7 @@ import asyncio
 import os
 import shutil
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,33 @@ from ioc.config import Config, parse_config
 from ioc.pipeline import PollOutcome
 
 SIM_TOKEN = "test-sim-token"
+
+LoopFactory = Callable[[], asyncio.AbstractEventLoop]
+
+
+def _uvloop_factory() -> LoopFactory:
+    import uvloop
+
+    return uvloop.new_event_loop
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--event-loop", choices=("asyncio", "uvloop"), default="asyncio",
+                     help="event loop of every async test (@pytest.mark.both_loops: both)")
+
+
+def pytest_asyncio_loop_factories(config: pytest.Config,
+                                  item: pytest.Item) -> dict[str, LoopFactory]:
+    """The loops an async test runs on (pytest-asyncio's hook; the test id names the loop).
+
+    ``ioc run`` runs on uvloop where it is installed; a module marked ``both_loops`` runs each
+    test on asyncio's loop and on uvloop, ``--event-loop uvloop`` runs every test on uvloop.
+    """
+    if item.get_closest_marker("both_loops") is not None:
+        return {"asyncio": asyncio.new_event_loop, "uvloop": _uvloop_factory()}
+    if config.getoption("--event-loop") == "uvloop":
+        return {"uvloop": _uvloop_factory()}
+    return {"asyncio": asyncio.new_event_loop}
 
 
 def free_port() -> int:

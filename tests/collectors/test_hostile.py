@@ -20,6 +20,9 @@ from tests.collectors.probe_support import (
     serve,
 )
 
+# ioc runs on uvloop; the probes are checked on asyncio's loop too (tests/conftest.py).
+pytestmark = pytest.mark.both_loops
+
 TIMEOUT = 1.0
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 

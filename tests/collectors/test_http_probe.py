@@ -18,6 +18,9 @@ from tests.collectors.probe_support import (
     serve,
 )
 
+# ioc runs on uvloop; the probes are checked on asyncio's loop too (tests/conftest.py).
+pytestmark = pytest.mark.both_loops
+
 PAGE = """<!doctype html><html><head><title>Sở Tư pháp tỉnh Hậu Giang</title></head>
 <body><h1>Cổng thông tin điện tử Sở Tư pháp</h1><p>Tra cứu hồ sơ</p></body></html>"""
 
