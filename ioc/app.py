@@ -46,7 +46,7 @@ from ioc.pipeline import Pipeline
 from ioc.reload import Reloader, ReloadResult
 from ioc.remote_write import RemoteWriter
 from ioc.runner import PollRunner
-from ioc.scheduler import Job, Scheduler
+from ioc.scheduler import Job, Scheduler, SchedulerMetrics
 from ioc.sharding import owner, parse_shard
 from ioc.shared_board import build_shared_board
 from ioc.status import StatusBoard, TargetState
@@ -123,6 +123,7 @@ class IocApp:
         self.limits = PollLimits(config.collection.max_concurrency,
                                  config.collection.max_per_host)
         self.scheduler = Scheduler()
+        self.registry.register(SchedulerMetrics(self.scheduler))
         self.runners: dict[str, PollRunner] = {}
         self.department_names = {d.code: d.name for d in config.departments}
         self._session: aiohttp.ClientSession | None = None

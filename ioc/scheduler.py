@@ -38,6 +38,9 @@ from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from prometheus_client.metrics_core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
+
 from ioc import clock
 
 log = logging.getLogger("ioc.scheduler")
@@ -286,3 +289,28 @@ class Scheduler:
                 self._cancelled.difference_update(still)
                 log.info("cancelled polls still running at shutdown",
                          extra={"fields": {"count": len(still)}})
+
+
+class SchedulerMetrics(Collector):
+    """The scheduler's counters on /metrics, read at scrape time (nothing to do per poll).
+
+    ``skipped`` says targets are slower than their interval (a poll still ran when the next
+    was due); ``coalesced`` says the event loop woke too late to start polls on time (it was
+    blocked or the process is short of CPU). Both should stay flat.
+    """
+
+    def __init__(self, scheduler: Scheduler) -> None:
+        self.scheduler = scheduler
+
+    def collect(self) -> list[Metric]:
+        return [
+            CounterMetricFamily(
+                "ioc_scheduler_skipped_polls",
+                "Poll slots not run because the target's previous poll was still running.",
+                value=self.scheduler.skipped),
+            CounterMetricFamily(
+                "ioc_scheduler_coalesced_polls",
+                "Poll slots passed over because the scheduler woke late (a busy or blocked "
+                "event loop); each target then ran once for the latest slot.",
+                value=self.scheduler.coalesced),
+        ]

@@ -9,7 +9,9 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from ioc.scheduler import Job, Scheduler, scheduled_time, spread_offsets
+from prometheus_client import CollectorRegistry
+
+from ioc.scheduler import Job, Scheduler, SchedulerMetrics, scheduled_time, spread_offsets
 
 
 def test_thousand_targets_never_share_a_second() -> None:
@@ -206,6 +208,28 @@ async def test_after_a_late_wake_up_a_job_runs_once_then_back_on_its_grid() -> N
     assert scheduler.run_due(1004.0) == 1
     await settle()
     assert calls == [1000.0, 1003.0, 1004.0]
+
+
+async def test_skipped_and_coalesced_slots_are_counters_on_metrics() -> None:
+    clock = StepClock()
+    scheduler = Scheduler(wall_clock=clock)
+    registry = CollectorRegistry()
+    registry.register(SchedulerMetrics(scheduler))
+    release = asyncio.Event()
+
+    async def slow(scheduled: float) -> None:
+        await release.wait()
+
+    scheduler.add_jobs([Job("slow", 1.0, slow)], now=1000.0)
+    scheduler.run_due(1000.0)
+    await settle()
+    scheduler.run_due(1001.0)  # still running: skipped
+    release.set()
+    await settle()
+    scheduler.run_due(1004.5)  # woke late: slots 1002 and 1003 passed over, 1004 runs
+    await settle()
+    assert registry.get_sample_value("ioc_scheduler_skipped_polls_total") == 1
+    assert registry.get_sample_value("ioc_scheduler_coalesced_polls_total") == 2
 
 
 async def test_remove_job_while_its_poll_runs_stops_later_runs_and_drain_waits() -> None:
