@@ -42,6 +42,7 @@ from ioc.cache import SeriesCache
 from ioc.exposition import Exposition
 from ioc.metrics import SAMPLE_METRICS, CacheStats, SampleExporter, ServiceMetrics
 from ioc.model import Sample, make_labels
+from ioc.status import StatusBoard, TargetState
 
 PHASES = ("dns", "connect", "processing", "transfer")
 DEPARTMENTS = ("VP-UBND", "SNV", "STP", "SKHDT", "STC", "SCT", "SNNPTNT", "SGTVT", "SXD", "STNMT")
@@ -84,6 +85,7 @@ def build(targets: int) -> CollectorRegistry:
     disable_created_metrics()
     registry = CollectorRegistry()
     metrics = ServiceMetrics(registry, "bench")
+    board = StatusBoard()
     options: dict[str, Any] = {}
     if "history" in inspect.signature(SeriesCache).parameters:
         options["history"] = {"ioc_target_up": 600.0}  # what the default alert rules read
@@ -107,8 +109,9 @@ def build(targets: int) -> CollectorRegistry:
         for phase in PHASES:
             samples.append(Sample("ioc_probe_phase_duration_seconds",
                                   make_labels(dict(base), phase=phase), 0.001 * (1 + i % 7), now))
-        metrics.last_success.labels(target=name).set(now)
+        board.register(TargetState(name, dept, "http", 30.0, last_success=now))
         metrics.collector_duration.labels(kind="http").observe(0.0123)
+    metrics.last_success.watch(board)
     cache.add(samples)
     return registry
 

@@ -3,7 +3,8 @@
 The app owns its ``CollectorRegistry`` (never the global one) so tests can build many apps in
 one process. Measured samples (``ioc_target_up`` and friends) are not copied into
 prometheus-client gauges one by one: ``SampleExporter`` reads them from the latest-value cache
-at scrape time, so a removed target disappears from /metrics by itself.
+at scrape time, so a removed target disappears from /metrics by itself; the last success of
+each target is read from the status board the same way (``LastSuccessGauge``).
 """
 
 from __future__ import annotations
@@ -13,15 +14,16 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample as PromSample
 
-from ioc.cache import SeriesCache
-from ioc.model import Labels
+from ioc.cache import SeriesCache, Window
+from ioc.model import Labels, make_labels
 
 if TYPE_CHECKING:
-    from ioc.cache import Window
+    from ioc.status import StatusBoard, TargetState
 
 # HELP texts of the sample metrics collectors produce. A metric a collector emits that is not
 # listed here is still exported, with a generic help line.
@@ -92,12 +94,13 @@ _LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 
 
 
 class CacheFamily(Metric):
-    """A gauge family of the cache whose ``Sample`` objects are built only when asked for.
+    """A gauge family read at scrape time whose ``Sample`` objects are built only when asked
+    for (the cache's series, the board's last successes).
 
     It holds the family's series as they were when it was collected: two lists, labels and
-    windows in the same order. /metrics (ioc/exposition.py) writes the text from them directly;
-    anything else reading ``samples`` (prometheus-client's encoders, ``get_sample_value``) gets
-    the samples a ``GaugeMetricFamily`` would hold.
+    windows (anything with a ``latest`` point) in the same order. /metrics (ioc/exposition.py)
+    writes the text from them directly; anything else reading ``samples`` (prometheus-client's
+    encoders, ``get_sample_value``) gets the samples a ``GaugeMetricFamily`` would hold.
     """
 
     _samples: list[PromSample] | None
@@ -159,6 +162,77 @@ class CacheStats(Collector):
             "collection.max_series were held (still stored).", value=self.cache.refused)
 
 
+class _LastSuccess(Window):
+    """One target's last success as the one point of a window, read when /metrics is written."""
+
+    __slots__ = ("labels", "state")
+
+    def __init__(self, state: TargetState) -> None:
+        self.state = state
+        self.labels = make_labels(target=state.name)  # the pair the target's own labels hold
+
+    @property
+    def latest(self) -> tuple[float, float] | None:
+        ts = self.state.last_success
+        return None if ts is None else (ts, ts)
+
+
+class LastSuccessGauge(MetricWrapperBase):
+    """``ioc_collector_last_success_timestamp_seconds``, read from the status board at scrape
+    time.
+
+    The board already holds every target's last success, so a poll sets nothing here (a
+    labelled Gauge cost a child lookup and a lock per poll, and 60–190 ms of a worker thread
+    at every scrape to collect 10,000 children), and a target leaves /metrics with its board
+    entry. Only the targets this instance polls are exported: the remote ones of a shard are
+    their owner's to export. A prometheus-client metric by type so that it declares its
+    ``target`` label like the others (docs/metrics.md is read from the registry), but it has
+    no children: its one family is a ``CacheFamily`` that ioc.exposition writes in slices on
+    the loop, from label texts kept between scrapes.
+    """
+
+    _type = "gauge"
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        super().__init__("ioc_collector_last_success_timestamp_seconds",
+                         "Unix time of the target's last successful poll.", ["target"],
+                         registry=registry)
+        self.board: StatusBoard | None = None
+        self._points: dict[str, _LastSuccess] = {}  # kept so their label tuples are too
+
+    def watch(self, board: StatusBoard) -> None:
+        self.board = board
+
+    def labels(self, *labelvalues: object, **labelkwargs: object) -> LastSuccessGauge:
+        raise TypeError("ioc_collector_last_success_timestamp_seconds is read from the "
+                        "status board; record a poll there")
+
+    def collect(self) -> list[Metric]:
+        if self.board is None:
+            return []
+        # One C call copies the board's states, so this may run in a worker thread (as
+        # ioc.exposition collects prometheus-client metrics) while the loop changes the board.
+        states = list(self.board.targets.values())
+        old = self._points
+        points: list[_LastSuccess] = []
+        succeeded = changed = False
+        for state in states:
+            if state.remote:
+                continue
+            found = old.get(state.name)
+            # A new point for a new target, or one added again at a reload (a new state).
+            point = found if found is not None and found.state is state else _LastSuccess(state)
+            changed = changed or point is not found
+            points.append(point)
+            succeeded = succeeded or state.last_success is not None
+        if changed or len(points) != len(old):
+            self._points = {p.state.name: p for p in points}  # only the board's targets
+        if not succeeded:
+            return []  # as SampleExporter: no family without a sample
+        return [CacheFamily(self._name, self._documentation, [p.labels for p in points],
+                            list[Window](points))]
+
+
 class ServiceMetrics:
     """ioc's own health metrics (the measured samples come from SampleExporter)."""
 
@@ -170,9 +244,7 @@ class ServiceMetrics:
         self.collector_duration = Histogram(
             "ioc_collector_duration_seconds", "Wall time of one poll, by collector type.",
             ["kind"], buckets=_LATENCY_BUCKETS, registry=registry)
-        self.last_success = Gauge(
-            "ioc_collector_last_success_timestamp_seconds",
-            "Unix time of the target's last successful poll.", ["target"], registry=registry)
+        self.last_success = LastSuccessGauge(registry)
         self.failures = Counter(
             "ioc_probe_failures_total", "Failed polls by target and failure reason.",
             ["target", "reason"], registry=registry)

@@ -55,6 +55,8 @@ class Pipeline:
         self.sink = sink
         self.metrics = metrics
         self.hooks: list[Hook] = []
+        # The last success of each target is exported from the board, not set at every poll.
+        metrics.last_success.watch(board)
 
     def add_hook(self, hook: Hook) -> None:
         self.hooks.append(hook)
@@ -68,9 +70,7 @@ class Pipeline:
                                   reason=result.reason, error=result.error,
                                   state_up=outcome.state_up, degraded=result.degraded)
         self.metrics.collector_duration.labels(kind=outcome.kind).observe(outcome.duration)
-        if result.up:
-            self.metrics.last_success.labels(target=outcome.target).set(outcome.ts)
-        else:
+        if not result.up:
             # the label set stays closed even if a collector invents a reason
             reason = result.reason if result.reason in FAILURE_REASONS else "error"
             self.metrics.failures.labels(target=outcome.target, reason=reason).inc()

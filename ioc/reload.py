@@ -185,9 +185,13 @@ async def apply(app: IocApp, new: Config, now: float) -> ReloadResult:
     app.wall.departments.update(names)
     app.config = effective
 
+    last_success: dict[str, float] = {}
     for name in diff.removed + diff.changed:
-        await _stop_target(app, name, drop_series=name in diff.removed
-                           or _labels_changed(old, effective, name))
+        drop = name in diff.removed or _labels_changed(old, effective, name)
+        state = app.board.targets.get(name)
+        if not drop and state is not None and state.last_success is not None:
+            last_success[name] = state.last_success
+        await _stop_target(app, name, drop_series=drop)
     by_name = {c.name: c for c in effective.collectors}
     # With collection.shard i/N only this instance's share is started, as at start-up.
     started = [app.add_target(by_name[name]) for name in diff.added + diff.changed
@@ -195,6 +199,13 @@ async def apply(app: IocApp, new: Config, now: float) -> ReloadResult:
     for name in diff.added + diff.changed:  # the others' are shown from the shared store
         if not app.shard.owns(name):
             app.add_remote_target(by_name[name])
+    # A target whose series are kept keeps its last success too (on the board, and so in
+    # ioc_collector_last_success_timestamp_seconds): a target down while its URL is fixed
+    # still shows since when.
+    for name, ts in last_success.items():
+        state = app.board.targets.get(name)
+        if state is not None and not state.remote and state.last_success is None:
+            state.last_success = ts
     if started and app.scheduler.running:
         from ioc.scheduler import Job
 
@@ -248,11 +259,9 @@ async def _stop_target(app: IocApp, name: str, *, drop_series: bool) -> None:
 
 
 def _drop_target_metrics(app: IocApp, name: str) -> None:
-    for family, labelsets in ((app.metrics.last_success, [(name,)]),
-                              (app.metrics.failures,
-                               [(name, r) for r in (*FAILURE_REASONS, "error")])):
-        for labels in labelsets:
-            try:
-                family.remove(*labels)
-            except KeyError:
-                pass
+    # ioc_collector_last_success_timestamp_seconds went with the board entry.
+    for reason in (*FAILURE_REASONS, "error"):
+        try:
+            app.metrics.failures.remove(name, reason)
+        except KeyError:
+            pass

@@ -35,6 +35,7 @@ from ioc.cache import SeriesCache
 from ioc.exposition import Exposition
 from ioc.metrics import CacheStats, SampleExporter, ServiceMetrics
 from ioc.model import Sample, make_labels
+from ioc.status import StatusBoard, TargetState
 
 PROMETHEUS_3 = ("application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.5,"
                 "application/openmetrics-text;version=0.0.1;q=0.4,"
@@ -59,6 +60,12 @@ def registry_like_ioc() -> tuple[CollectorRegistry, SeriesCache]:
     registry = CollectorRegistry()
     metrics = ServiceMetrics(registry, "0.1.0")
     cache = SeriesCache(window_seconds=600.0, max_points=10)
+    board = StatusBoard()
+    metrics.last_success.watch(board)  # as the pipeline does
+    # Neither a target that never succeeded nor another shard's target has a last success.
+    board.register(TargetState("never", "STP", "http", 30.0))
+    board.register(TargetState("remote", "STP", "http", 30.0, shard=1, remote=True,
+                               last_success=1_800_000_000.0))
     registry.register(SampleExporter(cache))
     registry.register(CacheStats(cache))
     samples = []
@@ -67,7 +74,7 @@ def registry_like_ioc() -> tuple[CollectorRegistry, SeriesCache]:
         base = make_labels(target=target, department="STP", kind="http")
         samples.append(Sample("ioc_target_up", base, 1.0, 1_800_000_000.0))
         samples.append(Sample("ioc_probe_duration_seconds", base, value, 1_800_000_000.0))
-        metrics.last_success.labels(target=target).set(value)
+        board.register(TargetState(target, "STP", "http", 30.0, last_success=value))
         metrics.collector_duration.labels(kind="http").observe(i / 10)
     odd = {"url": 'http://a/"q"\\b\nc', "department": "Sở Tư pháp", "empty": ""}
     samples.append(Sample("ioc_probe_http_final_url_info",
@@ -100,6 +107,17 @@ async def test_same_bytes_and_families_as_prometheus_client(accept: str) -> None
         return  # prometheus-client's parser does not read its own dots escaping back
     parse = parse_openmetrics if "openmetrics" in content_type else parse_text
     assert _families(parse(body.decode())) == _families(parse(expected.decode()))
+
+
+async def test_last_success_comes_from_the_board_without_remote_or_unpolled_targets() -> None:
+    registry, _ = registry_like_ioc()
+    body, _ = await Exposition().render(registry)
+    family = next(f for f in parse_text(body.decode())
+                  if f.name == "ioc_collector_last_success_timestamp_seconds")
+    assert family.type == "gauge"
+    assert family.documentation == "Unix time of the target's last successful poll."
+    assert [s.labels for s in family.samples] == [{"target": f"t{i}"}
+                                                  for i in range(len(VALUES))]
 
 
 def _families(families: Iterable[Metric]) -> list[tuple[str, str, list[Any]]]:

@@ -9,10 +9,12 @@ from collections.abc import AsyncIterator, Callable
 import aiohttp
 import pytest
 from aiohttp import web
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.utils import floatToGoString
 
 from collectors.http import HttpCollector, HttpConfig
 from ioc.cache import SeriesCache
+from ioc.exposition import Exposition
 from ioc.limits import PollLimits
 from ioc.metrics import ServiceMetrics
 from ioc.model import CollectResult, make_labels
@@ -80,6 +82,42 @@ async def test_up_target_records_samples_status_and_metrics(harness, aiohttp_ser
         "ioc_collector_last_success_timestamp_seconds", {"target": "stp-web"}) > 0
     assert harness.registry.get_sample_value(
         "ioc_collector_duration_seconds_count", {"kind": "http"}) == 1
+
+
+async def test_last_success_is_exported_from_the_board(harness, aiohttp_server) -> None:
+    """No sample before the first success; the value stays while the target fails; remote
+    targets (another shard's) are not exported; a target leaves with its board entry."""
+    healthy = True
+
+    async def flaky(request: web.Request) -> web.Response:
+        return web.Response(status=200 if healthy else 503)
+
+    url = await serve(aiohttp_server, flaky)
+    name = "ioc_collector_last_success_timestamp_seconds"
+    runner = harness.runner(http(url))
+    harness.board.register(TargetState("cat-web", "CAT", "http", 10.0, shard=1, remote=True,
+                                       last_success=1_800_000_000.0))
+    healthy = False
+    await runner.poll()
+    assert harness.registry.get_sample_value(name, {"target": "stp-web"}) is None
+    assert name not in generate_latest(harness.registry).decode()
+
+    healthy = True
+    first = await runner.poll()
+    assert harness.registry.get_sample_value(name, {"target": "stp-web"}) == first.ts
+    healthy = False
+    await runner.poll()
+    assert harness.registry.get_sample_value(name, {"target": "stp-web"}) == first.ts
+    assert harness.registry.get_sample_value(name, {"target": "cat-web"}) is None
+    body, _ = await Exposition().render(harness.registry)
+    assert body.decode() == generate_latest(harness.registry).decode()
+    assert [line for line in body.decode().splitlines() if line.startswith(name)] == [
+        f'{name}{{target="stp-web"}} {floatToGoString(first.ts)}']
+
+    harness.board.remove("stp-web")
+    assert harness.registry.get_sample_value(name, {"target": "stp-web"}) is None
+    with pytest.raises(TypeError):
+        harness.metrics.last_success.labels(target="stp-web")
 
 
 async def test_unexpected_status_is_down_with_reason(harness, aiohttp_server) -> None:

@@ -151,6 +151,10 @@ async def test_each_shard_shows_every_target_from_the_shared_store(
                 text = await resp.text()
             exported = set(re.findall(r'^ioc_target_up\{[^}]*target="([^"]+)"', text, re.M))
             assert exported == set(Shard(index, COUNT).select(TARGETS)), index
+            # The board also holds the other shard's targets (remote): not exported here.
+            exported = set(re.findall(
+                r'^ioc_collector_last_success_timestamp_seconds\{target="([^"]+)"', text, re.M))
+            assert exported == set(Shard(index, COUNT).select(TARGETS)), index
 
 
 async def test_a_stopped_owner_goes_stale_on_the_other_shard(

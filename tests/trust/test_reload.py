@@ -55,9 +55,19 @@ async def test_reload_adds_removes_and_changes_targets(tmp_path: Path) -> None:
         assert any(("target", "cat-health") in labels
                    for labels, _ in app.cache.series("ioc_target_up"))
         rule_states = list(app.alerts.evaluator.states)
+        last_success = "ioc_collector_last_success_timestamp_seconds"
+        await watcher.until(lambda seen: {"stp-health", "cat-health"} <= {
+            o.target for o in seen if o.result.up})
+        stp_success = app.board.targets["stp-health"].last_success
+        assert app.registry.get_sample_value(last_success, {"target": "cat-health"})
 
         write(path, raw_config(tmp_path, sim_port, ["STP", "VITHANH"], {"STP": "300ms"}))
         result = await app.reload()
+        # The removed target's last success leaves with it; the changed one (same labels)
+        # keeps its own until its next poll.
+        assert app.registry.get_sample_value(last_success, {"target": "cat-health"}) is None
+        assert app.registry.get_sample_value(
+            last_success, {"target": "stp-health"}) >= stp_success
 
         assert result.ok and not result.errors
         assert (result.added, result.removed, result.changed) == (
