@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -73,6 +74,7 @@ async def run(urls: list[str], engine: str, rate: float, duration: float) -> str
     reasons.clear()
     started_at = loop.time()
     cpu0 = time.process_time()
+    usage0 = resource.getrusage(resource.RUSAGE_SELF)
     done = 0
     index = 0
     while (now := loop.time()) - started_at < duration:
@@ -88,9 +90,12 @@ async def run(urls: list[str], engine: str, rate: float, duration: float) -> str
         await asyncio.wait(in_flight)
     wall = loop.time() - started_at
     cpu = time.process_time() - cpu0
+    usage1 = resource.getrusage(resource.RUSAGE_SELF)
+    user = (usage1.ru_utime - usage0.ru_utime) / done * 1e3
+    system = (usage1.ru_stime - usage0.ru_stime) / done * 1e3
     await session.close()
     return (f"{done / wall:7.0f}/s of {rate:.0f} offered   CPU per check {cpu / done * 1e3:.3f} ms"
-            f"   process CPU {cpu / wall * 100:3.0f} %   failed {failures} {reasons or ''}")
+            f" (user {user:.3f}, kernel {system:.3f})   process CPU {cpu / wall * 100:3.0f} %   failed {failures} {reasons or ''}")
 
 
 def main() -> None:

@@ -312,6 +312,10 @@ def run_ioc(tmp: Path, urls: list[str], args: argparse.Namespace) -> Result:
                         "department": f"DV{i % DEPARTMENTS:02d}", "url": url}
                        for i, url in enumerate(urls)],
     }
+    if args.store_flush is not None:
+        config["storage"]["flush_interval"] = f"{args.store_flush}s"
+    if args.store_batch is not None:
+        config["storage"]["batch_size"] = args.store_batch
     path = tmp / "ioc.yaml"
     path.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
     base = f"http://127.0.0.1:{web_port}"
@@ -392,6 +396,10 @@ def main() -> None:
     parser.add_argument("--only", choices=("ioc", "peer"), help="run one side only")
     parser.add_argument("--max-per-host", type=int, default=64,
                         help="ioc collection.max_per_host (targets share 8 nginx ports)")
+    parser.add_argument("--store-flush", type=float,
+                        help="ioc's storage.flush_interval in seconds (default: ioc's)")
+    parser.add_argument("--store-batch", type=int,
+                        help="ioc's storage.batch_size (default: ioc's)")
     parser.add_argument("--profile", help="write a py-spy profile of ioc here (raw format)")
     parser.add_argument("--profile-seconds", type=int, default=30)
     args = parser.parse_args()

@@ -116,8 +116,11 @@ class StorageConfig(StrictModel):
                      description="SQLAlchemy URL: sqlite+aiosqlite:///… or postgresql+asyncpg://…")
     retention: Duration = Field(30 * 86400.0, description="samples older than this are pruned")
     prune_interval: Duration = Field(3600.0, description="how often retention runs")
-    flush_interval: Duration = Field(1.0, description="writer flushes at least this often")
-    batch_size: int = Field(5000, ge=1, le=1_000_000)
+    # Each flush rewrites the newest page of every series it touches, so on SQLite its cost
+    # grows with the number of flushes, not of samples (BENCHMARKS.md, "Probes"): samples go
+    # out every few seconds, not as soon as a small batch is full.
+    flush_interval: Duration = Field(5.0, description="writer flushes at least this often")
+    batch_size: int = Field(200_000, ge=1, le=1_000_000)
     queue_limit: int = Field(1_000_000, ge=1000,
                              description="samples held in memory while the database is away")
     rollups: RollupsConfig = Field(default_factory=RollupsConfig,
