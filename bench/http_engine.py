@@ -95,7 +95,8 @@ async def run(urls: list[str], engine: str, rate: float, duration: float) -> str
     system = (usage1.ru_stime - usage0.ru_stime) / done * 1e3
     await session.close()
     return (f"{done / wall:7.0f}/s of {rate:.0f} offered   CPU per check {cpu / done * 1e3:.3f} ms"
-            f" (user {user:.3f}, kernel {system:.3f})   process CPU {cpu / wall * 100:3.0f} %   failed {failures} {reasons or ''}")
+            f" (user {user:.3f}, kernel {system:.3f})   process CPU {cpu / wall * 100:3.0f} %"
+            f"   failed {failures} {reasons or ''}")
 
 
 def main() -> None:
