@@ -316,8 +316,9 @@ class WireClient:
         timer.enter("connect")
         done: asyncio.Future[None] = loop.create_future()
         exchange = _Exchange(done, timer, method == "HEAD", self.limit)
-        transport = await self._connect(loop, exchange, addresses, origin)
+        transport: asyncio.Transport | None = None
         try:
+            transport = await self._connect(loop, exchange, addresses, origin)
             ssl_object = None
             if origin.scheme == "https":
                 timer.enter("tls")
@@ -344,13 +345,16 @@ class WireClient:
             await done
             return exchange, ssl_object
         finally:
-            # A check that ends another way (a failed handshake, the deadline) must leave no
-            # outcome behind on ``done`` for asyncio to report as never retrieved.
+            # A check that ends another way (a failed handshake, the deadline, even one that
+            # strikes while the connection is being made) must leave no outcome behind on
+            # ``done`` for asyncio to report as never retrieved, and no socket open.
             if not done.done():
                 done.cancel()
             elif not done.cancelled():
                 done.exception()
-            transport.abort()
+            for opened in (transport, exchange.transport):
+                if opened is not None:
+                    opened.abort()
 
     async def _connect(self, loop: asyncio.AbstractEventLoop, exchange: _Exchange,
                        addresses: list[tuple[int, str]], origin: _Origin) -> asyncio.Transport:

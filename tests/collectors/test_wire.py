@@ -328,3 +328,35 @@ async def test_a_failed_handshake_leaves_no_unretrieved_outcome(
     finally:
         loop.set_exception_handler(previous)
     assert not [m for m in reported if "never retrieved" in m], reported
+
+
+@pytest.mark.both_loops
+async def test_checks_cut_short_at_any_point_leave_nothing_behind(
+        raw: Callable[[], RawServer]) -> None:
+    """Deadlines strike while connecting, writing or reading: each check ends with no outcome
+    left for asyncio to report as never retrieved (on both event loops)."""
+    import gc
+
+    server = raw()
+    await server.start(fixed(b""))  # reads the request, then closes without an answer
+    loop = asyncio.get_running_loop()
+    reported: list[str] = []
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _loop, context: reported.append(context["message"]))
+    client = WireClient(url=f"http://127.0.0.1:{server.port}/", method="GET", headers={},
+                        body=None, ssl_context=shared_client_context(True), max_redirects=0,
+                        max_body_bytes=1024)
+    try:
+        for delay in range(60):
+            task = asyncio.create_task(client.fetch(PhaseTimer()))
+            for _ in range(delay % 12):  # cut after 0–11 turns of the loop
+                await asyncio.sleep(0)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        for _ in range(20):
+            await asyncio.sleep(0)
+        gc.collect()
+        await asyncio.sleep(0)
+    finally:
+        loop.set_exception_handler(previous)
+    assert not [m for m in reported if "never retrieved" in m], reported
