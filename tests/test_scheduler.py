@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+import pytest
 from prometheus_client import CollectorRegistry
 
 from ioc.scheduler import Job, Scheduler, SchedulerMetrics, scheduled_time, spread_offsets
@@ -149,7 +150,7 @@ async def settle() -> None:
 
 async def test_jobs_due_within_the_batch_window_start_in_one_wake_up() -> None:
     clock = StepClock()
-    scheduler = Scheduler(wall_clock=clock, batch_window=0.002)
+    scheduler = Scheduler(wall_clock=clock, batch_window=0.010)
     calls: dict[str, float] = {}
 
     def poll_for(name: str) -> Callable[[float], Coroutine[Any, Any, None]]:
@@ -157,16 +158,32 @@ async def test_jobs_due_within_the_batch_window_start_in_one_wake_up() -> None:
             calls[name] = scheduled
         return poll
 
-    # 10 jobs at 10 ms: offsets 1 ms apart, so 0, 1 and 2 ms are due at the first wake-up
-    scheduler.add_jobs([Job(f"j{i}", 0.01, poll_for(f"j{i}")) for i in range(10)],
+    # 500 jobs at 1 s: offsets 2 ms apart, so 0, 2, 4, 6, 8 and 10 ms are due at the first
+    # wake-up (the lead is 10 ms: the batch window, and 1 % of the interval)
+    scheduler.add_jobs([Job(f"j{i}", 1.0, poll_for(f"j{i}")) for i in range(500)],
                        now=clock.now)
-    assert scheduler.run_due(clock.now) == 3
+    assert scheduler.run_due(clock.now) == 6
     await settle()
-    assert sorted(calls.values()) == [clock.now + 0.01 * r / 10 for r in range(3)]
-    clock.now += 0.003  # 3 ms; 4 and 5 ms are inside the window
-    assert scheduler.run_due(clock.now) == 3
+    assert sorted(calls.values()) == pytest.approx([clock.now + r / 500 for r in range(6)])
+    clock.now += 0.011  # 12–20 ms are inside the lead now
+    assert scheduler.run_due(clock.now) == 5
     await settle()
-    assert len(calls) == 6
+    assert len(calls) == 11
+
+
+async def test_a_job_never_starts_earlier_than_a_hundredth_of_its_interval() -> None:
+    clock = StepClock()
+    scheduler = Scheduler(wall_clock=clock, batch_window=0.010)
+    calls, poll = recorder()
+    # 10 jobs at 100 ms: offsets 10 ms apart; the lead is 1 ms (1 % of 100 ms), not 10 ms
+    scheduler.add_jobs([Job(f"j{i}", 0.1, poll) for i in range(10)], now=clock.now)
+    assert scheduler.run_due(clock.now) == 1
+    clock.now += 0.0085
+    assert scheduler.run_due(clock.now) == 0  # the next is 1.5 ms away
+    clock.now += 0.0007
+    assert scheduler.run_due(clock.now) == 1  # 0.8 ms away: inside its lead
+    await settle()
+    assert len(calls) == 2
 
 
 async def test_a_slot_due_while_the_previous_poll_runs_is_skipped_not_queued() -> None:
