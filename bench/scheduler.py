@@ -31,7 +31,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ioc.scheduler import Job, Scheduler, scheduled_time, spread_offsets
+from ioc.scheduler import BATCH_WINDOW, Job, Scheduler, scheduled_time, spread_offsets
 
 
 class Probe:
@@ -139,7 +139,8 @@ def main() -> None:
     parser.add_argument("--interval", type=float, default=1.0)
     parser.add_argument("--duration", type=float, default=20.0)
     parser.add_argument("--warmup", type=float, default=3.0)
-    parser.add_argument("--window", type=float, default=0.002, help="ioc's batch window, s")
+    parser.add_argument("--window", type=float, default=BATCH_WINDOW,
+                        help="ioc's batch window, s (its default)")
     parser.add_argument("--only", choices=["ioc", "apscheduler"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.only:
