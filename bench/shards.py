@@ -48,6 +48,7 @@ from pathlib import Path
 import asyncpg
 import yaml
 from harness import CLK_TCK, cpu_seconds, free_port, get, loadavg, quantile, wait_http
+from probe_vs_blackbox import PORTS, below, need, nginx_conf, target_urls
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.engine import make_url
 
@@ -63,6 +64,20 @@ def machine_cpu_seconds() -> tuple[float, float]:
     values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     idle = values[3] + values[4]  # idle + iowait
     return (sum(values) - idle) / CLK_TCK, sum(values) / CLK_TCK
+
+
+def server_cpu_seconds(pid: int) -> float:
+    """CPU of the target server and its child processes (nginx's worker)."""
+    total_ = cpu_seconds(pid)
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[1] == str(pid):
+            with contextlib.suppress(OSError):  # a worker that just exited
+                total_ += cpu_seconds(int(stat.parent.name))
+    return total_
 
 
 def postgres_cpu_seconds() -> float:
@@ -235,7 +250,8 @@ HEADER = ("| shards | probes/s done (offered) | successful/s | polls/s started, 
           "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 
 
-def write_config(directory: Path, args: argparse.Namespace, sim_port: int, db_url: str) -> Path:
+def write_config(directory: Path, args: argparse.Namespace, sim_port: int, db_url: str,
+                 urls: list[str] | None = None) -> Path:
     codes = [u.code for u in units()]
     timeout = min(args.timeout, args.interval)
     config = {
@@ -248,7 +264,8 @@ def write_config(directory: Path, args: argparse.Namespace, sim_port: int, db_ur
         "departments": [{"code": u.code, "name": u.name, "kind": u.kind} for u in units()],
         "collectors": [{"type": "http", "name": f"target-{i:05d}",
                         "department": codes[i % len(codes)],
-                        "url": f"http://127.0.0.1:{sim_port}/{codes[i % len(codes)]}/health"}
+                        "url": urls[i] if urls else
+                        f"http://127.0.0.1:{sim_port}/{codes[i % len(codes)]}/health"}
                        for i in range(args.targets)],
     }
     path = directory / "ioc.yaml"
@@ -257,11 +274,11 @@ def write_config(directory: Path, args: argparse.Namespace, sim_port: int, db_ur
 
 
 def run(count: int, args: argparse.Namespace, server: str, sim: subprocess.Popen[bytes],
-        sim_port: int, tmp: Path) -> Result:
+        sim_port: int, tmp: Path, urls: list[str] | None = None) -> Result:
     asyncio.run(recreate_database(server))
     db_url = make_url(plain_url(server, DATABASE)).set(
         drivername="postgresql+asyncpg").render_as_string(hide_password=False)
-    config = write_config(tmp, args, sim_port, db_url)
+    config = write_config(tmp, args, sim_port, db_url, urls)
     ports = [free_port() for _ in range(count)]
     bases = [f"http://127.0.0.1:{port}" for port in ports]
     procs: list[subprocess.Popen[bytes]] = []
@@ -284,12 +301,14 @@ def run(count: int, args: argparse.Namespace, server: str, sim: subprocess.Popen
 
         before = [scrape(base) for base in bases]
         cpu0 = [cpu_seconds(p.pid) for p in procs]
-        sim0, pg0, machine0 = cpu_seconds(sim.pid), postgres_cpu_seconds(), machine_cpu_seconds()
+        sim0, pg0, machine0 = (server_cpu_seconds(sim.pid), postgres_cpu_seconds(),
+                               machine_cpu_seconds())
         t0 = time.time()
         time.sleep(args.duration)
         t1 = time.time()
         cpu1 = [cpu_seconds(p.pid) for p in procs]
-        sim1, pg1, machine1 = cpu_seconds(sim.pid), postgres_cpu_seconds(), machine_cpu_seconds()
+        sim1, pg1, machine1 = (server_cpu_seconds(sim.pid), postgres_cpu_seconds(),
+                               machine_cpu_seconds())
         load = loadavg()
         after = [scrape(base) for base in bases]
     finally:
@@ -323,6 +342,15 @@ def run(count: int, args: argparse.Namespace, server: str, sim: subprocess.Popen
         end, start = lag_buckets(a), lag_buckets(b)
         for bound, value in end.items():
             lag[bound] = lag.get(bound, 0.0) + value - start.get(bound, 0.0)
+    counted = max(lag.values(), default=0.0)
+    if counted:
+        late = {bound: 1 - value / counted for bound, value in sorted(lag.items())}
+        print(f"  on time (started within {0.1 * args.interval:g} s of its slot): "
+              f"{below(lag, 0.1 * args.interval) / counted * 100:.2f} % of {counted:,.0f} polls; "
+              "later than: " + ", ".join(f"{bound:g} s {share * 100:.2f} %"
+                                         for bound, share in late.items()
+                                         if bound != float("inf") and 0.05 <= bound <= 5),
+              flush=True)
     stored, stored_targets = asyncio.run(stored_polls(server, t0, t1))
     # Nothing lost: every poll counted by the last scrape is stored (the shards flushed on
     # SIGTERM), and no writer dropped anything.
@@ -345,6 +373,9 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=30.0, help="measured window, s")
     parser.add_argument("--warmup", type=float, default=10.0, help="s after every shard is ready")
     parser.add_argument("--shards", default="1,2,3", help="shard counts to run, e.g. 1,2,3")
+    parser.add_argument("--nginx", action="store_true",
+                        help="serve the targets from a local nginx (Debian nginx-light, one "
+                             "worker) instead of the simulator")
     parser.add_argument("--max-concurrency", type=int, default=256,
                         help="collection.max_concurrency (and max_per_host) per shard")
     args = parser.parse_args()
@@ -358,15 +389,23 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="ioc-bench-shards-") as tmp_name:
         tmp = Path(tmp_name)
         sim_port = free_port()
+        urls: list[str] | None = None
+        if args.nginx:
+            tmp.chmod(0o755)  # nginx's worker runs as an unprivileged user and reads www/ here
+            ports = [free_port() for _ in range(PORTS)]
+            urls = target_urls(ports, args.targets)
+            server_cmd = [need("nginx"), "-c", str(nginx_conf(tmp, ports)), "-p", str(tmp)]
+            ready = urls[0]
+        else:
+            server_cmd = [sys.executable, "-m", "ioc", "simulate", "--listen",
+                          f"127.0.0.1:{sim_port}", "--latency-scale", "0"]
+            ready = f"http://127.0.0.1:{sim_port}/_sim/units"
         try:
-            with started([sys.executable, "-m", "ioc", "simulate", "--listen",
-                          f"127.0.0.1:{sim_port}", "--latency-scale", "0"],
-                         tmp / "simulator.log") as sim:
-                wait_http(f"http://127.0.0.1:{sim_port}/_sim/units", sim, tmp / "simulator.log",
-                          limit=60, request_timeout=30)
+            with started(server_cmd, tmp / "simulator.log") as sim:
+                wait_http(ready, sim, tmp / "simulator.log", limit=60, request_timeout=30)
                 favour(sim)
                 for count in counts:
-                    result = run(count, args, server, sim, sim_port, tmp)
+                    result = run(count, args, server, sim, sim_port, tmp, urls)
                     results.append(result)
                     print(f"{count} shard(s): {result.probes / result.window:,.0f} probes/s, "
                           f"lag p99 {result.lag_p99 * 1000:,.0f} ms", flush=True)
