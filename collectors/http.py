@@ -36,7 +36,6 @@ from collectors.probe.session import open_probe_session
 from collectors.probe.tls import (
     TlsInfo,
     check_cert_days,
-    client_context,
     shared_client_context,
     tls_info,
 )
@@ -189,7 +188,7 @@ class HttpCollector:
         self._ranges = parse_status_spec(config.expected_status)
         self._ssl: bool | ssl.SSLContext = config.verify_tls
         if config.verify_tls and config.ca_file:
-            self._ssl = client_context(True, config.ca_file)
+            self._ssl = shared_client_context(True, config.ca_file)
         self._tls = urlsplit(config.url).scheme == "https"
         flags = re.IGNORECASE if config.case_insensitive else 0
         self._rules = ContentRules(

@@ -18,7 +18,7 @@ from collectors.base import CollectorFailure, mark_interrupted_phase
 from collectors.probe.errors import classify_os_error
 from collectors.probe.family import FAMILIES, FAMILY_NAMES, prefer_family
 from collectors.probe.phases import PhaseTimer
-from collectors.probe.tls import TlsInfo, check_cert_days, client_context, tls_info
+from collectors.probe.tls import TlsInfo, check_cert_days, shared_client_context, tls_info
 from ioc.config_types import CollectorConfig
 from ioc.model import CollectResult, Sample, make_labels
 
@@ -59,7 +59,7 @@ class TcpCollector:
         self.config = config
         self._expect = re.compile(config.expect.encode()) if config.expect else None
         self._send = config.send.encode() if config.send is not None else None
-        self._ssl = client_context(config.verify_tls, config.ca_file) if config.tls else None
+        self._ssl = shared_client_context(config.verify_tls, config.ca_file) if config.tls else None
         self._labels = make_labels(config.labels, target=config.name,
                                    department=config.department, kind=self.kind)
 
