@@ -131,7 +131,6 @@ class _Exchange(asyncio.Protocol):
         self.inflater: Inflater | None = None
         self.encoding = ""
         self.failure: CollectorFailure | None = None
-        self.connected: asyncio.Future[None] | None = None
 
     # -- transport events ------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -162,8 +161,7 @@ class _Exchange(asyncio.Protocol):
             return
         if self.headers_done and exc is None and self._ends_at_eof():
             self.complete = True
-            if self.failure is None:
-                self.done.set_result(None)
+            self.done.set_result(None)
             return
         if exc is not None and isinstance(exc, ssl.SSLError):
             self._fail(CollectorFailure("tls", f"TLS error: {exc}"))
