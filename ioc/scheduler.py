@@ -115,8 +115,8 @@ class Scheduler:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_due = math.inf  # wall time the armed timer is for
         self._clock_offset: float | None = None  # wall − loop time at the last wake-up
-        self._in_flight: set[asyncio.Task[object]] = set()
-        self._running: dict[str, asyncio.Task[object]] = {}  # job name → its poll in flight
+        # job name → its poll in flight (polls of one job never overlap, so this is every one)
+        self._running: dict[str, asyncio.Task[object]] = {}
         # polls this scheduler cancelled itself (shutdown, drain): those end quietly; a poll
         # cancelled by anything else is reported
         self._cancelled: set[asyncio.Task[object]] = set()
@@ -206,13 +206,11 @@ class Scheduler:
                 continue
             task: asyncio.Task[object] = loop.create_task(poll, name=name)
             task.add_done_callback(self._finished)
-            self._in_flight.add(task)
             self._running[name] = task
             started += 1
         return started
 
     def _finished(self, task: asyncio.Task[object]) -> None:
-        self._in_flight.discard(task)
         name = task.get_name()
         if self._running.get(name) is task:
             del self._running[name]
@@ -286,7 +284,7 @@ class Scheduler:
             self._timer.cancel()
             self._timer = None
             self._timer_due = math.inf
-        pending = set(self._in_flight)
+        pending = set(self._running.values())
         if pending:
             _done, still = await asyncio.wait(pending, timeout=grace)
             for task in still:

@@ -290,7 +290,7 @@ async def test_drain_cancels_a_poll_that_outlives_its_grace(caplog: Any) -> None
     with caplog.at_level(logging.DEBUG, logger="ioc.scheduler"):
         await scheduler.drain("stuck", grace=0.01)
         await settle()
-    assert not scheduler._in_flight
+    assert not scheduler._running
     assert not caplog.records  # cancelled on purpose: quietly
 
 
