@@ -215,18 +215,16 @@ class LastSuccessGauge(MetricWrapperBase):
         states = list(self.board.targets.values())
         old = self._points
         points: list[_LastSuccess] = []
-        succeeded = changed = False
+        succeeded = False
         for state in states:
             if state.remote:
                 continue
             found = old.get(state.name)
             # A new point for a new target, or one added again at a reload (a new state).
             point = found if found is not None and found.state is state else _LastSuccess(state)
-            changed = changed or point is not found
             points.append(point)
             succeeded = succeeded or state.last_success is not None
-        if changed or len(points) != len(old):
-            self._points = {p.state.name: p for p in points}  # only the board's targets
+        self._points = {p.state.name: p for p in points}  # only the board's targets
         if not succeeded:
             return []  # as SampleExporter: no family without a sample
         return [CacheFamily(self._name, self._documentation, [p.labels for p in points],
