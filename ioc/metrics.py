@@ -134,11 +134,7 @@ class SampleExporter(Collector):
 
     def collect(self) -> Iterator[Metric]:
         for metric in sorted(self.cache.metrics()):
-            # Keys and values of one copy of the cache's dict (one C call, so consistent even
-            # read from a thread) rather than SeriesCache.series(), whose (labels, window)
-            # pairs are ~110,000 new tuples at 10,000 targets: surviving the scrape, they set
-            # off a full garbage collection (~250 ms, the loop stopped) at nearly every scrape.
-            by_labels = self.cache._metrics.get(metric, {}).copy()
+            by_labels = self.cache.snapshot(metric)  # not series(): see its docstring
             labels, windows = list(by_labels), list(by_labels.values())
             if any(window.latest is not None for window in windows):
                 yield CacheFamily(metric, SAMPLE_METRICS.get(
