@@ -26,8 +26,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from harness import free_port, loadavg
-from probe_vs_blackbox import need, nginx_conf, started, target_urls
+from harness import loadavg
+from probe_vs_blackbox import nginx_targets
 
 from collectors.http import HttpCollector
 from collectors.probe.session import open_probe_session
@@ -107,15 +107,8 @@ def main() -> None:
     parser.add_argument("--variants",
                         default="wire:uvloop,wire:asyncio,aiohttp:uvloop,aiohttp:asyncio")
     args = parser.parse_args()
-    nginx = need("nginx")
     with tempfile.TemporaryDirectory(prefix="ioc-bench-engine-") as name:
-        tmp = Path(name)
-        tmp.chmod(0o755)  # nginx's worker runs as an unprivileged user and reads www/ here
-        ports = [free_port() for _ in range(8)]
-        conf = nginx_conf(tmp, ports)
-        with started([nginx, "-c", str(conf), "-p", str(tmp)], tmp, tmp / "nginx.out"):
-            time.sleep(0.5)
-            urls = target_urls(ports, args.targets)
+        with nginx_targets(Path(name), args.targets) as urls:
             print(f"{args.targets} targets, {args.rate:.0f} checks/s offered, "
                   f"{args.duration:.0f} s each, load {loadavg()}, pid {os.getpid()}")
             for variant in args.variants.split(","):

@@ -128,6 +128,18 @@ def target_urls(ports: list[int], count: int) -> list[str]:
     return [f"http://127.0.0.1:{ports[i % len(ports)]}/t/{i:05d}" for i in range(count)]
 
 
+@contextlib.contextmanager
+def nginx_targets(tmp: Path, count: int) -> Iterator[list[str]]:
+    """``count`` target URLs served by one nginx running in ``tmp`` until the block ends."""
+    tmp.chmod(0o755)  # nginx's worker runs as an unprivileged user and reads www/ here
+    ports = [free_port() for _ in range(PORTS)]
+    conf = nginx_conf(tmp, ports)
+    urls = target_urls(ports, count)
+    with started([need("nginx"), "-c", str(conf), "-p", str(tmp)], tmp, tmp / "nginx.log") as ngx:
+        wait_http(urls[0], ngx, tmp / "nginx.log")
+        yield urls
+
+
 # --------------------------------------------------------------------------------------------
 # results
 
@@ -405,18 +417,12 @@ def main() -> None:
     args = parser.parse_args()
     if args.warmup is None:
         args.warmup = args.interval + 10
-    nginx = need("nginx")
     with tempfile.TemporaryDirectory(prefix="ioc-bench-") as name:
         tmp = Path(name)
-        tmp.chmod(0o755)  # nginx's worker runs as an unprivileged user and reads www/ here
-        ports = [free_port() for _ in range(PORTS)]
-        urls = target_urls(ports, args.targets)
-        conf = nginx_conf(tmp, ports)
         print(f"{args.targets} targets on {PORTS} nginx ports, interval {args.interval:g} s, "
               f"window {args.duration:g} s after {args.warmup:g} s warm-up, sides one after "
               f"the other; {os.cpu_count()} CPUs, load before {loadavg()}", flush=True)
-        with started([nginx, "-c", str(conf), "-p", str(tmp)], tmp, tmp / "nginx.log") as ngx:
-            wait_http(urls[0], ngx, tmp / "nginx.log")
+        with nginx_targets(tmp, args.targets) as urls:
             results = []
             if args.only != "ioc":
                 results.append(run_peer(tmp, urls, args))

@@ -32,8 +32,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import yaml
-from harness import free_port, loadavg, wait_http
-from probe_vs_blackbox import DEPARTMENTS, PORTS, need, nginx_conf, rss_mb, started, target_urls
+from harness import free_port, loadavg
+from probe_vs_blackbox import DEPARTMENTS, nginx_targets, rss_mb, started
 
 from ioc.cache import SeriesCache
 from ioc.model import Sample
@@ -155,13 +155,9 @@ def main() -> None:
         asyncio.run(child(args.child[0], args.child[1], warmup, args.after, args.trace,
                           not args.no_fill, args.full_windows))
         return
-    nginx = need("nginx")
-    with tempfile.TemporaryDirectory(prefix="ioc-bench-") as name:
+    with tempfile.TemporaryDirectory(prefix="ioc-bench-") as name, \
+            nginx_targets(Path(name), args.targets) as urls:
         tmp = Path(name)
-        tmp.chmod(0o755)  # nginx's worker runs as an unprivileged user and reads www/ here
-        ports = [free_port() for _ in range(PORTS)]
-        urls = target_urls(ports, args.targets)
-        conf = nginx_conf(tmp, ports)
         config = {
             "storage": {"url": f"sqlite+aiosqlite:///{tmp / 'ioc.db'}"},
             "collection": {"interval": f"{args.interval:g}s",
@@ -178,20 +174,18 @@ def main() -> None:
         listen = f"127.0.0.1:{free_port()}"
         print(f"{args.targets} http targets, interval {args.interval:g} s, python "
               f"{sys.version.split()[0]}, load before {loadavg()}", flush=True)
-        with started([nginx, "-c", str(conf), "-p", str(tmp)], tmp, tmp / "nginx.log") as ngx:
-            wait_http(urls[0], ngx, tmp / "nginx.log")
-            cmd = [sys.executable, str(Path(__file__).resolve()), "--child", str(path), listen,
-                   "--after", str(args.after), "--warmup", str(warmup),
-                   *(["--no-fill"] if args.no_fill else []),
-                   *(["--full-windows"] if args.full_windows else []),
-                   *(["--trace"] if args.trace else [])]
-            with started(cmd, Path(__file__).resolve().parent.parent, tmp / "ioc.log") as ioc:
-                ioc.wait()
-            lines = (tmp / "ioc.log").read_text(errors="replace").splitlines()
-            shown = [line for line in lines if not line.startswith("ts=")]
-            print("\n".join(shown))
-            if len(shown) < len(lines):
-                print(f"({len(lines) - len(shown)} log lines of ioc left out)")
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--child", str(path), listen,
+               "--after", str(args.after), "--warmup", str(warmup),
+               *(["--no-fill"] if args.no_fill else []),
+               *(["--full-windows"] if args.full_windows else []),
+               *(["--trace"] if args.trace else [])]
+        with started(cmd, Path(__file__).resolve().parent.parent, tmp / "ioc.log") as ioc:
+            ioc.wait()
+        lines = (tmp / "ioc.log").read_text(errors="replace").splitlines()
+        shown = [line for line in lines if not line.startswith("ts=")]
+        print("\n".join(shown))
+        if len(shown) < len(lines):
+            print(f"({len(lines) - len(shown)} log lines of ioc left out)")
 
 
 if __name__ == "__main__":
