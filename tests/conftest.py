@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from collectors.simulator import units
 from ioc.app import IocApp
@@ -65,6 +66,13 @@ def require_binary(name: str, package: str = "prometheus") -> str:
 
 def demo_config(tmp_path: Path, sim_port: int, *, codes: list[str] | None = None,
                 interval: str = "200ms", extra: dict[str, Any] | None = None) -> Config:
+    return parse_config(demo_raw(tmp_path, sim_port, codes=codes, interval=interval,
+                                 extra=extra), env={})
+
+
+def demo_raw(tmp_path: Path, sim_port: int, *, codes: list[str] | None = None,
+             interval: str = "200ms", extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The demo config as config.yaml would hold it: the simulator's units, polled fast."""
     chosen = [u for u in units() if codes is None or u.code in codes]
     raw: dict[str, Any] = {
         "service": {"listen": "127.0.0.1:0"},
@@ -80,7 +88,11 @@ def demo_config(tmp_path: Path, sim_port: int, *, codes: list[str] | None = None
                        for u in chosen],
     }
     raw.update(extra or {})
-    return parse_config(raw, env={})
+    return raw
+
+
+def write_yaml(path: Path, raw: dict[str, Any]) -> None:
+    path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
 
 
 class PollWatcher:

@@ -5,15 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from alerts.evaluate import SeriesIndex, evaluate_rule
 from alerts.rules import RuleConfig, compile_rule, read_ranges
 from ioc import clock
 from ioc.app import IocApp
 from ioc.cache import HISTORY_MARGIN, LatestPoint
 from ioc.config import load_config
-from tests.conftest import SIM_TOKEN, PollWatcher, free_port
+from tests.conftest import PollWatcher, demo_raw, free_port, write_yaml
 
 STATUS = "ioc_probe_http_status_code"
 STATUS_RULE = {"name": "StatusSeen", "metric": STATUS, "aggregate": "count", "window": "10m",
@@ -21,22 +19,7 @@ STATUS_RULE = {"name": "StatusSeen", "metric": STATUS, "aggregate": "count", "wi
 
 
 def raw_config(tmp_path: Path, sim_port: int, rules: list[dict[str, Any]]) -> dict[str, Any]:
-    return {
-        "service": {"listen": "127.0.0.1:0"},
-        "storage": {"url": f"sqlite+aiosqlite:///{tmp_path / 'ioc.db'}",
-                    "flush_interval": "100ms"},
-        "collection": {"interval": "200ms", "timeout": "150ms"},
-        "simulator": {"enabled": True, "listen": f"127.0.0.1:{sim_port}",
-                      "token": SIM_TOKEN, "latency_scale": 0},
-        "alerts": {"rules": rules},
-        "departments": [{"code": "STP", "name": "Sở Tư pháp"}],
-        "collectors": [{"type": "http", "name": "stp-health", "department": "STP",
-                        "url": f"http://127.0.0.1:{sim_port}/STP/health"}],
-    }
-
-
-def write(path: Path, raw: dict[str, Any]) -> None:
-    path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    return demo_raw(tmp_path, sim_port, codes=["STP"], extra={"alerts": {"rules": rules}})
 
 
 def test_read_ranges_takes_each_metrics_longest_window_or_absent_duration() -> None:
@@ -54,7 +37,7 @@ def test_read_ranges_takes_each_metrics_longest_window_or_absent_duration() -> N
 async def test_a_rule_added_at_reload_gets_a_window_from_then_on(tmp_path: Path) -> None:
     sim_port = free_port()
     path = tmp_path / "config.yaml"
-    write(path, raw_config(tmp_path, sim_port, []))
+    write_yaml(path, raw_config(tmp_path, sim_port, []))
     app = IocApp(load_config(path, env={}))
     watcher = PollWatcher()
     app.pipeline.add_hook(watcher)
@@ -67,7 +50,7 @@ async def test_a_rule_added_at_reload_gets_a_window_from_then_on(tmp_path: Path)
         assert isinstance(status, LatestPoint)
         latest = status.latest
 
-        write(path, raw_config(tmp_path, sim_port, [STATUS_RULE]))
+        write_yaml(path, raw_config(tmp_path, sim_port, [STATUS_RULE]))
         result = await app.reload()
         assert result.ok and result.rules["added"] == 1
         history = app.cache.history()
@@ -87,7 +70,7 @@ async def test_a_rule_added_at_reload_gets_a_window_from_then_on(tmp_path: Path)
         assert found.value is not None and found.value >= 3
 
         # The rule removed again: back to the latest point alone.
-        write(path, raw_config(tmp_path, sim_port, []))
+        write_yaml(path, raw_config(tmp_path, sim_port, []))
         assert (await app.reload()).ok
         (_, status), = app.cache.series(STATUS)
         assert isinstance(status, LatestPoint)

@@ -6,12 +6,11 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import yaml
 
 from collectors.simulator import units
 from ioc.app import IocApp
 from ioc.config import load_config
-from tests.conftest import SIM_TOKEN, PollWatcher, free_port
+from tests.conftest import SIM_TOKEN, PollWatcher, free_port, write_yaml
 
 ADMIN = "admin-token-0123456789"
 
@@ -38,14 +37,10 @@ def raw_config(tmp_path: Path, sim_port: int, codes: list[str],
     }
 
 
-def write(path: Path, raw: dict[str, Any]) -> None:
-    path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
-
-
 async def test_reload_adds_removes_and_changes_targets(tmp_path: Path) -> None:
     sim_port = free_port()
     path = tmp_path / "config.yaml"
-    write(path, raw_config(tmp_path, sim_port, ["STP", "CAT"]))
+    write_yaml(path, raw_config(tmp_path, sim_port, ["STP", "CAT"]))
     app = IocApp(load_config(path, env={}))
     watcher = PollWatcher()
     app.pipeline.add_hook(watcher)
@@ -61,7 +56,7 @@ async def test_reload_adds_removes_and_changes_targets(tmp_path: Path) -> None:
         stp_success = app.board.targets["stp-health"].last_success
         assert app.registry.get_sample_value(last_success, {"target": "cat-health"})
 
-        write(path, raw_config(tmp_path, sim_port, ["STP", "VITHANH"], {"STP": "300ms"}))
+        write_yaml(path, raw_config(tmp_path, sim_port, ["STP", "VITHANH"], {"STP": "300ms"}))
         result = await app.reload()
         # The removed target's last success leaves with it; the changed one (same labels)
         # keeps its own until its next poll.
@@ -99,7 +94,7 @@ async def test_bad_config_is_refused_and_the_old_one_keeps_running(tmp_path: Pat
     sim_port = free_port()
     path = tmp_path / "config.yaml"
     good = raw_config(tmp_path, sim_port, ["STP"])
-    write(path, good)
+    write_yaml(path, good)
     app = IocApp(load_config(path, env={}))
     watcher = PollWatcher()
     app.pipeline.add_hook(watcher)
@@ -109,7 +104,7 @@ async def test_bad_config_is_refused_and_the_old_one_keeps_running(tmp_path: Pat
         bad = raw_config(tmp_path, sim_port, ["STP", "CAT"])
         bad["collection"]["interval"] = "fast"
         bad["storage"]["retension"] = "1d"
-        write(path, bad)
+        write_yaml(path, bad)
         headers = {"Authorization": f"Bearer {ADMIN}"}
         async with aiohttp.ClientSession() as session:
             async with session.post(app.url + "/-/reload", headers=headers) as resp:
@@ -132,7 +127,7 @@ async def test_bad_config_is_refused_and_the_old_one_keeps_running(tmp_path: Pat
         # fixed file: applied, the gauge is back to 1; a listen change needs a restart
         good["service"]["title"] = "Trung tâm mới"
         good["service"]["listen"] = "127.0.0.1:1"
-        write(path, good)
+        write_yaml(path, good)
         result = await app.reload()
         assert result.ok and result.restart_required == ["service"]
         assert app.config.service.listen == "127.0.0.1:0"  # what runs, not what the file says
@@ -146,13 +141,13 @@ async def test_reload_swaps_tokens(tmp_path: Path) -> None:
     sim_port = free_port()
     path = tmp_path / "config.yaml"
     raw = raw_config(tmp_path, sim_port, ["STP"])
-    write(path, raw)
+    write_yaml(path, raw)
     app = IocApp(load_config(path, env={}))
     await app.start()
     try:
         new_token = "new-admin-token-0123456789"
         raw["auth"]["tokens"] = [{"name": "new-admin", "token": new_token, "roles": ["admin"]}]
-        write(path, raw)
+        write_yaml(path, raw)
         async with aiohttp.ClientSession() as session:
             async with session.post(app.url + "/-/reload",
                                     headers={"Authorization": f"Bearer {ADMIN}"}) as resp:
@@ -176,14 +171,14 @@ async def test_reload_starts_only_this_shards_targets(tmp_path: Path) -> None:
     raw = raw_config(tmp_path, sim_port, codes[:2])
     raw["departments"] = [{"code": u.code, "name": u.name, "kind": u.kind} for u in units()]
     raw["collection"]["shard"] = "1/2"
-    write(path, raw)
+    write_yaml(path, raw)
     app = IocApp(load_config(path, env={}))
     await app.start()
     try:
         grown = raw_config(tmp_path, sim_port, codes)
         grown["departments"] = raw["departments"]
         grown["collection"]["shard"] = "1/2"
-        write(path, grown)
+        write_yaml(path, grown)
         result = await app.reload()
         assert result.ok
         shard = parse_shard("1/2")
