@@ -7,7 +7,7 @@ windows and acks — whether its receiver hears about it. What is to be sent is 
 outbox together with the notification log in one transaction; the outbox task sends it.
 
 With several instances only the alert leader groups and sends (:meth:`Dispatcher.lead`, from
-ioc.alert_role); every instance serves the alert API. Silences, acks and maintenance windows
+ioc.service.alert_role); every instance serves the alert API. Silences, acks and maintenance windows
 may be written through any instance, so each re-reads them from the shared tables every
 evaluation interval (:meth:`Dispatcher.refresh`), and a follower shows the alerts the leader
 stored (:meth:`Dispatcher.show`).
@@ -20,9 +20,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from zoneinfo import ZoneInfo
 
 from alerts.acks import Ack, new_ack
@@ -54,7 +54,8 @@ from ioc.store.base import Fence, NotLeaderError, StoreError
 from ioc.store.maintenance_store import MaintenanceStore
 
 if TYPE_CHECKING:
-    from ioc.config import Config
+    from alerts.config import AlertsConfig
+    from ioc.config import DepartmentConfig, ProvinceConfig, ServiceConfig, StorageConfig
 
 log = logging.getLogger("ioc.alerts.dispatcher")
 
@@ -466,7 +467,23 @@ def _silence_row(silence: Silence) -> dict[str, Any]:
             "created_at": silence.created_at}
 
 
-def build_dispatcher(config: Config, counters: OutboxCounters,
+class DeliveryConfig(Protocol):
+    """The parts of the whole config that delivery reads (``ioc.service.config.Config`` has
+    them): named here so that alerts depends on the sections, not on the composition root."""
+
+    @property
+    def alerts(self) -> AlertsConfig: ...
+    @property
+    def departments(self) -> Sequence[DepartmentConfig]: ...
+    @property
+    def service(self) -> ServiceConfig: ...
+    @property
+    def province(self) -> ProvinceConfig: ...
+    @property
+    def storage(self) -> StorageConfig: ...
+
+
+def build_dispatcher(config: DeliveryConfig, counters: OutboxCounters,
                      clock: Callable[[], float]) -> Dispatcher:
     """The dispatcher, its outbox and notifiers for a validated config."""
     alerts = config.alerts

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Collection, Iterable
-from dataclasses import dataclass, replace
 from datetime import datetime, time, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
@@ -22,6 +21,7 @@ from zoneinfo import ZoneInfo
 from pydantic import Field, field_validator, model_validator
 
 from ioc.config_types import StrictModel
+from ioc.store.maintenance_store import OperatorWindow
 
 Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 _DAYS: tuple[Day, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -112,38 +112,6 @@ def departments_in_maintenance(windows: Iterable[MaintenanceConfig], now: float,
 # -- windows operators announce through the API (``POST /api/v1/maintenance``) ----------------
 
 MAX_WINDOW_SECONDS = 30 * 86400.0  # longer work is a standing schedule: put it in the config
-
-
-@dataclass(frozen=True, slots=True)
-class OperatorWindow:
-    """A fixed range an operator announced; it lives in the store, not in the config."""
-
-    id: str
-    department: str
-    starts_at: float    # unix seconds
-    ends_at: float
-    comment: str
-    created_by: str
-    created_at: float
-    ended_by: str | None = None   # who ended it early, if anyone
-
-    def state(self, now: float) -> str:
-        if now >= self.ends_at:
-            return "expired"
-        return "active" if now >= self.starts_at else "pending"
-
-    def active(self, now: float) -> bool:
-        return self.starts_at <= now < self.ends_at
-
-    def ended(self, *, by: str, now: float) -> OperatorWindow:
-        """The same window ending at ``now`` (a pending one never begins)."""
-        return replace(self, starts_at=min(self.starts_at, now), ends_at=now, ended_by=by)
-
-    def to_dict(self, now: float) -> dict[str, Any]:
-        return {"source": "api", "id": self.id, "department": self.department,
-                "starts_at": self.starts_at, "ends_at": self.ends_at, "comment": self.comment,
-                "created_by": self.created_by, "created_at": self.created_at,
-                "ended_by": self.ended_by, "state": self.state(now), "read_only": False}
 
 
 def parse_instant(value: object, tz: ZoneInfo) -> float:

@@ -30,10 +30,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from collectors.simulator import units
 from ioc import clock
-from ioc.app import IocApp
-from ioc.config import parse_config
 from ioc.model import CollectResult, Sample, make_labels
 from ioc.pipeline import PollOutcome
+from ioc.service.app import IocApp
+from ioc.service.config import parse_config
 
 SCREENS = r"""
 import asyncio, json, sys, time

@@ -17,9 +17,9 @@ from typing import Any, ClassVar, Literal
 import aiohttp
 from pydantic import Field, model_validator
 
-from collectors.base import CollectorFailure
 from collectors.jsonstats import JsonStatsConfig, fetch_json, host_of
 from collectors.mapping import CompiledMapping, FieldMapping, PayloadError
+from ioc.collector import CollectorFailure
 from ioc.config_types import CollectorConfig
 from ioc.domain import (
     CATALOGUE_FIELDS,

@@ -23,8 +23,8 @@ import dns.rdatatype
 import dns.resolver
 from pydantic import Field, field_validator
 
-from collectors.base import CollectorFailure, mark_interrupted_phase
 from collectors.probe.phases import PhaseTimer
+from ioc.collector import CollectorFailure, mark_interrupted_phase
 from ioc.config_types import CollectorConfig
 from ioc.model import CollectResult, Sample, make_labels
 

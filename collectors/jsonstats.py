@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import aiohttp
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from collectors.base import CollectorFailure
+from ioc.collector import CollectorFailure
 from ioc.config_types import CollectorConfig, StrictModel
 
 DEFAULT_MAX_BYTES = 4 * 1024 * 1024

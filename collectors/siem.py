@@ -32,7 +32,7 @@ import jmespath
 from jmespath.exceptions import JMESPathError
 from pydantic import Field, SecretStr, field_validator
 
-from collectors.base import CollectorFailure
+from ioc.collector import CollectorFailure
 from ioc.config_types import CollectorConfig, Duration, StrictModel
 from ioc.events import Severity, validate_event, wazuh_category, wazuh_severity
 from ioc.model import CollectResult, Event

@@ -14,9 +14,9 @@ import pytest
 import yaml
 
 from collectors.simulator import units
-from ioc.app import IocApp
-from ioc.config import Config, parse_config
 from ioc.pipeline import PollOutcome
+from ioc.service.app import IocApp
+from ioc.service.config import Config, parse_config
 
 SIM_TOKEN = "test-sim-token"
 

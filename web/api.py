@@ -14,7 +14,7 @@ from ioc.status import build_status
 from web.errors import ApiError
 
 if TYPE_CHECKING:
-    from ioc.app import IocApp
+    from ioc.service.app import IocApp
 
 MAX_POINTS = 11_000  # per series, like Prometheus's query_range limit
 RESERVED_PARAMS = {"metric", "start", "end", "step"}

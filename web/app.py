@@ -15,9 +15,9 @@ from web import (
     announcement,
     api,
     audit_api,
+    client_limits,
     console,
     events_api,
-    limits,
     maintenance_api,
     reload_api,
     sessions,
@@ -30,7 +30,7 @@ from web.metrics_auth import MetricsGuard
 from web.openapi import openapi_document
 
 if TYPE_CHECKING:
-    from ioc.app import IocApp
+    from ioc.service.app import IocApp
 
 IOC_APP: web.AppKey[IocApp] = web.AppKey("ioc_app")
 TEMPLATES: web.AppKey[jinja2.Environment] = web.AppKey("templates")
@@ -103,15 +103,15 @@ def create_web_app(ioc_app: IocApp) -> web.Application:
     from ioc import clock
 
     service = ioc_app.config.service
-    failures = limits.FailureLimiter(ioc_app.config.auth.max_failures,
+    failures = client_limits.FailureLimiter(ioc_app.config.auth.max_failures,
                                      ioc_app.config.auth.failure_window)
     # Outermost first: refuse guessers and floods before anything else runs, count refused
     # bodies and audit the final status of every write, then JSON errors, then cookies
     # standing in for tokens.
     app = web.Application(middlewares=[
-        limits.auth_middleware(failures, ioc_app.trust, clock.now),
-        limits.concurrency_middleware(service.max_concurrent_requests, ioc_app.trust),
-        limits.refusal_middleware(ioc_app.trust),
+        client_limits.auth_middleware(failures, ioc_app.trust, clock.now),
+        client_limits.concurrency_middleware(service.max_concurrent_requests, ioc_app.trust),
+        client_limits.refusal_middleware(ioc_app.trust),
         audit_api.audit_middleware(ioc_app.audit, ioc_app.trust, clock.now),
         error_middleware, sessions.make_middleware(clock.now)],
         client_max_size=service.max_body_size)

@@ -24,11 +24,11 @@ from ioc.logs import fields
 from ioc.store.audit import AuditEntry, AuditStore
 from ioc.store.base import StoreError
 from web.auth import PRINCIPAL
+from web.client_limits import TrustMetrics, client_address
 from web.errors import ApiError
-from web.limits import TrustMetrics, client_address
 
 if TYPE_CHECKING:
-    from ioc.app import IocApp
+    from ioc.service.app import IocApp
 
 log = logging.getLogger("ioc.web")
 

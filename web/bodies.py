@@ -5,7 +5,7 @@ aiohttp's ``client_max_size`` is one number for the whole application, so it is 
 here. A declared ``Content-Length`` over the cap is refused before a byte is read; a chunked
 body is refused as soon as it grows past the cap, so a client that lies or streams cannot make
 ioc buffer more than the cap plus one chunk. Every 413 is counted by
-``web.limits.refusal_middleware``.
+``web.client_limits.refusal_middleware``.
 """
 
 from __future__ import annotations

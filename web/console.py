@@ -29,7 +29,7 @@ from web.i18n import LANGS, Translator, pick_lang
 from web.sessions import SESSIONS, clear_session_cookie, session_id, set_session_cookie
 
 if TYPE_CHECKING:
-    from ioc.app import IocApp
+    from ioc.service.app import IocApp
 
 HISTORY_SHOWN = 30
 HISTORY_DAYS = 7

@@ -46,7 +46,7 @@ from web.bodies import BODY_LIMITS, body_limits, read_body, too_large
 from web.errors import ApiError, json_error
 
 if TYPE_CHECKING:
-    from ioc.app import IocApp
+    from ioc.service.app import IocApp
 
 log = logging.getLogger("ioc.web")
 

@@ -56,8 +56,8 @@ from web.wall import (
 )
 
 if TYPE_CHECKING:
-    from ioc.app import IocApp
     from ioc.pipeline import PollOutcome
+    from ioc.service.app import IocApp
 
 log = logging.getLogger("ioc.wall")
 
@@ -162,7 +162,7 @@ class WallFeed:
         return True
 
     def on_remote_update(self, departments: Collection[str], now: float) -> None:
-        """Other shards' polls read from the shared store (ioc.shared_board): their tiles."""
+        """Other shards' polls, read from the shared store (ioc.service.shared_board)."""
         if not self._watched():
             return
         for department in departments:

@@ -6,7 +6,7 @@ import ssl
 
 import aiohttp
 
-from collectors.base import CollectorFailure
+from ioc.collector import CollectorFailure
 
 
 def classify_http_error(exc: BaseException) -> CollectorFailure | None:

@@ -24,7 +24,7 @@ from typing import Any
 
 from cryptography import x509
 
-from collectors.base import CollectorFailure
+from ioc.collector import CollectorFailure
 
 _DER = 2  # _ssl.ENCODING_DER: the argument of _ssl.Certificate.public_bytes
 # Parsing a certificate costs ~20 us and a probe sees the same two or three every time (and

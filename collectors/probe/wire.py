@@ -32,12 +32,12 @@ from urllib.parse import quote, urljoin, urlsplit
 import httptools
 from aiohttp.abc import AbstractResolver
 
-from collectors.base import CollectorFailure
 from collectors.probe.body import Inflater
 from collectors.probe.errors import classify_os_error
 from collectors.probe.family import FAMILIES, FAMILY_NAMES, prefer_family
 from collectors.probe.phases import PhaseTimer
 from collectors.probe.tls import TlsInfo, tls_info
+from ioc.collector import CollectorFailure
 
 DNS_TTL = 60.0
 DNS_CACHE_MAX = 16          # names one target's checks and its redirects touch

@@ -25,15 +25,13 @@ from collectors.probe.session import open_probe_session
 from collectors.registry import build_collector
 from collectors.siem import SiemCollector
 from ioc import __version__, clock
-from ioc.alert_role import AlertRole, build_store_tail, resolved_hold
 from ioc.cache import SeriesCache
-from ioc.config import AuthConfig, Config
+from ioc.config import AuthConfig
 from ioc.config_types import CollectorConfig, split_listen
 from ioc.event_loop import loop_name
 from ioc.event_sink import EventSink
 from ioc.indices import IndexExporter
 from ioc.leader import LeaderMetrics
-from ioc.limits import PollLimits
 from ioc.logs import fields
 from ioc.metrics import (
     CacheStats,
@@ -43,12 +41,15 @@ from ioc.metrics import (
     watch_store_partitions,
 )
 from ioc.pipeline import Pipeline
-from ioc.reload import Reloader, ReloadResult
+from ioc.poll_limits import PollLimits
 from ioc.remote_write import RemoteWriter
 from ioc.runner import PollRunner
 from ioc.scheduler import Job, Scheduler, SchedulerMetrics
+from ioc.service.alert_role import AlertRole, build_store_tail, resolved_hold
+from ioc.service.config import Config
+from ioc.service.reload import Reloader, ReloadResult
+from ioc.service.shared_board import build_shared_board
 from ioc.sharding import owner, parse_shard
-from ioc.shared_board import build_shared_board
 from ioc.status import StatusBoard, TargetState
 from ioc.store import SqlStore, open_store
 from ioc.store.alert_state import AlertStateStore
@@ -58,7 +59,7 @@ from ioc.store.retention import prune_loop
 from ioc.store.rollup_job import RollupJob
 from ioc.store.writer import StoreWriter
 from ioc.syslog import SyslogReceiver
-from web.limits import TrustMetrics
+from web.client_limits import TrustMetrics
 
 log = logging.getLogger("ioc.app")
 
@@ -226,7 +227,7 @@ class IocApp:
             shard=owner(name, self.shard.count), remote=True))
 
     async def reload(self, config: Config | None = None) -> ReloadResult:
-        """Re-read the config file (SIGHUP, ``POST /-/reload``) and apply it; see ioc.reload."""
+        """Re-read the config file (SIGHUP, ``POST /-/reload``) and apply it: ioc.service.reload."""
         return await self.reloader.reload(config)
 
     def update_auth(self, auth: AuthConfig) -> None:

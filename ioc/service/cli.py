@@ -10,8 +10,8 @@ import signal
 import sys
 
 from ioc import __version__, event_loop
-from ioc.config import Config, ConfigError, load_config
 from ioc.logs import fields, setup_logging
+from ioc.service.config import Config, ConfigError, load_config
 
 log = logging.getLogger("ioc")
 
@@ -137,7 +137,7 @@ class _StopSignals:
 
 
 async def _run(config: Config, listen: str | None) -> int:
-    from ioc.app import IocApp
+    from ioc.service.app import IocApp
     from ioc.store.base import StoreError
     from ioc.store.migrate import MigrationRequiredError
     from ioc.store.schema import SchemaVersionError
@@ -197,7 +197,7 @@ async def _simulate(listen: str, latency_scale: float, portal_time_scale: float 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "rules":
-        from alerts.rules_test import main as run_rule_tests
+        from alerts.rule_test_runner import main as run_rule_tests
 
         return run_rule_tests(args.files)
     if args.command == "check":

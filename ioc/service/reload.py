@@ -36,12 +36,12 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client import CollectorRegistry, Gauge
 
 from alerts.rules import compile_rules
-from ioc.config import Config, ConfigError, load_config
 from ioc.logs import fields
 from ioc.model import FAILURE_REASONS
+from ioc.service.config import Config, ConfigError, load_config
 
 if TYPE_CHECKING:
-    from ioc.app import IocApp
+    from ioc.service.app import IocApp
 
 log = logging.getLogger("ioc.reload")
 

@@ -14,9 +14,9 @@ from alerts.engine import AlertEngine
 from alerts.model import Alert, AlertState
 from alerts.rules import RuleConfig, compile_rules
 from ioc import clock
-from ioc.app import IocApp
 from ioc.cache import SeriesCache
 from ioc.model import Sample, make_labels
+from ioc.service.app import IocApp
 from ioc.store.alert_state import AlertStateStore
 from tests.conftest import SIM_TOKEN, demo_config, free_port
 

@@ -16,11 +16,11 @@ from prometheus_client import CollectorRegistry
 from alerts.dispatcher import Dispatcher, build_dispatcher
 from alerts.engine import AlertEngine
 from alerts.rules import RuleConfig, compile_rules
-from ioc.alert_role import shown_alert
 from ioc.cache import SeriesCache
-from ioc.config import Config, parse_config
 from ioc.metrics import DeliveryMetrics
 from ioc.model import Sample, make_labels
+from ioc.service.alert_role import shown_alert
+from ioc.service.config import Config, parse_config
 from ioc.store.alert_state import AlertRow, AlertStateStore
 
 T0 = 1_800_000_000.0

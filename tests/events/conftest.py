@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from ioc.app import IocApp
 from ioc.model import Event
+from ioc.service.app import IocApp
 from tests.conftest import demo_config, free_port
 from tests.store.conftest import postgres_url, store_url  # noqa: F401  (fixtures)
 

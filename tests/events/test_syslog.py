@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from ioc.app import IocApp
+from ioc.service.app import IocApp
 from ioc.store.events import EventQuery
 from ioc.syslog import SyslogMatcher, SyslogReceiver, TokenBuckets, parse_syslog
 from tests.events.conftest import Arrivals, events_config
@@ -75,7 +75,7 @@ def test_token_bucket_per_sender() -> None:
 
 
 def test_bad_pattern_is_a_config_error() -> None:
-    from ioc.config import ConfigError, parse_config
+    from ioc.service.config import ConfigError, parse_config
 
     with pytest.raises(ConfigError) as err:
         parse_config({"events": {"syslog": {"patterns": [

@@ -15,11 +15,11 @@ import pytest
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from ioc.app import IocApp
-from ioc.config import ConfigError, parse_config
 from ioc.model import Sample, make_labels
 from ioc.remote_write import RemoteWriter, decode_body, encode_body
 from ioc.remote_write_config import RemoteWriteEndpoint
+from ioc.service.app import IocApp
+from ioc.service.config import ConfigError, parse_config
 from tests.conftest import PollWatcher, demo_config, free_port, require_binary
 
 

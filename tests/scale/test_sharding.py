@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from ioc.app import IocApp
-from ioc.cli import EXIT_BAD_CONFIG, main
-from ioc.config import ConfigError, parse_config
+from ioc.service.app import IocApp
+from ioc.service.cli import EXIT_BAD_CONFIG, main
+from ioc.service.config import ConfigError, parse_config
 from ioc.sharding import Shard, assignment, owner, parse_shard
 from tests.conftest import demo_config, free_port
 

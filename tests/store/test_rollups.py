@@ -13,9 +13,9 @@ import pytest
 from prometheus_client import CollectorRegistry
 from sqlalchemy import Table, select
 
-from ioc.app import IocApp
-from ioc.config import parse_config
 from ioc.model import Sample, Series, canonical_labels, make_labels
+from ioc.service.app import IocApp
+from ioc.service.config import parse_config
 from ioc.store import SqlStore
 from ioc.store.rollup_job import RollupJob
 from ioc.store.rollups import (

@@ -27,9 +27,9 @@ from alerts.notifiers.email import build_message
 from alerts.notifiers.telegram import build_request
 from alerts.notifiers.webhook import build_payload
 from alerts.rules import RuleConfig, compile_rule
-from ioc.app import IocApp
-from ioc.config import ConfigError, parse_config
 from ioc.model import Event, make_labels
+from ioc.service.app import IocApp
+from ioc.service.config import ConfigError, parse_config
 from ioc.store.events import EventQuery, EventStore
 from tests.conftest import PollWatcher, demo_config, free_port
 from tests.events.conftest import Arrivals

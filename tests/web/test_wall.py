@@ -8,10 +8,10 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from ioc.app import IocApp
 from ioc.cache import SeriesCache
-from ioc.config import ConfigError, parse_config
 from ioc.model import Sample, make_labels
+from ioc.service.app import IocApp
+from ioc.service.config import ConfigError, parse_config
 from tests.conftest import PollWatcher, demo_config, free_port
 from web.i18n import LANGS, Translator, catalogue
 from web.wall import (
