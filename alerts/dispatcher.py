@@ -34,6 +34,7 @@ from alerts.maintenance import (
     config_window_dict,
     maintenance_now,
     new_operator_window,
+    next_config_boundary,
 )
 from alerts.matchers import parse_matchers
 from alerts.messages import Notification, NotifiedAlert
@@ -112,6 +113,33 @@ class Dispatcher:
         self._unacked: list[str] = []
         # Set while this instance is the alert leader (ioc.leader): every enqueue proves it.
         self.fence: Fence | None = None
+        self._listeners: list[Callable[[], None]] = []
+
+    # -- who is told of changes --------------------------------------------------------------
+
+    def subscribe(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` after every change of what :meth:`view` returns (the wall's
+        alerts panel follows this way, without looking every second)."""
+        self._listeners.append(listener)
+
+    def _changed(self) -> None:
+        for listener in self._listeners:
+            try:
+                listener()
+            except Exception:  # a listener's failure must not stop delivery
+                log.exception("alert change listener failed")
+
+    def next_change(self, now: float) -> float | None:
+        """The next instant after ``now`` at which time alone changes :meth:`view`: a silence
+        or a maintenance window (announced or scheduled in the config) starts or ends, or an
+        ack runs out. None when nothing is scheduled."""
+        instants = [t for s in self.silences.values() for t in (s.starts_at, s.ends_at)]
+        instants += [t for w in self.windows.values() for t in (w.starts_at, w.ends_at)]
+        instants += [a.expires_at for a in self.acks.values()]
+        scheduled = next_config_boundary(self.settings.maintenance, now, self._tz)
+        if scheduled is not None:
+            instants.append(scheduled)
+        return min((t for t in instants if t > now), default=None)
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -143,6 +171,7 @@ class Dispatcher:
                            for i, s in self.silences.items())):
                 self._wake.set()  # a flush may now notify (or stay quiet) differently
             self.silences, self.acks, self.windows = silences, acks, windows
+        self._changed()
 
     async def lead(self) -> None:
         """Start grouping and sending, from the notification log the last leader stored."""
@@ -159,6 +188,7 @@ class Dispatcher:
         self.alerts = {}  # the engine's first cycle tells what fires now
         self._unrecorded.clear()
         self._unacked.clear()
+        self._changed()
 
     async def step_down(self) -> None:
         """Stop grouping and sending at once (leadership lost, or stopping)."""
@@ -173,6 +203,7 @@ class Dispatcher:
     def show(self, alerts: Iterable[Alert]) -> None:
         """On a follower: the firing alerts as the leader stored them, for the API and wall."""
         self.alerts = {alert.fingerprint: alert for alert in alerts}
+        self._changed()
 
     async def stop(self) -> None:
         await self.step_down()
@@ -235,6 +266,7 @@ class Dispatcher:
         # group even when the store is briefly unavailable; the history catches up later.
         self.grouper.ingest(alerts, now)
         self._wake.set()
+        self._changed()
         self._unrecorded.extend(events)
         self._unacked.extend(gone)
         try:
@@ -353,6 +385,7 @@ class Dispatcher:
                 f"silence:{silence.id}", now, "silence", None, created_by,
                 silence.to_dict(now)))
             self.silences[silence.id] = silence
+        self._changed()
         return silence
 
     async def expire_silence(self, silence_id: str, *, by: str, now: float) -> Silence | None:
@@ -367,6 +400,7 @@ class Dispatcher:
                 ended.to_dict(now)))
             self.silences[silence.id] = ended
         self._wake.set()  # alerts it muted may be due a notification now
+        self._changed()
         return ended
 
     async def acknowledge(self, fingerprint: str, *, by: str, comment: str, now: float,
@@ -381,6 +415,7 @@ class Dispatcher:
                 {"comment": ack.comment, "expires_at": ack.expires_at,
                  "alertname": alert.label("alertname")}))
             self.acks[fingerprint] = ack
+        self._changed()
         return ack
 
     # -- operators: maintenance windows ---------------------------------------------------
@@ -411,6 +446,7 @@ class Dispatcher:
             await self.maintenance_store.put(window, kind="maintenance", actor=created_by,
                                              now=now)
             self.windows[window.id] = window
+        self._changed()
         return window
 
     async def end_maintenance(self, window_id: str, *, by: str,
@@ -425,6 +461,7 @@ class Dispatcher:
                                              now=now)
             self.windows[window_id] = ended
         self._wake.set()  # alerts it muted may be due a notification now
+        self._changed()
         return ended
 
     # -- views for the API ----------------------------------------------------------------

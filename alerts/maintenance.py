@@ -99,6 +99,37 @@ def in_window(window: MaintenanceConfig, now: float, tz: ZoneInfo) -> bool:
     return False
 
 
+def _boundaries(window: MaintenanceConfig, around: datetime) -> list[datetime]:
+    """Local (naive) instants at which ``window`` opens or closes, from the day before
+    ``around`` to a week after it (a weekly slot repeats within that)."""
+    out: list[datetime] = []
+    for fixed in window.ranges:
+        out += [_parse_local(fixed.start), _parse_local(fixed.end)]
+    for weekly in window.weekly:
+        start, end = _parse_clock(weekly.start), _parse_clock(weekly.end)
+        for offset in range(-1, 8):
+            day = around.date() + timedelta(days=offset)
+            if _DAYS[day.weekday()] not in weekly.days:
+                continue
+            begins, ends = datetime.combine(day, start), datetime.combine(day, end)
+            if ends <= begins:
+                ends += timedelta(days=1)
+            out += [begins, ends]
+    return out
+
+
+def next_config_boundary(windows: Iterable[MaintenanceConfig], now: float,
+                         tz: ZoneInfo) -> float | None:
+    """The first instant after ``now`` at which a scheduled window opens or closes (unix
+    seconds), for those that show the muting as it changes; None when none is ahead."""
+    naive = datetime.fromtimestamp(now, tz).replace(tzinfo=None)
+    ahead = [moment for window in windows for moment in _boundaries(window, naive)
+             if moment > naive]
+    if not ahead:
+        return None
+    return min(moment.replace(tzinfo=tz).timestamp() for moment in ahead)
+
+
 def departments_in_maintenance(windows: Iterable[MaintenanceConfig], now: float,
                                tz: ZoneInfo) -> dict[str, str]:
     """Department code -> the window's comment, for every window open at ``now``."""

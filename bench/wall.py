@@ -34,6 +34,7 @@ from ioc.model import CollectResult, Sample, make_labels
 from ioc.pipeline import PollOutcome
 from ioc.service.app import IocApp
 from ioc.service.config import parse_config
+from web.app import create_web_app
 
 SCREENS = r"""
 import asyncio, json, sys, time
@@ -103,14 +104,12 @@ async def main() -> None:
     parser.add_argument("--idle", type=float, default=20.0, help="seconds of idle CPU sampling")
     parser.add_argument("--renders", type=int, default=20)
     args = parser.parse_args()
-    from web.app import create_web_app
-
     with tempfile.TemporaryDirectory() as tmp:
         app = build(Path(tmp), args.targets)
         await app.store.open()
         await app.event_store.open()  # the security panel reads the latest events
         await app.wall.open()
-        runner = web.AppRunner(create_web_app(app), access_log=None)
+        runner = web.AppRunner(create_web_app(app.web, app.wall), access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()

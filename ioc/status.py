@@ -10,6 +10,7 @@ state (``FlapFilter``): with ``failure_threshold: 3`` one lost packet does not m
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -109,7 +110,7 @@ class StatusBoard:
         return state
 
 
-def build_status(board: StatusBoard, department_names: dict[str, str], *, now: float,
+def build_status(board: StatusBoard, department_names: Mapping[str, str], *, now: float,
                  province: dict[str, str]) -> dict[str, Any]:
     """The status document: every target, failing ones first, plus counts."""
     rows = []

@@ -24,11 +24,10 @@ import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
-from ioc import clock
 from ioc.events import (
     CATEGORIES,
     MAX_BATCH,
@@ -43,10 +42,9 @@ from ioc.model import Event
 from ioc.overflow import OverflowLog
 from ioc.store.events import EventQuery
 from web.bodies import BODY_LIMITS, body_limits, read_body, too_large
+from web.context import WebContext
 from web.errors import ApiError, json_error
-
-if TYPE_CHECKING:
-    from ioc.service.app import IocApp
+from web.keys import AUTH, CONTEXT, request_now
 
 log = logging.getLogger("ioc.web")
 
@@ -108,10 +106,8 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/api/v1/events", post_events)
 
 
-def _app(request: web.Request) -> IocApp:
-    from web.app import IOC_APP
-
-    return request.app[IOC_APP]
+def _app(request: web.Request) -> WebContext:
+    return request.app[CONTEXT]
 
 
 def _reject_constant(name: str) -> Any:
@@ -159,8 +155,6 @@ def _busy(request: web.Request, why: str) -> web.Response:
 
 
 async def post_events(request: web.Request) -> web.Response:
-    from web.app import AUTH
-
     principal = request.app[AUTH].require(request, "ingest")
     app = _app(request)
     limit = body_limits(request).events
@@ -171,12 +165,12 @@ async def post_events(request: web.Request) -> web.Response:
     if gate.full(request.content_length or limit):
         return _busy(request, "ioc is parsing other pushes")
     body = await read_body(request, limit, hint)
-    config = app.config
+    config = app.config()
     departments = frozenset(d.code for d in config.departments) or None
     async with gate.turn(len(body)) as admitted:
         if not admitted:
             return _busy(request, "ioc is parsing other pushes")
-        decode = partial(decode_events, body, now=clock.now(),
+        decode = partial(decode_events, body, now=request_now(request),
                          max_future=config.events.max_future, departments=departments)
         # A small body is parsed in well under a millisecond: the thread hop would cost more.
         events = decode() if len(body) <= INLINE_BYTES else await asyncio.to_thread(decode)
@@ -229,8 +223,6 @@ def parse_event_query(params: Mapping[str, str]) -> EventQuery:
 
 
 async def get_events(request: web.Request) -> web.Response:
-    from web.app import AUTH
-
     request.app[AUTH].require(request, "viewer")
     query = parse_event_query(request.query)
     found = await _app(request).events.store.query(query)

@@ -1,10 +1,14 @@
-"""The wall's HTTP side: the page, its fragments, the stream handler and the pipeline feed.
+"""The wall's feed: renders the page and turns what happens into stream deltas.
 
-The page is rendered on the server (it shows real numbers before any script runs). The feed
-is a pipeline hook: after a poll it rebuilds the tile of the polled target's department and
-the panels whose metrics the poll brought, renders each as an HTML fragment in every language
-(with the same autoescaping templates as the page) and publishes the ones that changed.
-Screens swap fragments in; they never build markup from data themselves.
+The page is rendered on the server (it shows real numbers before any script runs; the
+handlers are in ``web.wall_page``). The feed subscribes, through the web context, to the
+pipeline, the event sink and alert delivery: after a poll it rebuilds the tile of the polled
+target's department and the panels whose metrics the poll brought; a stored batch of security
+events updates the security panel; every change of the alerts (an evaluation, a silence, an
+ack, a maintenance window, and the moment one starts or ends) updates the alerts panel at
+once. Each is rendered as an HTML fragment in every language (with the same autoescaping
+templates as the page) and published when it changed. Screens swap fragments in; they never
+build markup from data themselves.
 
 A tile is rebuilt at most every ``TILE_SPACING`` per department: at once for the first poll
 after a quiet spell (a fault still reaches the screens within milliseconds), then once more at
@@ -26,18 +30,15 @@ from typing import TYPE_CHECKING, Any
 import jinja2
 from aiohttp import web
 
-from ioc import clock
-from ioc.config_types import parse_duration
 from ioc.events import SEVERITY_RANK, event_document
 from ioc.model import Event
 from ioc.status import StatusBoard, build_status
-from ioc.store.announcement import Announcement, AnnouncementStore
+from ioc.store.announcement import Announcement
 from ioc.store.base import StoreError
 from ioc.store.events import EventQuery
-from web import stream as sse
+from web.context import WebContext
 from web.errors import ApiError
-from web.i18n import LANGS, Translator, catalogue, pick_lang
-from web.sessions import exchange_wall_token
+from web.i18n import LANGS, Translator, catalogue
 from web.stream import EventStream
 from web.wall import (
     PANEL_METRICS,
@@ -57,20 +58,13 @@ from web.wall import (
 
 if TYPE_CHECKING:
     from ioc.pipeline import PollOutcome
-    from ioc.service.app import IocApp
 
 log = logging.getLogger("ioc.wall")
 
-THEMES = ("dark", "light")
 _PANEL_METRICS_ITEMS = tuple((k, frozenset(v)) for k, v in PANEL_METRICS.items())
-MIN_ROTATE = 5.0
 # Words the page's script needs; everything else arrives rendered.
 SCRIPT_WORDS = ("offline_banner", "updated", "age_seconds", "age_minutes", "age_hours",
                 "age_days", "live", "offline", "stale")
-FIRST_RENDER_WAIT = 0.25  # seconds the page waits for store figures before rendering without
-# Alerts change with every evaluation, and also with time alone (a silence or a maintenance
-# window starts or ends), so while screens are connected the feed looks at them this often.
-ALERTS_CHECK_EVERY = 1.0
 EVENTS_PER_DELTA = 20  # security events carried by one `event` stream delta
 TILE_SPACING = 0.5  # seconds between two rebuilds of one department's tile
 
@@ -87,21 +81,22 @@ def make_templates() -> jinja2.Environment:
 
 
 class WallFeed:
-    """Renders the wall and turns pipeline outcomes into stream deltas; one per app."""
+    """Renders the wall and turns pipeline outcomes, events and alert changes into stream
+    deltas; one per app. It reads the service only through its :class:`WebContext`."""
 
-    def __init__(self, app: IocApp, epoch: str) -> None:
-        cfg = app.config.wall
-        self.app = app
+    def __init__(self, context: WebContext, epoch: str) -> None:
+        cfg = context.config().wall
+        self.ctx = context
+        self.clock = context.clock
         self.cfg = cfg
         self.views = views_from_config(cfg)
-        self.departments = {d.code: d.name for d in app.config.departments}
         self.state = WallState(announcement=cfg.announcement)
         self.announcement = Announcement(cfg.announcement, "config", None)
-        self.announcements = AnnouncementStore(app.config.storage.url)
-        self._alerts_task: asyncio.Task[None] | None = None
+        self.announcements = context.announcements
+        self._alerts_due: asyncio.TimerHandle | None = None
         self.templates = make_templates()
         self.parts = self.templates.get_template("wall_parts.html")
-        self.stream = EventStream(app.registry, epoch=epoch, ring_size=cfg.replay_events,
+        self.stream = EventStream(context.registry, epoch=epoch, ring_size=cfg.replay_events,
                                   max_clients=cfg.max_clients, heartbeat=cfg.heartbeat)
         self.networks = [ipaddress.ip_network(n, strict=False) for n in cfg.allowed_networks]
         self._sent_tiles: dict[str, dict[str, Any]] = {}
@@ -113,25 +108,36 @@ class WallFeed:
         self._security_loaded = False
         self._idle = False
 
+    def attach(self) -> None:
+        """Subscribe to what the wall shows: polls, stored security events, alert changes."""
+        self.ctx.add_poll_hook(self.on_outcome)
+        self.ctx.events.subscribe(self.on_events)
+        self.ctx.alerts.subscribe(self.on_alerts_changed)
+
+    @property
+    def departments(self) -> Mapping[str, str]:
+        """Department code -> name: the service's one mapping, which reload keeps current."""
+        return self.ctx.department_names
+
     # ---- documents ---------------------------------------------------------------------
 
     def province(self) -> dict[str, str]:
-        cfg = self.app.config
+        cfg = self.ctx.config()
         return {"code": cfg.province.code, "name": cfg.province.name,
                 "title": cfg.service.title}
 
     def translators(self) -> dict[str, Translator]:
-        tz = self.app.config.province.timezone
+        tz = self.ctx.config().province.timezone
         return {lang: Translator(lang, tz) for lang in LANGS}
 
     def document(self, view: WallView, now: float) -> dict[str, Any]:
         self.load_alerts(now)
-        status = build_status(self.app.board, self.app.department_names, now=now,
+        status = build_status(self.ctx.board, self.departments, now=now,
                               province=self.province())
         return wall_document(status, view=view, departments=self.departments,
-                             cache=self.app.cache, state=self.state,
+                             cache=self.ctx.cache, state=self.state,
                              stale_after=self.cfg.stale_after, now=now,
-                             events_cache=self.app.event_counts.cache)
+                             events_cache=self.ctx.event_counts)
 
     def view(self, name: str | None) -> WallView:
         if name is None:
@@ -154,7 +160,7 @@ class WallFeed:
         if self.stream.client_count == 0:
             if not self._idle:
                 self._idle = True
-                self.stream.restart(format(int(clock.now() * 1000), "x"))
+                self.stream.restart(format(int(self.clock() * 1000), "x"))
                 self._sent_tiles.clear()
                 self._sent_panels.clear()
             return False
@@ -172,7 +178,7 @@ class WallFeed:
         if not self._watched():
             return
         now = outcome.ts
-        state = self.app.board.targets.get(outcome.target)
+        state = self.ctx.board.targets.get(outcome.target)
         if state is not None:
             self.tile_changed(state.department)
         metrics = {s.metric for s in outcome.samples}
@@ -196,7 +202,7 @@ class WallFeed:
         self.stream.publish("event", {"count": len(events),
                                       "events": [event_document(e) for e in chosen]})
         self.state.security = latest_security(self.state.security, events, self.departments)
-        self.publish_panels(clock.now(), only="security")
+        self.publish_panels(self.clock(), only="security")
 
     async def load_security(self) -> None:
         """The latest high and critical events from the store, once (the sink adds the rest)."""
@@ -204,7 +210,7 @@ class WallFeed:
             return
         self._security_loaded = True
         try:
-            stored = await self.app.event_store.query(
+            stored = await self.ctx.events.store.query(
                 EventQuery(severities=SECURITY_LISTED, limit=SECURITY_SHOWN))
         except StoreError as exc:  # the panel still shows what arrives from now on
             self._security_loaded = False
@@ -220,7 +226,7 @@ class WallFeed:
         self._sent_tiles.clear()
 
     def _targets_of(self, department: str) -> list[str]:
-        board = self.app.board
+        board = self.ctx.board
         if self._indexed != len(board.targets):
             self._dept_targets = {}
             for name, target in board.targets.items():
@@ -229,11 +235,11 @@ class WallFeed:
         return self._dept_targets.get(department, [])
 
     def tile(self, department: str, now: float) -> dict[str, Any]:
-        board = self.app.board
+        board = self.ctx.board
         subset = StatusBoard()
         subset.targets = {n: board.targets[n] for n in self._targets_of(department)
                           if n in board.targets}
-        rows = build_status(subset, self.app.department_names, now=now,
+        rows = build_status(subset, self.departments, now=now,
                             province=self.province())["targets"]
         return department_tile(department, self.departments.get(department, department), rows,
                                self.state.availability)
@@ -246,7 +252,7 @@ class WallFeed:
         since = loop.time() - self._tile_built.get(department, -TILE_SPACING)
         if since >= TILE_SPACING:
             self._tile_built[department] = loop.time()
-            self.publish_tile(department, clock.now())
+            self.publish_tile(department, self.clock())
         else:
             self._tile_due[department] = loop.call_later(
                 TILE_SPACING - since, self._rebuild_due_tile, department)
@@ -255,7 +261,7 @@ class WallFeed:
         self._tile_due.pop(department, None)
         self._tile_built[department] = asyncio.get_running_loop().time()
         if self.stream.client_count:
-            self.publish_tile(department, clock.now())
+            self.publish_tile(department, self.clock())
 
     def cancel_due_tiles(self) -> None:
         for handle in self._tile_due.values():
@@ -275,8 +281,8 @@ class WallFeed:
         })
 
     def publish_panels(self, now: float, only: str | None = None) -> None:
-        panels = side_panels(self.app.cache, self.state, now, self.cfg.stale_after,
-                             self.app.event_counts.cache)
+        panels = side_panels(self.ctx.cache, self.state, now, self.cfg.stale_after,
+                             self.ctx.event_counts)
         for name in SIDE_PANELS:
             if only is not None and name != only:
                 continue
@@ -320,40 +326,60 @@ class WallFeed:
 
     def load_alerts(self, now: float) -> None:
         """Take the firing alerts from delivery: the rows ``GET /api/v1/alerts`` returns."""
-        dispatcher = self.app.dispatcher
-        self.state.alerts = [a for a in dispatcher.view(now) if a["state"] == "firing"]
-        evaluated = [a.last_eval for a in dispatcher.alerts.values() if a.last_eval]
+        desk = self.ctx.alerts
+        self.state.alerts = [a for a in desk.view(now) if a["state"] == "firing"]
+        evaluated = [a.last_eval for a in desk.alerts.values() if a.last_eval]
         self.state.alerts_updated = max(evaluated) if evaluated else None
 
     def publish_alerts(self, now: float) -> None:
         self.load_alerts(now)
         self.publish_panels(now, only="alerts")
 
-    def watch_alerts(self) -> None:
-        """Keep the alerts panel live while any screen is connected (started by the stream)."""
-        if self._alerts_task is None or self._alerts_task.done():
-            self._alerts_task = asyncio.create_task(self._watch_alerts(),
-                                                    name="ioc-wall-alerts")
+    def on_alerts_changed(self) -> None:
+        """Delivery's listener: the alerts changed, so the panel follows now (when a screen
+        reads it), and again when time alone changes them next (``AlertDesk.next_change``)."""
+        if self.stream.client_count:
+            self.publish_alerts(self.clock())
+        self._arm_alerts_timer()
 
-    async def _watch_alerts(self) -> None:
-        while self.stream.client_count:
-            try:
-                self.publish_alerts(clock.now())
-            except Exception:  # the next look tries again; the screens keep what they have
-                log.exception("wall alerts not refreshed")
-            await asyncio.sleep(ALERTS_CHECK_EVERY)
+    def on_screen(self) -> None:
+        """A screen connected to the stream: bring its alerts panel up to date once it is
+        registered (the panels it rendered may be older than the last change)."""
+        asyncio.get_running_loop().call_soon(self._alerts_timer_fired)
+
+    def _arm_alerts_timer(self) -> None:
+        """One loop timer at the next instant a silence, ack or maintenance window starts or
+        ends; it is moved whenever the alerts change. No timer while nothing is scheduled."""
+        if self._alerts_due is not None:
+            self._alerts_due.cancel()
+            self._alerts_due = None
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # changed outside the loop (before start): nothing to show yet
+            return
+        now = self.clock()
+        due = self.ctx.alerts.next_change(now)
+        if due is not None:
+            self._alerts_due = loop.call_later(max(0.0, due - now), self._alerts_timer_fired)
+
+    def _alerts_timer_fired(self) -> None:
+        self._alerts_due = None
+        try:
+            self.on_alerts_changed()
+        except Exception:  # the next change tries again; the screens keep what they have
+            log.exception("wall alerts not refreshed")
 
     def on_idle(self) -> None:
         """Between events: refresh the store figures once a minute and stream what moved."""
-        now = clock.now()
+        now = self.clock()
         if not self.state.due(now):
             return
-        task = self.state.refresh_soon(self.app.store, now)
+        task = self.state.refresh_soon(self.ctx.samples, now)
 
         def done(_: object) -> None:
             for department in list(self.departments):
-                self.publish_tile(department, clock.now())
-            self.publish_panels(clock.now())
+                self.publish_tile(department, self.clock())
+            self.publish_panels(self.clock())
 
         task.add_done_callback(done)
 
@@ -361,14 +387,16 @@ class WallFeed:
         self.cancel_due_tiles()
         self.stream.close_all()
         self.state.cancel()
-        if self._alerts_task is not None:
-            self._alerts_task.cancel()
+        if self._alerts_due is not None:
+            self._alerts_due.cancel()
+            self._alerts_due = None
 
     # ---- rendering ---------------------------------------------------------------------
 
     def render(self, view: WallView, doc: Mapping[str, Any], *, lang: str, theme: str,
                rotate: float | None, query: Mapping[str, str]) -> str:
-        t = Translator(lang, self.app.config.province.timezone)
+        tz = self.ctx.config().province.timezone
+        t = Translator(lang, tz)
         cols, rows = grid_shape(len(doc["departments"]))
         words = {k: catalogue(lang)[k] for k in SCRIPT_WORDS}
         rotation = [_view_url(v, query) for v in self.views] if rotate else []
@@ -376,7 +404,7 @@ class WallFeed:
             doc=doc, view=view, t=t, lang=lang, theme=theme, cols=cols, rows=rows,
             title=view.title or doc["province"]["title"],
             config={
-                "lang": lang, "tz": self.app.config.province.timezone,
+                "lang": lang, "tz": tz,
                 "since": self.stream.last_id, "offline_after": self.cfg.offline_after,
                 "stale_after": self.cfg.stale_after, "rendered_at": doc["generated_at"],
                 "rotate": rotate, "views": rotation,
@@ -402,71 +430,3 @@ def _view_url(view: WallView, query: Mapping[str, str]) -> str:
 
     keep = {k: query[k] for k in ("lang", "theme", "rotate") if k in query}
     return f"/wall/{view.name}" + (f"?{urlencode(keep)}" if keep else "")
-
-
-def parse_page_query(query: Mapping[str, str]) -> tuple[str, str, float | None]:
-    """``?lang=``, ``?theme=`` and ``?rotate=``, or a 400 naming what is wrong."""
-    lang = query.get("lang", "vi")
-    if lang not in LANGS:
-        raise ApiError(400, "invalid lang", f"expected one of {', '.join(LANGS)}, got {lang!r}")
-    theme = query.get("theme", "dark")
-    if theme not in THEMES:
-        raise ApiError(400, "invalid theme",
-                       f"expected one of {', '.join(THEMES)}, got {theme!r}")
-    rotate: float | None = None
-    if query.get("rotate"):
-        try:
-            rotate = parse_duration(query["rotate"])
-        except ValueError as exc:
-            raise ApiError(400, "invalid rotate", str(exc)) from None
-        if rotate < MIN_ROTATE:
-            raise ApiError(400, "invalid rotate", f"rotate must be at least {MIN_ROTATE:g}s")
-    return pick_lang(lang), theme, rotate
-
-
-# ---- handlers --------------------------------------------------------------------------------
-
-
-def _feed(request: web.Request) -> WallFeed:
-    from web.app import IOC_APP
-
-    return request.app[IOC_APP].wall
-
-
-def _require_viewer(request: web.Request) -> None:
-    from web.app import AUTH
-
-    request.app[AUTH].require(request, "viewer")
-
-
-async def page(request: web.Request) -> web.Response:
-    feed = _feed(request)
-    feed.allowed(request)
-    exchanged = exchange_wall_token(request)
-    if exchanged is not None:
-        raise exchanged  # a redirect to the same address without the token
-    _require_viewer(request)
-    view = feed.view(request.match_info.get("view"))
-    lang, theme, rotate = parse_page_query(request.query)
-    now = clock.now()
-    if feed.state.due(now):
-        task = feed.state.refresh_soon(feed.app.store, now)
-        try:
-            async with asyncio.timeout(FIRST_RENDER_WAIT):
-                await asyncio.shield(task)
-        except TimeoutError:
-            pass  # render without the 24 h figures; the stream brings them
-    await feed.load_security()
-    doc = feed.document(view, now)
-    html = feed.render(view, doc, lang=lang, theme=theme, rotate=rotate, query=request.query)
-    return web.Response(text=html, content_type="text/html", charset="utf-8",
-                        headers={"Cache-Control": "no-store"})
-
-
-async def stream(request: web.Request) -> web.StreamResponse:
-    feed = _feed(request)
-    feed.allowed(request)
-    _require_viewer(request)
-    feed.watch_alerts()
-    return await sse.serve(request, feed.stream, clock.now, on_idle=feed.on_idle)
-

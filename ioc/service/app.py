@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import aiohttp
@@ -20,10 +20,11 @@ from alerts.dispatcher import build_dispatcher
 from alerts.engine import AlertEngine
 from alerts.event_counts import EventCounts
 from alerts.model import AlertSink
-from alerts.rules import Rule, compile_rules, read_ranges
+from alerts.rules import Rule, RuleConfig, compile_rules, read_ranges
 from collectors.probe.session import open_probe_session
 from collectors.registry import build_collector
 from collectors.siem import SiemCollector
+from collectors.simulator import start_simulator
 from ioc import __version__, clock
 from ioc.cache import SeriesCache
 from ioc.config import AuthConfig
@@ -40,6 +41,7 @@ from ioc.metrics import (
     ServiceMetrics,
     watch_store_partitions,
 )
+from ioc.model import FAILURE_REASONS
 from ioc.pipeline import Pipeline
 from ioc.poll_limits import PollLimits
 from ioc.remote_write import RemoteWriter
@@ -53,19 +55,25 @@ from ioc.sharding import owner, parse_shard
 from ioc.status import StatusBoard, TargetState
 from ioc.store import SqlStore, open_store
 from ioc.store.alert_state import AlertStateStore
+from ioc.store.announcement import AnnouncementStore
 from ioc.store.audit import AuditStore
 from ioc.store.events import EventStore
 from ioc.store.retention import prune_loop
 from ioc.store.rollup_job import RollupJob
 from ioc.store.writer import StoreWriter
 from ioc.syslog import SyslogReceiver
+from web.app import create_web_app
 from web.client_limits import TrustMetrics
+from web.context import WebContext
+from web.keys import AUTH
+from web.wall_feed import WallFeed
 
 log = logging.getLogger("ioc.app")
 
 # Metrics the wall reads a whole window of: its security panel counts events over the window
 # (web/wall.py security_panel; from the event counts, or the sample cache when those are empty).
 WALL_RANGES = ("ioc_security_events_total",)
+DRAIN_GRACE = 5.0  # seconds an in-flight poll of a removed target may take to finish
 
 
 @dataclass(frozen=True)
@@ -174,15 +182,23 @@ class IocApp:
             self.alerts, self.dispatcher, interval=config.alerts.evaluation_interval,
             metrics=LeaderMetrics(self.registry), tail=tail,
             storage_url=config.storage.url if tail is not None else None)
-        from web.wall_page import WallFeed  # the web layer reads; the pipeline feeds its stream
-
-        self.wall = WallFeed(self, epoch=format(int(clock.now() * 1000), "x"))
-        self.pipeline.add_hook(self.wall.on_outcome)
         # Trust: the audit log of writes, the web layer's refusal counters, config reloads.
         self.audit = AuditStore(config.storage.url)
         self.trust = TrustMetrics(self.registry)
         self.reloader = Reloader(self, self.registry, clock.now)
-        self.events.subscribe(self.wall.on_events)  # after event_counts: the panel reads it
+        # The web layer sees the service through this context alone; the wall's feed
+        # subscribes through it to the pipeline, the event sink (after the event counts,
+        # which its security panel reads) and alert delivery.
+        self.web = WebContext(
+            config=lambda: self.config, clock=clock.now, board=self.board, cache=self.cache,
+            event_counts=self.event_counts.cache, department_names=self.department_names,
+            samples=self.store, events=self.events, audit=self.audit,
+            announcements=AnnouncementStore(config.storage.url), alerts=self.dispatcher,
+            registry=self.registry, trust=self.trust,
+            polling=lambda: self.scheduler.running, reload=self.reload,
+            last_reload=lambda: self.reloader.last, add_poll_hook=self.pipeline.add_hook)
+        self.wall = WallFeed(self.web, epoch=format(int(clock.now() * 1000), "x"))
+        self.wall.attach()
 
     def keep_ranges(self, rules: Sequence[Rule]) -> None:
         """Keep in memory the ranges of points the rules (and the wall) read, and only the
@@ -226,6 +242,65 @@ class IocApp:
             interval=self.config.interval_of(collector_config),
             shard=owner(name, self.shard.count), remote=True))
 
+    # -- what a reload changes (ioc.service.reload decides, these apply) ------------------
+
+    def set_config(self, config: Config) -> None:
+        """The config in force from now on (what ``config()`` of the web context returns)."""
+        self.config = config
+
+    def set_departments(self, names: Mapping[str, str]) -> None:
+        """Department code -> name. The app keeps one mapping, which the status API, the wall
+        and delivery all read, so a rename reaches all of them at once."""
+        self.department_names.clear()
+        self.department_names.update(names)
+
+    def set_rules(self, rules: Sequence[tuple[RuleConfig, str]],
+                  now: float) -> tuple[int, int, int]:
+        """Swap the alert rules (each with where it was defined) between evaluation cycles,
+        compiled with the department names in force; returns how many were kept, added and
+        removed."""
+        compiled = compile_rules(list(rules), self.department_names)
+        counts = self.alerts.replace_rules(compiled, now)
+        self.keep_ranges(compiled)  # a metric a new rule reads starts its window now
+        return counts
+
+    def start_targets(self, configs: Sequence[CollectorConfig]) -> list[PollRunner]:
+        """Add targets to the app: this instance's share polls (at once when the scheduler
+        runs), the other shards' are shown from the shared store."""
+        started = [self.add_target(c) for c in configs if self.shard.owns(c.name)]
+        for collector_config in configs:
+            if not self.shard.owns(collector_config.name):
+                self.add_remote_target(collector_config)
+        if started and self.scheduler.running:
+            self.scheduler.add_jobs([Job(r.name, r.interval, r.poll) for r in started])
+        self._targets_changed()
+        return started
+
+    async def remove_target(self, name: str, *, drop_series: bool) -> None:
+        """Stop polling a target (an in-flight poll may finish within ``DRAIN_GRACE``) and
+        take it off the board; with ``drop_series`` its series leave the cache and
+        ``/metrics`` too (removed, or its labels changed)."""
+        runner = self.runners.pop(name, None)
+        if name in self.scheduler.job_names():
+            self.scheduler.remove_job(name)
+        await self.scheduler.drain(name, DRAIN_GRACE)
+        if runner is not None:
+            await runner.close()
+        self.board.remove(name)
+        if drop_series:
+            self.cache.drop_target(name)
+            # ioc_collector_last_success_timestamp_seconds went with the board entry.
+            for reason in (*FAILURE_REASONS, "error"):
+                try:
+                    self.metrics.failures.remove(name, reason)
+                except KeyError:
+                    pass
+        self._targets_changed()
+
+    def _targets_changed(self) -> None:
+        self.metrics.targets.set(len(self.runners))
+        self.wall.forget_target_index()
+
     async def reload(self, config: Config | None = None) -> ReloadResult:
         """Re-read the config file (SIGHUP, ``POST /-/reload``) and apply it: ioc.service.reload."""
         return await self.reloader.reload(config)
@@ -234,8 +309,6 @@ class IocApp:
         """Swap the web layer's tokens after a reload (before start there is nothing to do)."""
         if self._web_runner is None:
             return
-        from web.app import AUTH
-
         self._web_runner.app[AUTH].replace(
             ((t.name, t.token.get_secret_value(), t.roles) for t in auth.tokens),
             anonymous_roles=auth.anonymous)
@@ -252,8 +325,6 @@ class IocApp:
         return f"http://{shown}:{self.bound_port or self.listen.port}"
 
     async def start(self) -> None:
-        from web.app import create_web_app
-
         cfg = self.config
         await self.store.open()
         self.writer.start()
@@ -272,8 +343,6 @@ class IocApp:
             self._rollup_task = asyncio.create_task(self.rollups.run_forever(),
                                                     name="ioc-rollups")
         if cfg.simulator.enabled:
-            from collectors.simulator import start_simulator
-
             sim_host, sim_port = split_listen(cfg.simulator.listen)
             token = cfg.simulator.token.get_secret_value() if cfg.simulator.token else None
             self._sim_runner = await start_simulator(
@@ -286,7 +355,8 @@ class IocApp:
             limit=cfg.collection.max_concurrency, limit_per_host=cfg.collection.max_per_host,
             keepalive=False, user_agent=f"ioc/{__version__}")
         self._web_runner = web.AppRunner(
-            create_web_app(self), access_log=None, handle_signals=False, shutdown_timeout=2.0,
+            create_web_app(self.web, self.wall), access_log=None, handle_signals=False,
+            shutdown_timeout=2.0,
             # request line and header caps: an oversized one gets 400 before any handler
             max_line_size=cfg.service.max_line_size,
             max_field_size=cfg.service.max_field_size)

@@ -20,7 +20,7 @@ from ioc.service.app import IocApp
 from tests.conftest import SIM_TOKEN, PollWatcher, demo_config, free_port
 from web.errors import ApiError
 from web.stream import CLIENT_QUEUE, EventStream
-from web.wall_page import TILE_SPACING
+from web.wall_feed import TILE_SPACING
 
 
 def make_stream(ring: int = 10, clients: int = 2) -> tuple[EventStream, CollectorRegistry]:
