@@ -521,8 +521,12 @@ class DeliveryConfig(Protocol):
 
 
 def build_dispatcher(config: DeliveryConfig, counters: OutboxCounters,
-                     clock: Callable[[], float]) -> Dispatcher:
-    """The dispatcher, its outbox and notifiers for a validated config."""
+                     clock: Callable[[], float], *,
+                     department_names: Mapping[str, str] | None = None) -> Dispatcher:
+    """The dispatcher, its outbox and notifiers for a validated config.
+
+    ``department_names`` is the service's one mapping of names (which a reload updates in
+    place); without it the config's names are copied."""
     alerts = config.alerts
     route_config = alerts.route or RouteConfig(receiver=NO_RECEIVER)
     session = HttpSession()
@@ -532,7 +536,8 @@ def build_dispatcher(config: DeliveryConfig, counters: OutboxCounters,
         integrations=integrations,
         inhibit_rules=tuple(InhibitRule.from_config(r) for r in alerts.inhibit_rules),
         maintenance=tuple(alerts.maintenance),
-        department_names={d.code: d.name for d in config.departments},
+        department_names=department_names if department_names is not None
+        else {d.code: d.name for d in config.departments},
         external_url=alerts.external_url or f"http://{config.service.listen}/",
         title=config.service.title, timezone=config.province.timezone,
         retention=config.storage.retention)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
@@ -207,11 +207,12 @@ class AuthConfig(StrictModel):
 
 WallPanel = Literal["clock", "health", "departments", "backlog", "feedback", "security",
                    "alerts", "indices", "announcement"]
-WALL_PANELS: tuple[str, ...] = WallPanel.__args__  # type: ignore[attr-defined]
+# The one list of the wall's panels, in the order a view shows them (web.wall reads it too).
+WALL_PANELS: tuple[WallPanel, ...] = get_args(WallPanel)
 
 
 def _all_panels() -> list[WallPanel]:
-    return list(WALL_PANELS)  # type: ignore[arg-type]
+    return list(WALL_PANELS)
 
 
 class WallViewConfig(StrictModel):

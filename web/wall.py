@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ioc.cache import SeriesCache
+from ioc.config import WALL_PANELS
 from ioc.model import Event
 
 if TYPE_CHECKING:
@@ -26,8 +27,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("ioc.wall")
 
-ALL_PANELS = ("clock", "health", "departments", "backlog", "feedback", "security", "alerts",
-              "indices", "announcement")
 # The data panels on the side of the tiles and the metrics each is drawn from.
 PANEL_METRICS: dict[str, tuple[str, ...]] = {
     "backlog": ("ioc_dossiers", "ioc_dossiers_received", "ioc_dossier_ontime_ratio"),
@@ -59,7 +58,7 @@ class WallView:
 def views_from_config(cfg: WallConfig) -> list[WallView]:
     """The configured views, or one view named ``all`` with every panel."""
     if not cfg.views:
-        return [WallView("all", "", ALL_PANELS, ())]
+        return [WallView("all", "", WALL_PANELS, ())]
     return [WallView(v.name, v.title, tuple(v.panels), tuple(v.departments)) for v in cfg.views]
 
 
