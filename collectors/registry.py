@@ -31,4 +31,5 @@ def build_collector(config: object) -> Collector:
     cls = COLLECTOR_TYPES.get(str(kind))
     if cls is None:
         raise KeyError(f"unknown collector type {kind!r}")
+    # the Collector protocol fixes no constructor; every registered class takes its block
     return cls(config)  # type: ignore[call-arg]

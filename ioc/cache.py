@@ -206,6 +206,8 @@ class PointsView(Sequence[tuple[float, float]]):
             return list(self) == list(other)
         return NotImplemented
 
+    # a mutable sequence equal to lists is unhashable, as list is; typeshed types the
+    # attribute as a method, so None needs the ignore
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:

@@ -111,7 +111,7 @@ class CacheFamily(Metric):
         self.labels = labels
         self.windows = windows
 
-    @property  # type: ignore[override]
+    @property
     def samples(self) -> list[PromSample]:
         if self._samples is None:
             self._samples = [PromSample(self.name, dict(labels), latest[1], None, None)

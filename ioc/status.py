@@ -135,8 +135,8 @@ def build_status(board: StatusBoard, department_names: Mapping[str, str], *, now
             "shard": state.shard,
             "remote": state.remote,
         })
-    order = {False: 0, None: 1, True: 2}
-    rows.sort(key=lambda r: (order[r["up"]], str(r["department"]), str(r["name"])))  # type: ignore[index]
+    order: dict[object, int] = {False: 0, None: 1, True: 2}
+    rows.sort(key=lambda r: (order[r["up"]], str(r["department"]), str(r["name"])))
     up = sum(1 for r in rows if r["up"] is True)
     down = sum(1 for r in rows if r["up"] is False)
     return {

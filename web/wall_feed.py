@@ -276,6 +276,7 @@ class WallFeed:
         self._sent_tiles[department] = shown
         self.stream.publish("tile", {
             "code": department, "state": tile["state"], "updated": tile["last_check"],
+            # a template's macros are attributes jinja2 makes at run time
             "html": {lang: str(self.parts.module.tile(tile, t))  # type: ignore[attr-defined]
                      for lang, t in self.translators().items()},
         })
@@ -293,6 +294,7 @@ class WallFeed:
             self._sent_panels[name] = shown
             self.stream.publish("panel", {
                 "panel": name,
+                # a template's macros are attributes jinja2 makes at run time
                 "html": {lang: str(self.parts.module.side_panel(  # type: ignore[attr-defined]
                     name, data, t, now)) for lang, t in self.translators().items()},
             })

@@ -32,6 +32,7 @@ class ProbeConnector(aiohttp.TCPConnector):
             note_tcp_connected(protocol)
             return protocol
 
+        # aiohttp types _factory as its own ResponseHandler factory; this one wraps it
         self._factory = traced_factory  # type: ignore[assignment]
 
 

@@ -134,6 +134,7 @@ class _Exchange(asyncio.Protocol):
 
     # -- transport events ------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # asyncio's Protocol signature says BaseTransport; a stream connection gives a Transport
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
@@ -335,7 +336,7 @@ class WireClient:
                     ) from exc
                 if tls_transport is None:
                     raise CollectorFailure("tls", "TLS error: the handshake did not complete")
-                transport = tls_transport  # type: ignore[assignment]
+                transport = tls_transport
                 exchange.transport = transport
                 ssl_object = transport.get_extra_info("ssl_object")
             transport.write(request)
@@ -362,7 +363,7 @@ class WireClient:
             try:
                 transport, _ = await loop.create_connection(
                     lambda: exchange, address, origin.port, family=family)
-                return transport  # type: ignore[return-value]
+                return transport
             except OSError as exc:
                 last = exc
         assert last is not None
