@@ -201,7 +201,7 @@ def build_store_tail(config: Callable[[], Config], registry: CollectorRegistry, 
         metrics=metrics)
 
 
-def resolved_hold(route: Route, interval: float) -> float:
+def keep_resolved_for(route: Route, interval: float) -> float:
     """How long a resolved alert's row is kept: longer than any group can wait before it
     flushes (group_wait or group_interval), two evaluations, and a minute for retries."""
     longest = max((max(r.group_wait, r.group_interval) for r in route.walk()), default=0.0)

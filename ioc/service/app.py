@@ -47,7 +47,7 @@ from ioc.poll_limits import PollLimits
 from ioc.remote_write import RemoteWriter
 from ioc.runner import PollRunner
 from ioc.scheduler import Job, Scheduler, SchedulerMetrics
-from ioc.service.alert_role import AlertRole, build_store_tail, resolved_hold
+from ioc.service.alert_role import AlertRole, build_store_tail, keep_resolved_for
 from ioc.service.config import Config
 from ioc.service.reload import Reloader, ReloadResult
 from ioc.service.shared_board import build_shared_board
@@ -176,8 +176,8 @@ class IocApp:
             store=AlertStateStore(config.storage.url),
             warmup=max((config.interval_of(c) + config.timeout_of(c)
                         for c in config.collectors), default=0.0),
-            resolved_hold=resolved_hold(self.dispatcher.settings.route,
-                                        config.alerts.evaluation_interval))
+            keep_resolved_for=keep_resolved_for(self.dispatcher.settings.route,
+                                                config.alerts.evaluation_interval))
         self.keep_ranges(self.alerts.rules)
         self.alert_role = AlertRole(
             self.alerts, self.dispatcher, interval=config.alerts.evaluation_interval,

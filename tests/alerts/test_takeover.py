@@ -54,7 +54,7 @@ class Instance:
         self.engine = AlertEngine(
             compile_rules([(RuleConfig.model_validate(DOWN), "test")]), [self.cache],
             self.dispatcher, interval=15, registry=CollectorRegistry(),
-            store=AlertStateStore(url), resolved_hold=700)
+            store=AlertStateStore(url), keep_resolved_for=700)
 
     async def lead(self, now: float) -> None:
         await self.dispatcher.open()
