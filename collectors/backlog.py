@@ -14,10 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
-import aiohttp
 from pydantic import Field, model_validator
 
-from collectors.jsonstats import JsonStatsConfig, fetch_json, host_of
+from collectors.jsonstats import JsonStatsCollector, JsonStatsConfig
 from collectors.mapping import CompiledMapping, FieldMapping, PayloadError
 from ioc.collector import CollectorFailure
 from ioc.config_types import CollectorConfig
@@ -164,21 +163,15 @@ def parse_backlog(payload: Any, mapping: CompiledMapping, base: Labels,
     return backlog_samples(units, catalogue, base, now)
 
 
-class BacklogCollector:
+class BacklogCollector(JsonStatsCollector):
     kind: ClassVar[str] = "backlog"
     Config: ClassVar[type[CollectorConfig]] = BacklogConfig
+    native_mapping: ClassVar[FieldMapping] = NATIVE_MAPPING
 
     def __init__(self, config: BacklogConfig) -> None:
-        self.config = config
-        self.mapping = CompiledMapping(config.mapping or NATIVE_MAPPING, config.department_map)
-        self.base = make_labels(config.labels, target=config.name)
+        super().__init__(config, config.mapping)
 
-    @property
-    def host(self) -> str | None:
-        return host_of(self.config.url)
-
-    async def collect(self, session: aiohttp.ClientSession, now: float) -> CollectResult:
-        payload = await fetch_json(session, self.config)
+    def result(self, payload: Any, now: float) -> CollectResult:
         units, catalogue = read_backlog(payload, self.mapping)
         samples = backlog_samples(units, catalogue, self.base, now)
         return CollectResult(up=True, samples=tuple(samples), value=float(len(units)))

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-import aiohttp
 from pydantic import Field, model_validator
 
-from collectors.jsonstats import JsonStatsConfig, fetch_json, host_of
+from collectors.jsonstats import JsonStatsCollector, JsonStatsConfig
 from collectors.mapping import CompiledMapping, FieldMapping, PayloadError
 from ioc.collector import CollectorFailure
 from ioc.config_types import CollectorConfig
@@ -116,21 +115,15 @@ def parse_feedback(payload: Any, mapping: CompiledMapping, base: Labels,
     return feedback_samples(read_feedback(payload, mapping), base, now)
 
 
-class FeedbackCollector:
+class FeedbackCollector(JsonStatsCollector):
     kind: ClassVar[str] = "feedback"
     Config: ClassVar[type[CollectorConfig]] = FeedbackConfig
+    native_mapping: ClassVar[FieldMapping] = NATIVE_MAPPING
 
     def __init__(self, config: FeedbackConfig) -> None:
-        self.config = config
-        self.mapping = CompiledMapping(config.mapping or NATIVE_MAPPING, config.department_map)
-        self.base = make_labels(config.labels, target=config.name)
+        super().__init__(config, config.mapping)
 
-    @property
-    def host(self) -> str | None:
-        return host_of(self.config.url)
-
-    async def collect(self, session: aiohttp.ClientSession, now: float) -> CollectResult:
-        payload = await fetch_json(session, self.config)
+    def result(self, payload: Any, now: float) -> CollectResult:
         samples = parse_feedback(payload, self.mapping, self.base, now)
         return CollectResult(up=True, samples=tuple(samples))
 
