@@ -7,7 +7,7 @@ windows and acks — whether its receiver hears about it. What is to be sent is 
 outbox together with the notification log in one transaction; the outbox task sends it.
 
 With several instances only the alert leader groups and sends (:meth:`Dispatcher.lead`, from
-ioc.service.alert_role); every instance serves the alert API. Silences, acks and maintenance windows
+service.alert_role); every instance serves the alert API. Silences, acks and maintenance windows
 may be written through any instance, so each re-reads them from the shared tables every
 evaluation interval (:meth:`Dispatcher.refresh`), and a follower shows the alerts the leader
 stored (:meth:`Dispatcher.show`).
@@ -505,7 +505,7 @@ def _silence_row(silence: Silence) -> dict[str, Any]:
 
 
 class DeliveryConfig(Protocol):
-    """The parts of the whole config that delivery reads (``ioc.service.config.Config`` has
+    """The parts of the whole config that delivery reads (``service.config.Config`` has
     them): named here so that alerts depends on the sections, not on the composition root."""
 
     @property

@@ -10,7 +10,7 @@ Two layers, so the rule tests and the benchmark run exactly the code the service
   from the results are held rather than dropped or resolved, because the in-memory windows are
   empty after a restart and an empty window is not a recovery.
 
-With several instances the engine runs only on the alert leader (ioc.service.alert_role): it is
+With several instances the engine runs only on the alert leader (service.alert_role): it is
 started when this instance takes the lead — loading the state the previous leader wrote — and
 stopped, without writing anything more, when it loses it. Resolved alerts are kept as rows for
 ``keep_resolved_for`` and handed to the sink again at such a start, so a resolution the previous

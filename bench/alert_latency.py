@@ -30,8 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from collectors.simulator import units
 from ioc.config_types import parse_duration
-from ioc.service.app import IocApp
-from ioc.service.config import parse_config
+from service.app import IocApp
+from service.config import parse_config
 
 TOKEN = "bench-simulator-token"
 

@@ -101,8 +101,8 @@ async def child(config_path: str, listen: str, warmup: float, after: float,
     if trace:
         tracemalloc.start()
     from ioc.logs import setup_logging
-    from ioc.service.app import IocApp
-    from ioc.service.config import load_config
+    from service.app import IocApp
+    from service.config import load_config
 
     config = load_config(config_path)
     setup_logging("warning")

@@ -32,8 +32,8 @@ from collectors.simulator import units
 from ioc import clock
 from ioc.model import CollectResult, Sample, make_labels
 from ioc.pipeline import PollOutcome
-from ioc.service.app import IocApp
-from ioc.service.config import parse_config
+from service.app import IocApp
+from service.config import parse_config
 from web.app import create_web_app
 
 SCREENS = r"""

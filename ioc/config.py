@@ -1,7 +1,7 @@
 """The service's own config sections, and the vocabulary every section's errors are told in.
 
 Each package keeps its section with its code (``alerts.config``, a collector's ``Config``,
-the sections below for the core and the web layer); ``ioc.service.config`` puts them together
+the sections below for the core and the web layer); ``service.config`` puts them together
 into the whole config.yaml. What lives here is what any of them may need: the path-named
 ``ConfigIssue``/``ConfigError``, ``issues_from_validation`` that turns a pydantic error into
 them, and ``${VAR}`` substitution.

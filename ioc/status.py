@@ -33,7 +33,7 @@ class TargetState:
     consecutive_failures: int = 0
     consecutive_successes: int = 0
     # With collection.shard i/N: the index of the instance that polls the target, and whether
-    # that is another one (its state is then read from the shared store, ioc.service.shared_board).
+    # that is another one (its state is then read from the shared store, service.shared_board).
     shard: int | None = None
     remote: bool = False
 

@@ -5,7 +5,7 @@ is the leader from start to stop and nothing else happens here. With PostgreSQL 
 elect a leader (ioc.leader), and this module turns each transition into work:
 
 * **taking the lead**: the store tail fills the windows of the other shards' targets and the
-  event counts (ioc.service.store_tail); delivery reads the notification log and starts its outbox,
+  event counts (service.store_tail); delivery reads the notification log and starts its outbox,
   which holds whatever the previous leader had not sent yet; the engine loads the alert state
   the previous leader stored and starts evaluating. Nothing is held over from an earlier term.
 * **losing the lead**: the engine stops without writing anything more (its successor owns the
@@ -35,14 +35,14 @@ from alerts.rules import Rule
 from ioc import clock
 from ioc.leader import LeaderElection, LeaderMetrics, LockFence, cadence_for, election_dsn
 from ioc.logs import fields
-from ioc.service.store_tail import CLOCK_SKEW, StoreTail, TailMetrics, backfill_seconds
 from ioc.sharding import Shard
 from ioc.store.alert_state import AlertRow, AlertStateStore
 from ioc.store.base import StoreError
 from ioc.store.tail import TailStore
+from service.store_tail import CLOCK_SKEW, StoreTail, TailMetrics, backfill_seconds
 
 if TYPE_CHECKING:
-    from ioc.service.config import Config
+    from service.config import Config
 
 log = logging.getLogger("ioc.alert_role")
 

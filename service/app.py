@@ -47,10 +47,6 @@ from ioc.poll_limits import PollLimits
 from ioc.remote_write import RemoteWriter
 from ioc.runner import PollRunner
 from ioc.scheduler import Job, Scheduler, SchedulerMetrics
-from ioc.service.alert_role import AlertRole, build_store_tail, keep_resolved_for
-from ioc.service.config import Config
-from ioc.service.reload import Reloader, ReloadResult
-from ioc.service.shared_board import build_shared_board
 from ioc.sharding import owner, parse_shard
 from ioc.status import StatusBoard, TargetState
 from ioc.store import SqlStore, open_store
@@ -62,6 +58,10 @@ from ioc.store.retention import prune_loop
 from ioc.store.rollup_job import RollupJob
 from ioc.store.writer import StoreWriter
 from ioc.syslog import SyslogReceiver
+from service.alert_role import AlertRole, build_store_tail, keep_resolved_for
+from service.config import Config
+from service.reload import Reloader, ReloadResult
+from service.shared_board import build_shared_board
 from web.app import create_web_app
 from web.client_limits import TrustMetrics
 from web.context import WebContext
@@ -243,7 +243,7 @@ class IocApp:
             interval=self.config.interval_of(collector_config),
             shard=owner(name, self.shard.count), remote=True))
 
-    # -- what a reload changes (ioc.service.reload decides, these apply) ------------------
+    # -- what a reload changes (service.reload decides, these apply) ------------------
 
     def set_config(self, config: Config) -> None:
         """The config in force from now on (what ``config()`` of the web context returns)."""
@@ -303,7 +303,7 @@ class IocApp:
         self.wall.forget_target_index()
 
     async def reload(self, config: Config | None = None) -> ReloadResult:
-        """Re-read the config file (SIGHUP, ``POST /-/reload``) and apply it: ioc.service.reload."""
+        """Re-read the config file (SIGHUP, ``POST /-/reload``) and apply it: service.reload."""
         return await self.reloader.reload(config)
 
     def update_auth(self, auth: AuthConfig) -> None:

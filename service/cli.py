@@ -11,7 +11,7 @@ import sys
 
 from ioc import __version__, event_loop
 from ioc.logs import fields, setup_logging
-from ioc.service.config import Config, ConfigError, load_config
+from service.config import Config, ConfigError, load_config
 
 log = logging.getLogger("ioc")
 
@@ -137,10 +137,10 @@ class _StopSignals:
 
 
 async def _run(config: Config, listen: str | None) -> int:
-    from ioc.service.app import IocApp
     from ioc.store.base import StoreError
     from ioc.store.migrate import MigrationRequiredError
     from ioc.store.schema import SchemaVersionError
+    from service.app import IocApp
 
     app = IocApp(config, listen=listen)
     with _StopSignals() as signals:

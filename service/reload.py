@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from prometheus_client import CollectorRegistry, Gauge
 
 from ioc.logs import SecretMasker, fields
-from ioc.service.config import Config, ConfigError, load_config
+from service.config import Config, ConfigError, load_config
 
 if TYPE_CHECKING:
     from alerts.rules import RuleConfig
@@ -58,7 +58,7 @@ LIVE_ALERTS_KEYS = frozenset({"rules", "rule_files", "default_rules"})
 
 
 class Reloadable(Protocol):
-    """The operations a reload applies its decisions through (``ioc.service.app.IocApp``)."""
+    """The operations a reload applies its decisions through (``service.app.IocApp``)."""
 
     @property
     def config(self) -> Config: ...

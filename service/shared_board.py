@@ -34,14 +34,14 @@ from sqlalchemy.engine import make_url
 
 from ioc import clock
 from ioc.logs import fields
-from ioc.service.store_tail import CLOCK_SKEW
 from ioc.sharding import Shard
 from ioc.status import StatusBoard
 from ioc.store.base import StoreError
 from ioc.store.tail import SeriesRow, TailStore
+from service.store_tail import CLOCK_SKEW
 
 if TYPE_CHECKING:
-    from ioc.service.config import Config
+    from service.config import Config
 
 log = logging.getLogger("ioc.shared_board")
 

@@ -15,8 +15,8 @@ import yaml
 
 from collectors.simulator import units
 from ioc.pipeline import PollOutcome
-from ioc.service.app import IocApp
-from ioc.service.config import Config, parse_config
+from service.app import IocApp
+from service.config import Config, parse_config
 from tests.helpers import Changes
 
 SIM_TOKEN = "test-sim-token"

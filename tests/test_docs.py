@@ -32,7 +32,7 @@ from pydantic.fields import FieldInfo
 
 from collectors.registry import COLLECTOR_TYPES
 from ioc.config_types import CollectorConfig, format_duration, parse_duration
-from ioc.service.config import ConfigFile, parse_config
+from service.config import ConfigFile, parse_config
 
 ROOT = Path(__file__).parent.parent
 DOC = ROOT / "docs" / "configuration.md"

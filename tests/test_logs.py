@@ -9,7 +9,7 @@ import logging
 import pytest
 
 from ioc.logs import fields, setup_logging
-from ioc.service.config import parse_config
+from service.config import parse_config
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """What the web layer may use of the running service: one small typed object, not the app.
 
-The composition root (``ioc.service.app``) builds a :class:`WebContext` and hands it to
+The composition root (``service.app``) builds a :class:`WebContext` and hands it to
 ``web.app.create_web_app``; every handler and the wall feed reach the service only through
 it. The web layer so depends on the core's types and on the few operations named here, never
 on how the service is wired, and a test can build a web app around a context of its own.
@@ -112,7 +112,7 @@ class EventIntake(Protocol):
 
 
 class ReloadOutcome(Protocol):
-    """What a config reload did (``ioc.service.reload.ReloadResult``)."""
+    """What a config reload did (``service.reload.ReloadResult``)."""
 
     @property
     def ok(self) -> bool: ...

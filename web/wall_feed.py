@@ -168,7 +168,7 @@ class WallFeed:
         return True
 
     def on_remote_update(self, departments: Collection[str], now: float) -> None:
-        """Other shards' polls, read from the shared store (ioc.service.shared_board)."""
+        """Other shards' polls, read from the shared store (service.shared_board)."""
         if not self._watched():
             return
         for department in departments:

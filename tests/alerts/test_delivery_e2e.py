@@ -24,8 +24,8 @@ import yaml
 from aiohttp import web
 
 from collectors.simulator.app import start_simulator
-from ioc.service.app import IocApp
-from ioc.service.config import parse_config
+from service.app import IocApp
+from service.config import parse_config
 from tests.conftest import SIM_TOKEN, demo_config, free_port, require_binary
 from tests.helpers import Changes
 

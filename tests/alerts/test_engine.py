@@ -15,8 +15,8 @@ from alerts.rules import RuleConfig, compile_rules
 from ioc import clock
 from ioc.cache import SeriesCache
 from ioc.model import Sample, make_labels
-from ioc.service.app import IocApp
 from ioc.store.alert_state import AlertStateStore
+from service.app import IocApp
 from tests.conftest import SIM_TOKEN, demo_config, free_port
 from tests.helpers import Changes
 

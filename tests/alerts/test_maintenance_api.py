@@ -22,8 +22,8 @@ from alerts.maintenance import (
     parse_instant,
 )
 from ioc.metrics import DeliveryMetrics
-from ioc.service.app import IocApp
-from ioc.service.config import Config
+from service.app import IocApp
+from service.config import Config
 from tests.alerts.delivery_helpers import T0, alert
 from tests.alerts.test_alerts_api import OPERATOR, VIEWER, Client, check
 from tests.alerts.test_delivery_e2e import Hook, alerts_section

@@ -9,8 +9,8 @@ from alerts.evaluate import SeriesIndex, evaluate_rule
 from alerts.rules import RuleConfig, compile_rule, read_ranges
 from ioc import clock
 from ioc.cache import HISTORY_MARGIN, LatestPoint
-from ioc.service.app import IocApp
-from ioc.service.config import load_config
+from service.app import IocApp
+from service.config import load_config
 from tests.conftest import PollWatcher, demo_raw, free_port, write_yaml
 
 STATUS = "ioc_probe_http_status_code"

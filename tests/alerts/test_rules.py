@@ -9,7 +9,7 @@ import pytest
 
 from alerts.rules import RuleConfig, compile_rule, gather_rules, human_duration
 from ioc.model import make_labels
-from ioc.service.config import ConfigError, parse_config
+from service.config import ConfigError, parse_config
 
 GOOD = {"name": "Down", "metric": "ioc_target_up", "op": "==", "threshold": 0}
 

@@ -19,9 +19,9 @@ from alerts.rules import RuleConfig, compile_rules
 from ioc.cache import SeriesCache
 from ioc.metrics import DeliveryMetrics
 from ioc.model import Sample, make_labels
-from ioc.service.alert_role import shown_alert
-from ioc.service.config import Config, parse_config
 from ioc.store.alert_state import AlertRow, AlertStateStore
+from service.alert_role import shown_alert
+from service.config import Config, parse_config
 
 T0 = 1_800_000_000.0
 LABELS = make_labels(target="stp-health", department="STP", kind="http")

@@ -18,8 +18,8 @@ from ioc.model import Labels, make_labels
 from ioc.pipeline import Pipeline, PollOutcome
 from ioc.poll_limits import PollLimits
 from ioc.runner import PollRunner
-from ioc.service.config import parse_config
 from ioc.status import StatusBoard, TargetState
+from service.config import parse_config
 from tests.helpers import ListSink
 
 

@@ -23,8 +23,8 @@ from ioc.model import Sample, make_labels
 from ioc.pipeline import Pipeline
 from ioc.poll_limits import PollLimits
 from ioc.runner import PollRunner
-from ioc.service.config import ConfigError, parse_config
 from ioc.status import StatusBoard, TargetState
+from service.config import ConfigError, parse_config
 from tests.helpers import ListSink
 
 DATA = Path(__file__).parent.parent / "data" / "backlog"

@@ -26,7 +26,7 @@ from collectors.simulator.portal_model import (
     spike_dossiers,
 )
 from ioc.domain import DossierCounts, FeedbackCounts, dossier_ontime_ratio
-from ioc.service.config import load_config
+from service.config import load_config
 
 TOKEN = "portal-test-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -261,7 +261,7 @@ def test_demo_config_moves_every_department_within_two_minutes() -> None:
 
 def test_options_reach_the_portal_from_config_and_cli() -> None:
     from collectors.simulator.portal import PORTAL
-    from ioc.service.cli import _parser
+    from service.cli import _parser
 
     app = create_simulator_app(portal_time_scale=60, portal_min_monthly=25)
     assert app[PORTAL].time.scale == 60 and app[PORTAL].model.min_monthly == 25

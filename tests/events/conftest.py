@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from ioc.model import Event
-from ioc.service.app import IocApp
+from service.app import IocApp
 from tests.conftest import demo_config, free_port
 from tests.helpers import Changes
 from tests.store.conftest import postgres_url, store_url  # noqa: F401  (fixtures)

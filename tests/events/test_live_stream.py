@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 
 from ioc.model import Event
-from ioc.service.app import IocApp
+from service.app import IocApp
 from tests.events.conftest import INGEST_TOKEN, VIEWER_TOKEN, events_config
 from tests.web.test_stream import events as sse_events
 from tests.web.test_stream import next_event

@@ -13,7 +13,7 @@ import pytest
 from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
-from ioc.service.app import IocApp
+from service.app import IocApp
 from tests.events.conftest import INGEST_TOKEN, VIEWER_TOKEN
 from web.openapi import openapi_document
 

@@ -17,8 +17,8 @@ from prometheus_client import CollectorRegistry
 
 from collectors.siem import Cursor, SiemCollector, SiemConfig, wazuh_event
 from ioc.event_sink import EventSink
-from ioc.service.app import IocApp
 from ioc.store.events import EventQuery, EventStore
+from service.app import IocApp
 from tests.conftest import PollWatcher
 from tests.events.conftest import events_config
 
@@ -267,7 +267,7 @@ async def test_generic_json_list_by_jmespath(aiohttp_server: Any, sink: EventSin
 
 
 def test_bad_jmespath_is_a_config_error() -> None:
-    from ioc.service.config import ConfigError, parse_config
+    from service.config import ConfigError, parse_config
 
     with pytest.raises(ConfigError) as err:
         parse_config({"departments": [{"code": "STTTT", "name": "Sở TTTT"}], "collectors": [

@@ -18,7 +18,7 @@ import yaml
 from aiohttp import web
 
 from collectors.simulator import units
-from ioc.service.config import parse_config
+from service.config import parse_config
 from tests.conftest import SIM_TOKEN
 from tests.helpers import Changes
 

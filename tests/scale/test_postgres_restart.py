@@ -22,7 +22,7 @@ from sqlalchemy.engine import make_url
 
 from ioc.model import canonical_labels
 from ioc.pipeline import PollOutcome
-from ioc.service.app import IocApp
+from service.app import IocApp
 from tests.conftest import PollWatcher, demo_config, free_port
 from tests.scale.private_postgres import PrivatePostgres
 

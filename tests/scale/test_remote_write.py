@@ -18,8 +18,8 @@ from prometheus_client import CollectorRegistry
 from ioc.model import Sample, make_labels
 from ioc.remote_write import RemoteWriter, decode_body, encode_body
 from ioc.remote_write_config import RemoteWriteEndpoint
-from ioc.service.app import IocApp
-from ioc.service.config import ConfigError, parse_config
+from service.app import IocApp
+from service.config import ConfigError, parse_config
 from tests.conftest import PollWatcher, demo_config, free_port, require_binary
 from tests.helpers import Changes
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from ioc.service.app import IocApp
-from ioc.service.cli import EXIT_BAD_CONFIG, main
-from ioc.service.config import ConfigError, parse_config
 from ioc.sharding import Shard, assignment, owner, parse_shard
+from service.app import IocApp
+from service.cli import EXIT_BAD_CONFIG, main
+from service.config import ConfigError, parse_config
 from tests.conftest import demo_config, free_port
 
 NAMES = [f"{unit}-{kind}" for unit in range(1000) for kind in ("health", "portal", "dns")]

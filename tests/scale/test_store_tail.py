@@ -11,11 +11,11 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from ioc.model import Event, Sample, make_labels
-from ioc.service.store_tail import StoreTail, TailMetrics
 from ioc.sharding import Shard
 from ioc.store import SqlStore
 from ioc.store.events import EventStore
 from ioc.store.tail import TailStore
+from service.store_tail import StoreTail, TailMetrics
 
 pytestmark = pytest.mark.postgres
 

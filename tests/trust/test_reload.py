@@ -8,8 +8,8 @@ from typing import Any
 import aiohttp
 
 from collectors.simulator import units
-from ioc.service.app import IocApp
-from ioc.service.config import load_config
+from service.app import IocApp
+from service.config import load_config
 from tests.conftest import SIM_TOKEN, PollWatcher, free_port, write_yaml
 
 ADMIN = "admin-token-0123456789"

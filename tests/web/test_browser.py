@@ -18,7 +18,7 @@ import aiohttp
 import pytest
 
 from ioc.model import Sample, make_labels
-from ioc.service.app import IocApp
+from service.app import IocApp
 from tests.conftest import SIM_TOKEN, PollWatcher, demo_config, free_port, require_binary
 from web.i18n import catalogue
 

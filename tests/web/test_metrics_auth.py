@@ -9,8 +9,8 @@ import aiohttp
 import pytest
 
 from ioc.metrics_config import MetricsConfig
-from ioc.service.app import IocApp
-from ioc.service.config import ConfigError, parse_config
+from service.app import IocApp
+from service.config import ConfigError, parse_config
 from tests.conftest import demo_config, free_port
 from web.metrics_auth import MetricsGuard
 

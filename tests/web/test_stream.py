@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry
 from ioc import clock
 from ioc.model import CollectResult
 from ioc.pipeline import PollOutcome
-from ioc.service.app import IocApp
+from service.app import IocApp
 from tests.conftest import SIM_TOKEN, PollWatcher, demo_config, free_port
 from web.errors import ApiError
 from web.stream import CLIENT_QUEUE, EventStream

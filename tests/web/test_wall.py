@@ -10,8 +10,8 @@ import pytest
 
 from ioc.cache import SeriesCache
 from ioc.model import Sample, make_labels
-from ioc.service.app import IocApp
-from ioc.service.config import ConfigError, parse_config
+from service.app import IocApp
+from service.config import ConfigError, parse_config
 from tests.conftest import PollWatcher, demo_config, free_port
 from web.i18n import LANGS, Translator, catalogue
 from web.wall import (

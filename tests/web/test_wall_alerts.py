@@ -20,7 +20,7 @@ from alerts.maintenance import MaintenanceConfig, next_config_boundary
 from alerts.model import Alert, AlertState
 from ioc import clock
 from ioc.model import make_labels
-from ioc.service.app import IocApp
+from service.app import IocApp
 from tests.conftest import PollWatcher, demo_config, free_port
 from tests.web.test_stream import events, next_event
 
