@@ -26,6 +26,7 @@ import logging
 from collections.abc import Collection, Mapping, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
 import jinja2
 from aiohttp import web
@@ -428,7 +429,5 @@ class WallFeed:
 
 
 def _view_url(view: WallView, query: Mapping[str, str]) -> str:
-    from urllib.parse import urlencode
-
     keep = {k: query[k] for k in ("lang", "theme", "rotate") if k in query}
     return f"/wall/{view.name}" + (f"?{urlencode(keep)}" if keep else "")
