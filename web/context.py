@@ -32,16 +32,24 @@ if TYPE_CHECKING:
     )
     from ioc.events_config import EventsConfig
     from ioc.metrics_config import MetricsConfig
-    from ioc.model import Event
+    from ioc.model import Event, Series
     from ioc.pipeline import PollOutcome
     from ioc.status import StatusBoard
-    from ioc.store import SqlStore
     from ioc.store.alert_delivery import DeliveryStore
     from ioc.store.announcement import AnnouncementStore
     from ioc.store.audit import AuditStore
     from ioc.store.events import EventStore
     from ioc.store.maintenance_store import OperatorWindow
     from web.client_limits import TrustMetrics
+
+
+class SampleReader(Protocol):
+    """What the web layer reads of the sample store (``ioc.store.SqlStore``): range queries
+    for the API and the wall's figures, and the readiness ping."""
+
+    async def query_range(self, metric: str, matchers: Mapping[str, str], start: float,
+                          end: float, step: float) -> list[Series]: ...
+    async def ping(self) -> None: ...
 
 
 class WebConfig(Protocol):
@@ -132,7 +140,7 @@ class WebContext:
     cache: SeriesCache                           # latest samples and the rules' windows
     event_counts: SeriesCache                    # security-event counts over the window
     department_names: Mapping[str, str]          # code -> name; reload updates it in place
-    samples: SqlStore                            # range queries and the readiness ping
+    samples: SampleReader                        # range queries and the readiness ping
     events: EventIntake
     audit: AuditStore
     announcements: AnnouncementStore

@@ -23,7 +23,7 @@ from ioc.model import Event
 
 if TYPE_CHECKING:
     from ioc.config import WallConfig
-    from ioc.store import SqlStore
+    from web.context import SampleReader
 
 log = logging.getLogger("ioc.wall")
 
@@ -384,13 +384,13 @@ class WallState:
     def due(self, now: float) -> bool:
         return self.refreshed_at is None or now - self.refreshed_at >= REFRESH_EVERY
 
-    def refresh_soon(self, store: SqlStore, now: float) -> asyncio.Task[None]:
+    def refresh_soon(self, store: SampleReader, now: float) -> asyncio.Task[None]:
         """Start one refresh unless one is running; callers may await it with a deadline."""
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._refresh(store, now), name="ioc-wall-refresh")
         return self._task
 
-    async def _refresh(self, store: SqlStore, now: float) -> None:
+    async def _refresh(self, store: SampleReader, now: float) -> None:
         try:
             self.availability = await availability_24h(store, now)
             self.trends = {
@@ -408,7 +408,7 @@ class WallState:
             self._task.cancel()
 
 
-async def availability_24h(store: SqlStore, now: float) -> dict[str, float]:
+async def availability_24h(store: SampleReader, now: float) -> dict[str, float]:
     """Share of successful polls per target over the last 24 h (hourly averages averaged)."""
     series = await store.query_range("ioc_target_up", {}, now - 86400, now, 3600)
     out: dict[str, float] = {}
@@ -419,7 +419,7 @@ async def availability_24h(store: SqlStore, now: float) -> dict[str, float]:
     return out
 
 
-async def daily_trend(store: SqlStore, metric: str, matchers: dict[str, str],
+async def daily_trend(store: SampleReader, metric: str, matchers: dict[str, str],
                       now: float) -> list[tuple[float, float]]:
     """Daily points of a metric summed over its series, oldest first, for a sparkline."""
     series = await store.query_range(metric, matchers, now - TREND_DAYS * 86400, now, 86400)
