@@ -348,7 +348,7 @@ class WallFeed:
     def on_screen(self) -> None:
         """A screen connected to the stream: bring its alerts panel up to date once it is
         registered (the panels it rendered may be older than the last change)."""
-        asyncio.get_running_loop().call_soon(self._alerts_timer_fired)
+        asyncio.get_running_loop().call_soon(self._refresh_alerts)
 
     def _arm_alerts_timer(self) -> None:
         """One loop timer at the next instant a silence, ack or maintenance window starts or
@@ -363,10 +363,10 @@ class WallFeed:
         now = self.clock()
         due = self.ctx.alerts.next_change(now)
         if due is not None:
-            self._alerts_due = loop.call_later(max(0.0, due - now), self._alerts_timer_fired)
+            self._alerts_due = loop.call_later(max(0.0, due - now), self._refresh_alerts)
 
-    def _alerts_timer_fired(self) -> None:
-        self._alerts_due = None
+    def _refresh_alerts(self) -> None:
+        """The timer's and a new screen's way in: one timer stays armed whichever calls."""
         try:
             self.on_alerts_changed()
         except Exception:  # the next change tries again; the screens keep what they have

@@ -7,6 +7,7 @@ changes the panel (a silence, ack or maintenance window starting or ending).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
@@ -168,3 +169,21 @@ async def test_a_failing_listener_does_not_stop_delivery(app: IocApp,
     assert told == [1]
     assert "Still" in {a.label("alertname") for a in app.dispatcher.alerts.values()}
     assert any("alert change listener failed" in r.getMessage() for r in caplog.records)
+
+
+async def test_screens_connecting_keep_one_timer(app: IocApp) -> None:
+    """Every refresh moves the one timer; none leaves another one running beside it."""
+    now = clock.now()
+    await app.dispatcher.add_silence(['alertname="Later"'], starts_at=now + 3600,
+                                     ends_at=now + 7200, created_by="a", comment="bảo trì",
+                                     now=now)
+    handles = []
+    for _ in range(3):
+        app.wall.on_screen()
+        await asyncio.sleep(0)  # the refresh runs on the loop's next turn
+        assert app.wall._alerts_due is not None
+        handles.append(app.wall._alerts_due)
+    assert len(set(map(id, handles))) == 3
+    assert [h.cancelled() for h in handles] == [True, True, False]
+    assert handles[-1].when() - asyncio.get_running_loop().time() == pytest.approx(
+        now + 3600 - clock.now(), abs=5.0)
