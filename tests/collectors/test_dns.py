@@ -194,6 +194,15 @@ async def start(fake: FakeDns) -> list[Any]:
     pytest.fail("no port free on both UDP and TCP after 50 tries")
 
 
+async def stop(fake: FakeDns, parts: list[Any]) -> None:
+    fake.released.set()
+    stray, udp, tcp = parts
+    stray.close()
+    udp.close()
+    tcp.close()
+    await tcp.wait_closed()
+
+
 @pytest.fixture
 async def servers() -> AsyncIterator[Callable[..., Any]]:
     """Start FakeDns servers on demand; all stop at the end of the test."""
@@ -206,12 +215,16 @@ async def servers() -> AsyncIterator[Callable[..., Any]]:
 
     yield make
     for fake, parts in started:
-        fake.released.set()
-        stray, udp, tcp = parts
-        stray.close()
-        udp.close()
-        tcp.close()
-        await tcp.wait_closed()
+        await stop(fake, parts)
+
+
+@pytest.fixture
+async def dns_server() -> AsyncIterator[int]:
+    """One well-behaved server's port (UDP and TCP), for tests of the whole service."""
+    fake = FakeDns()
+    parts = await start(fake)
+    yield fake.port
+    await stop(fake, parts)
 
 
 def block(*fakes: FakeDns, **extra: Any) -> dict[str, Any]:
