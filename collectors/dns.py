@@ -9,12 +9,14 @@ servers of one zone), each checked and reported under its own ``server`` label.
 A query to a server behaves like a resolver's: over UDP, on a connected socket (so the kernel
 drops datagrams from any other address or port, as Unbound's ``udp-connect`` does), datagrams
 that do not parse or do not answer this query (another ID, another question) are ignored and
-counted, and the wait goes on until the deadline; an answer with the TC bit is asked again over
-TCP within the same deadline. Reasons: no valid answer by the deadline is ``timeout`` (or
-``connect_refused`` when the server's host said nothing listens on the port and nothing valid
-came either); a DNS-level answer that is not the records asked for (NXDOMAIN, SERVFAIL,
-REFUSED, no record of the type) is ``dns``; records that lack an ``expected`` value are
-``content`` (a hijacked or stale record); a TCP answer that is not DNS is ``protocol_error``.
+counted, and the wait goes on until the deadline; a query still unanswered is sent again
+after 1 s, 2 s, 4 s… (same ID), as a datagram can be lost; an answer with the TC bit is asked
+again over TCP within the same deadline. Reasons: no valid answer by the deadline is
+``timeout`` (or ``connect_refused`` when the server's host said nothing listens on the port
+and nothing valid came either); a DNS-level answer that is not the records asked for
+(NXDOMAIN, SERVFAIL, REFUSED, no record of the type) is ``dns``; records that lack an
+``expected`` value are ``content`` (a hijacked or stale record); a TCP answer that is not DNS
+is ``protocol_error``.
 
 Every result carries a ``trace``: one line per step, each naming the server and the transport
 (which datagrams were ignored and why, the truncation and the retry over TCP, what answered).
@@ -55,6 +57,9 @@ DEFAULT_QUERY_TIMEOUT = 5.0
 # With only the target's `timeout`, the servers get this share of it, so the collector's own
 # report (which server, what was ignored) is ready before the runner's deadline cuts the poll.
 TIMEOUT_SHARE = 0.9
+# A query over UDP with no answer yet is sent again after 1 s, then 2 s, 4 s…, within its
+# deadline: a datagram lost on the way must not fail the check (a resolver retries too).
+RETRANSMIT_AFTER = 1.0
 # Ignored datagrams described one by one in the trace per query; the rest are only counted.
 TRACE_IGNORED = 5
 IGNORED_REASONS = ("malformed", "mismatch")
@@ -274,7 +279,11 @@ class UdpAnswer(asyncio.DatagramProtocol):
             text = str(exc) or type(exc).__name__
             self.exchange.ignore("malformed", f"{len(data)} bytes that do not parse ({text})")
             return
-        if not self.query.is_response(message):
+        try:
+            answers = self.query.is_response(message)
+        except Exception:  # an exception here would close the transport: junk, not a bug
+            answers = False
+        if not answers:
             self.exchange.ignore("mismatch", f"a message with ID {message.id} that does not "
                                              f"answer the query (ID {self.query.id}, "
                                              f"{self.exchange.what})")
@@ -307,9 +316,15 @@ async def ask(exchange: Exchange, query: dns.message.Message, host: str, port: i
             exchange.note("udp", f"cannot send: {exc}")
             return
         try:
+            wire, wait, sent = query.to_wire(), RETRANSMIT_AFTER, 1
             exchange.note("udp", f"query {exchange.what} (ID {query.id})")
-            udp.sendto(query.to_wire())
-            response, truncated = await answered
+            udp.sendto(wire)
+            while not (await asyncio.wait({answered}, timeout=wait))[0]:
+                sent += 1
+                exchange.note("udp", f"no answer yet; sending the query again ({sent})")
+                udp.sendto(wire)
+                wait *= 2
+            response, truncated = answered.result()
         finally:
             udp.close()
         if not truncated:

@@ -349,6 +349,23 @@ async def test_a_flood_of_junk_is_counted_and_summed_up_in_the_trace(
     assert len(outcome.result.trace) < 10
 
 
+async def test_a_lost_query_is_sent_again(probe: ProbeHarness,
+                                          servers: Callable[..., Any]) -> None:
+    queries: list[int] = []
+
+    def drop_first(query: dns.message.Message) -> list[bytes]:
+        queries.append(query.id)
+        return good(query) if len(queries) > 1 else []
+
+    fake = await servers(udp=drop_first)
+    outcome = await probe.runner(block(fake, query_timeout="2s", timeout="3s"),
+                                 timeout=3.0).poll()
+    assert outcome.result.up, outcome.result.trace
+    assert len(queries) == 2 and queries[0] == queries[1]
+    assert f"{fake.address} udp: no answer yet; sending the query again (2)" in \
+        outcome.result.trace
+
+
 async def test_nothing_listening_is_connect_refused(probe: ProbeHarness,
                                                    unused_udp_port: int) -> None:
     outcome = await probe.runner({"type": "dns", "query": NAME, "query_timeout": "300ms",
