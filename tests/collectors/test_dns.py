@@ -9,6 +9,7 @@ errors. No test asks a server outside this machine.
 from __future__ import annotations
 
 import asyncio
+import socket
 import struct
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -120,7 +121,8 @@ class FakeDns:
 
     udp: Reply = good
     stray: Reply = silent        # sent first, from another UDP port of this machine
-    tcp: str = "answer"          # answer, close, garbage, silent, refuse
+    tcp: str = "answer"          # answer, other_id, close, garbage, silent, refuse
+    host: str = "127.0.0.1"
     serial: int = 2026120601
     port: int = 0
     udp_queries: int = 0
@@ -129,7 +131,8 @@ class FakeDns:
 
     @property
     def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
 
 
 class ServerUdp(asyncio.DatagramProtocol):
@@ -168,6 +171,9 @@ async def start(fake: FakeDns) -> list[Any]:
             if fake.tcp == "answer":
                 reply = answer(query, fake.serial).to_wire()
                 writer.write(struct.pack("!H", len(reply)) + reply)
+            elif fake.tcp == "other_id":
+                reply = other_id(query)[0]
+                writer.write(struct.pack("!H", len(reply)) + reply)
             elif fake.tcp == "garbage":
                 writer.write(struct.pack("!H", 5) + b"\xff" * 5)
             elif fake.tcp == "silent":
@@ -177,13 +183,13 @@ async def start(fake: FakeDns) -> list[Any]:
             writer.close()
 
     stray, _ = await loop.create_datagram_endpoint(asyncio.DatagramProtocol,
-                                                   local_addr=("127.0.0.1", 0))
+                                                   local_addr=(fake.host, 0))
     for _ in range(50):
         udp, _ = await loop.create_datagram_endpoint(lambda: ServerUdp(fake, stray),
-                                                     local_addr=("127.0.0.1", 0))
+                                                     local_addr=(fake.host, 0))
         fake.port = udp.get_extra_info("sockname")[1]
         try:
-            tcp = await asyncio.start_server(on_tcp, "127.0.0.1", fake.port)
+            tcp = await asyncio.start_server(on_tcp, fake.host, fake.port)
         except OSError:  # another process holds this TCP port: take another UDP port
             udp.close()
             continue
@@ -275,6 +281,8 @@ TABLE = [
          trace="udp: answered", ignored=(0, 1)),
     Case("truncated, then TCP closes", {"udp": truncated, "tcp": "close"}, "protocol_error",
          error="closed the TCP connection"),
+    Case("truncated, then TCP answers with another ID", {"udp": truncated, "tcp": "other_id"},
+         "protocol_error", error="bad DNS answer over tcp"),
     Case("truncated, then TCP sends garbage", {"udp": truncated, "tcp": "garbage"},
          "protocol_error", error="bad DNS answer over tcp"),
     Case("truncated, then TCP refused", {"udp": truncated, "tcp": "refuse"},
@@ -381,6 +389,27 @@ async def test_poll_timeout_before_the_query_timeout_is_timeout(
                           timeout=0.3)
     outcome = await runner.poll()
     assert outcome.result.reason == "timeout"
+
+
+def has_ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as sock:
+            sock.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not has_ipv6_loopback(), reason="no IPv6 loopback on this machine")
+async def test_ipv6_server_over_udp_and_tcp(probe: ProbeHarness,
+                                            servers: Callable[..., Any]) -> None:
+    fake = await servers(host="::1", udp=then(junk, truncated))
+    outcome = await probe.runner(block(fake)).poll()
+    assert outcome.result.up, outcome.result.trace
+    assert fake.address == f"[::1]:{fake.port}"
+    assert outcome.result.trace[-1] == f"[::1]:{fake.port} tcp: answered 10.10.0.5, 10.10.0.6"
+    assert samples_of(outcome, "ioc_probe_dns_ignored_datagrams")[
+        server_labels(fake, reason="malformed")] == 5
 
 
 async def test_other_record_types(probe: ProbeHarness, servers: Callable[..., Any]) -> None:
@@ -556,10 +585,13 @@ def test_answer_and_serial_readers() -> None:
 async def test_system_resolver(probe: ProbeHarness) -> None:
     good_one = await probe.runner({"type": "dns", "query": "localhost", "name": "a",
                                    "expected": ["127.0.0.1"]}).poll()
-    bad = await probe.runner({"type": "dns", "query": "khong-ton-tai.invalid", "name": "b"},
-                             timeout=3).poll()
+    # An IPv4 literal has no IPv6 address: getaddrinfo says so without asking any server.
+    bad = await probe.runner({"type": "dns", "query": "127.0.0.1", "record_type": "AAAA",
+                              "name": "b"}).poll()
     assert good_one.result.up, good_one.result.error
     assert samples_of(good_one, "ioc_probe_dns_server_up") == {
         labels("dns", name="a", server="system"): 1.0}
     assert good_one.result.trace == ("system getaddrinfo: localhost A: 127.0.0.1",)
-    assert bad.result.reason == "dns"
+    assert bad.result.reason == "dns" and "did not resolve" in str(bad.result.error)
+    assert samples_of(bad, "ioc_probe_dns_server_up") == {
+        labels("dns", name="b", server="system"): 0.0}
