@@ -119,6 +119,16 @@ class DnsConfig(CollectorConfig):
         description="also ask each server for this zone's SOA and report its serial")
     expected: list[str] = Field(default_factory=list)
 
+    @field_validator("query", "soa_zone")
+    @classmethod
+    def _check_name(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                dns.name.from_text(value)
+            except dns.exception.DNSException as exc:
+                raise ValueError(f"not a valid DNS name: {value!r} ({exc})") from None
+        return value
+
     @field_validator("server")
     @classmethod
     def _check_one_server(cls, value: str | None) -> str | None:

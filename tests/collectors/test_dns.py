@@ -552,12 +552,15 @@ async def test_serial_disagreement_pages_after_the_rules_hold_time(
     ({"server": "127.0.0.1", "timeout": "2s", "query_timeout": "2s"}, "must be shorter"),
     ({"server": "127.0.0.1", "query_timeout": "0s"}, "greater than zero"),
     ({"servers": [f"10.0.0.{i}" for i in range(17)]}, "at most 16"),
+    ({"query": "dichvucong..haugiang.gov.vn"}, "not a valid DNS name"),
+    ({"query": "a" * 64 + ".gov.vn"}, "not a valid DNS name"),
+    ({"server": "127.0.0.1", "soa_zone": "haugiang..gov.vn"}, "not a valid DNS name"),
 ])
 def test_bad_config_is_refused_with_its_path(extra: dict[str, Any], message: str) -> None:
     from ioc.config import ConfigError
 
     with pytest.raises((ConfigError, ValidationError)) as info:
-        collector_config({"type": "dns", "query": NAME, **extra})
+        collector_config({"type": "dns", "query": NAME} | extra)
     assert message in str(info.value) and "collectors[0]" in str(info.value)
 
 
