@@ -22,6 +22,7 @@ import dns.rcode
 import dns.rdatatype
 import dns.rrset
 import pytest
+from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
 from alerts.engine import Evaluator
@@ -29,6 +30,8 @@ from alerts.model import AlertState
 from alerts.rules import compile_rules, default_rules_text, parse_rule_text
 from collectors.dns import DnsCollector, answer_values, soa_serial, split_server
 from ioc.cache import SeriesCache
+from ioc.exposition import Exposition
+from ioc.metrics import SampleExporter
 from ioc.model import Labels
 from tests.collectors.probe_support import ProbeHarness, collector_config, labels, samples_of
 
@@ -319,6 +322,24 @@ async def test_server_behaviour(case: Case, probe: ProbeHarness,
                        server_labels(fake, reason="mismatch"): case.ignored[1]}
     assert samples_of(outcome, "ioc_probe_dns_server_up") == {
         server_labels(fake): float(result.up)}
+
+
+async def test_ignored_datagrams_are_on_metrics(probe: ProbeHarness,
+                                                servers: Callable[..., Any]) -> None:
+    fake = await servers(udp=then(junk, other_id, good))
+    await probe.runner(block(fake)).poll()
+    registry = CollectorRegistry()
+    registry.register(SampleExporter(probe.cache))
+    body, _ = await Exposition().render(registry)
+    text = body.decode()
+    def series(metric: str, reason: str = "") -> str:
+        why = f'reason="{reason}",' if reason else ""
+        return (f'{metric}{{department="STP",kind="dns",{why}server="{fake.address}",'
+                f'target="stp-web"}}')
+
+    assert f"{series('ioc_probe_dns_ignored_datagrams', 'malformed')} 5.0" in text, text
+    assert f"{series('ioc_probe_dns_ignored_datagrams', 'mismatch')} 1.0" in text
+    assert f"{series('ioc_probe_dns_server_up')} 1.0" in text
 
 
 async def test_forced_tcp_never_asks_over_udp(probe: ProbeHarness,
