@@ -236,10 +236,15 @@ async def dns_server() -> AsyncIterator[int]:
     await stop(fake, parts)
 
 
+# Servers that answer get plenty of time; a test that waits for a timeout gives 300 ms.
+ANSWER_TIME = "1500ms"
+SILENCE_TIME = "300ms"
+
+
 def block(*fakes: FakeDns, **extra: Any) -> dict[str, Any]:
     where: dict[str, Any] = ({"server": fakes[0].address} if len(fakes) == 1
                              else {"servers": [f.address for f in fakes]})
-    return {"type": "dns", "query": NAME, "query_timeout": "300ms", **where, **extra}
+    return {"type": "dns", "query": NAME, "query_timeout": ANSWER_TIME, **where, **extra}
 
 
 def server_labels(fake: FakeDns, **extra: str) -> Labels:
@@ -311,7 +316,9 @@ TABLE = [
 async def test_server_behaviour(case: Case, probe: ProbeHarness,
                                 servers: Callable[..., Any]) -> None:
     fake = await servers(**case.server)
-    outcome = await probe.runner(block(fake, **{"expected": GOOD[:1], **case.config})).poll()
+    wait = SILENCE_TIME if case.reason == "timeout" else ANSWER_TIME
+    config = {"expected": GOOD[:1], "query_timeout": wait, **case.config}
+    outcome = await probe.runner(block(fake, **config)).poll()
     result = outcome.result
     assert result.reason == case.reason, (result.error, result.trace)
     assert result.up is (case.reason is None)
@@ -397,7 +404,7 @@ async def test_a_lost_query_is_sent_again(probe: ProbeHarness,
 
 async def test_nothing_listening_is_connect_refused(probe: ProbeHarness,
                                                    unused_udp_port: int) -> None:
-    outcome = await probe.runner({"type": "dns", "query": NAME, "query_timeout": "300ms",
+    outcome = await probe.runner({"type": "dns", "query": NAME, "query_timeout": SILENCE_TIME,
                                   "server": f"127.0.0.1:{unused_udp_port}"}).poll()
     assert outcome.result.reason == "connect_refused", outcome.result.trace
     assert any("port unreachable" in line for line in outcome.result.trace)
@@ -462,18 +469,21 @@ async def test_every_server_is_checked_and_labelled(probe: ProbeHarness,
 async def test_up_when_any_is_degraded_while_one_server_answers(
         probe: ProbeHarness, servers: Callable[..., Any]) -> None:
     first, second = await servers(udp=silent), await servers()
-    some = await probe.runner(block(first, second, up_when="any", name="some")).poll()
+    some = await probe.runner(block(first, second, up_when="any", name="some",
+                                    query_timeout=SILENCE_TIME)).poll()
     assert some.result.up and some.result.degraded
     assert some.result.error is not None and f"{first.address}: no answer" in some.result.error
     third = await servers(udp=junk)
-    none = await probe.runner(block(first, third, up_when="any", name="none")).poll()
+    none = await probe.runner(block(first, third, up_when="any", name="none",
+                                    query_timeout=SILENCE_TIME)).poll()
     assert not none.result.up and none.result.reason == "timeout"
 
 
 async def test_a_silent_server_does_not_hide_the_others(probe: ProbeHarness,
                                                         servers: Callable[..., Any]) -> None:
     answering, silent_one = await servers(), await servers(udp=silent, tcp="silent")
-    outcome = await probe.runner(block(answering, silent_one, timeout="2s"),
+    outcome = await probe.runner(block(answering, silent_one, timeout="2s",
+                                       query_timeout=SILENCE_TIME),
                                  timeout=2.0).poll()
     assert outcome.result.reason == "timeout"
     assert samples_of(outcome, "ioc_probe_dns_server_up") == {
