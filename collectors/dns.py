@@ -188,18 +188,23 @@ def normalize_value(text: str) -> str:
 
 
 def answer_values(response: dns.message.Message, query: str, record_type: str) -> list[str]:
-    """The records of ``record_type`` in an answer, or the DNS-level failure it stands for."""
+    """The records of ``record_type`` an answer gives for the name asked, following its CNAME
+    chain as a resolver does (records of other names in the answer section are not the
+    answer), or the DNS-level failure it stands for."""
     rcode = response.rcode()
     if rcode == dns.rcode.NXDOMAIN:
         raise CollectorFailure("dns", f"{query} does not exist (NXDOMAIN)")
     if rcode != dns.rcode.NOERROR:
         raise CollectorFailure("dns", f"server answered {dns.rcode.to_text(rcode)} for {query}")
-    wanted = dns.rdatatype.from_text(record_type)
-    values = [rdata.to_text() for rrset in response.answer if rrset.rdtype == wanted
-              for rdata in rrset]
-    if not values:
+    try:
+        chain = response.resolve_chaining()
+    except dns.message.ChainTooLong as exc:
+        raise CollectorFailure("dns", f"the CNAME chain of {query} is too long") from exc
+    except dns.exception.DNSException as exc:
+        raise CollectorFailure("protocol_error", f"bad DNS answer for {query}: {exc}") from exc
+    if chain.answer is None:
         raise CollectorFailure("dns", f"{query} has no {record_type} record")
-    return values
+    return [rdata.to_text() for rdata in chain.answer]
 
 
 def soa_serial(response: dns.message.Message, zone: str) -> int:
@@ -209,10 +214,12 @@ def soa_serial(response: dns.message.Message, zone: str) -> int:
     if rcode != dns.rcode.NOERROR:
         raise CollectorFailure("dns", f"server answered {dns.rcode.to_text(rcode)} for the "
                                       f"SOA of {zone}")
-    for section in (response.answer, response.authority):
-        for rrset in section:
-            if rrset.rdtype == dns.rdatatype.SOA and len(rrset) > 0:
-                return int(rrset[0].serial)  # type: ignore[attr-defined]
+    name = dns.name.from_text(zone)
+    found = [rrset for rrset in response.answer if rrset.name == name] + \
+        [rrset for rrset in response.authority if name.is_subdomain(rrset.name)]
+    for rrset in found:
+        if rrset.rdtype == dns.rdatatype.SOA and len(rrset) > 0:
+            return int(rrset[0].serial)  # type: ignore[attr-defined]
     raise CollectorFailure("dns", f"{zone} has no SOA record (not authoritative?)")
 
 

@@ -28,6 +28,7 @@ from pydantic import ValidationError
 from alerts.engine import Evaluator
 from alerts.model import AlertState
 from alerts.rules import compile_rules, default_rules_text, parse_rule_text
+from collectors.base import CollectorFailure
 from collectors.dns import DnsCollector, answer_values, soa_serial, split_server
 from ioc.cache import SeriesCache
 from ioc.exposition import Exposition
@@ -108,6 +109,14 @@ def rcode(code: dns.rcode.Rcode) -> Reply:
 
 def wrong_address(query: dns.message.Message) -> list[bytes]:
     return [forged(query).to_wire()]
+
+
+def other_owner(query: dns.message.Message) -> list[bytes]:
+    """The address of another name in the answer section: not an answer for the name asked."""
+    response = dns.message.make_response(query)
+    response.answer.append(dns.rrset.from_text_list("haugiang.gov.vn.", 300, "IN", "A",
+                                                    GOOD))
+    return [response.to_wire()]
 
 
 def silent(query: dns.message.Message) -> list[bytes]:
@@ -303,6 +312,8 @@ TABLE = [
          config={"query": "khong-co.haugiang.gov.vn"}),
     Case("no record of the type", {}, "dns", error="has no AAAA record",
          config={"record_type": "AAAA"}),
+    Case("records of another name only", {"udp": other_owner}, "dns",
+         error="has no A record"),
     Case("wrong address", {"udp": wrong_address}, "content", error="missing 10.10.0.5",
          config={"expected": ["10.10.0.5"]}),
     Case("forced TCP", {"udp": silent}, None, trace="tcp: answered 10.10.0.5, 10.10.0.6",
@@ -607,13 +618,27 @@ def test_server_text_forms() -> None:
     assert one.host == "[fd00::53]:5353"
 
 
+def received(message: dns.message.Message) -> dns.message.Message:
+    """A message as the collector gets it: through the wire (dnspython indexes it there)."""
+    return dns.message.from_wire(message.to_wire())
+
+
 def test_answer_and_serial_readers() -> None:
     query = dns.message.make_query(NAME, "A")
-    assert answer_values(answer(query), NAME, "A") == GOOD
+    assert sorted(answer_values(received(answer(query)), NAME, "A")) == GOOD
+    chained = dns.message.make_response(query)
+    chained.answer.append(dns.rrset.from_text(f"{NAME}.", 300, "IN", "CNAME", "web.gov.vn."))
+    chained.answer.append(dns.rrset.from_text("web.gov.vn.", 300, "IN", "A", "10.10.0.7"))
+    chained.answer.append(dns.rrset.from_text("other.gov.vn.", 300, "IN", "A", "10.6.6.6"))
+    assert answer_values(received(chained), NAME, "A") == ["10.10.0.7"]
+    other_owner = dns.message.make_response(query)
+    other_owner.answer.append(dns.rrset.from_text("evil.vn.", 300, "IN", "A", "10.6.6.6"))
+    with pytest.raises(CollectorFailure, match="has no A record"):
+        answer_values(received(other_owner), NAME, "A")
     soa = answer(dns.message.make_query("haugiang.gov.vn", "SOA"), serial=42)
-    assert soa_serial(soa, "haugiang.gov.vn") == 42
-    with pytest.raises(Exception, match="no SOA record"):
-        soa_serial(answer(query), "haugiang.gov.vn")
+    assert soa_serial(received(soa), "haugiang.gov.vn") == 42
+    with pytest.raises(CollectorFailure, match="no SOA record"):
+        soa_serial(received(answer(query)), "haugiang.gov.vn")
 
 
 async def test_system_resolver(probe: ProbeHarness) -> None:
