@@ -44,7 +44,22 @@ SAMPLE_METRICS: dict[str, str] = {
                                                    "intermediates and the trusted root as "
                                                    "verified; as sent when not verified).",
     "ioc_probe_tls_version_info": "TLS version of the last check's connection, always 1.",
-    "ioc_probe_dns_answer_rrs": "Records in the last DNS answer.",
+    "ioc_probe_dns_answer_rrs": "Records of the asked type in the server's last DNS answer "
+                                "(0 with NXDOMAIN or another error code; server=\"system\" "
+                                "for the system resolver).",
+    "ioc_probe_dns_server_up": "Whether the server passed the last DNS check (1) or failed "
+                               "(0); server=\"system\" for the system resolver.",
+    "ioc_probe_dns_server_duration_seconds": "How long the server took to answer the last "
+                                             "DNS check (UDP and any retry over TCP), or to "
+                                             "fail it.",
+    "ioc_probe_dns_ignored_datagrams": "Datagrams the last DNS check over UDP ignored while "
+                                       "waiting for the server's answer: malformed (did not "
+                                       "parse) or mismatch (another ID or question).",
+    "ioc_probe_dns_soa_serial": "SOA serial of the target's soa_zone in the server's last "
+                                "answer.",
+    "ioc_probe_dns_soa_serial_mismatch": "1 when the servers that answered the last check "
+                                         "gave different SOA serials, 0 when they agreed "
+                                         "(absent with fewer than two serials).",
     "ioc_dossiers": "Administrative dossiers of the current period, by department and status.",
     "ioc_dossiers_received": "Dossiers received in the current period, by department and "
                              "channel (online, direct, postal).",
@@ -78,7 +93,12 @@ SAMPLE_LABELS: dict[str, tuple[str, ...]] = {
     "ioc_probe_phase_duration_seconds": (*_TARGET, "phase"),
     "ioc_probe_tls_cert_expiry_timestamp_seconds": _TARGET,
     "ioc_probe_tls_version_info": (*_TARGET, "version"),
-    "ioc_probe_dns_answer_rrs": _TARGET,
+    "ioc_probe_dns_answer_rrs": (*_TARGET, "server"),
+    "ioc_probe_dns_server_up": (*_TARGET, "server"),
+    "ioc_probe_dns_server_duration_seconds": (*_TARGET, "server"),
+    "ioc_probe_dns_ignored_datagrams": (*_TARGET, "server", "reason"),
+    "ioc_probe_dns_soa_serial": (*_TARGET, "server"),
+    "ioc_probe_dns_soa_serial_mismatch": _TARGET,
     "ioc_dossiers": ("target", "department", "status"),
     "ioc_dossiers_received": ("target", "department", "channel"),
     "ioc_dossier_ontime_ratio": ("target", "department"),
