@@ -21,6 +21,8 @@ from alerts.engine import AlertEngine
 from alerts.event_counts import EventCounts
 from alerts.model import AlertSink
 from alerts.rules import Rule, compile_rules, read_ranges
+from collectors.backlog import BacklogCollector
+from collectors.feedback import FeedbackCollector
 from collectors.probe.session import open_probe_session
 from collectors.registry import build_collector
 from collectors.siem import SiemCollector
@@ -202,6 +204,10 @@ class IocApp:
         collector = build_collector(collector_config)
         if isinstance(collector, SiemCollector):
             collector.bind(self.events)
+        if isinstance(collector, BacklogCollector | FeedbackCollector):
+            collector.bind_units(frozenset(d.code for d in self.config.departments),
+                                 self.metrics.unknown_units.labels(
+                                     collector=collector_config.name).inc)
         runner = PollRunner(
             collector,
             interval=self.config.interval_of(collector_config),
