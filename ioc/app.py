@@ -60,6 +60,8 @@ from ioc.store.retention import prune_loop
 from ioc.store.rollup_job import RollupJob
 from ioc.store.writer import StoreWriter
 from ioc.syslog import SyslogReceiver
+from ioc.trace import Trace
+from ioc.try_command import find_targets, try_target
 from web.limits import TrustMetrics
 
 log = logging.getLogger("ioc.app")
@@ -230,6 +232,15 @@ class IocApp:
             name=name, department=collector_config.department, kind=collector_config.type,
             interval=self.config.interval_of(collector_config),
             shard=owner(name, self.shard.count), remote=True))
+
+    async def try_target(self, name: str) -> Trace:
+        """Poll target ``name`` once, now, outside the schedule, and return its trace.
+
+        A fresh collector on this instance's HTTP session; nothing it sees reaches the
+        pipeline (docs: ``ioc try``). UnknownTarget when the config has no such target.
+        """
+        block = find_targets(self.config, [name])[0]
+        return await try_target(block, self.config, self.session(), clock.now())
 
     async def reload(self, config: Config | None = None) -> ReloadResult:
         """Re-read the config file (SIGHUP, ``POST /-/reload``) and apply it; see ioc.reload."""

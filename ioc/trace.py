@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
@@ -56,6 +56,17 @@ def tracing(trace: Trace) -> Iterator[Trace]:
         yield trace
     finally:
         CURRENT_TRACE.reset(token)
+
+
+class UnknownTarget(LookupError):
+    """A name that is no collector of the config; the message lists the names there are."""
+
+    def __init__(self, unknown: Sequence[str], known: Sequence[str]) -> None:
+        listed = ", ".join(known) or "none"
+        names = ", ".join(repr(n) for n in unknown) or "none given"
+        super().__init__(f"no target named {names} in the config (targets: {listed})")
+        self.unknown = list(unknown)
+        self.known = list(known)
 
 
 def secret_name(name: str) -> bool:

@@ -29,23 +29,12 @@ from ioc.config import Config
 from ioc.config_types import CollectorConfig
 from ioc.model import Event, Sample, make_labels
 from ioc.runner import guarded_collect
-from ioc.trace import Check, Trace, mask_url, tracing
+from ioc.trace import Check, Trace, UnknownTarget, mask_url, tracing
 from ioc.trace_text import render
 
 EXIT_UP = 0
 EXIT_DOWN = 1
 EXIT_BAD_CONFIG = 2
-
-
-class UnknownTarget(LookupError):
-    """A name that is no collector of the config; the message lists the names there are."""
-
-    def __init__(self, unknown: Sequence[str], known: Sequence[str]) -> None:
-        listed = ", ".join(known) or "none"
-        names = ", ".join(repr(n) for n in unknown)
-        super().__init__(f"no target named {names} in the config (targets: {listed})")
-        self.unknown = list(unknown)
-        self.known = list(known)
 
 
 @dataclass
