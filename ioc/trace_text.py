@@ -10,7 +10,8 @@ the log and on the status API, so they can be searched for.
 
 from __future__ import annotations
 
-import json
+import re
+import textwrap
 from datetime import UTC, datetime
 from typing import Any
 
@@ -52,17 +53,25 @@ _TEXT: dict[str, dict[str, str]] = {
     "more": {"vi": "… và {n} mục nữa không hiển thị", "en": "… and {n} more not shown"},
 }
 
-# Notes the mapping writes, in Vietnamese.
-_NOTES_VI: dict[str, str] = {
-    "text read as a number": "chuỗi đọc thành số",
-    "null: unknown, not published": "null: chưa biết, không công bố",
-    "null: derived from its total if mapped": "null: suy ra từ tổng nếu có ánh xạ tổng",
-    "null: not published": "null: không công bố",
-    "not a department of the config (unknown unit)":
-        "không phải đơn vị khai báo trong departments (đơn vị lạ)",
-    "left out of": "không tính vào",
-    "counted in": "vẫn tính vào",
-}
+# Notes the collectors write (in English, as in the log), in Vietnamese.
+_NOTES_VI: tuple[tuple[re.Pattern[str], str], ...] = tuple(
+    (re.compile(pattern), replacement) for pattern, replacement in (
+        (r"^text read as a number$", "chuỗi đọc thành số"),
+        (r"^null: unknown, not published$", "null: chưa biết, không công bố"),
+        (r"^null: derived from its total if mapped$",
+         "null: suy ra từ tổng (tổng trừ các phần còn lại) nếu tổng được ánh xạ"),
+        (r"^null: not published$", "null: không công bố"),
+        (r"not a department of the config \(unknown unit\)",
+         "không có trong departments (đơn vị lạ)"),
+        (r"^unknown unit (.+): not a department of the config; published under its own code "
+         r"and counted in the province's totals \(unknown_units\)$",
+         r"đơn vị lạ \1: không có trong departments; vẫn công bố theo mã của nó và vẫn tính "
+         r"vào số liệu toàn tỉnh (unknown_units: include)"),
+        (r"^unknown unit (.+): not a department of the config; published under its own code "
+         r"and left out of the province's totals \(unknown_units\)$",
+         r"đơn vị lạ \1: không có trong departments; vẫn công bố theo mã của nó nhưng không "
+         r"tính vào số liệu toàn tỉnh (unknown_units: exclude)"),
+    ))
 
 
 def _t(key: str, lang: str, **values: Any) -> str:
@@ -72,8 +81,8 @@ def _t(key: str, lang: str, **values: Any) -> str:
 def _note(text: str, lang: str) -> str:
     if lang != "vi":
         return text
-    for english, vietnamese in _NOTES_VI.items():
-        text = text.replace(english, vietnamese)
+    for pattern, vietnamese in _NOTES_VI:
+        text = pattern.sub(vietnamese, text)
     return text
 
 
@@ -139,7 +148,9 @@ def render(trace: Trace, lang: str = "vi") -> str:
     if trace.payload is not None:
         out.append("")
         out.append(_t("payload", lang, n=trace.payload_bytes or 0))
-        out.extend(f"  {line}" for line in _pretty(trace.payload).splitlines())
+        for line in trace.payload.splitlines():
+            out.extend(f"  {part}" for part in textwrap.wrap(
+                line, 96, replace_whitespace=False, drop_whitespace=False) or [""])
     if trace.fields:
         out.append("")
         out.append(_t("fields", lang))
@@ -170,11 +181,3 @@ def render(trace: Trace, lang: str = "vi") -> str:
         out.append(_t("notes", lang))
         out.extend(f"  - {_note(note, lang)}" for note in trace.notes)
     return trace.masked("\n".join(out)) + "\n"
-
-
-def _pretty(text: str) -> str:
-    """A JSON excerpt indented when it parses whole, else as it came."""
-    try:
-        return json.dumps(json.loads(text), ensure_ascii=False, indent=2)
-    except ValueError:
-        return text
