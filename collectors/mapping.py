@@ -22,7 +22,7 @@ from typing import Any, Literal
 import jmespath
 import jmespath.exceptions
 import jmespath.parser
-from pydantic import Field, field_validator
+from pydantic import Field
 from pydantic_core import InitErrorDetails, PydanticCustomError, ValidationError
 
 from ioc import trace
@@ -41,16 +41,26 @@ class PayloadError(ValueError):
 
 
 def compile_expression(text: str) -> jmespath.parser.ParsedResult:
-    """Compile a JMESPath expression, turning a syntax error into a ValueError for config."""
+    """Compile a JMESPath expression, turning a syntax error into a ValueError for config.
+
+    The message is one line (where it broke, not jmespath's caret drawing), and a name with
+    diacritics or spaces, the usual mistake with Vietnamese payloads, gets the quoting hint.
+    """
     try:
         return jmespath.compile(text)
     except jmespath.exceptions.JMESPathError as exc:
-        raise ValueError(f"invalid JMESPath expression {text!r}: {exc}") from None
+        raise ValueError(f"invalid JMESPath expression {text!r}: {_why(exc, text)}") from None
 
 
-def _check_expression(value: str) -> str:
-    compile_expression(value)
-    return value
+def _why(exc: jmespath.exceptions.JMESPathError, text: str) -> str:
+    position = getattr(exc, "lex_position", getattr(exc, "lexer_position", None))
+    what = (str(exc).splitlines() or ["syntax error"])[0].rstrip(": ")
+    where = f" at character {position + 1}" if isinstance(position, int) else ""
+    why = f"{what}{where}"
+    if not text.isascii() or " " in text.split('"')[0]:
+        why += ("; a name with diacritics or spaces must be in double quotes, e.g. "
+                "'\"Tiếp Nhận\".TongSo'")
+    return why
 
 
 class FieldMapping(StrictModel):
@@ -72,41 +82,39 @@ class FieldMapping(StrictModel):
         default_factory=dict,
         description="province-wide values → JMESPath from the payload's root")
 
-    @field_validator("units", "code")
-    @classmethod
-    def _expression(cls, value: str) -> str:
-        return _check_expression(value)
-
-    @field_validator("fields", "province")
-    @classmethod
-    def _expressions(cls, value: dict[str, str]) -> dict[str, str]:
-        for key, expression in value.items():
-            try:
-                compile_expression(expression)
-            except ValueError as exc:
-                raise ValueError(f"{key}: {exc}") from None
-        return value
-
     def check_names(self, counters: tuple[str, ...], province: tuple[str, ...]) -> None:
-        """Refuse counters the collector does not know (called by each collector's Config).
+        """Refuse bad expressions and names the collector does not know (called by each
+        collector's Config, which knows its counters).
 
-        Every wrong name is reported at once, each at its own path under ``mapping``, so
-        ``ioc check`` lists them all instead of one per run.
+        Every problem is reported at once, each at its own path under ``mapping`` (an
+        expression that does not compile, an unknown counter, an optional name that is
+        mapped nowhere), so ``ioc check`` lists them all instead of one per run.
         """
         problems: list[tuple[tuple[str | int, ...], str, str]] = []
-        for name in self.fields:
+
+        def expression(loc: tuple[str | int, ...], text: str) -> None:
+            try:
+                compile_expression(text)
+            except ValueError as exc:
+                problems.append((loc, text, str(exc)))
+
+        expression(("units",), self.units)
+        expression(("code",), self.code)
+        for name, text in self.fields.items():
             if name not in counters:
                 problems.append((("fields", name), name, f"unknown counter {name!r} "
                                  f"(known: {', '.join(counters)})"))
+            expression(("fields", name), text)
         for index, name in enumerate(self.optional):
             if name not in self.fields and name not in self.province:
                 problems.append((("optional", index), name,
                                  f"{name!r} is not under mapping.fields or mapping.province"))
-        for name in self.province:
+        for name, text in self.province.items():
             if name not in province:
                 known = ", ".join(province) or "none"
                 problems.append((("province", name), name,
                                  f"unknown value {name!r} (known: {known})"))
+            expression(("province", name), text)
         if problems:
             raise ValidationError.from_exception_data("mapping", [
                 InitErrorDetails(type=PydanticCustomError(CONFIG_ERROR, message),

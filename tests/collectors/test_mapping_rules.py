@@ -249,10 +249,18 @@ def test_the_two_rules_accept_only_their_words(key: str, bad: str) -> None:
     assert key in issue.path and bad in issue.message
 
 
-def test_unquoted_vietnamese_keys_are_a_config_error() -> None:
-    mapping = {**MAPPING, "fields": {**MAPPING["fields"], "received": "Tiếp Nhận.TongSo"}}
+def test_unquoted_vietnamese_keys_are_a_config_error_with_the_quoting_hint() -> None:
+    mapping = {**MAPPING, "units": "DanhSach[",
+               "fields": {**MAPPING["fields"], "received": "Tiếp Nhận.TongSo",
+                          "pausd": "TamDung"}}
     with pytest.raises(ConfigError) as info:
         parse_config(raw_config("http://127.0.0.1:1/", mapping=mapping), env={})
-    (issue,) = info.value.issues
-    assert issue.path == "collectors[0].mapping.fields"
-    assert "received: invalid JMESPath expression 'Tiếp Nhận.TongSo'" in issue.message
+    issues = {i.path: i.message for i in info.value.issues}
+    assert list(issues) == ["collectors[0].mapping.units",
+                            "collectors[0].mapping.fields.received",
+                            "collectors[0].mapping.fields.pausd"]
+    received = issues["collectors[0].mapping.fields.received"]
+    assert received.startswith("invalid JMESPath expression 'Tiếp Nhận.TongSo': ")
+    assert "must be in double quotes, e.g. '\"Tiếp Nhận\".TongSo'" in received
+    assert "\n" not in received
+    assert "Incomplete expression" in issues["collectors[0].mapping.units"]
