@@ -316,10 +316,10 @@ class HttpCollector:
                 trace_request_ctx=timer, auto_decompress=False,
             ) as response:
                 tls = self._tls_of(response, timer)
-                for hop in response.history:
-                    note_http(str(hop.url), hop.status, hop.headers)
-                note_http(str(response.url), response.status, response.headers,
-                          timer.ssl_object)
+                for hop in (*response.history, response):
+                    note_http(str(hop.url), hop.status, hop.headers,
+                              timer.ssl_object if hop is response else None,
+                              hop.method, hop.request_info.headers)
                 body = b"" if cfg.method == "HEAD" else await read_body(
                     response, cfg.max_body_bytes)
                 return WireResponse(status=response.status, body=body,

@@ -85,14 +85,16 @@ def request_headers(cfg: JsonStatsConfig) -> dict[str, str]:
 async def fetch_json(session: aiohttp.ClientSession, cfg: JsonStatsConfig) -> Any:
     """GET/POST the endpoint and decode its JSON; every failure is a CollectorFailure."""
     ssl_arg: ssl.SSLContext | bool = True if cfg.verify_tls else False
+    headers = request_headers(cfg)
     try:
-        async with session.request(cfg.method, cfg.url, headers=request_headers(cfg),
+        async with session.request(cfg.method, cfg.url, headers=headers,
                                    json=cfg.body, ssl=ssl_arg) as response:
             raw = await response.content.read(cfg.max_bytes + 1)
             status = response.status
             tracer = trace.active()
             if tracer is not None:
-                tracer.exchange(str(response.url), status, response.headers.items())
+                tracer.exchange(str(response.url), status, response.headers.items(),
+                                cfg.method, headers.items())
                 tracer.set_payload(raw[:cfg.max_bytes])
     except aiohttp.ClientConnectorDNSError as exc:
         raise CollectorFailure("dns", f"name did not resolve: {exc.host}") from exc

@@ -319,7 +319,7 @@ class SiemCollector:
                 tracer = trace.active()
                 if tracer is not None:
                     tracer.exchange(str(response.url), response.status,
-                                    response.headers.items())
+                                    response.headers.items(), method, self._headers.items())
                     tracer.set_payload(body)
                 if len(body) > MAX_RESPONSE_BYTES:
                     raise CollectorFailure("too_large", "SIEM response larger than 32 MiB; "

@@ -123,7 +123,9 @@ class Exchange:
 
     url: str
     status: int
-    headers: list[tuple[str, str]]
+    headers: list[tuple[str, str]]                 # the answer's
+    method: str = "GET"
+    request_headers: list[tuple[str, str]] = field(default_factory=list)  # as sent
 
 
 @dataclass(slots=True)
@@ -200,8 +202,11 @@ class Trace:
     secrets: tuple[str, ...] = field(default=(), repr=False)
 
     # -- what the hooks call ------------------------------------------------------------------
-    def exchange(self, url: str, status: int, headers: Iterable[tuple[str, str]]) -> None:
-        self.exchanges.append(Exchange(mask_url(url), status, mask_headers(headers)))
+    def exchange(self, url: str, status: int, headers: Iterable[tuple[str, str]],
+                 method: str = "GET", sent: Iterable[tuple[str, str]] = ()) -> None:
+        """One request (``method``, ``sent`` headers) and the answer's status and headers."""
+        self.exchanges.append(Exchange(mask_url(url), status, mask_headers(headers), method,
+                                       mask_headers(sent)))
 
     def set_payload(self, raw: bytes) -> None:
         self.payload_bytes = len(raw)
@@ -239,7 +244,8 @@ class Trace:
         del data["secrets"]
         data["phases"] = [{"phase": p, "seconds": s} for p, s in self.phases]
         for exchange in data["exchanges"]:
-            exchange["headers"] = [{"name": n, "value": v} for n, v in exchange["headers"]]
+            for key in ("headers", "request_headers"):
+                exchange[key] = [{"name": n, "value": v} for n, v in exchange[key]]
         return _mask_all(data, self.masked)
 
 

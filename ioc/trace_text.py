@@ -128,9 +128,9 @@ def render(trace: Trace, lang: str = "vi") -> str:
         out.append("")
         out.append(_t("http", lang))
         for exchange in trace.exchanges:
-            out.append(f"  {exchange.status}  {exchange.url}")
-            for name, value in exchange.headers:
-                out.append(f"      {name}: {value}")
+            out.append(f"  {exchange.method} {exchange.url} → {exchange.status}")
+            out.extend(f"      > {name}: {value}" for name, value in exchange.request_headers)
+            out.extend(f"      < {name}: {value}" for name, value in exchange.headers)
     if trace.tls is not None:
         out.append("")
         out.append(f"{_t('cert', lang)} ({trace.tls.version})")

@@ -47,7 +47,7 @@ def normalise(text: str) -> str:
     text = re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:PORT", text)
     text = re.sub(r"\d+\.\d{3} s\b", "N.NNN s", text)
     text = re.sub(r"(_seconds\{[^}]*\}) \S+", r"\1 N", text)
-    text = re.sub(r"(?im)^(\s+date:) .*$", r"\1 DATE", text)
+    text = re.sub(r"(?im)^(\s+(?:< )?date:) .*$", r"\1 DATE", text)
     text = re.sub(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2} UTC", "DATE", text)
     return re.sub(r"-?\d+\.\d (days|ngày)", r"N \1", text)
 
@@ -87,9 +87,13 @@ async def site(aiohttp_server: Callable[..., Any]) -> str:
     async def stats(request: web.Request) -> web.Response:
         return web.json_response(PAYLOAD, headers={"Server": "test"}, dumps=utf8_json)
 
+    async def garbled(request: web.Request) -> web.Response:
+        return web.Response(text="<html>Bảo trì hệ thống</html>", content_type="text/html")
+
     app = web.Application()
     for path, handler in (("/", page), ("/broken", broken), ("/huge", huge),
-                          ("/loop", loop), ("/stalls", stalls), ("/stats", stats)):
+                          ("/loop", loop), ("/stalls", stalls), ("/stats", stats),
+                          ("/garbled", garbled)):
         app.router.add_get(path, handler)
     server = await aiohttp_server(app)
     return str(server.make_url("/"))
@@ -181,6 +185,33 @@ async def test_hostile_targets_name_the_limit_or_failure(
     assert "Kết quả: KHÔNG HOẠT ĐỘNG" in render(trace, "vi")
 
 
+@pytest.mark.parametrize(("path", "extra", "reason", "says"), [
+    ("stats", {"max_bytes": 1024}, "too_large", "response is larger than 1024 bytes"),
+    ("garbled", {}, "bad_payload", "response is not JSON"),
+    ("broken", {}, "http_status", "unexpected HTTP status 503"),
+])
+async def test_hostile_statistics_name_the_limit_or_failure(
+        site: str, path: str, extra: dict[str, Any], reason: str, says: str) -> None:
+    cfg = config({"type": "backlog", "name": "dvc", "url": site + path, **extra})
+    trace = await one(cfg, "dvc")
+    assert (trace.up, trace.reason) == (False, reason)
+    assert says in (trace.error or "")
+    assert trace.exchanges[0].url.endswith("/" + path)
+    assert trace.payload is not None and len(trace.payload) <= 2001
+
+
+async def test_tcp_target_is_tried_too() -> None:
+    server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        cfg = config({"type": "tcp", "name": "db", "host": "127.0.0.1", "port": port})
+        trace = await one(cfg, "db")
+    finally:
+        server.close()
+    assert trace.up is True and trace.url == f"127.0.0.1:{port}"
+    assert render(trace, "en").startswith(f"Target db (tcp) — 127.0.0.1:{port}\nResult: UP")
+
+
 async def test_hostile_checks_each_say_why(site: str) -> None:
     cfg = config(http("t", site, body_contains=["Dịch vụ công", "Thủ tục"],
                       body_regex=r"<h1>\w+", json_condition="status == 'ok'"))
@@ -255,6 +286,9 @@ async def test_secrets_never_show(site: str) -> None:
     assert "token=***&page=1" in trace.url
     headers = {name.lower(): value for name, value in trace.exchanges[0].headers}
     assert headers["set-cookie"] == "***"
+    sent = {name.lower(): value for name, value in trace.exchanges[0].request_headers}
+    assert sent["authorization"] == sent["x-api-key"] == "***"
+    assert sent["user-agent"] == "ioc"
 
 
 async def test_siem_items_are_shown_not_stored(aiohttp_server) -> None:

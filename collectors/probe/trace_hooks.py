@@ -19,17 +19,23 @@ from collectors.probe.conditions import ContentRules
 from collectors.probe.tls import peer_chain
 from ioc import trace
 
+Headers = Mapping[str, str] | Iterable[tuple[str, str]]
 
-def note_http(url: str, status: int, headers: Mapping[str, str] | Iterable[tuple[str, str]],
-              ssl_object: Any = None) -> None:
-    """One request and its answer (a redirect hop or the final one), and its TLS chain."""
+
+def note_http(url: str, status: int, headers: Headers, ssl_object: Any = None,
+              method: str = "GET", sent: Headers = ()) -> None:
+    """One request (``method`` and the ``sent`` headers) and its answer (a redirect hop or
+    the final one), and its TLS chain."""
     tracer = trace.active()
     if tracer is None:
         return
-    pairs = headers.items() if isinstance(headers, Mapping) else headers
-    tracer.exchange(url, status, pairs)
+    tracer.exchange(url, status, _pairs(headers), method, _pairs(sent))
     if ssl_object is not None:
         tracer.tls = tls_trace(ssl_object)
+
+
+def _pairs(headers: Headers) -> Iterable[tuple[str, str]]:
+    return headers.items() if isinstance(headers, Mapping) else headers
 
 
 def tls_trace(ssl_object: Any) -> trace.TlsTrace:

@@ -286,7 +286,7 @@ class WireClient:
         hops = 0
         while True:
             exchange, ssl_object = await self._exchange(origin, request, method, timer)
-            note_http(url, exchange.status, exchange.headers, ssl_object)
+            note_http(url, exchange.status, exchange.headers, ssl_object, method, headers)
             status = exchange.status
             location = exchange.headers.get("location")
             if status not in REDIRECTS or location is None or self.max_redirects == 0:
