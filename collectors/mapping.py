@@ -228,8 +228,11 @@ class CompiledMapping:
             nulls: set[str] = set()
             for name, expression in self.fields.items():
                 raw = expression.search(item) if isinstance(item, dict) else None
-                where = f"{scope}.{name} ({self.mapping.fields[name]!r})"
+                if tracer is None and type(raw) is int and 0 <= raw <= MAX_COUNT:
+                    values[name] = raw  # the usual case, checked as parse_count would
+                    continue
                 source = self.mapping.fields[name]
+                where = f"{scope}.{name} ({source!r})"
                 if raw is None:
                     if name in self.optional:
                         nulls.add(name)
