@@ -26,6 +26,13 @@ from ioc.config import Config, parse_config
 from ioc.trace import Trace, UnknownTarget
 from ioc.trace_text import render
 from ioc.try_command import exit_code, output, try_targets
+from tests.collectors.test_hostile import (  # the probe tests' hostile servers
+    dripping,
+    gzip_bomb,
+    not_http,
+    raw_server,  # noqa: F401  (a fixture, used by name)
+    silent,
+)
 from tests.collectors.test_mapping_rules import DEPARTMENT_MAP, MAPPING, PAYLOAD
 from tests.conftest import free_port, write_yaml
 
@@ -210,6 +217,21 @@ async def test_tcp_target_is_tried_too() -> None:
         server.close()
     assert trace.up is True and trace.url == f"127.0.0.1:{port}"
     assert render(trace, "en").startswith(f"Target db (tcp) — 127.0.0.1:{port}\nResult: UP")
+
+
+@pytest.mark.parametrize(("handler", "reason", "says"), [
+    (silent, "timeout", "no complete answer within 1s (in the processing phase)"),
+    (dripping, "timeout", "no complete answer within 1s (in the transfer phase)"),
+    (gzip_bomb, "too_large", "decompressed body is over max_body_bytes 1048576"),
+    (not_http, "protocol_error", "not an HTTP response"),
+])
+async def test_raw_hostile_servers_are_named_in_the_trace(
+        raw_server: Any, handler: Any, reason: str, says: str) -> None:  # noqa: F811
+    url = await raw_server(handler)
+    trace = await one(config(http("t", url, timeout="1s")), "t")
+    assert (trace.up, trace.reason) == (False, reason)
+    assert says in (trace.error or "")
+    assert f"reason {reason}: " in render(trace, "en")
 
 
 async def test_hostile_checks_each_say_why(site: str) -> None:
