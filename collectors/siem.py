@@ -293,6 +293,10 @@ class SiemCollector:
                 break
         self._cursor = cursor
         if rejected:
+            tracer = trace.active()
+            if tracer is not None:
+                tracer.note(f"{rejected} item(s) without a usable id, time or severity were "
+                            "skipped")
             log.warning("siem: items without a usable id, time or severity were skipped",
                         extra={"fields": {"target": self.config.name, "skipped": rejected}})
         return CollectResult(up=True, value=float(new_total))

@@ -61,6 +61,8 @@ _NOTES_VI: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (r"^null: derived from its total if mapped$",
          "null: suy ra từ tổng (tổng trừ các phần còn lại) nếu tổng được ánh xạ"),
         (r"^null: not published$", "null: không công bố"),
+        (r"^(\d+) item\(s\) without a usable id, time or severity were skipped$",
+         r"bỏ qua \1 mục không có id, thời điểm hoặc mức độ dùng được"),
         (r"not a department of the config \(unknown unit\)",
          "không có trong departments (đơn vị lạ)"),
         (r"^unknown unit (.+): not a department of the config; published under its own code "

@@ -317,6 +317,7 @@ async def test_siem_items_are_shown_not_stored(aiohttp_server) -> None:
     items = [{"id": f"w-{i}", "timestamp": NOW - 60 * i, "severity": "high",
               "title": f"Đăng nhập sai {i}", "host": "portal", "category": "auth_failure"}
              for i in range(2)]
+    items.append({"id": "w-bad", "timestamp": "hôm qua", "severity": "high", "title": "x"})
     async def alerts(request: web.Request) -> web.Response:
         return web.json_response({"data": items})
 
@@ -331,7 +332,9 @@ async def test_siem_items_are_shown_not_stored(aiohttp_server) -> None:
     title = [f for f in trace.fields if f.scope == "item w-0" and f.name == "title"]
     assert title[0].expression == "title" and title[0].value == "Đăng nhập sai 0"
     assert '"data"' in (trace.payload or "")
+    assert trace.notes == ["1 item(s) without a usable id, time or severity were skipped"]
     assert "Sự kiện sẽ ghi nhận" in render(trace, "vi")
+    assert "bỏ qua 1 mục không có id" in render(trace, "vi")
 
 
 async def test_unknown_names_are_refused_before_any_poll(site: str) -> None:
