@@ -61,7 +61,7 @@ from ioc.store.rollup_job import RollupJob
 from ioc.store.writer import StoreWriter
 from ioc.syslog import SyslogReceiver
 from ioc.trace import Trace
-from ioc.try_command import find_targets, try_target
+from ioc.try_command import API_LIMIT, find_targets, try_target
 from web.limits import TrustMetrics
 
 log = logging.getLogger("ioc.app")
@@ -240,7 +240,8 @@ class IocApp:
         pipeline (docs: ``ioc try``). UnknownTarget when the config has no such target.
         """
         block = find_targets(self.config, [name])[0]
-        return await try_target(block, self.config, self.session(), clock.now())
+        return await try_target(block, self.config, self.session(), clock.now(),
+                                limit=API_LIMIT)
 
     async def reload(self, config: Config | None = None) -> ReloadResult:
         """Re-read the config file (SIGHUP, ``POST /-/reload``) and apply it; see ioc.reload."""

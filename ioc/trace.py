@@ -30,6 +30,9 @@ PAYLOAD_EXCERPT = 2000        # characters of a statistics payload kept for the 
 HEADER_VALUE_MAX = 300
 FIELD_UNITS_MAX = 50          # units whose mapped fields are listed one by one
 SAMPLES_MAX = 500
+EVENTS_MAX = 100
+EXCHANGES_MAX = 20            # requests listed (redirect hops included)
+HEADERS_MAX = 50              # headers listed per request and per answer
 
 # Header names whose values are credentials or session state.
 _SECRET_HEADERS = frozenset((
@@ -75,9 +78,13 @@ def secret_name(name: str) -> bool:
 
 
 def mask_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
-    """Headers as (name, value) with credential values replaced and long values cut."""
-    shown = []
+    """Headers as (name, value) with credential values replaced and long values cut (at
+    most ``HEADERS_MAX`` of them: a hostile server may send thousands)."""
+    shown: list[tuple[str, str]] = []
     for name, value in headers:
+        if len(shown) >= HEADERS_MAX:
+            shown.append(("…", "more headers not shown"))
+            break
         if secret_name(name):
             value = MASK
         elif len(value) > HEADER_VALUE_MAX:
@@ -198,6 +205,8 @@ class Trace:
     samples: list[SampleTrace] = field(default_factory=list)
     samples_left_out: int = 0
     events: list[dict[str, Any]] = field(default_factory=list)
+    events_left_out: int = 0
+    exchanges_left_out: int = 0
     notes: list[str] = field(default_factory=list)
     secrets: tuple[str, ...] = field(default=(), repr=False)
 
@@ -205,6 +214,9 @@ class Trace:
     def exchange(self, url: str, status: int, headers: Iterable[tuple[str, str]],
                  method: str = "GET", sent: Iterable[tuple[str, str]] = ()) -> None:
         """One request (``method``, ``sent`` headers) and the answer's status and headers."""
+        if len(self.exchanges) >= EXCHANGES_MAX:
+            self.exchanges_left_out += 1
+            return
         self.exchanges.append(Exchange(mask_url(url), status, mask_headers(headers), method,
                                        mask_headers(sent)))
 
@@ -220,6 +232,12 @@ class Trace:
             return
         self.fields.append(FieldRead(scope, name, expression, shown_value(raw),
                                      None if value is None else str(value), note))
+
+    def event(self, event: dict[str, Any]) -> None:
+        if len(self.events) >= EVENTS_MAX:
+            self.events_left_out += 1
+            return
+        self.events.append(event)
 
     def note(self, text: str) -> None:
         if text not in self.notes:

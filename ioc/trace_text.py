@@ -133,6 +133,8 @@ def render(trace: Trace, lang: str = "vi") -> str:
             out.append(f"  {exchange.method} {exchange.url} → {exchange.status}")
             out.extend(f"      > {name}: {value}" for name, value in exchange.request_headers)
             out.extend(f"      < {name}: {value}" for name, value in exchange.headers)
+        if trace.exchanges_left_out:
+            out.append("  " + _t("more", lang, n=trace.exchanges_left_out))
     if trace.tls is not None:
         out.append("")
         out.append(f"{_t('cert', lang)} ({trace.tls.version})")
@@ -178,6 +180,8 @@ def render(trace: Trace, lang: str = "vi") -> str:
         for event in trace.events:
             out.append(f"  [{event['severity']}] {event['title']} ({event['category']}, "
                        f"id {event['id']}, {_when(event['occurred_at'])})")
+        if trace.events_left_out:
+            out.append("  " + _t("more", lang, n=trace.events_left_out))
     if trace.notes:
         out.append("")
         out.append(_t("notes", lang))

@@ -35,6 +35,7 @@ from ioc.trace_text import render
 EXIT_UP = 0
 EXIT_DOWN = 1
 EXIT_BAD_CONFIG = 2
+API_LIMIT = 60.0  # seconds a tried poll may take through POST /api/v1/try/{name}
 
 
 @dataclass
@@ -76,8 +77,16 @@ def build_tried(block: CollectorConfig, config: Config) -> tuple[Collector, DryE
 
 
 async def try_target(block: CollectorConfig, config: Config, session: aiohttp.ClientSession,
-                     now: float, monotonic: Callable[[], float] = clock.monotonic) -> Trace:
-    """Poll the target of ``block`` once, now, and return its trace."""
+                     now: float, monotonic: Callable[[], float] = clock.monotonic,
+                     limit: float | None = None) -> Trace:
+    """Poll the target of ``block`` once, now, and return its trace.
+
+    The poll has the target's own timeout, cut to ``limit`` seconds when given (the API's
+    bound on how long a request may hold a connection and a slot).
+    """
+    timeout = config.timeout_of(block)
+    if limit is not None:
+        timeout = min(timeout, limit)
     collector, dry = build_tried(block, config)
     url = _address(block)
     trace = Trace(target=block.name, kind=block.type, url=mask_url(url), started_at=now,
@@ -85,8 +94,7 @@ async def try_target(block: CollectorConfig, config: Config, session: aiohttp.Cl
     try:
         with tracing(trace):
             started = monotonic()
-            result = await guarded_collect(collector, session, config.timeout_of(block), now,
-                                           block.name)
+            result = await guarded_collect(collector, session, timeout, now, block.name)
             trace.duration = monotonic() - started
     finally:
         close = getattr(collector, "close", None)
@@ -107,7 +115,7 @@ async def try_target(block: CollectorConfig, config: Config, session: aiohttp.Cl
     for sample in samples:
         trace.sample(sample.metric, dict(sample.labels), sample.value)
     for event in (*result.events, *dry.events):
-        trace.events.append({"source": event.source, "id": event.id,
+        trace.event({"source": event.source, "id": event.id,
                              "severity": event.severity, "category": event.category,
                              "title": event.title, "occurred_at": event.occurred_at,
                              "department": event.department, "host": event.host})

@@ -388,3 +388,28 @@ async def test_command_exit_codes_and_nothing_stored(site: str, tmp_path: Path) 
     code, _, err = await run_cli("try", "-c", str(path), "up-web")
     assert code == 2 and "collectors[0].timeout" in err
     assert not database.exists()
+
+
+async def test_the_trace_stays_bounded_whatever_the_target_sends(aiohttp_server) -> None:
+    many = [{"id": f"e-{i}", "timestamp": NOW - i, "severity": "low", "title": f"t{i}"}
+            for i in range(150)]
+
+    async def noisy(request: web.Request) -> web.Response:
+        headers = {f"X-Noise-{i}": "x" * 1000 for i in range(80)}
+        return web.json_response({"data": many}, headers=headers)
+
+    app = web.Application()
+    app.router.add_get("/alerts", noisy)
+    server = await aiohttp_server(app)
+    cfg = config({"type": "siem", "name": "soc", "department": "SOC", "shape": "json",
+                  "url": str(server.make_url("/alerts")), "items": "data",
+                  "page_size": 1000})
+    trace = await one(cfg, "soc")
+    assert trace.up
+    answer = trace.exchanges[0].headers
+    assert len(answer) == 51 and answer[-1] == ("…", "more headers not shown")
+    assert all(len(value) <= 301 for _, value in answer)
+    assert (len(trace.events), trace.events_left_out) == (100, 50)
+    assert len({f.scope for f in trace.fields}) == 50 and trace.fields_left_out > 0
+    assert len(trace.payload or "") <= 2001
+    assert "… and 50 more not shown" in render(trace, "en")

@@ -4,7 +4,8 @@ The API face of ``ioc try`` (ioc.try_command): the same trace as data, plus the 
 in the language asked for (``?lang=vi``, the default, or ``en``). It polls a real target, so
 it is an admin write (audited by the middleware like every other), takes no body, and at most
 ``TRY_SLOTS`` run at once: another request meanwhile gets 429 instead of queueing polls. Each
-poll is bounded by the target's own timeout.
+poll is bounded by the target's own timeout and at most a minute (``API_LIMIT``); the answer
+by the trace's own caps (payload excerpt, units, samples, events, headers).
 """
 
 from __future__ import annotations
