@@ -34,7 +34,6 @@ from ioc.trace_text import render
 
 EXIT_UP = 0
 EXIT_DOWN = 1
-EXIT_BAD_CONFIG = 2
 API_LIMIT = 60.0  # seconds a tried poll may take through POST /api/v1/try/{name}
 
 
@@ -104,9 +103,11 @@ async def try_target(block: CollectorConfig, config: Config, session: aiohttp.Cl
     trace.reason, trace.error = result.reason, result.error
     labels = make_labels(block.labels, target=block.name, department=block.department,
                          kind=block.type)
+    # as the runner adds them (ioc_target_state_up is left out: it is the debounced state
+    # over the polls before, which a single try does not have)
     samples = [
         Sample("ioc_target_up", labels, 1.0 if result.up else 0.0, now),
-        Sample("ioc_probe_duration_seconds", labels, trace.duration, now),
+        Sample("ioc_probe_duration_seconds", labels, trace.duration or 0.0, now),
         *result.samples,
     ]
     durations = {dict(s.labels).get("phase"): s.value for s in result.samples
@@ -115,10 +116,10 @@ async def try_target(block: CollectorConfig, config: Config, session: aiohttp.Cl
     for sample in samples:
         trace.sample(sample.metric, dict(sample.labels), sample.value)
     for event in (*result.events, *dry.events):
-        trace.event({"source": event.source, "id": event.id,
-                             "severity": event.severity, "category": event.category,
-                             "title": event.title, "occurred_at": event.occurred_at,
-                             "department": event.department, "host": event.host})
+        trace.event({"source": event.source, "id": event.id, "severity": event.severity,
+                     "category": event.category, "title": event.title,
+                     "occurred_at": event.occurred_at, "department": event.department,
+                     "host": event.host})
     if isinstance(collector, HttpCollector):
         _verdict_checks(trace, collector, result.value)
     return trace
