@@ -11,6 +11,7 @@ department the dossiers belong to, not the owner of the target), plus ``target``
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -19,7 +20,7 @@ from pydantic import Field, model_validator
 
 from collectors.base import CollectorFailure
 from collectors.jsonstats import JsonStatsConfig, fetch_json, host_of
-from collectors.mapping import CompiledMapping, FieldMapping, PayloadError
+from collectors.mapping import CompiledMapping, FieldMapping, PayloadError, UnknownUnits
 from ioc.config_types import CollectorConfig
 from ioc.domain import (
     CATALOGUE_FIELDS,
@@ -85,6 +86,7 @@ class UnitDossiers:
     code: str
     counts: DossierCounts
     known: frozenset[str]   # the counters the source reports for this unit
+    listed: bool = True     # a department of the config (see CompiledMapping)
 
 
 def read_backlog(payload: Any, mapping: CompiledMapping
@@ -100,13 +102,14 @@ def read_backlog(payload: Any, mapping: CompiledMapping
     units: list[UnitDossiers] = []
     for index, unit in enumerate(extracted.units):
         try:
-            counts = dossiers_from_fields(unit.values)
+            counts = dossiers_from_fields(unit.values, unit.unknown)
         except CountError as exc:
             expression = mapping.mapping.fields.get(exc.field)
             where = f" ({expression!r})" if expression else ""
             raise _fail(f"units[{index}] ({unit.code}).{exc.field}{where}: {exc.message}") \
                 from None
-        units.append(UnitDossiers(unit.code, counts, dossier_known(unit.values)))
+        units.append(UnitDossiers(unit.code, counts, dossier_known(unit.values, unit.unknown),
+                                  unit.listed))
     catalogue = None
     if extracted.province:
         try:
@@ -117,9 +120,11 @@ def read_backlog(payload: Any, mapping: CompiledMapping
 
 
 def backlog_samples(units: list[UnitDossiers], catalogue: dict[str, int] | None,
-                    base: Labels, now: float) -> list[Sample]:
+                    base: Labels, now: float, unknown_units: str = "include") -> list[Sample]:
     """The samples of one poll: only counters the source reports, and no ratio whose
-    denominator is 0 or unknown (absent, not 0 and not 1)."""
+    denominator is 0 or unknown (absent, not 0 and not 1). With ``unknown_units="exclude"``
+    a unit that is no department of the config is published but left out of the province's
+    totals."""
     samples: list[Sample] = []
 
     def add(metric: str, value: float, **labels: str) -> None:
@@ -141,11 +146,14 @@ def backlog_samples(units: list[UnitDossiers], catalogue: dict[str, int] | None,
             if f"received_{channel}" in known:
                 add("ioc_dossiers_received", getattr(dossiers, f"received_{channel}"),
                     department=unit.code, channel=channel)
+        in_province = unit.listed or unknown_units == "include"
         if DOSSIER_RATIO_NEEDS <= known:
-            province_all = province_all + dossiers
+            if in_province:
+                province_all = province_all + dossiers
             ratio("ioc_dossier_ontime_ratio", dossier_ontime_ratio(dossiers), unit.code)
         if DOSSIER_RESOLVED_RATIO_NEEDS <= known:
-            province_resolved = province_resolved + dossiers
+            if in_province:
+                province_resolved = province_resolved + dossiers
             ratio("ioc_dossier_resolved_ontime_ratio",
                   dossier_resolved_ontime_ratio(dossiers), unit.code)
     ratio("ioc_dossier_ontime_ratio", dossier_ontime_ratio(province_all), "")
@@ -171,14 +179,25 @@ class BacklogCollector:
     def __init__(self, config: BacklogConfig) -> None:
         self.config = config
         self.mapping = CompiledMapping(config.mapping or NATIVE_MAPPING, config.department_map)
+        self.unknown_units = UnknownUnits(config.name)
         self.base = make_labels(config.labels, target=config.name)
 
     @property
     def host(self) -> str | None:
         return host_of(self.config.url)
 
+    def bind_units(self, departments: frozenset[str],
+                   count: Callable[[int], None] | None = None) -> None:
+        """Tell the collector the config's department codes, so that a unit code that is
+        none of them is noticed (warned once, counted through ``count``, and kept out of the
+        province's totals with ``unknown_units: exclude``). The app calls it when it builds
+        the target; without it every code is taken as it comes."""
+        self.mapping.departments = departments
+        self.unknown_units.count = count
+
     async def collect(self, session: aiohttp.ClientSession, now: float) -> CollectResult:
         payload = await fetch_json(session, self.config)
         units, catalogue = read_backlog(payload, self.mapping)
-        samples = backlog_samples(units, catalogue, self.base, now)
+        self.unknown_units.report(units, self.config.unknown_units)
+        samples = backlog_samples(units, catalogue, self.base, now, self.config.unknown_units)
         return CollectResult(up=True, samples=tuple(samples), value=float(len(units)))

@@ -39,6 +39,7 @@ from collectors.probe.tls import (
     shared_client_context,
     tls_info,
 )
+from collectors.probe.trace_hooks import note_content, note_http
 from collectors.probe.wire import WireClient, WireResponse
 from ioc import clock
 from ioc.config_types import CollectorConfig, Duration, StrictModel
@@ -315,6 +316,10 @@ class HttpCollector:
                 trace_request_ctx=timer, auto_decompress=False,
             ) as response:
                 tls = self._tls_of(response, timer)
+                for hop in (*response.history, response):
+                    note_http(str(hop.url), hop.status, hop.headers,
+                              timer.ssl_object if hop is response else None,
+                              hop.method, hop.request_info.headers)
                 body = b"" if cfg.method == "HEAD" else await read_body(
                     response, cfg.max_body_bytes)
                 return WireResponse(status=response.status, body=body,
@@ -386,6 +391,7 @@ class HttpCollector:
             elif self._baseline_title is not None and title != self._baseline_title:
                 title_problem = (f"page title changed from {self._baseline_title!r} "
                                  f"to {title!r}")
+        note_content(self._rules, text, self._forbidden, hits, title_problem)
         defaced = bool(hits) or title_problem is not None
         events: tuple[Event, ...] = ()
         signature = hits + ((title_problem,) if title_problem else ())

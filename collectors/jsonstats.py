@@ -19,6 +19,7 @@ import aiohttp
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from collectors.base import CollectorFailure
+from ioc import trace
 from ioc.config_types import CollectorConfig, StrictModel
 
 DEFAULT_MAX_BYTES = 4 * 1024 * 1024
@@ -42,6 +43,9 @@ class JsonStatsConfig(CollectorConfig):
     max_bytes: int = Field(DEFAULT_MAX_BYTES, ge=1024, le=256 * 1024 * 1024)
     department_map: dict[str, str] = Field(
         default_factory=dict, description="unit code in the payload → ioc department code")
+    unknown_units: Literal["include", "exclude"] = Field(
+        "include", description="units whose code is no department of the config: counted in "
+                               "the province's totals (include) or not (exclude)")
 
     @field_validator("url")
     @classmethod
@@ -81,11 +85,17 @@ def request_headers(cfg: JsonStatsConfig) -> dict[str, str]:
 async def fetch_json(session: aiohttp.ClientSession, cfg: JsonStatsConfig) -> Any:
     """GET/POST the endpoint and decode its JSON; every failure is a CollectorFailure."""
     ssl_arg: ssl.SSLContext | bool = True if cfg.verify_tls else False
+    headers = request_headers(cfg)
     try:
-        async with session.request(cfg.method, cfg.url, headers=request_headers(cfg),
+        async with session.request(cfg.method, cfg.url, headers=headers,
                                    json=cfg.body, ssl=ssl_arg) as response:
             raw = await response.content.read(cfg.max_bytes + 1)
             status = response.status
+            tracer = trace.active()
+            if tracer is not None:
+                tracer.exchange(str(response.url), status, response.headers.items(),
+                                cfg.method, headers.items())
+                tracer.set_payload(raw[:cfg.max_bytes])
     except aiohttp.ClientConnectorDNSError as exc:
         raise CollectorFailure("dns", f"name did not resolve: {exc.host}") from exc
     except aiohttp.ClientConnectorCertificateError as exc:

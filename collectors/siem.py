@@ -33,6 +33,7 @@ from jmespath.exceptions import JMESPathError
 from pydantic import Field, SecretStr, field_validator
 
 from collectors.base import CollectorFailure
+from ioc import trace
 from ioc.config_types import CollectorConfig, Duration, StrictModel
 from ioc.events import Severity, validate_event, wazuh_category, wazuh_severity
 from ioc.model import CollectResult, Event
@@ -208,6 +209,15 @@ def json_event(item: Any, source: str, config: SiemConfig) -> dict[str, Any]:
             event[name] = value
     if isinstance(labels, dict):
         event["labels"] = {str(k): _text(v) or "" for k, v in labels.items()}
+    tracer = trace.active()
+    if tracer is not None:  # ``ioc try``: each field's expression and what it found
+        scope = f"item {event['id']}"
+        for name, path in (("id", f.id), ("occurred_at", f.occurred_at),
+                           ("severity", f.severity), ("title", f.title),
+                           ("category", f.category), ("message", f.message), ("host", f.host),
+                           ("department", config.event_department), ("labels", f.labels)):
+            if path is not None:
+                tracer.read(scope, name, path, pick(path), event.get(name))
     return event
 
 
@@ -283,6 +293,10 @@ class SiemCollector:
                 break
         self._cursor = cursor
         if rejected:
+            tracer = trace.active()
+            if tracer is not None:
+                tracer.note(f"{rejected} item(s) without a usable id, time or severity were "
+                            "skipped")
             log.warning("siem: items without a usable id, time or severity were skipped",
                         extra={"fields": {"target": self.config.name, "skipped": rejected}})
         return CollectResult(up=True, value=float(new_total))
@@ -306,6 +320,11 @@ class SiemCollector:
             async with session.request(method, url, headers=self._headers, ssl=self._ssl,
                                        **kwargs) as response:
                 body = await response.content.read(MAX_RESPONSE_BYTES + 1)
+                tracer = trace.active()
+                if tracer is not None:
+                    tracer.exchange(str(response.url), response.status,
+                                    response.headers.items(), method, self._headers.items())
+                    tracer.set_payload(body)
                 if len(body) > MAX_RESPONSE_BYTES:
                     raise CollectorFailure("too_large", "SIEM response larger than 32 MiB; "
                                                         "lower page_size")

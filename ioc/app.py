@@ -21,6 +21,8 @@ from alerts.engine import AlertEngine
 from alerts.event_counts import EventCounts
 from alerts.model import AlertSink
 from alerts.rules import Rule, compile_rules, read_ranges
+from collectors.backlog import BacklogCollector
+from collectors.feedback import FeedbackCollector
 from collectors.probe.session import open_probe_session
 from collectors.registry import build_collector
 from collectors.siem import SiemCollector
@@ -58,6 +60,8 @@ from ioc.store.retention import prune_loop
 from ioc.store.rollup_job import RollupJob
 from ioc.store.writer import StoreWriter
 from ioc.syslog import SyslogReceiver
+from ioc.trace import Trace
+from ioc.try_command import API_LIMIT, find_targets, try_target
 from web.limits import TrustMetrics
 
 log = logging.getLogger("ioc.app")
@@ -202,6 +206,10 @@ class IocApp:
         collector = build_collector(collector_config)
         if isinstance(collector, SiemCollector):
             collector.bind(self.events)
+        if isinstance(collector, BacklogCollector | FeedbackCollector):
+            collector.bind_units(frozenset(d.code for d in self.config.departments),
+                                 self.metrics.unknown_units.labels(
+                                     collector=collector_config.name).inc)
         runner = PollRunner(
             collector,
             interval=self.config.interval_of(collector_config),
@@ -224,6 +232,16 @@ class IocApp:
             name=name, department=collector_config.department, kind=collector_config.type,
             interval=self.config.interval_of(collector_config),
             shard=owner(name, self.shard.count), remote=True))
+
+    async def try_target(self, name: str) -> Trace:
+        """Poll target ``name`` once, now, outside the schedule, and return its trace.
+
+        A fresh collector on this instance's HTTP session; nothing it sees reaches the
+        pipeline (docs: ``ioc try``). UnknownTarget when the config has no such target.
+        """
+        block = find_targets(self.config, [name])[0]
+        return await try_target(block, self.config, self.session(), clock.now(),
+                                limit=API_LIMIT)
 
     async def reload(self, config: Config | None = None) -> ReloadResult:
         """Re-read the config file (SIGHUP, ``POST /-/reload``) and apply it; see ioc.reload."""

@@ -393,7 +393,7 @@ def issues_from_validation(exc: ValidationError, prefix: tuple[Any, ...],
                 msg = msg[len("Value error, "):]
             message = msg
             if "input" in err and not msg.endswith(repr(err["input"])) \
-                    and kind not in ("dict_type", "list_type", "model_type"):
+                    and kind not in ("dict_type", "list_type", "model_type", "ioc_config"):
                 message += f" (got {_short(err['input'])})"
         issues.append(ConfigIssue(path, message))
     return issues

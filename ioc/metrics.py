@@ -269,6 +269,11 @@ class ServiceMetrics:
         self.polls_in_flight = Gauge("ioc_collector_polls_in_flight",
                                      "Polls running right now.", registry=registry)
         self.targets = Gauge("ioc_targets", "Configured targets.", registry=registry)
+        self.unknown_units = Counter(
+            "ioc_backlog_unknown_units",
+            "Units in backlog and feedback statistics whose code is no department of the "
+            "config, summed over polls (unknown_units: include or exclude).",
+            ["collector"], registry=registry)
 
 
 def watch_store_partitions(registry: CollectorRegistry, count: Callable[[], int]) -> Gauge:

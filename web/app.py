@@ -21,6 +21,7 @@ from web import (
     maintenance_api,
     reload_api,
     sessions,
+    try_api,
     wall_page,
 )
 from web.auth import Authenticator
@@ -150,6 +151,7 @@ def create_web_app(ioc_app: IocApp) -> web.Application:
     console.add_routes(app)
     audit_api.add_routes(app)
     reload_api.add_routes(app)
+    try_api.add_routes(app)
     app.router.add_get("/api/openapi.json", openapi)
     return app
 

@@ -16,6 +16,7 @@ from web.audit_api import AUDIT_PATHS, AUDIT_SCHEMAS
 from web.events_api import EVENT_PATHS, EVENT_SCHEMAS
 from web.maintenance_api import MAINTENANCE_PATHS, MAINTENANCE_SCHEMAS
 from web.reload_api import RELOAD_PATHS, RELOAD_SCHEMAS
+from web.try_api import TRY_PATHS, TRY_SCHEMAS
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 
@@ -119,6 +120,7 @@ SCHEMAS: dict[str, Any] = {
     **ANNOUNCEMENT_SCHEMAS,
     **AUDIT_SCHEMAS,
     **RELOAD_SCHEMAS,
+    **TRY_SCHEMAS,
 }
 
 
@@ -172,6 +174,7 @@ PATHS: dict[str, Any] = {
     **ANNOUNCEMENT_PATHS,
     **AUDIT_PATHS,
     **RELOAD_PATHS,
+    **TRY_PATHS,
 }
 
 

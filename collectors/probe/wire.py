@@ -38,6 +38,7 @@ from collectors.probe.errors import classify_os_error
 from collectors.probe.family import FAMILIES, FAMILY_NAMES, prefer_family
 from collectors.probe.phases import PhaseTimer
 from collectors.probe.tls import TlsInfo, tls_info
+from collectors.probe.trace_hooks import note_http
 
 DNS_TTL = 60.0
 DNS_CACHE_MAX = 16          # names one target's checks and its redirects touch
@@ -285,6 +286,7 @@ class WireClient:
         hops = 0
         while True:
             exchange, ssl_object = await self._exchange(origin, request, method, timer)
+            note_http(url, exchange.status, exchange.headers, ssl_object, method, headers)
             status = exchange.status
             location = exchange.headers.get("location")
             if status not in REDIRECTS or location is None or self.max_redirects == 0:

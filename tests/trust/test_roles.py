@@ -39,6 +39,7 @@ ROUTE_ROLES: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/audit"): "admin",
     ("GET", "/-/reload"): "admin",
     ("POST", "/-/reload"): "admin",
+    ("POST", "/api/v1/try/{name}"): "admin",
     ("GET", "/metrics"): "metrics",
 }
 # Open on purpose (docs/security.md says why): liveness and readiness for load balancers,
@@ -50,7 +51,8 @@ PUBLIC: set[tuple[str, str]] = {
 }
 # A token that lacks each role.
 LACKING = {"viewer": "ingest", "operator": "viewer", "ingest": "viewer", "admin": "operator"}
-PATH_VALUES = {"{view}": "overview", "{fingerprint}": "0123abcd", "{id}": "no-such-silence"}
+PATH_VALUES = {"{view}": "overview", "{fingerprint}": "0123abcd", "{id}": "no-such-silence",
+               "{name}": "no-such-target"}
 
 
 def routes_of(app: IocApp) -> set[tuple[str, str]]:
