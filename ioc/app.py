@@ -146,7 +146,10 @@ class IocApp:
                 self.add_remote_target(collector_config)
         self.metrics.targets.set(len(self.runners))
         # Alert delivery (the alert engine's sink): routing, grouping, durable outbox.
-        self.dispatcher = build_dispatcher(config, DeliveryMetrics(self.registry), clock.now)
+        delivery_metrics = DeliveryMetrics(self.registry)
+        self.dispatcher = build_dispatcher(config, delivery_metrics, clock.now)
+        delivery_metrics.watch_unusable_silences(
+            lambda: len(self.dispatcher.unusable_silences))
         # Alert rules read the sample windows and the security-event counts; until the first
         # poll of every target has come back after a start, a missing series is no recovery.
         self.event_counts = EventCounts(config.collection.window,

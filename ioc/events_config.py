@@ -6,20 +6,20 @@ settings without importing the loader.
 
 from __future__ import annotations
 
-import re
 import string
 
 from pydantic import Field, field_validator
 
 from ioc.config_types import Duration, ListenAddress, Name, StrictModel
 from ioc.events import Category, Severity
+from ioc.regex import Pattern, check_pattern, compile_pattern
 
 TEMPLATE_FIELDS = frozenset({"host", "app", "message", "pattern", "sender"})
 
 
 class SyslogPattern(StrictModel):
     name: Name = Field(description="names the pattern; the `pattern` label of its events")
-    match: str = Field(description="regular expression searched in the message text")
+    match: str = Field(description="regular expression (RE2 syntax) searched in the message text")
     severity: Severity = "medium"
     category: Category = "other"
     title: str = Field("{pattern}: {host}", description="event title template")
@@ -28,11 +28,7 @@ class SyslogPattern(StrictModel):
     @field_validator("match")
     @classmethod
     def _check_regex(cls, value: str) -> str:
-        try:
-            re.compile(value)
-        except re.error as exc:
-            raise ValueError(f"invalid regular expression {value!r}: {exc}") from None
-        return value
+        return check_pattern(value)
 
     @field_validator("title")
     @classmethod
@@ -47,8 +43,8 @@ class SyslogPattern(StrictModel):
                                  f"({', '.join(sorted(TEMPLATE_FIELDS))} or a named group)")
         return value
 
-    def compiled(self) -> re.Pattern[str]:
-        return re.compile(self.match)
+    def compiled(self) -> Pattern:
+        return compile_pattern(self.match)
 
 
 class SyslogConfig(StrictModel):

@@ -33,6 +33,7 @@ from ioc.event_sink import EventSink
 from ioc.events_config import SyslogConfig, SyslogPattern
 from ioc.model import Event, make_labels
 from ioc.overflow import OverflowLog
+from ioc.regex import Pattern
 
 log = logging.getLogger("ioc.syslog")
 
@@ -113,7 +114,7 @@ class SyslogMatcher:
 
     def __init__(self, config: SyslogConfig) -> None:
         self.source = config.source
-        self.patterns: list[tuple[SyslogPattern, re.Pattern[str]]] = [
+        self.patterns: list[tuple[SyslogPattern, Pattern]] = [
             (p, p.compiled()) for p in config.patterns]
 
     def match(self, msg: SyslogMessage, sender: str, now: float) -> Event | None:
