@@ -90,7 +90,11 @@ def _common(maps: list[dict[str, str]]) -> dict[str, str]:
 
 
 def local_time(ts: float, tz: str) -> str:
-    return datetime.fromtimestamp(ts, ZoneInfo(tz)).strftime("%H:%M %d/%m/%Y")
+    """Total: a time no calendar can show (NaN, year 10000) reads "—" instead of raising."""
+    try:
+        return datetime.fromtimestamp(ts, ZoneInfo(tz)).strftime("%H:%M %d/%m/%Y")
+    except (OverflowError, OSError, ValueError, TypeError):
+        return "—"
 
 
 def human_duration(seconds: float) -> str:

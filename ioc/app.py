@@ -112,7 +112,8 @@ class IocApp:
         self.events = EventSink(self.event_store, self.registry,
                                 queue_limit=config.events.queue_limit,
                                 retention=config.events.retention,
-                                prune_interval=config.storage.prune_interval)
+                                prune_interval=config.storage.prune_interval,
+                                window=config.events.window(clamp=True))
         self.pipeline.add_hook(self.events.on_poll)
         # Every sample also streams to the remote-write endpoints (none by default).
         self.remote_write = RemoteWriter(config.remote_write, self.registry,

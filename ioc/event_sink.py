@@ -20,12 +20,13 @@ import asyncio
 import logging
 from collections import Counter as Tally
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from ioc import clock
+from ioc.events import TimeWindow
 from ioc.model import Event
 from ioc.overflow import OverflowLog
 from ioc.pipeline import PollOutcome
@@ -44,10 +45,12 @@ class EventSink:
                  prune_interval: float = 3600.0, recent: int = 200,
                  wall_clock: Callable[[], float] = clock.now,
                  retry_initial: float = 0.5, retry_max: float = 30.0,
-                 stop_timeout: float = 5.0) -> None:
+                 stop_timeout: float = 5.0, window: TimeWindow | None = None) -> None:
         if queue_limit < 1 or batch_size < 1 or flush_interval <= 0:
             raise ValueError("queue_limit, batch_size and flush_interval must be positive")
         self.store = store
+        # The bounds syslog and SIEM pulls clamp event times to (events.max_past/max_future).
+        self.window = window or TimeWindow(clamp=True)
         self._queue_limit = queue_limit
         self._overflow = OverflowLog(log, "security event queue")
         self._batch_size = batch_size
@@ -85,6 +88,15 @@ class EventSink:
             "ioc_security_events_duplicates",
             "Events received again with a (source, id) already stored; not counted twice.",
             registry=registry)
+        self.out_of_window = Counter(
+            "ioc_security_events_out_of_window",
+            "Events whose own time was outside events.max_past / events.max_future of the "
+            "receive time, by how they came (push: refused with 400; syslog, siem: clamped "
+            "to the receive time, the sent time kept in the sent_at label) and side.",
+            ["ingest", "side"], registry=registry)
+        for ingest in ("push", "syslog", "siem"):
+            for side in ("past", "future"):
+                self.out_of_window.labels(ingest=ingest, side=side)
         self.write_errors = Counter(
             "ioc_security_events_write_errors",
             "Failed attempts to write a batch of events; each is retried.", registry=registry)
@@ -110,6 +122,12 @@ class EventSink:
             return False
         self._enqueue(events)
         return True
+
+    def count_out_of_window(self, ingest: str, sides: Mapping[str, int]) -> None:
+        """Count events whose time fell outside the window (``sides``: past/future → n)."""
+        for side, count in sides.items():
+            if count:
+                self.out_of_window.labels(ingest=ingest, side=side).inc(count)
 
     def submit(self, events: Sequence[Event]) -> int:
         """Queue what fits, drop and count the rest; return how many were queued."""

@@ -11,7 +11,7 @@ import string
 from pydantic import Field, field_validator
 
 from ioc.config_types import Duration, ListenAddress, Name, StrictModel
-from ioc.events import Category, Severity
+from ioc.events import Category, Severity, TimeWindow
 from ioc.regex import Pattern, check_pattern, compile_pattern
 
 TEMPLATE_FIELDS = frozenset({"host", "app", "message", "pattern", "sender"})
@@ -63,5 +63,14 @@ class EventsConfig(StrictModel):
     queue_limit: int = Field(100_000, ge=1000, le=10_000_000,
                              description="events held in memory before they are written")
     retention: Duration = Field(90 * 86400.0, description="events older than this are pruned")
-    max_future: Duration = Field(300.0, description="how far in the future occurred_at may be")
+    max_future: Duration = Field(300.0, gt=0,
+                                 description="how far after the receive time an event's own "
+                                             "time may be")
+    max_past: Duration = Field(7 * 86400.0, gt=0,
+                               description="how far before the receive time an event's own "
+                                           "time may be")
+
+    def window(self, *, clamp: bool) -> TimeWindow:
+        """The bounds on times from outside: the push API refuses, syslog and SIEM clamp."""
+        return TimeWindow(self.max_past, self.max_future, clamp)
     syslog: SyslogConfig = SyslogConfig()

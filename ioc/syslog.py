@@ -11,7 +11,10 @@ Parsing and matching are plain functions (:func:`parse_syslog`, :class:`SyslogMa
 asyncio servers only frame bytes.
 
 RFC 3164 timestamps have neither year nor time zone, so a 3164 line's event gets the time it
-was received; RFC 5424 timestamps are used as sent.
+was received; RFC 5424 timestamps are used as sent when they fall within ``events.max_past`` /
+``events.max_future`` of the receive time, and are clamped to the receive time otherwise (the
+sent time kept in the ``sent_at`` label, counted in ``ioc_security_events_out_of_window``):
+an unauthenticated datagram dated 9999 must not become the wall's newest event for ever.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import asyncio
 import logging
 import re
 import uuid
+from collections import Counter as Tally
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,6 +34,7 @@ from prometheus_client import CollectorRegistry, Counter
 from ioc import clock
 from ioc.config_types import split_listen
 from ioc.event_sink import EventSink
+from ioc.events import TimeWindow, bound_time, time_text
 from ioc.events_config import SyslogConfig, SyslogPattern
 from ioc.model import Event, make_labels
 from ioc.overflow import OverflowLog
@@ -112,8 +117,10 @@ class TokenBuckets:
 class SyslogMatcher:
     """Turns parsed messages into events by the configured patterns (first match wins)."""
 
-    def __init__(self, config: SyslogConfig) -> None:
+    def __init__(self, config: SyslogConfig, window: TimeWindow | None = None) -> None:
         self.source = config.source
+        self.window = window or TimeWindow(clamp=True)
+        self.out_of_window: Tally[str] = Tally()  # past/future → clamped, read by the receiver
         self.patterns: list[tuple[SyslogPattern, Pattern]] = [
             (p, p.compiled()) for p in config.patterns]
 
@@ -126,14 +133,19 @@ class SyslogMatcher:
                       "pattern": pattern.name, "sender": sender}
             values.update({k: v for k, v in found.groupdict().items() if v is not None})
             title = _fill(pattern.title, values)
+            labels = make_labels(pattern=pattern.name, sender=sender, app=msg.app,
+                                 rfc=str(msg.rfc))
+            occurred = now
+            if msg.timestamp is not None:
+                occurred, side = bound_time(msg.timestamp, now, self.window, self.out_of_window)
+                if side is not None:
+                    labels = make_labels(dict(labels), sent_at=time_text(msg.timestamp))
             return Event(
                 source=self.source, id=uuid.uuid4().hex, severity=pattern.severity,
                 category=pattern.category, title=title[:500] or pattern.name,
-                occurred_at=msg.timestamp if msg.timestamp is not None else now,
+                occurred_at=occurred,
                 message=msg.message[:10_000], department=pattern.department,
-                host=(msg.host or sender)[:255],
-                labels=make_labels(pattern=pattern.name, sender=sender, app=msg.app,
-                                   rfc=str(msg.rfc)))
+                host=(msg.host or sender)[:255], labels=labels)
         return None
 
 
@@ -150,7 +162,7 @@ class SyslogReceiver:
                  monotonic: Callable[[], float] = clock.monotonic) -> None:
         self.config = config
         self.sink = sink
-        self.matcher = SyslogMatcher(config)
+        self.matcher = SyslogMatcher(config, sink.window)
         self.buckets = TokenBuckets(config.rate_limit, config.burst)
         self._wall_clock = wall_clock
         self._monotonic = monotonic
@@ -185,6 +197,9 @@ class SyslogReceiver:
         except ValueError:
             return "invalid"
         event = self.matcher.match(msg, sender, self._wall_clock())
+        if self.matcher.out_of_window:
+            self.sink.count_out_of_window("syslog", self.matcher.out_of_window)
+            self.matcher.out_of_window.clear()
         if event is None:
             return "unmatched"
         now = self._monotonic()

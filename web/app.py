@@ -26,6 +26,7 @@ from web import (
 from web.auth import Authenticator
 from web.bodies import BODY_LIMITS, BodyLimits
 from web.errors import error_middleware, json_error
+from web.i18n import format_time
 from web.metrics_auth import MetricsGuard
 from web.openapi import openapi_document
 
@@ -154,10 +155,6 @@ def create_web_app(ioc_app: IocApp) -> web.Application:
     return app
 
 
-def _format_clock(ts: float | None) -> str:
-    from datetime import datetime
-    from zoneinfo import ZoneInfo
-
-    if ts is None:
-        return "—"
-    return datetime.fromtimestamp(ts, ZoneInfo("Asia/Ho_Chi_Minh")).strftime("%H:%M:%S %d/%m/%Y")
+def _format_clock(ts: object) -> str:
+    """Total, as every format filter: "—" for what is no time (None, NaN, year 10000)."""
+    return format_time(ts, "Asia/Ho_Chi_Minh", "%H:%M:%S %d/%m/%Y")

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections import Counter as Tally
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from functools import partial
@@ -34,6 +35,7 @@ from ioc.events import (
     MAX_BATCH,
     SEVERITIES,
     EventBatchError,
+    TimeWindow,
     event_document,
     parse_time,
     validate_events,
@@ -130,20 +132,21 @@ def parse_json_body(body: bytes) -> Any:
         raise ApiError(400, "malformed JSON", str(exc)) from None
 
 
-def decode_events(body: bytes, *, now: float, max_future: float,
-                  departments: frozenset[str] | None) -> list[Event]:
+def decode_events(body: bytes, *, now: float, window: TimeWindow,
+                  departments: frozenset[str] | None,
+                  out_of_window: Tally[str] | None = None) -> list[Event]:
     """The events of a push body, or ApiError (400) naming every problem.
 
     Runs in a worker thread. Valid batches take the one-pass path; only a refused batch is
     decoded again the slow way, for the precise error list.
     """
-    events = validate_events_json(body, now=now, max_future=max_future, departments=departments)
+    events = validate_events_json(body, now=now, window=window, departments=departments)
     if events is not None:
         return events
     payload = parse_json_body(body)
     try:
-        return validate_events(payload, now=now, max_future=max_future,
-                               departments=departments)
+        return validate_events(payload, now=now, window=window, departments=departments,
+                               out_of_window=out_of_window)
     except EventBatchError as exc:
         raise ApiError(400, "invalid events", [e.as_dict() for e in exc.errors]) from None
 
@@ -176,10 +179,15 @@ async def post_events(request: web.Request) -> web.Response:
     async with gate.turn(len(body)) as admitted:
         if not admitted:
             return _busy(request, "ioc is parsing other pushes")
+        out_of_window: Tally[str] = Tally()
         decode = partial(decode_events, body, now=clock.now(),
-                         max_future=config.events.max_future, departments=departments)
+                         window=config.events.window(clamp=False), departments=departments,
+                         out_of_window=out_of_window)
         # A small body is parsed in well under a millisecond: the thread hop would cost more.
-        events = decode() if len(body) <= INLINE_BYTES else await asyncio.to_thread(decode)
+        try:
+            events = decode() if len(body) <= INLINE_BYTES else await asyncio.to_thread(decode)
+        finally:
+            app.events.count_out_of_window("push", out_of_window)
         if not app.events.offer(events):
             return _busy(request, "ioc is storing a backlog of events")
     if gate.idle:
