@@ -103,7 +103,10 @@ def parse_time(value: Any) -> float:
     if isinstance(value, bool):
         raise ValueError(f"expected unix seconds or an ISO 8601 time, got {value!r}")
     if isinstance(value, (int, float)):  # a tuple: `int | float` builds a union per call
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:  # an integer of hundreds of digits
+            raise ValueError(f"time {value!r:.40}… is too large; send unix seconds") from None
     elif isinstance(value, str):
         text = value.strip()
         seconds = _number_or_iso(text, value)

@@ -37,7 +37,7 @@ from ioc.event_sink import EventSink
 from ioc.events import TimeWindow, bound_time, time_text
 from ioc.events_config import SyslogConfig, SyslogPattern
 from ioc.model import Event, make_labels
-from ioc.overflow import OverflowLog
+from ioc.overflow import EpisodeLog, OverflowLog
 from ioc.regex import Pattern
 
 log = logging.getLogger("ioc.syslog")
@@ -51,7 +51,9 @@ _RFC3164 = re.compile(
     r"(?:(?P<tag>[^:\[\s]{1,48})(?:\[(?P<pid>[^\]]*)\])?: ?)?(?P<msg>.*)$", re.DOTALL)
 _TEMPLATE_FIELD = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
-RESULTS = ("event", "unmatched", "rate_limited", "invalid", "too_large", "dropped")
+RESULTS = ("event", "unmatched", "rate_limited", "invalid", "too_large", "dropped",
+           "bad_frame")
+MAX_LENGTH_DIGITS = 6  # an octet count longer than this is no count max_message_bytes allows
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +171,7 @@ class SyslogReceiver:
         self._limiting = OverflowLog(log, "syslog rate limit", full="reached",
                                      rate_limit=config.rate_limit, burst=config.burst)
         self._limited_at = 0.0
+        self._bad_frames = EpisodeLog(log, "syslog TCP framing errors: connections closed")
         self._calm = config.burst / config.rate_limit  # seconds for an empty bucket to refill
         self._transport: asyncio.DatagramTransport | None = None
         self._server: asyncio.Server | None = None
@@ -177,7 +180,8 @@ class SyslogReceiver:
         self.tcp_address: tuple[str, int] | None = None
         self.messages = Counter(
             "ioc_syslog_messages", "Syslog messages received, by what became of them "
-            "(event, unmatched, rate_limited, invalid, too_large, dropped).",
+            "(event, unmatched, rate_limited, invalid, too_large, dropped; bad_frame: a TCP "
+            "octet count that is no number, and the connection was closed).",
             ["transport", "result"], registry=registry)
         for transport in ("udp", "tcp"):
             for result in RESULTS:
@@ -264,11 +268,12 @@ class SyslogReceiver:
             if not first:
                 return
             if first.isdigit():
-                digits = first + await reader.readuntil(b" ")
-                length = int(digits[:-1])
+                length = await self._octet_count(reader, first, sender)
+                if length is None:
+                    return  # cannot resynchronise: close, the sender reconnects
                 if length > limit:
                     self.messages.labels(transport="tcp", result="too_large").inc()
-                    return  # cannot resynchronise cheaply: close, the sender reconnects
+                    return
                 self.handle(await reader.readexactly(length), sender, "tcp")
                 continue
             try:
@@ -283,6 +288,25 @@ class SyslogReceiver:
                 return
             if line.strip():
                 self.handle(line.rstrip(b"\r\n"), sender, "tcp")
+
+
+    async def _octet_count(self, reader: asyncio.StreamReader, first: bytes,
+                           sender: str) -> int | None:
+        """The ``LEN`` of an RFC 6587 frame, or None (counted, logged once) when it is none."""
+        digits = first
+        while len(digits) <= MAX_LENGTH_DIGITS:
+            byte = await reader.readexactly(1)
+            if byte == b" ":
+                length = int(digits)
+                if length > 0:
+                    return length
+                break  # a frame of no bytes: no sender writes one
+            if not byte.isdigit():
+                break
+            digits += byte
+        self.messages.labels(transport="tcp", result="bad_frame").inc()
+        self._bad_frames.hit(self._monotonic(), sender=sender, start=repr(digits[:16]))
+        return None
 
 
 class _UdpProtocol(asyncio.DatagramProtocol):

@@ -114,7 +114,8 @@ def create_web_app(ioc_app: IocApp) -> web.Application:
         limits.concurrency_middleware(service.max_concurrent_requests, ioc_app.trust),
         limits.refusal_middleware(ioc_app.trust),
         audit_api.audit_middleware(ioc_app.audit, ioc_app.trust, clock.now),
-        error_middleware, sessions.make_middleware(clock.now)],
+        error_middleware, limits.malformed_middleware(ioc_app.trust, clock.monotonic),
+        sessions.make_middleware(clock.now)],
         client_max_size=service.max_body_size)
     app[IOC_APP] = ioc_app
     app[BODY_LIMITS] = BodyLimits.from_config(service)

@@ -44,7 +44,14 @@ from ioc.events import (
 from ioc.model import Event
 from ioc.overflow import OverflowLog
 from ioc.store.events import EventQuery
-from web.bodies import BODY_LIMITS, body_limits, read_body, too_large
+from web.bodies import (
+    BODY_LIMITS,
+    body_limits,
+    check_json_depth,
+    parse_json,
+    read_body,
+    too_large,
+)
 from web.errors import ApiError, json_error
 
 if TYPE_CHECKING:
@@ -116,20 +123,8 @@ def _app(request: web.Request) -> IocApp:
     return request.app[IOC_APP]
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
 def parse_json_body(body: bytes) -> Any:
-    try:
-        return json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
-    except UnicodeDecodeError:
-        raise ApiError(400, "malformed JSON", "the body must be UTF-8 encoded JSON") from None
-    except json.JSONDecodeError as exc:
-        raise ApiError(400, "malformed JSON",
-                       f"line {exc.lineno} column {exc.colno}: {exc.msg}") from None
-    except ValueError as exc:
-        raise ApiError(400, "malformed JSON", str(exc)) from None
+    return parse_json(body, "malformed JSON")
 
 
 def decode_events(body: bytes, *, now: float, window: TimeWindow,
@@ -140,6 +135,7 @@ def decode_events(body: bytes, *, now: float, window: TimeWindow,
     Runs in a worker thread. Valid batches take the one-pass path; only a refused batch is
     decoded again the slow way, for the precise error list.
     """
+    check_json_depth(body)  # before either decoder recurses into it
     events = validate_events_json(body, now=now, window=window, departments=departments)
     if events is not None:
         return events
