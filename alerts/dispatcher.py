@@ -487,7 +487,7 @@ def _silence_row(silence: Silence) -> dict[str, Any]:
 
 
 def build_dispatcher(config: Config, counters: OutboxCounters,
-                     clock: Callable[[], float]) -> Dispatcher:
+                     clock: Callable[[], float], *, external_url: str = "") -> Dispatcher:
     """The dispatcher, its outbox and notifiers for a validated config."""
     alerts = config.alerts
     route_config = alerts.route or RouteConfig(receiver=NO_RECEIVER)
@@ -499,7 +499,7 @@ def build_dispatcher(config: Config, counters: OutboxCounters,
         inhibit_rules=tuple(InhibitRule.from_config(r) for r in alerts.inhibit_rules),
         maintenance=tuple(alerts.maintenance),
         department_names={d.code: d.name for d in config.departments},
-        external_url=alerts.external_url or f"http://{config.service.listen}/",
+        external_url=external_url or alerts.external_url or f"http://{config.service.listen}/",
         title=config.service.title, timezone=config.province.timezone,
         retention=config.storage.retention)
     store = DeliveryStore(config.storage.url)

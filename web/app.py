@@ -20,6 +20,7 @@ from web import (
     limits,
     maintenance_api,
     reload_api,
+    runbooks,
     sessions,
     wall_page,
 )
@@ -150,6 +151,7 @@ def create_web_app(ioc_app: IocApp) -> web.Application:
     maintenance_api.add_routes(app)
     announcement.add_routes(app)
     console.add_routes(app)
+    runbooks.add_routes(app)
     audit_api.add_routes(app)
     reload_api.add_routes(app)
     app.router.add_get("/api/openapi.json", openapi)
