@@ -60,7 +60,7 @@ from ioc.store.retention import prune_loop
 from ioc.store.rollup_job import RollupJob
 from ioc.store.writer import StoreWriter
 from ioc.syslog import SyslogReceiver
-from web.limits import TrustMetrics
+from web.limits import TrustMetrics, server_logger
 
 log = logging.getLogger("ioc.app")
 
@@ -310,6 +310,7 @@ class IocApp:
             keepalive=False, user_agent=f"ioc/{__version__}")
         self._web_runner = web.AppRunner(
             create_web_app(self), access_log=None, handle_signals=False, shutdown_timeout=2.0,
+            logger=server_logger(self.trust, clock.monotonic),
             # request line and header caps: an oversized one gets 400 before any handler
             max_line_size=cfg.service.max_line_size,
             max_field_size=cfg.service.max_field_size)

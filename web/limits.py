@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from ioc.logs import fields
@@ -50,7 +51,7 @@ log = logging.getLogger("ioc.web")
 
 MAX_TRACKED_CLIENTS = 10_000
 AUTH_FAILURE_REASONS = ("missing", "invalid", "forbidden", "throttled")
-REJECT_REASONS = ("busy", "too_large", "ingest_busy", *MALFORMED_REASONS)
+REJECT_REASONS = ("busy", "too_large", "ingest_busy", *MALFORMED_REASONS, "bad_http")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -72,7 +73,9 @@ class TrustMetrics:
             "a body over its service.body_limits cap), ingest_busy (503, event pushes were "
             "waiting to be parsed or stored); malformed input, each a 400: bad_header (a "
             "header that is not UTF-8), bad_form (a form that is not UTF-8), bad_json (a body "
-            "that is not JSON), too_deep (JSON nested deeper than 32 levels).", ["reason"],
+            "that is not JSON), too_deep (JSON nested deeper than 32 levels), bad_http "
+            "(no valid HTTP: a request line or header too long or malformed, answered by the "
+            "HTTP parser itself).", ["reason"],
             registry=registry)
         for reason in REJECT_REASONS:
             self.rejected.labels(reason=reason)
@@ -294,3 +297,40 @@ def malformed_middleware(metrics: TrustMetrics, monotonic: Callable[[], float]) 
             return refuse(request, exc)
 
     return middleware
+
+
+class BadHttpFilter(logging.Filter):
+    """Count and quiet aiohttp's log of requests its HTTP parser refused with a 400.
+
+    aiohttp answers a request line or header that is too long or not HTTP with a 400 of its
+    own, before any middleware, and logs each one at ERROR with a traceback: a flood of them
+    would flood the log. This filter, on the logger ioc hands the server, turns those
+    records into ``ioc_http_requests_rejected_total{reason="bad_http"}`` and one line per
+    episode; any other record (a real server error) passes untouched.
+    """
+
+    def __init__(self, metrics: TrustMetrics, monotonic: Callable[[], float]) -> None:
+        super().__init__()
+        self._counter = metrics.rejected.labels(reason="bad_http")
+        self._monotonic = monotonic
+        self._episode = EpisodeLog(log, "malformed HTTP refused with 400 by the parser")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if not isinstance(exc, HttpProcessingError) or not 400 <= (exc.code or 400) < 500:
+            return True
+        self._counter.inc()
+        self._episode.hit(self._monotonic(), error=type(exc).__name__)
+        return False
+
+
+def server_logger(metrics: TrustMetrics, monotonic: Callable[[], float]) -> logging.Logger:
+    """The logger ioc gives aiohttp's server, with :class:`BadHttpFilter` on it.
+
+    One per app, outside the logging module's registry (its records still reach the
+    handlers of ``ioc.web`` and the root), so each app counts into its own registry.
+    """
+    logger = logging.Logger("ioc.web.server")
+    logger.parent = logging.getLogger("ioc.web")
+    logger.addFilter(BadHttpFilter(metrics, monotonic))
+    return logger
