@@ -185,8 +185,8 @@ def human_duration(seconds: Any) -> str:
     """``93784`` → ``1 ngày 2 giờ``: the two largest units, in Vietnamese."""
     try:
         total = float(seconds)
-    except (TypeError, ValueError):
-        return str(seconds)
+    except (TypeError, ValueError, OverflowError):
+        return str(seconds)[:40]
     if math.isnan(total) or math.isinf(total):
         return str(total)
     sign = "-" if total < 0 else ""
@@ -205,8 +205,8 @@ def percent(value: Any, digits: int = 1) -> str:
     """``0.9432`` → ``94.3 %``."""
     try:
         return f"{float(value) * 100:.{digits}f} %"
-    except (TypeError, ValueError):
-        return str(value)
+    except (TypeError, ValueError, OverflowError):
+        return str(value)[:40]
 
 
 def template_environment() -> SandboxedEnvironment:

@@ -112,3 +112,15 @@ async def test_absurd_rows_in_the_database_still_serve_wall_and_console(
         assert "real" in latest and not latest & {"y9999", "max"}, latest
     finally:
         await app.stop(grace=1.0)
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf, 1e300, -1e300, 10**40,
+                                   253_402_300_800.0, -1.0], ids=repr)
+def test_notification_formats_are_total(value: float) -> None:
+    from alerts.messages import format_value, human_duration, local_time
+    from alerts.rules import human_duration as rule_duration
+    from alerts.rules import percent
+
+    for shown in (format_value(value), human_duration(value), local_time(value, "UTC"),
+                  rule_duration(value), percent(value)):
+        assert isinstance(shown, str) and shown
