@@ -19,7 +19,7 @@ replaced.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import re2
@@ -46,12 +46,19 @@ def _reason(exc: Exception) -> str:
     return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
 
 
+#: Label values a matcher remembers its answer for. The same series are matched at every
+#: evaluation and every notification flush, and a call into RE2 through its Python wrapper
+#: costs ~5 µs where Python's ``re`` costs ~1 µs; a dict lookup costs ~0.1 µs.
+MEMO_SIZE = 1024  # ~70 KB at most per pattern (the keys are the label strings themselves)
+
+
 @dataclass(frozen=True, slots=True)
 class Pattern:
     """A compiled operator pattern: ``search`` finds it anywhere, ``fullmatch`` anchors it."""
 
     pattern: str
     _regex: Any
+    _memo: dict[str, bool] = field(default_factory=dict, compare=False, repr=False)
 
     def search(self, text: str) -> Any:
         """The first match in ``text`` (a ``re2`` match, with ``group``/``groupdict``) or None."""
@@ -62,10 +69,17 @@ class Pattern:
 
     def fullmatch(self, text: str) -> bool:
         """Whether the whole of ``text`` matches, as Alertmanager anchors its matchers."""
-        try:
-            return self._regex.fullmatch(text) is not None
-        except UnicodeEncodeError:
-            return self._regex.fullmatch(_valid(text)) is not None
+        memo = self._memo
+        found = memo.get(text)
+        if found is None:
+            try:
+                found = self._regex.fullmatch(text) is not None
+            except UnicodeEncodeError:
+                found = self._regex.fullmatch(_valid(text)) is not None
+            if len(memo) >= MEMO_SIZE:
+                memo.clear()  # a new set of values: start over rather than track age
+            memo[text] = found
+        return found
 
 
 @dataclass(frozen=True, slots=True)
