@@ -192,3 +192,14 @@ async def test_a_stored_silence_re2_refuses_is_reported_not_fatal(
         assert len(lines) == 1
     finally:
         await app.stop(grace=1.0)
+
+
+def test_remembered_answers_stay_right_and_bounded() -> None:
+    from ioc.regex import MEMO_SIZE
+
+    pattern = compile_pattern("stp-[0-9]+")
+    values = [f"stp-{i}" if i % 3 else f"cat-{i}" for i in range(MEMO_SIZE * 3)]
+    for _ in range(2):  # the second pass answers from the memo where it still holds them
+        assert [pattern.fullmatch(v) for v in values] == [bool(i % 3) for i in
+                                                          range(len(values))]
+        assert len(pattern._memo) <= MEMO_SIZE
