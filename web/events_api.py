@@ -199,6 +199,7 @@ async def post_events(request: web.Request) -> web.Response:
     try:  # shielded: a client that leaves early does not unqueue the events
         await asyncio.wait_for(asyncio.shield(committed), DURABLE_WAIT)
     except (TimeoutError, EventsNotStored):
+        app.trust.rejected.labels(reason="not_stored").inc()
         response = json_error(503, "not yet stored",
                               f"the events are queued but not committed within "
                               f"{DURABLE_WAIT:.0f} s; retry the same batch (it is stored "

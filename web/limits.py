@@ -51,7 +51,8 @@ log = logging.getLogger("ioc.web")
 
 MAX_TRACKED_CLIENTS = 10_000
 AUTH_FAILURE_REASONS = ("missing", "invalid", "forbidden", "throttled")
-REJECT_REASONS = ("busy", "too_large", "ingest_busy", *MALFORMED_REASONS, "bad_http")
+REJECT_REASONS = ("busy", "too_large", "ingest_busy", "not_stored", *MALFORMED_REASONS,
+                  "bad_http")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -71,7 +72,8 @@ class TrustMetrics:
             "Requests refused before they were answered: busy (503, "
             "service.max_concurrent_requests API requests were in flight), too_large (413, "
             "a body over its service.body_limits cap), ingest_busy (503, event pushes were "
-            "waiting to be parsed or stored); malformed input, each a 400: bad_header (a "
+            "waiting to be parsed or stored), not_stored (503, a durable push was not "
+            "committed within 10 s); malformed input, each a 400: bad_header (a "
             "header that is not UTF-8), bad_form (a form that is not UTF-8), bad_json (a body "
             "that is not JSON), too_deep (JSON nested deeper than 32 levels), bad_http "
             "(no valid HTTP: a request line or header too long or malformed, answered by the "
