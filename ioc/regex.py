@@ -105,11 +105,18 @@ _CLASSES: dict[str, tuple[str, str | None]] = {
 }
 
 
-def unicode_classes(pattern: str) -> str:
-    """``pattern`` with ``\\w \\W \\d \\D \\s \\S`` meaning what they mean in Python (Unicode).
+_HEX = frozenset("0123456789abcdefABCDEF")
 
-    A small scan instead of a parser: it only has to know escapes and where a character
-    class (``[...]``, where ``]`` first is a literal) starts and ends; RE2 parses the result.
+
+def unicode_classes(pattern: str) -> str:
+    """``pattern`` with Python's meaning where RE2 spells it differently or not at all.
+
+    ``\\w \\W \\d \\D \\s \\S`` become the Unicode classes Python means; ``\\Z`` (the end,
+    in Python) becomes RE2's ``\\z``; ``\\uXXXX`` and ``\\UXXXXXXXX`` become ``\\x{…}``; a
+    repetition ``{,n}`` (Python: 0 to n times; RE2: the literal text) becomes ``{0,n}``.
+    A small scan instead of a parser (written here because no library translates Python
+    patterns to RE2): it only has to know escapes and where a character class (``[...]``,
+    where ``]`` first is a literal) starts and ends; RE2 parses and checks the result.
     """
     out: list[str] = []
     in_class = False
@@ -118,11 +125,27 @@ def unicode_classes(pattern: str) -> str:
         char = pattern[i]
         if char == "\\" and i + 1 < n:
             nxt = pattern[i + 1]
+            width = {"u": 4, "U": 8}.get(nxt, 0)
+            digits = pattern[i + 2:i + 2 + width]
+            if width and len(digits) == width and set(digits) <= _HEX:
+                out.append(f"\\x{{{digits}}}")
+                i += 2 + width
+                continue
+            if nxt == "Z" and not in_class:
+                out.append("\\z")
+                i += 2
+                continue
             mapped = _CLASSES.get(nxt)
             replacement = None if mapped is None else mapped[1] if in_class else mapped[0]
             out.append(replacement if replacement is not None else pattern[i:i + 2])
             i += 2
             continue
+        if char == "{" and not in_class and pattern.startswith("{,", i):
+            end = pattern.find("}", i + 2)
+            if end > i + 2 and pattern[i + 2:end].isdigit() and out:
+                out.append("{0," + pattern[i + 2:end] + "}")
+                i = end + 1
+                continue
         if char == "[" and not in_class:
             in_class = True
             out.append(char)

@@ -77,6 +77,11 @@ def test_matchers_are_anchored_re2(matcher: str, value: str, matches: bool) -> N
     (r"^\\w$", "\\w", True),                        # an escaped backslash stays literal
     (r"^[]\w]+$", "]a", True),
     (r"^[[:alpha:]\d]+$", "a1", True),
+    (r"phút\Z", "5 phút", True),                    # Python's \Z is RE2's \z
+    (r"^a{,3}$", "aa", True),                         # Python's {,n} is {0,n}
+    (r"^a{,3}$", "a{,3}", False),
+    (r"^\u0110\u00e0 N\u1eb5ng$", "Đà Nẵng", True),  # \uXXXX escapes
+    (r"\U0001F600", "😀", True),
 ])
 def test_perl_classes_keep_pythons_unicode_meaning(pattern: str, text: str,
                                                    found: bool) -> None:
