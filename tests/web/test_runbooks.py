@@ -22,7 +22,7 @@ def _default_rules() -> list:
 
 def test_every_default_rule_has_a_runbook_in_both_languages() -> None:
     names = {cfg.name for cfg, _ in _default_rules()}
-    assert names == set(runbooks())
+    assert names <= set(runbooks())
     for cfg, _ in _default_rules():
         assert cfg.annotations["runbook_url"] == f"/runbooks/{cfg.name}"
     for runbook in runbooks().values():
