@@ -35,7 +35,10 @@ class AlertsConfig(StrictModel):
     inhibit_rules: list[InhibitRuleConfig] = Field(default_factory=list)
     maintenance: list[MaintenanceConfig] = Field(default_factory=list)
     outbox: OutboxConfig = OutboxConfig()
-    external_url: str | None = Field(None, description="link to the wall in notifications")
+    external_url: str | None = Field(
+        None, description="ioc's address as people reach it: the wall link and generatorURL "
+                          "of every notification, and the base of relative runbook_url "
+                          "annotations; default: the address ioc serves on")
     leader_election: Literal["auto", "off"] = Field(
         "auto", description="auto: instances sharing a PostgreSQL database elect one alert "
                             "leader that evaluates rules and sends notifications (SQLite: "
@@ -46,3 +49,19 @@ class AlertsConfig(StrictModel):
     def _check_delivery(self) -> AlertsConfig:
         check_receivers(self.route, [r.name for r in self.receivers])
         return self
+
+
+WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::", "*", "[::]"})
+
+
+def default_external_url(host: str, port: int, hostname: str) -> tuple[str, bool]:
+    """``http://host:port/`` for ``alerts.external_url`` when the config names none.
+
+    A wildcard listen address (``0.0.0.0``) is no address anyone can open, so the machine's
+    ``hostname`` stands in for it; the second value says so, for a warning at start.
+    """
+    wildcard = host in WILDCARD_HOSTS
+    shown = hostname if wildcard else host
+    if ":" in shown and not shown.startswith("["):
+        shown = f"[{shown}]"  # an IPv6 literal
+    return f"http://{shown}:{port}/", wildcard

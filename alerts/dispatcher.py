@@ -98,6 +98,9 @@ class Dispatcher:
         self.alerts: dict[str, Alert] = {}          # firing now (and just resolved)
         self.nflog: dict[tuple[str, str], NotifyLogEntry] = {}
         self.silences: dict[str, Silence] = {}
+        # Stored silences whose matchers no longer compile (a pattern that is not RE2
+        # syntax, stored before ioc matched with RE2): id -> reason; they mute nothing.
+        self.unusable_silences: dict[str, str] = {}
         self.acks: dict[str, Ack] = {}
         self.windows: dict[str, OperatorWindow] = {}    # announced through the API
         self._lock = asyncio.Lock()
@@ -129,11 +132,19 @@ class Dispatcher:
         """Re-read silences, acks and maintenance windows, whichever instance wrote them."""
         async with self._operator_lock:
             silences: dict[str, Silence] = {}
+            unusable: dict[str, str] = {}
             for data in await self.store.load_silences(now - self.settings.retention):
-                silence = Silence(data["id"], parse_matchers(data["matchers"]),
+                try:
+                    matchers = parse_matchers(data["matchers"])
+                except ValueError as exc:
+                    if data["ends_at"] > now:  # an ended one would mute nothing anyway
+                        unusable[data["id"]] = str(exc)
+                    continue
+                silence = Silence(data["id"], matchers,
                                   data["starts_at"], data["ends_at"], data["created_by"],
                                   data["comment"], data["created_at"])
                 silences[silence.id] = silence
+            self._report_unusable(unusable)
             acks = {data["fingerprint"]: Ack(**data) for data in await self.store.load_acks()}
             windows = {window.id: window for window in
                        await self.maintenance_store.load(now - self.settings.retention)}
@@ -142,6 +153,15 @@ class Dispatcher:
                            for i, s in self.silences.items())):
                 self._wake.set()  # a flush may now notify (or stay quiet) differently
             self.silences, self.acks, self.windows = silences, acks, windows
+
+    def _report_unusable(self, unusable: dict[str, str]) -> None:
+        """Log each stored silence that cannot be used once, when it is first found."""
+        for silence_id, reason in unusable.items():
+            if silence_id not in self.unusable_silences:
+                log.error("stored silence cannot be used and mutes nothing; expire it and "
+                          "create it again in RE2 syntax (docs/alerting.md)",
+                          extra=fields(silence=silence_id, reason=reason))
+        self.unusable_silences = unusable
 
     async def lead(self) -> None:
         """Start grouping and sending, from the notification log the last leader stored."""
@@ -467,7 +487,7 @@ def _silence_row(silence: Silence) -> dict[str, Any]:
 
 
 def build_dispatcher(config: Config, counters: OutboxCounters,
-                     clock: Callable[[], float]) -> Dispatcher:
+                     clock: Callable[[], float], *, external_url: str = "") -> Dispatcher:
     """The dispatcher, its outbox and notifiers for a validated config."""
     alerts = config.alerts
     route_config = alerts.route or RouteConfig(receiver=NO_RECEIVER)
@@ -479,7 +499,7 @@ def build_dispatcher(config: Config, counters: OutboxCounters,
         inhibit_rules=tuple(InhibitRule.from_config(r) for r in alerts.inhibit_rules),
         maintenance=tuple(alerts.maintenance),
         department_names={d.code: d.name for d in config.departments},
-        external_url=alerts.external_url or f"http://{config.service.listen}/",
+        external_url=external_url or alerts.external_url or f"http://{config.service.listen}/",
         title=config.service.title, timezone=config.province.timezone,
         retention=config.storage.retention)
     store = DeliveryStore(config.storage.url)

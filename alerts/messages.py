@@ -10,6 +10,7 @@ each can be tested without a network.
 from __future__ import annotations
 
 import html
+import math
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
@@ -90,11 +91,20 @@ def _common(maps: list[dict[str, str]]) -> dict[str, str]:
 
 
 def local_time(ts: float, tz: str) -> str:
-    return datetime.fromtimestamp(ts, ZoneInfo(tz)).strftime("%H:%M %d/%m/%Y")
+    """Total: a time no calendar can show (NaN, year 10000) reads "—" instead of raising."""
+    try:
+        return datetime.fromtimestamp(ts, ZoneInfo(tz)).strftime("%H:%M %d/%m/%Y")
+    except (OverflowError, OSError, ValueError, TypeError):
+        return "—"
 
 
 def human_duration(seconds: float) -> str:
-    """``2 giờ 5 phút``, ``40 giây``: how long something has lasted, for people."""
+    """``2 giờ 5 phút``, ``40 giây``: how long something has lasted, for people.
+
+    Total, like every format in a message: a duration that is no number reads "—".
+    """
+    if not isinstance(seconds, int | float) or not math.isfinite(seconds):
+        return "—"
     seconds = max(0, int(seconds))
     days, rest = divmod(seconds, 86400)
     hours, rest = divmod(rest, 3600)
@@ -110,9 +120,12 @@ def human_duration(seconds: float) -> str:
 
 
 def format_value(value: float | None) -> str:
+    """An alert's value: whole numbers as such, others to 4 digits; NaN and ±inf by name."""
     if value is None:
         return "—"
-    if value == int(value) and abs(value) < 1e15:
+    if not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("+Inf" if value > 0 else "-Inf")
+    if abs(value) < 1e15 and value == int(value):
         return str(int(value))
     return f"{value:.4g}".replace(".", ",")  # Vietnamese decimal comma
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import re
 import ssl
 from typing import ClassVar, Literal
 from urllib.parse import urlsplit
@@ -44,6 +43,7 @@ from collectors.probe.wire import WireClient, WireResponse
 from ioc import clock
 from ioc.config_types import CollectorConfig, Duration, StrictModel
 from ioc.model import CollectResult, Event, Labels, Sample, make_labels
+from ioc.regex import check_pattern, compile_pattern
 
 URL_LABEL_MAX = 200
 
@@ -157,10 +157,7 @@ class HttpConfig(CollectorConfig):
     @classmethod
     def _check_regex(cls, value: str | None) -> str | None:
         if value is not None:
-            try:
-                re.compile(value)
-            except re.error as exc:
-                raise ValueError(f"invalid regular expression {value!r}: {exc}") from exc
+            check_pattern(value)  # RE2: linear time whatever the pattern
         return value
 
     @field_validator("json_condition")
@@ -191,12 +188,12 @@ class HttpCollector:
         if config.verify_tls and config.ca_file:
             self._ssl = shared_client_context(True, config.ca_file)
         self._tls = urlsplit(config.url).scheme == "https"
-        flags = re.IGNORECASE if config.case_insensitive else 0
         self._rules = ContentRules(
             contains=tuple(config.body_contains),
             not_contains=tuple(config.body_not_contains),
             case_insensitive=config.case_insensitive,
-            regex=re.compile(config.body_regex, flags) if config.body_regex else None,
+            regex=compile_pattern(config.body_regex, case_insensitive=config.case_insensitive)
+            if config.body_regex else None,
             json_query=compile_jmespath(config.json_condition)
             if config.json_condition else None,
             json_source=config.json_condition or "",

@@ -22,7 +22,8 @@ from __future__ import annotations
 import base64
 import json
 import logging
-from collections.abc import Sequence
+from collections import Counter as Tally
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Protocol
 from urllib.parse import urlsplit
@@ -35,13 +36,19 @@ from pydantic import Field, SecretStr, field_validator
 from collectors.base import CollectorFailure
 from ioc import trace
 from ioc.config_types import CollectorConfig, Duration, StrictModel
-from ioc.events import Severity, validate_event, wazuh_category, wazuh_severity
+from ioc.events import (
+    Severity,
+    TimeWindow,
+    parse_time,
+    validate_event,
+    wazuh_category,
+    wazuh_severity,
+)
 from ioc.model import CollectResult, Event
 
 log = logging.getLogger("ioc.collector")
 
 MAX_RESPONSE_BYTES = 32 << 20
-PULL_MAX_FUTURE = 86400.0  # a SIEM's clock may be off; refuse only absurd times
 
 
 def _check_jmespath(value: str | None) -> str | None:
@@ -109,6 +116,10 @@ class SiemConfig(CollectorConfig):
 class EventState(Protocol):
     """Where a SIEM collector keeps its cursor and stores its pages (the event sink)."""
 
+    window: TimeWindow  # events.max_past / max_future, clamping
+
+    def count_out_of_window(self, ingest: str, sides: Mapping[str, int]) -> None: ...
+
     async def load_cursor(self, name: str) -> str | None: ...
 
     async def commit(self, events: Sequence[Event], cursor: tuple[str, str]) -> list[Event]: ...
@@ -124,10 +135,10 @@ class Cursor:
     def seen(self, ts_ms: int, event_id: str) -> bool:
         return ts_ms < self.ts_ms or (ts_ms == self.ts_ms and event_id in self.ids)
 
-    def advance(self, events: Sequence[Event]) -> Cursor:
+    def advance(self, events: Sequence[tuple[int, Event]]) -> Cursor:
+        """Past ``events``, each with its time on the SIEM's own timeline (ms)."""
         ts, ids = self.ts_ms, set(self.ids)
-        for event in events:
-            ms = round(event.occurred_at * 1000)
+        for ms, event in events:
             if ms > ts:
                 ts, ids = ms, {event.id}
             elif ms == ts:
@@ -276,13 +287,13 @@ class SiemCollector:
             else:
                 hits = await self._json_page(session, cursor)
                 docs = [json_event(item, self.config.name, self.config) for item in hits]
-            events, bad = self._validate(docs, now)
+            events, bad = self._validate(docs, now, state)
             rejected += bad
-            fresh = [e for e in events
-                     if not cursor.seen(round(e.occurred_at * 1000), e.id)]
+            fresh = [(ms, e) for ms, e in events if not cursor.seen(ms, e.id)]
             if fresh:
                 cursor = cursor.advance(fresh)
-                added = await state.commit(fresh, (self.cursor_name, cursor.dumps()))
+                added = await state.commit([e for _, e in fresh],
+                                           (self.cursor_name, cursor.dumps()))
                 new_total += len(added)
                 self._cursor = cursor
             if len(hits) < self.config.page_size:
@@ -301,17 +312,29 @@ class SiemCollector:
                         extra={"fields": {"target": self.config.name, "skipped": rejected}})
         return CollectResult(up=True, value=float(new_total))
 
-    def _validate(self, docs: list[dict[str, Any]], now: float) -> tuple[list[Event], int]:
-        events: list[Event] = []
+    def _validate(self, docs: list[dict[str, Any]], now: float, state: EventState
+                  ) -> tuple[list[tuple[int, Event]], int]:
+        """Valid events with their cursor time, and how many items were unusable.
+
+        A time outside the window is clamped to ``now`` (the sent time kept in ``sent_at``);
+        the cursor moves by the SIEM's own time, but never past ``now``, so one item dated
+        2200 cannot make every later event look already seen.
+        """
+        events: list[tuple[int, Event]] = []
         bad = 0
+        out_of_window: Tally[str] = Tally()
         for doc in docs:
-            event, problems = validate_event(doc, index=None, now=now,
-                                             max_future=PULL_MAX_FUTURE)
+            event, problems = validate_event(doc, index=None, now=now, window=state.window,
+                                             out_of_window=out_of_window)
             if event is None:
                 bad += 1
                 log.debug("siem item rejected: %s", problems)
             else:
-                events.append(event)
+                at = event.occurred_at
+                if "sent_at" in dict(event.labels):  # clamped: the SIEM's time, up to now
+                    at = min(parse_time(doc["occurred_at"]), now)
+                events.append((round(at * 1000), event))
+        state.count_out_of_window("siem", out_of_window)
         return events, bad
 
     async def _fetch(self, session: aiohttp.ClientSession, method: str, url: str,

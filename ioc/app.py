@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import aiohttp
 from aiohttp import web
 from prometheus_client import CollectorRegistry, disable_created_metrics
 
+from alerts.config import default_external_url
 from alerts.dispatcher import build_dispatcher
 from alerts.engine import AlertEngine
 from alerts.event_counts import EventCounts
@@ -62,7 +64,7 @@ from ioc.store.writer import StoreWriter
 from ioc.syslog import SyslogReceiver
 from ioc.trace import Trace
 from ioc.try_command import API_LIMIT, find_targets, try_target
-from web.limits import TrustMetrics
+from web.limits import TrustMetrics, server_logger
 
 log = logging.getLogger("ioc.app")
 
@@ -82,6 +84,8 @@ class IocApp:
         self.config = config
         host, port = split_listen(listen or config.service.listen)
         self.listen = Listen(host, port)
+        # Where people reach ioc: links in notifications and the default rules' runbooks.
+        self.external_url = self.external_url_of(config)
         # No `<name>_created` series: they double every counter's and histogram's series in
         # the text format and nothing reads them (a process-wide prometheus-client switch).
         disable_created_metrics()
@@ -116,7 +120,8 @@ class IocApp:
         self.events = EventSink(self.event_store, self.registry,
                                 queue_limit=config.events.queue_limit,
                                 retention=config.events.retention,
-                                prune_interval=config.storage.prune_interval)
+                                prune_interval=config.storage.prune_interval,
+                                window=config.events.window(clamp=True))
         self.pipeline.add_hook(self.events.on_poll)
         # Every sample also streams to the remote-write endpoints (none by default).
         self.remote_write = RemoteWriter(config.remote_write, self.registry,
@@ -150,7 +155,11 @@ class IocApp:
                 self.add_remote_target(collector_config)
         self.metrics.targets.set(len(self.runners))
         # Alert delivery (the alert engine's sink): routing, grouping, durable outbox.
-        self.dispatcher = build_dispatcher(config, DeliveryMetrics(self.registry), clock.now)
+        delivery_metrics = DeliveryMetrics(self.registry)
+        self.dispatcher = build_dispatcher(config, delivery_metrics, clock.now,
+                                           external_url=self.external_url)
+        delivery_metrics.watch_unusable_silences(
+            lambda: len(self.dispatcher.unusable_silences))
         # Alert rules read the sample windows and the security-event counts; until the first
         # poll of every target has come back after a start, a missing series is no recovery.
         self.event_counts = EventCounts(config.collection.window,
@@ -163,7 +172,8 @@ class IocApp:
                                            lambda: self.alerts.rules)
         tail = self.store_tail
         self.alerts = AlertEngine(
-            compile_rules(list(config.alert_rules), self.department_names),
+            compile_rules(list(config.alert_rules), self.department_names,
+                          self.external_url),
             [self.cache, tail.samples, tail.event_counts.cache] if tail is not None
             else [self.cache, self.event_counts.cache], self.alert_sink,
             interval=config.alerts.evaluation_interval, registry=self.registry,
@@ -262,6 +272,20 @@ class IocApp:
             raise RuntimeError("the HTTP client session is not open (app not started)")
         return self._session
 
+    def external_url_of(self, config: Config, port: int | None = None) -> str:
+        """``alerts.external_url``, or the address ioc serves on (``--listen`` included)."""
+        if config.alerts.external_url:
+            return config.alerts.external_url
+        url, wildcard = default_external_url(self.listen.host, port or self.listen.port,
+                                             socket.gethostname())
+        if wildcard and port is None:
+            log.warning("alerts.external_url is not set and ioc listens on every address; "
+                        "links in notifications use this machine's name: set "
+                        "alerts.external_url to the address people open",
+                        extra=fields(listen=f"{self.listen.host}:{self.listen.port}",
+                                     external_url=url))
+        return url
+
     @property
     def url(self) -> str:
         host = self.listen.host
@@ -304,6 +328,7 @@ class IocApp:
             keepalive=False, user_agent=f"ioc/{__version__}")
         self._web_runner = web.AppRunner(
             create_web_app(self), access_log=None, handle_signals=False, shutdown_timeout=2.0,
+            logger=server_logger(self.trust, clock.monotonic),
             # request line and header caps: an oversized one gets 400 before any handler
             max_line_size=cfg.service.max_line_size,
             max_field_size=cfg.service.max_field_size)
@@ -313,6 +338,10 @@ class IocApp:
         addresses = self._web_runner.addresses
         if addresses:
             self.bound_port = int(addresses[0][1])
+        if self.listen.port == 0 and self.bound_port:  # a port chosen by the system
+            self.external_url = self.external_url_of(cfg, self.bound_port)
+            self.dispatcher.settings = replace(self.dispatcher.settings,
+                                               external_url=self.external_url)
         if self.syslog is not None:
             await self.syslog.start()
         self.scheduler.add_jobs([Job(name, r.interval, r.poll) for name, r in self.runners.items()])

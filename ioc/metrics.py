@@ -301,6 +301,15 @@ class DeliveryMetrics:
             ["receiver", "integration", "result"], registry=registry)
         self.queue = Gauge("ioc_notification_queue_depth",
                            "Notifications stored and not yet delivered.", registry=registry)
+        self.unusable_silences = Gauge(
+            "ioc_silences_unusable",
+            "Stored silences that mute nothing because a matcher's regular expression is "
+            "not RE2 syntax (created before ioc matched with RE2); replace them.",
+            registry=registry)
+
+    def watch_unusable_silences(self, count: Callable[[], int]) -> None:
+        """Read the unusable silences' count from the dispatcher at each scrape."""
+        self.unusable_silences.set_function(count)
 
     def sent(self, integration: Any, result: str) -> None:
         self.notifications.labels(receiver=integration.receiver,

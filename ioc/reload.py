@@ -215,7 +215,8 @@ async def apply(app: IocApp, new: Config, now: float) -> ReloadResult:
 
     if effective.alert_rules != old.alert_rules or names != {d.code: d.name
                                                              for d in old.departments}:
-        rules = compile_rules(list(effective.alert_rules), app.department_names)
+        rules = compile_rules(list(effective.alert_rules), app.department_names,
+                              app.external_url)  # alerts.external_url needs a restart
         kept, added, removed = app.alerts.replace_rules(rules, now)
         app.keep_ranges(rules)  # a metric a new rule reads starts its window now
         result.rules = {"kept": kept, "added": added, "removed": removed}

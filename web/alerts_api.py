@@ -14,7 +14,7 @@ from aiohttp import web
 from alerts.acks import DEFAULT_ACK_SECONDS
 from ioc import clock
 from ioc.config_types import parse_duration
-from web.bodies import body_limits, read_body
+from web.bodies import body_limits, parse_json, read_body
 from web.errors import ApiError
 
 if TYPE_CHECKING:
@@ -50,10 +50,7 @@ async def _body(request: web.Request) -> dict[str, Any]:
     raw = await read_body(request, body_limits(request).alerts)
     if not raw.strip():
         return {}
-    try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError(400, "invalid JSON", str(exc)) from None
+    data = parse_json(raw)
     if not isinstance(data, dict):
         raise ApiError(400, "invalid body", "expected a JSON object")
     return data
@@ -65,8 +62,8 @@ def _number(data: Mapping[str, Any], name: str, default: float | None) -> float 
         return default
     try:
         number = float(value)
-    except (TypeError, ValueError):
-        raise ApiError(400, f"invalid {name}", f"expected unix seconds, got {value!r}") \
+    except (TypeError, ValueError, OverflowError):
+        raise ApiError(400, f"invalid {name}", f"expected unix seconds, got {value!r:.80}") \
             from None
     if not math.isfinite(number) or abs(number) > 1e11:  # beyond: no int64 milliseconds
         raise ApiError(400, f"invalid {name}", "expected a finite number of at most 1e11")

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from ioc import clock
 from ioc.store.base import StoreError
-from web.bodies import body_limits, read_body
+from web.bodies import body_limits, parse_json, read_body
 from web.errors import ApiError
 
 if TYPE_CHECKING:
@@ -57,10 +57,7 @@ def clean_text(value: object) -> str:
 
 async def _text_from_body(request: web.Request) -> str:
     raw = await read_body(request, body_limits(request).announcement)
-    try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError(400, "invalid JSON", str(exc)) from None
+    data = parse_json(raw)
     if not isinstance(data, dict) or "text" not in data:
         raise ApiError(400, "invalid body", 'expected {"text": "..."}')
     return clean_text(data["text"])

@@ -20,6 +20,7 @@ from web import (
     limits,
     maintenance_api,
     reload_api,
+    runbooks,
     sessions,
     try_api,
     wall_page,
@@ -27,6 +28,7 @@ from web import (
 from web.auth import Authenticator
 from web.bodies import BODY_LIMITS, BodyLimits
 from web.errors import error_middleware, json_error
+from web.i18n import format_time
 from web.metrics_auth import MetricsGuard
 from web.openapi import openapi_document
 
@@ -114,7 +116,8 @@ def create_web_app(ioc_app: IocApp) -> web.Application:
         limits.concurrency_middleware(service.max_concurrent_requests, ioc_app.trust),
         limits.refusal_middleware(ioc_app.trust),
         audit_api.audit_middleware(ioc_app.audit, ioc_app.trust, clock.now),
-        error_middleware, sessions.make_middleware(clock.now)],
+        error_middleware, limits.malformed_middleware(ioc_app.trust, clock.monotonic),
+        sessions.make_middleware(clock.now)],
         client_max_size=service.max_body_size)
     app[IOC_APP] = ioc_app
     app[BODY_LIMITS] = BodyLimits.from_config(service)
@@ -149,6 +152,7 @@ def create_web_app(ioc_app: IocApp) -> web.Application:
     maintenance_api.add_routes(app)
     announcement.add_routes(app)
     console.add_routes(app)
+    runbooks.add_routes(app)
     audit_api.add_routes(app)
     reload_api.add_routes(app)
     try_api.add_routes(app)
@@ -156,10 +160,6 @@ def create_web_app(ioc_app: IocApp) -> web.Application:
     return app
 
 
-def _format_clock(ts: float | None) -> str:
-    from datetime import datetime
-    from zoneinfo import ZoneInfo
-
-    if ts is None:
-        return "—"
-    return datetime.fromtimestamp(ts, ZoneInfo("Asia/Ho_Chi_Minh")).strftime("%H:%M:%S %d/%m/%Y")
+def _format_clock(ts: object) -> str:
+    """Total, as every format filter: "—" for what is no time (None, NaN, year 10000)."""
+    return format_time(ts, "Asia/Ho_Chi_Minh", "%H:%M:%S %d/%m/%Y")

@@ -204,8 +204,11 @@ class WallFeed:
             return
         self._security_loaded = True
         try:
+            # Rows dated beyond the future bound (stored before times were bounded, or by
+            # hand) would otherwise stay the "latest" events for as long as they are kept.
+            until = clock.now() + self.app.config.events.max_future
             stored = await self.app.event_store.query(
-                EventQuery(severities=SECURITY_LISTED, limit=SECURITY_SHOWN))
+                EventQuery(severities=SECURITY_LISTED, limit=SECURITY_SHOWN, until=until))
         except StoreError as exc:  # the panel still shows what arrives from now on
             self._security_loaded = False
             log.warning("wall: latest security events not loaded",

@@ -18,6 +18,8 @@ from typing import Any
 import jmespath
 import jmespath.exceptions
 
+from ioc.regex import Pattern
+
 # Words injected into defaced or compromised government sites (gambling and betting spam).
 DEFAULT_FORBIDDEN_KEYWORDS: tuple[str, ...] = (
     "casino", "cá cược", "cá độ", "nổ hũ", "slot", "bet", "nhà cái", "tài xỉu", "game bài",
@@ -70,7 +72,7 @@ class ContentRules:
     contains: tuple[str, ...] = ()
     not_contains: tuple[str, ...] = ()
     case_insensitive: bool = False
-    regex: re.Pattern[str] | None = None
+    regex: Pattern | None = None
     json_query: jmespath.parser.ParsedResult | None = None
     json_source: str = ""
     expected_title: str | None = None

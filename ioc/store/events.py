@@ -33,7 +33,7 @@ from sqlalchemy import (
     select,
 )
 
-from ioc.model import Event, make_labels
+from ioc.model import Event, Labels, make_labels
 from ioc.store.base import StoreError
 from ioc.store.schema import metadata
 from ioc.store.table_store import TableStore
@@ -227,5 +227,17 @@ class EventStore(TableStore):
             source=r["source"], id=r["event_id"], severity=r["severity"],
             category=r["category"], title=r["title"], occurred_at=r["occurred_at"] / 1000,
             message=r["message"], department=r["department"], host=r["host"],
-            labels=make_labels(json.loads(r["labels"]))), r["received_at"] / 1000)
+            labels=_stored_labels(r["labels"])), r["received_at"] / 1000)
             for r in rows]
+
+
+def _stored_labels(text: Any) -> Labels:
+    """A row's labels; a row no version of ioc wrote (not a JSON object) reads as none."""
+    try:
+        data = json.loads(text)
+    except (TypeError, ValueError, RecursionError):
+        return make_labels()
+    if not isinstance(data, dict):
+        return make_labels()
+    return make_labels({str(k): v if isinstance(v, str) else json.dumps(v)
+                        for k, v in data.items()})

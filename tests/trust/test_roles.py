@@ -43,11 +43,12 @@ ROUTE_ROLES: dict[tuple[str, str], str] = {
     ("GET", "/metrics"): "metrics",
 }
 # Open on purpose (docs/security.md says why): liveness and readiness for load balancers,
-# the API's description, the page assets, and the console's sign-in (its own checks).
+# the API's description, the page assets, the console's sign-in (its own checks), and the
+# default rules' runbooks (fixed text, opened from notifications).
 PUBLIC: set[tuple[str, str]] = {
     ("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/api/openapi.json"),
     ("GET", "/static"), ("GET", "/console"), ("POST", "/console/login"),
-    ("POST", "/console/logout"),
+    ("POST", "/console/logout"), ("GET", "/runbooks"), ("GET", "/runbooks/{rule}"),
 }
 # A token that lacks each role.
 LACKING = {"viewer": "ingest", "operator": "viewer", "ingest": "viewer", "admin": "operator"}
