@@ -11,7 +11,7 @@ collector of a running service (its title baseline, its SIEM cursor) is not touc
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -27,6 +27,7 @@ from collectors.siem import SiemCollector
 from ioc import __version__, clock
 from ioc.config import Config
 from ioc.config_types import CollectorConfig
+from ioc.events import TimeWindow
 from ioc.model import Event, Sample, make_labels
 from ioc.runner import guarded_collect
 from ioc.trace import Check, Trace, UnknownTarget, mask_url, tracing
@@ -46,6 +47,12 @@ class DryEvents:
     """
 
     events: list[Event] = field(default_factory=list)
+    window: TimeWindow = field(default_factory=lambda: TimeWindow(clamp=True))
+    out_of_window: dict[str, int] = field(default_factory=dict)
+
+    def count_out_of_window(self, ingest: str, sides: Mapping[str, int]) -> None:
+        for side, count in sides.items():
+            self.out_of_window[side] = self.out_of_window.get(side, 0) + count
 
     async def load_cursor(self, name: str) -> str | None:
         return None
@@ -67,7 +74,7 @@ def find_targets(config: Config, names: Sequence[str]) -> list[CollectorConfig]:
 def build_tried(block: CollectorConfig, config: Config) -> tuple[Collector, DryEvents]:
     """A collector for ``block`` wired as the service wires it, minus every side effect."""
     collector = build_collector(block)
-    dry = DryEvents()
+    dry = DryEvents(window=config.events.window(clamp=True))
     if isinstance(collector, SiemCollector):
         collector.bind(dry)
     if isinstance(collector, BacklogCollector | FeedbackCollector):
