@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry, disable_created_metrics
 
 from alerts.dispatcher import build_dispatcher
 from alerts.engine import AlertEngine
+from alerts.escalation import OncallMetrics
 from alerts.event_counts import EventCounts
 from alerts.model import AlertSink
 from alerts.rules import Rule, compile_rules, read_ranges
@@ -146,7 +147,8 @@ class IocApp:
                 self.add_remote_target(collector_config)
         self.metrics.targets.set(len(self.runners))
         # Alert delivery (the alert engine's sink): routing, grouping, durable outbox.
-        self.dispatcher = build_dispatcher(config, DeliveryMetrics(self.registry), clock.now)
+        self.dispatcher = build_dispatcher(config, DeliveryMetrics(self.registry), clock.now,
+                                           OncallMetrics(self.registry))
         # Alert rules read the sample windows and the security-event counts; until the first
         # poll of every target has come back after a start, a missing series is no recovery.
         self.event_counts = EventCounts(config.collection.window,
