@@ -263,12 +263,14 @@ class Escalator:
             fingerprint=alert.fingerprint, status="firing", labels=dict(alert.labels),
             annotations=dict(alert.annotations), starts_at=alert.active_at,
             value=alert.value, department_name=self.department_names.get(dept, ""))
+        paged: set[str] = set()  # several steps due at once page each person once
         for step in steps:
             people: list[str] = []
             for target in policy.targets(step):
                 person = self.roster.resolve(target, policy.team, now)
-                if person is not None and person not in people:
+                if person is not None and person not in people and person not in paged:
                     people.append(person)
+            paged.update(people)
             waited = human_duration(now - row.started_at)
             title = (f"{self.title} — leo thang bậc {step + 1}" if step else self.title)
             if step:

@@ -196,7 +196,9 @@ class OncallEmailConfig(StrictModel):
     timeout: Duration = 10.0
 
     def for_person(self, address: str) -> EmailConfig:
-        return EmailConfig.model_validate({**self.model_dump(), "to": [address]})
+        # Values validated already (durations in seconds): constructed, not re-validated.
+        return EmailConfig.model_construct(**{**self.model_dump(), "to": [address],
+                                              "send_resolved": True})
 
 
 class OncallConfig(RosterConfig):

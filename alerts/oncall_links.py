@@ -1,6 +1,7 @@
 """One-click ack links for e-mail and Zalo: signed, bound to an alert and a person, expiring.
 
-A link carries ``fingerprint``, ``person``, ``expires_at`` and a ``nonce`` as base64url JSON,
+A link carries ``fingerprint``, ``person``, ``expires_at``, a ``nonce`` and the channel it was
+sent through as base64url JSON,
 followed by an HMAC-SHA256 of exactly those bytes under ``alerts.oncall.link_secret``. Changing
 any part breaks the signature, so a link for one alert cannot ack another and a link for one
 person cannot be passed off as someone else's. The nonce is stored when the link is used
@@ -38,6 +39,7 @@ class AckLink:
     person: str
     expires_at: float
     nonce: str
+    channel: str = "email"   # where the link was sent: email or zalo
 
 
 def _b64(data: bytes) -> str:
@@ -62,7 +64,7 @@ class LinkSigner:
 
     def sign(self, link: AckLink) -> str:
         body = _b64(json.dumps([link.fingerprint, link.person, round(link.expires_at),
-                                link.nonce], separators=(",", ":")).encode())
+                                link.nonce, link.channel], separators=(",", ":")).encode())
         return f"{body}.{self._mac(body)}"
 
     def verify(self, token: str, now: float) -> AckLink:
@@ -72,8 +74,9 @@ class LinkSigner:
                 mac.encode(), self._mac(body).encode()):
             raise LinkError("tampered", "the link is not one ioc signed, or it was altered")
         try:
-            fingerprint, person, expires_at, nonce = json.loads(_unb64(body))
-            link = AckLink(str(fingerprint), str(person), float(expires_at), str(nonce))
+            fingerprint, person, expires_at, nonce, channel = json.loads(_unb64(body))
+            link = AckLink(str(fingerprint), str(person), float(expires_at), str(nonce),
+                           "zalo" if channel == "zalo" else "email")
         except (ValueError, TypeError, binascii.Error):
             raise LinkError("tampered", "the link's content is damaged") from None
         if now >= link.expires_at:

@@ -59,12 +59,13 @@ class AckLinks:
         self.base_url = base_url.rstrip("/") + "/"
         self.ttl = ttl
 
-    def for_person(self, n: Notification, person: str) -> list[tuple[str, str]]:
+    def for_person(self, n: Notification, person: str,
+                   channel: str = "email") -> list[tuple[str, str]]:
         """(alert summary, URL) per firing alert."""
         out = []
         for alert in n.firing[:MAX_ACTIONS]:
             link = AckLink(alert.fingerprint, person, n.created_at + self.ttl,
-                           link_nonce(n.dedup_key, alert.fingerprint))
+                           link_nonce(n.dedup_key, alert.fingerprint), channel)
             out.append((alert.summary, f"{self.base_url}oncall/ack/{self.signer.sign(link)}"))
         return out
 
@@ -112,7 +113,7 @@ class PersonZalo(ZaloNotifier):
 
     def message(self, notification: Notification, user_id: str) -> dict[str, Any]:
         body = super().message(notification, user_id)
-        found = self.links.for_person(notification, self.person)
+        found = self.links.for_person(notification, self.person, "zalo")
         if found:
             extra = "\n".join(f"{ACK_TEXT}: {url}" for _, url in found)
             text = body["message"]["text"]
@@ -122,13 +123,18 @@ class PersonZalo(ZaloNotifier):
 
 def person_integrations(person: PersonConfig, config: OncallConfig, links: AckLinks | None,
                         session: Callable[[], aiohttp.ClientSession]) -> list[Integration]:
-    """The channels ioc can reach a person through, given the on-call channels configured."""
+    """The channels ioc can reach a person through, given the on-call channels configured.
+
+    The channel configs are built with ``model_construct``: every value comes from the
+    validated ``alerts.oncall`` section (durations already in seconds, which the duration
+    validators would refuse as bare numbers).
+    """
     receiver = receiver_of(person.id)
     out: list[Integration] = []
     if person.telegram and config.telegram is not None:
         tg = config.telegram
         out.append(Integration(f"{receiver}/telegram", receiver, "telegram", PersonTelegram(
-            TelegramConfig(bot_token=tg.bot_token, chat_id=person.telegram,
+            TelegramConfig.model_construct(bot_token=tg.bot_token, chat_id=person.telegram,
                            api_url=tg.api_url, min_interval=tg.min_interval,
                            timeout=tg.timeout), session)))
     if person.email and config.email is not None and links is not None:
@@ -137,7 +143,7 @@ def person_integrations(person: PersonConfig, config: OncallConfig, links: AckLi
     if person.zalo and config.zalo is not None and links is not None:
         zc = config.zalo
         out.append(Integration(f"{receiver}/zalo", receiver, "zalo", PersonZalo(
-            ZaloConfig(user_ids=[person.zalo], access_token=zc.access_token,
+            ZaloConfig.model_construct(user_ids=[person.zalo], access_token=zc.access_token,
                        refresh_token=zc.refresh_token, app_id=zc.app_id,
                        secret_key=zc.secret_key, api_url=zc.api_url, oauth_url=zc.oauth_url,
                        timeout=zc.timeout), session, person.id, links)))
