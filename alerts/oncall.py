@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date as Date
 from datetime import datetime, time, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import (
@@ -36,7 +36,7 @@ from pydantic import (
 from alerts.matchers import Matcher, check_matchers, matches_all, parse_matchers
 from alerts.notifiers.email import EmailConfig
 from alerts.routing import DurationOrZero
-from ioc.config_types import Duration, Name, StrictModel
+from ioc.config_types import Duration, ListenAddress, Name, StrictModel
 
 ONCALL_PREFIX = "oncall:"  # a route receiver "oncall:TEAM": the team's on-duty person
 SNOOZE_SECONDS = 3600.0    # "Tạm ẩn 1 giờ"
@@ -78,7 +78,8 @@ class RotationConfig(StrictModel):
     start: Date = Field(description="first duty day of the first person")
     days: int = Field(1, ge=1, le=31, description="length of one person's turn in days "
                                                   "(7: a weekly rotation)")
-    handoff: LocalTime = Field(time(7, 30), description="local time the shift changes")
+    handoff: LocalTime = Field("07:30", validate_default=True,  # type: ignore[assignment]
+                               description="local time the shift changes")
     people: list[str] = Field(min_length=1, description="person ids, in turn")
 
 
@@ -188,8 +189,8 @@ class OncallZaloConfig(StrictModel):
 
 class OncallEmailConfig(StrictModel):
     sender: str = Field(description="From: address")
-    smarthost: str = Field(description="SMTP relay HOST:PORT")
-    tls: str = Field("starttls", pattern=r"^(starttls|tls|none)$")
+    smarthost: ListenAddress = Field(description="SMTP relay HOST:PORT")
+    tls: Literal["starttls", "tls", "none"] = "starttls"
     username: str | None = None
     password: SecretStr | None = None
     verify_tls: bool = True
