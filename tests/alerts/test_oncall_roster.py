@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -168,3 +169,24 @@ def test_resolve_targets_at_the_step_time_and_match_policies() -> None:
     assert roster.by_telegram(1004) is not None and roster.by_telegram("9") is None
     assert match_policy([POLICY], {"severity": "critical"}) is POLICY
     assert match_policy([POLICY], {"severity": "warning"}) is None
+
+
+def test_the_province_example_in_the_docs_is_valid_and_does_what_it_says() -> None:
+    from pathlib import Path
+
+    import yaml
+
+    from ioc.config import parse_config
+
+    text = (Path(__file__).parents[2] / "docs" / "alerting.md").read_text(encoding="utf-8")
+    block = text.split("### A complete example for a province")[1]
+    raw = yaml.safe_load(block.split("```yaml")[1].split("```")[0])
+    raw["alerts"]["default_rules"] = False
+    secrets = {name: "s" * 32 for name in re.findall(r"\$\{(\w+)\}", block)}
+    config = parse_config(raw, env=secrets)
+    roster = Roster(config.alerts.oncall.roster(), "Asia/Ho_Chi_Minh")
+    assert roster.on_duty("vanhanh", at("2027-01-06 02:10")).person == "binh"  # Tuesday's
+    assert roster.on_duty("vanhanh", at("2027-02-05 09:00")).reason == "holiday"
+    assert roster.on_duty("vanhanh", at("2027-02-02 12:00")).person == "cuong"
+    (policy,) = [Policy.from_config(p) for p in config.alerts.oncall.policies]
+    assert [policy.step_at(0.0, i) for i in range(4)] == [0.0, 600.0, 1200.0, 3000.0]
