@@ -96,3 +96,45 @@ async def test_oncall_view_and_roster_edits_survive_a_restart(tmp_path: Path) ->
         assert [p["id"] for p in stored["roster"]["people"]] == ["dung"]
     finally:
         await changed.stop(grace=1.0)
+
+
+async def test_the_console_shows_the_duty_and_lets_only_admins_edit_the_roster(
+        tmp_path: Path) -> None:
+    import json
+    import re
+    from html import unescape
+
+    import aiohttp
+
+    from tests.web.test_console import sign_in
+
+    app = IocApp(config(tmp_path, roster(["an", "binh"])))
+    await app.start()
+    try:
+        for token, admin in ((OPERATOR, False), (ADMIN, True)):
+            jar = aiohttp.CookieJar(unsafe=True)
+            async with aiohttp.ClientSession(cookie_jar=jar) as session:
+                (await sign_in(session, app.url, token)).close()
+                async with session.get(app.url + "/console") as resp:
+                    page = await resp.text()
+                assert 'id="oncall"' in page and "Cán bộ" in page
+                assert ('id="edit-roster"' in page) is admin
+                if not admin:
+                    continue
+                csrf = re.search(r'name="csrf-token" content="([0-9a-f]+)"', page)
+                shown = re.search(r'<textarea name="roster"[^>]*>(.*?)</textarea>', page, re.S)
+                assert csrf and shown
+                edited = json.loads(unescape(shown.group(1)))
+                edited["people"][1]["name"] = "Trần Thị <Bình>"
+                async with session.put(app.url + "/api/v1/oncall/roster",
+                                       json={"roster": edited},
+                                       headers={"X-CSRF-Token": csrf.group(1)}) as resp:
+                    assert resp.status == 200
+                async with session.get(app.url + "/console") as resp:
+                    page = await resp.text()
+                assert "Trần Thị &lt;Bình&gt;" in page and "<Bình>" not in page
+                async with session.get(app.url + "/api/v1/alerts/history") as resp:
+                    kinds = [(e["kind"], e["actor"]) for e in (await resp.json())["events"]]
+                assert ("roster", "quan-tri") in kinds
+    finally:
+        await app.stop(grace=1.0)
