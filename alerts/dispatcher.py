@@ -468,10 +468,9 @@ class Dispatcher:
     async def snooze(self, fingerprint: str, *, by: str, now: float,
                      channel: str) -> Ack | None:
         """"Tạm ẩn 1 giờ": no repeat and no escalation step for an hour."""
-        if isinstance(self.store, OncallStore) and self.escalator is not None:
-            for row in list(self.escalator.rows.values()):
-                if row.fingerprint == fingerprint:
-                    await self.store.hold_escalation(row.id, now + SNOOZE_SECONDS, now)
+        if isinstance(self.store, OncallStore):
+            # Held in the store (any instance may take the press); the leader's next step
+            # is refused while the snooze's ack lasts and then waits for the hold.
             for row in await self.store.load_escalations():
                 if row.fingerprint == fingerprint:
                     await self.store.hold_escalation(row.id, now + SNOOZE_SECONDS, now)

@@ -80,13 +80,13 @@ class PersonTelegram(TelegramNotifier):
 
 
 class PersonEmail(EmailNotifier):
-    def __init__(self, config: Any, person: str, links: AckLinks) -> None:
+    def __init__(self, config: Any, person: str, links: AckLinks | None) -> None:
         super().__init__(config)
         self.person = person
         self.links = links
 
     def message(self, notification: Notification) -> EmailMessage:
-        found = self.links.for_person(notification, self.person)
+        found = self.links.for_person(notification, self.person) if self.links else []
         if not found:
             return super().message(notification)
         text_links = "\n".join(f"- {summary}: {url}" for summary, url in found)
@@ -106,14 +106,14 @@ class PersonEmail(EmailNotifier):
 
 class PersonZalo(ZaloNotifier):
     def __init__(self, config: ZaloConfig, session: Callable[[], aiohttp.ClientSession],
-                 person: str, links: AckLinks) -> None:
+                 person: str, links: AckLinks | None) -> None:
         super().__init__(config, session)
         self.person = person
         self.links = links
 
     def message(self, notification: Notification, user_id: str) -> dict[str, Any]:
         body = super().message(notification, user_id)
-        found = self.links.for_person(notification, self.person, "zalo")
+        found = self.links.for_person(notification, self.person, "zalo") if self.links else []
         if found:
             extra = "\n".join(f"{ACK_TEXT}: {url}" for _, url in found)
             text = body["message"]["text"]
@@ -137,10 +137,11 @@ def person_integrations(person: PersonConfig, config: OncallConfig, links: AckLi
             TelegramConfig.model_construct(bot_token=tg.bot_token, chat_id=person.telegram,
                            api_url=tg.api_url, min_interval=tg.min_interval,
                            timeout=tg.timeout), session)))
-    if person.email and config.email is not None and links is not None:
+    # Without alerts.oncall.link_secret e-mail and Zalo still page people, without links.
+    if person.email and config.email is not None:
         out.append(Integration(f"{receiver}/email", receiver, "email", PersonEmail(
             config.email.for_person(person.email), person.id, links)))
-    if person.zalo and config.zalo is not None and links is not None:
+    if person.zalo and config.zalo is not None:
         zc = config.zalo
         out.append(Integration(f"{receiver}/zalo", receiver, "zalo", PersonZalo(
             ZaloConfig.model_construct(user_ids=[person.zalo], access_token=zc.access_token,
