@@ -11,6 +11,7 @@ documentation (https://core.telegram.org/bots/api): every answer is ``{"ok": tru
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
@@ -30,6 +31,7 @@ class FakeBotApi:
     edits: list[dict[str, Any]] = field(default_factory=list)       # editMessageText params
     updates: list[dict[str, Any]] = field(default_factory=list)
     _ids: Any = field(default_factory=lambda: itertools.count(1))
+    _changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -49,11 +51,22 @@ class FakeBotApi:
             if "reply_markup" in params:
                 message["reply_markup"] = params["reply_markup"]
             self.sent.append(message)
+            self._changed.set()
             return web.json_response({"ok": True, "result": message})
         if method == "getUpdates":
+            # Long polling, as the Bot API does: answer when there is an update or after
+            # `timeout` seconds (capped here so a test's server shuts down quickly).
             offset = int(params.get("offset", 0))
-            return web.json_response({"ok": True, "result": [
-                u for u in self.updates if u["update_id"] >= offset]})
+            fresh = [u for u in self.updates if u["update_id"] >= offset]
+            if not fresh and params.get("timeout"):
+                self._changed.clear()
+                try:
+                    async with asyncio.timeout(min(float(params["timeout"]), 1.0)):
+                        await self._changed.wait()
+                except TimeoutError:
+                    pass
+                fresh = [u for u in self.updates if u["update_id"] >= offset]
+            return web.json_response({"ok": True, "result": fresh})
         if method == "answerCallbackQuery":
             self.answers.append(params)
             return web.json_response({"ok": True, "result": True})
@@ -76,6 +89,15 @@ class FakeBotApi:
             "id": f"cq-{update_id}",
             "from": {"id": user_id, "is_bot": False, "first_name": "Người dùng"},
             "message": dict(message), "chat_instance": "-42", "data": data}})
+        self._changed.set()
+
+    async def until(self, count: int, limit: float) -> list[dict[str, Any]]:
+        """Wait until ``count`` messages were sent (AssertionError after ``limit`` s)."""
+        async with asyncio.timeout(limit):
+            while len(self.sent) < count:
+                self._changed.clear()
+                await self._changed.wait()
+        return self.sent
 
     def to(self, chat_id: int) -> list[dict[str, Any]]:
         return [m for m in self.sent if m["chat"]["id"] == chat_id]
