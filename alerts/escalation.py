@@ -90,6 +90,11 @@ class Escalator:
         self.roster = Roster(config.roster(), timezone)
         self.integrations: dict[str, list[Integration]] = {}
         self.rows: dict[str, EscalationRow] = {}
+        # Escalations whose due step could not go out at the last tick (alert muted or not
+        # evaluated yet, an ack not yet read): left out of next_deadline so the delivery
+        # loop does not spin on them; the next evaluation cycle wakes it and they are tried
+        # again.
+        self._blocked: set[str] = set()
         self._set_roster(self.roster)
 
     # -- the roster ------------------------------------------------------------------------
@@ -173,6 +178,7 @@ class Escalator:
 
     def forget(self) -> None:
         self.rows = {}
+        self._blocked.clear()
 
     async def observe(self, alerts: list[Alert], now: float, *,
                       fence: Fence | None = None) -> None:
@@ -207,6 +213,8 @@ class Escalator:
         times = []
         policies = {p.name: p for p in self.policies}
         for row in self.rows.values():
+            if row.id in self._blocked:
+                continue
             policy = policies.get(row.policy)
             at = policy.step_at(row.started_at, row.sent) if policy else None
             if at is not None:
@@ -221,6 +229,7 @@ class Escalator:
         """
         policies = {p.name: p for p in self.policies}
         queued = 0
+        self._blocked.clear()
         for row in sorted(self.rows.values(), key=lambda r: r.started_at):
             policy = policies.get(row.policy)
             if row.fingerprint in acked or policy is None:
@@ -231,6 +240,7 @@ class Escalator:
                 continue
             alert = alerts.get(row.fingerprint)
             if alert is None or row.fingerprint in muted:
+                self._blocked.add(row.id)
                 continue
             if row.held_until is not None and now < row.held_until:
                 continue
@@ -251,6 +261,7 @@ class Escalator:
                     notifications=len(notifications)))
             else:
                 await self.load()  # acked meanwhile, or another leader moved it on
+                self._blocked.add(row.id)
         return queued
 
     def _step_notifications(self, row: EscalationRow, policy: Policy, steps: list[int],

@@ -239,6 +239,32 @@ async def test_snooze_holds_the_escalation_for_an_hour(
         await inst.close()
 
 
+async def test_a_silenced_alert_holds_its_steps_without_spinning(
+        store_url: str, bot: tuple[FakeBotApi, str], smtp: tuple[Inbox, int]) -> None:
+    fake, bot_url = bot
+    now = [T0]
+    inst = Instance(config(store_url, bot_url, smtp[1], "http://ioc.example/"), now)
+    await inst.lead()
+    escalator = inst.dispatcher.escalator
+    assert escalator is not None
+    try:
+        await inst.at(T0)
+        assert escalator.next_deadline() == T0 + 600
+        silence = await inst.dispatcher.add_silence(
+            ['alertname="TargetDown"'], starts_at=T0 + 10, ends_at=T0 + 1000,
+            created_by="ca-truc", comment="đang chuyển máy chủ", now=T0 + 10)
+        await inst.at(T0 + 900)
+        assert len(fake.sent) == 1  # muted: the lead's step waits
+        # …and is not offered as a deadline, or the delivery loop would wake at once forever
+        assert escalator.next_deadline() is None
+        await inst.dispatcher.expire_silence(silence.id, by="ca-truc", now=T0 + 950)
+        await inst.at(T0 + 960)
+        assert [m["chat"]["id"] for m in fake.sent] == [BINH, DUNG]
+        assert escalator.next_deadline() == T0 + 1200
+    finally:
+        await inst.close()
+
+
 async def test_a_restart_neither_repeats_nor_skips_a_step(
         store_url: str, bot: tuple[FakeBotApi, str], smtp: tuple[Inbox, int]) -> None:
     fake, bot_url = bot
