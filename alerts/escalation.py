@@ -41,7 +41,7 @@ from alerts.oncall_notifiers import AckLinks, roster_integrations
 from ioc.logs import fields
 from ioc.store.alert_delivery import HistoryEvent, NewNotification, ms
 from ioc.store.base import Fence
-from ioc.store.oncall import ACTIVE, EscalationRow, OncallStore
+from ioc.store.oncall import ACTIVE, EscalationRow, OncallStore, StepWrite
 
 log = logging.getLogger("ioc.alerts.oncall")
 
@@ -228,7 +228,7 @@ class Escalator:
         ``acked``: fingerprint -> who, for the alerts with an active ack (not a snooze).
         """
         policies = {p.name: p for p in self.policies}
-        queued = 0
+        writes: list[StepWrite] = []
         self._blocked.clear()
         for row in sorted(self.rows.values(), key=lambda r: r.started_at):
             policy = policies.get(row.policy)
@@ -248,20 +248,28 @@ class Escalator:
             if not steps:
                 continue
             notifications, events = self._step_notifications(row, policy, steps, alert, now)
-            sent = steps[-1] + 1
-            if await self.store.advance(row, sent=sent, now=now, notifications=notifications,
-                                        events=events, fence=fence):
-                self.rows[row.id] = EscalationRow(
-                    row.id, row.fingerprint, row.policy, row.team, row.severity,
-                    row.started_at, sent, row.state, row.held_until, row.ended_by)
-                queued += len(steps)
-                self.metrics.escalations.labels(policy=policy.name).inc(len(steps))
-                log.info("escalation step queued", extra=fields(
-                    policy=policy.name, alert=row.fingerprint, steps=[s + 1 for s in steps],
-                    notifications=len(notifications)))
-            else:
-                await self.load()  # acked meanwhile, or another leader moved it on
-                self._blocked.add(row.id)
+            writes.append(StepWrite(row, steps[-1] + 1, notifications, events))
+        if not writes:
+            return 0
+        advanced = set(await self.store.advance(writes, now=now, fence=fence))
+        queued = 0
+        for write in writes:
+            row = write.row
+            if row.id not in advanced:
+                self._blocked.add(row.id)  # acked meanwhile, or another leader moved it on
+                continue
+            steps = write.sent - row.sent
+            self.rows[row.id] = EscalationRow(
+                row.id, row.fingerprint, row.policy, row.team, row.severity,
+                row.started_at, write.sent, row.state, row.held_until, row.ended_by)
+            queued += len(write.events)
+            self.metrics.escalations.labels(policy=row.policy).inc(len(write.events))
+            log.info("escalation step queued", extra=fields(
+                policy=row.policy, alert=row.fingerprint, step=write.sent,
+                notifications=len(write.notifications), skipped_repeats=steps - len(
+                    write.events)))
+        if len(advanced) < len(writes):
+            await self.load()  # the stored rows say where those escalations are
         return queued
 
     def _step_notifications(self, row: EscalationRow, policy: Policy, steps: list[int],
@@ -286,18 +294,20 @@ class Escalator:
             title = (f"{self.title} — leo thang bậc {step + 1}" if step else self.title)
             if step:
                 title += f": chưa ai xác nhận sau {waited}"
+            group_key = f"escalation:{row.id}"
+            base = Notification(
+                receiver="", group_key=group_key, status="firing", group_labels={},
+                alerts=(notified,), created_at=now, dedup_key="",
+                external_url=self.external_url, title=title, timezone=self.timezone,
+                extra={"escalation": row.id, "step": step + 1}).to_json()
             for person in people:
                 for integration in self.integrations.get(person, []):
                     key = f"esc:{row.id}:{step}:{integration.id}"
-                    n = Notification(
-                        receiver=integration.receiver, group_key=f"escalation:{row.id}",
-                        status="firing", group_labels={}, alerts=(notified,),
-                        created_at=now, dedup_key=key, external_url=self.external_url,
-                        title=title, timezone=self.timezone,
-                        extra={"escalation": row.id, "step": step + 1, "person": person})
+                    payload = {**base, "receiver": integration.receiver, "dedup_key": key,
+                               "extra": {**base["extra"], "person": person}}
                     notifications.append(NewNotification(key, integration.id,
-                                                         integration.receiver, n.group_key,
-                                                         "firing", n.to_json(), now))
+                                                         integration.receiver, group_key,
+                                                         "firing", payload, now))
             events.append(HistoryEvent(f"escalation:{row.id}:{step}", now, "escalation",
                                        row.fingerprint, "ioc",
                                        {"policy": policy.name, "step": step + 1,
