@@ -123,12 +123,12 @@ class Dispatcher:
         self.escalator = escalator
         self.oncall_metrics = oncall_metrics
         self.telegram: TelegramPoller | None = None
-        oncall = escalator.config if escalator is not None else None
-        if oncall is not None and oncall.telegram is not None and session is not None:
-            presses = Presses(lambda uid: escalator.roster.by_telegram(uid)  # type: ignore
-                              if escalator is not None else None, self._telegram_press,
-                              settings.timezone)
-            self.telegram = TelegramPoller(oncall.telegram, presses, session, clock)
+        if escalator is not None and escalator.config.telegram is not None \
+                and session is not None:
+            roster_of = escalator  # the roster is replaced when an admin edits it
+            presses = Presses(lambda uid: roster_of.roster.by_telegram(uid),
+                              self._telegram_press, settings.timezone)
+            self.telegram = TelegramPoller(escalator.config.telegram, presses, session, clock)
 
     # -- lifecycle -----------------------------------------------------------------------
 

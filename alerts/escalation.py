@@ -37,7 +37,7 @@ from alerts.oncall import (
     match_policy,
 )
 from alerts.oncall_links import LinkSigner
-from alerts.oncall_notifiers import AckLinks, roster_integrations
+from alerts.oncall_notifiers import AckLinks, roster_integrations, zalo_account
 from ioc.logs import fields
 from ioc.store.alert_delivery import HistoryEvent, NewNotification, ms
 from ioc.store.base import Fence
@@ -88,6 +88,7 @@ class Escalator:
         self.links = (AckLinks(self.signer, config.link_base_url or external_url,
                                config.link_ttl) if self.signer is not None else None)
         self.roster = Roster(config.roster(), timezone)
+        self.zalo = zalo_account(config, session)
         self.integrations: dict[str, list[Integration]] = {}
         self.rows: dict[str, EscalationRow] = {}
         # Escalations whose due step could not go out at the last tick (alert muted or not
@@ -101,7 +102,8 @@ class Escalator:
 
     def _set_roster(self, roster: Roster) -> None:
         self.roster = roster
-        self.integrations = roster_integrations(roster, self.config, self.links, self.session)
+        self.integrations = roster_integrations(roster, self.config, self.links, self.session,
+                                                self.zalo)
         if self.on_integrations is not None:
             self.on_integrations({i.id: i for items in self.integrations.values()
                                   for i in items})

@@ -105,11 +105,22 @@ class PersonEmail(EmailNotifier):
 
 
 class PersonZalo(ZaloNotifier):
+    """One follower of the OA. The access and refresh tokens belong to the OA, not to the
+    person: Zalo rotates the refresh token at every renewal and the old one stops working,
+    so every person's notifier posts and renews through one shared ``account``."""
+
     def __init__(self, config: ZaloConfig, session: Callable[[], aiohttp.ClientSession],
-                 person: str, links: AckLinks | None) -> None:
+                 person: str, links: AckLinks | None, account: ZaloNotifier) -> None:
         super().__init__(config, session)
         self.person = person
         self.links = links
+        self.account = account
+
+    async def _post(self, body: dict[str, Any]) -> tuple[int, str]:
+        return await self.account._post(body)
+
+    async def _refresh_token(self) -> bool:
+        return await self.account._refresh_token()
 
     def message(self, notification: Notification, user_id: str) -> dict[str, Any]:
         body = super().message(notification, user_id)
@@ -121,8 +132,21 @@ class PersonZalo(ZaloNotifier):
         return body
 
 
+def zalo_account(config: OncallConfig,
+                 session: Callable[[], aiohttp.ClientSession]) -> ZaloNotifier | None:
+    """The OA's tokens, shared by every person's Zalo channel (kept across roster edits)."""
+    zc = config.zalo
+    if zc is None:
+        return None
+    return ZaloNotifier(ZaloConfig.model_construct(
+        user_ids=[], access_token=zc.access_token, refresh_token=zc.refresh_token,
+        app_id=zc.app_id, secret_key=zc.secret_key, api_url=zc.api_url,
+        oauth_url=zc.oauth_url, timeout=zc.timeout), session)
+
+
 def person_integrations(person: PersonConfig, config: OncallConfig, links: AckLinks | None,
-                        session: Callable[[], aiohttp.ClientSession]) -> list[Integration]:
+                        session: Callable[[], aiohttp.ClientSession],
+                        zalo: ZaloNotifier | None = None) -> list[Integration]:
     """The channels ioc can reach a person through, given the on-call channels configured.
 
     The channel configs are built with ``model_construct``: every value comes from the
@@ -141,19 +165,19 @@ def person_integrations(person: PersonConfig, config: OncallConfig, links: AckLi
     if person.email and config.email is not None:
         out.append(Integration(f"{receiver}/email", receiver, "email", PersonEmail(
             config.email.for_person(person.email), person.id, links)))
-    if person.zalo and config.zalo is not None:
+    if person.zalo and config.zalo is not None and zalo is not None:
         zc = config.zalo
         out.append(Integration(f"{receiver}/zalo", receiver, "zalo", PersonZalo(
             ZaloConfig.model_construct(user_ids=[person.zalo], access_token=zc.access_token,
                        refresh_token=zc.refresh_token, app_id=zc.app_id,
                        secret_key=zc.secret_key, api_url=zc.api_url, oauth_url=zc.oauth_url,
-                       timeout=zc.timeout), session, person.id, links)))
+                       timeout=zc.timeout), session, person.id, links, zalo)))
     return out
 
 
 def roster_integrations(roster: Roster, config: OncallConfig, links: AckLinks | None,
-                        session: Callable[[], aiohttp.ClientSession]
-                        ) -> dict[str, list[Integration]]:
+                        session: Callable[[], aiohttp.ClientSession],
+                        zalo: ZaloNotifier | None = None) -> dict[str, list[Integration]]:
     """Person id -> their channels, for everyone on the roster."""
-    return {pid: person_integrations(person, config, links, session)
+    return {pid: person_integrations(person, config, links, session, zalo)
             for pid, person in roster.people.items()}
