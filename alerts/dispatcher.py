@@ -168,8 +168,6 @@ class Dispatcher:
     async def lead(self) -> None:
         """Start grouping and sending, from the notification log the last leader stored."""
         await self.load_log()
-        if self.escalator is not None:
-            await self.escalator.load()
         self.outbox.start()
         if self.telegram is not None:
             self.telegram.start()
@@ -211,6 +209,15 @@ class Dispatcher:
         await self.maintenance_store.close()
 
     async def _run(self) -> None:
+        if self.escalator is not None:
+            # Read here, not in lead(): the engine's warm-up is counted from before lead(),
+            # and its first cycle may run meanwhile — a new firing then finds its stored
+            # escalation anyway (Escalator.observe re-reads what it could not insert).
+            try:
+                await self.escalator.load()
+            except StoreError as exc:
+                log.warning("escalations not read yet; read again with the next alert",
+                            extra=fields(error=str(exc)))
         while True:
             deadline = self.grouper.next_deadline()
             if self.escalator is not None:

@@ -41,7 +41,7 @@ from alerts.oncall_notifiers import AckLinks, roster_integrations, zalo_account
 from ioc.logs import fields
 from ioc.store.alert_delivery import HistoryEvent, NewNotification, ms
 from ioc.store.base import Fence
-from ioc.store.oncall import ACTIVE, EscalationRow, OncallStore, StepWrite
+from ioc.store.oncall import ACTIVE, EscalationRow, OncallStore, StepWrite, StoredRoster
 
 log = logging.getLogger("ioc.alerts.oncall")
 
@@ -111,14 +111,15 @@ class Escalator:
     async def open(self, now: float) -> None:
         """Seed the stored roster from config (unless it came from this config) and read it."""
         seed = self.config.roster()
-        if await self.store.seed_roster(seed.model_dump(mode="json"), seed.digest(), now):
-            log.info("on-call roster taken from the config", extra=fields(
-                people=len(seed.people), teams=len(seed.teams)))
-        await self.refresh()
-
-    async def refresh(self) -> None:
-        """Re-read the roster an admin may have changed through any instance."""
         stored = await self.store.load_roster()
+        if stored is None or stored.seed != seed.digest():  # a write only when it changed
+            if await self.store.seed_roster(seed.model_dump(mode="json"), seed.digest(), now):
+                log.info("on-call roster taken from the config", extra=fields(
+                    people=len(seed.people), teams=len(seed.teams)))
+            stored = await self.store.load_roster()
+        self._take(stored)
+
+    def _take(self, stored: StoredRoster | None) -> None:
         if stored is None:
             return
         try:
@@ -129,6 +130,10 @@ class Escalator:
             return
         if config != self.roster.config:
             self._set_roster(Roster(config, self.timezone))
+
+    async def refresh(self) -> None:
+        """Re-read the roster an admin may have changed through any instance."""
+        self._take(await self.store.load_roster())
 
     async def replace_roster(self, config: RosterConfig, *, by: str, now: float) -> None:
         """An admin's edit: checked against the policies, stored with a history event."""
