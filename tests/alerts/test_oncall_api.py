@@ -138,3 +138,40 @@ async def test_the_console_shows_the_duty_and_lets_only_admins_edit_the_roster(
                 assert ("roster", "quan-tri") in kinds
     finally:
         await app.stop(grace=1.0)
+
+
+async def test_the_wall_shows_today_s_duty_officer(tmp_path: Path) -> None:
+    import aiohttp
+
+    from tests.web.test_stream import events, next_event
+    from web.wall import duty_line
+
+    assert duty_line([{"team": "vanhanh", "now": {"name": "Trần Thị <Bình>"}}]) == \
+        "Trần Thị <Bình>"
+    assert duty_line([{"team": "a", "now": {"name": "An"}}, {"team": "b", "now": None},
+                      {"team": "c", "now": {"name": "Cường"}}]) == "An (a) · Cường (c)"
+    assert duty_line([]) == ""
+    seed = roster(["an"])
+    seed["people"][0]["name"] = "Trần Thị <Bình>"
+    app = IocApp(config(tmp_path, seed))
+    await app.start()
+    try:
+        async with aiohttp.ClientSession() as session, session.get(
+                app.url + "/", headers={"Authorization": f"Bearer {VIEWER}"}) as resp:
+            page = await resp.text()
+        assert resp.status == 200
+        assert '<span id="duty-text" translate="no">Trần Thị &lt;Bình&gt;</span>' in page
+
+        # A connected screen hears the change when an admin edits the roster.
+        headers = {"Authorization": f"Bearer {VIEWER}"}
+        async with aiohttp.ClientSession() as session, session.get(
+                app.url + "/api/v1/stream", headers=headers) as stream:
+            received = events(stream)
+            await next_event(received, "heartbeat")
+            status, _ = await Client(app.url).call("PUT", "/api/v1/oncall/roster", ADMIN,
+                                                   {"roster": roster(["cuong"])})
+            assert status == 200
+            event = await next_event(received, "duty", limit=10)
+            assert event["data"] == {"text": "Cán bộ CUONG"}
+    finally:
+        await app.stop(grace=1.0)
