@@ -39,16 +39,17 @@ def config(tmp_path: Path, port: int, sim_port: int, bot_url: str) -> dict[str, 
         "service": {"listen": f"127.0.0.1:{port}"},
         "storage": {"url": f"sqlite+aiosqlite:///{tmp_path / 'ioc.db'}",
                     "flush_interval": "300ms"},
-        # A warm-up (interval + timeout) long enough for the first poll after a restart on a
-        # busy machine: before it a missing sample must not resolve the alert, which would
-        # make its next firing a new incident with an escalation of its own.
-        "collection": {"interval": "1s", "timeout": "800ms"},
+        "collection": {"interval": "200ms", "timeout": "150ms"},
         "simulator": {"enabled": True, "listen": f"127.0.0.1:{sim_port}", "latency_scale": 0},
         "departments": [{"code": "STP", "name": "Sở Tư pháp"}],
         "alerts": {
             "evaluation_interval": "200ms", "default_rules": False,
+            # keep_firing_for: however late the first poll after a restart comes on a busy
+            # machine, the alert stays the same firing (a resolution and a new firing would
+            # be a new incident with an escalation of its own, rightly).
             "rules": [{"name": "AllUp", "metric": "ioc_target_up", "op": "==", "threshold": 1,
-                       "severity": "critical", "matchers": ['department="STP"']}],
+                       "severity": "critical", "matchers": ['department="STP"'],
+                       "keep_firing_for": "5m"}],
             "route": {"receiver": "wall", "group_wait": "0s"},
             "receivers": [{"name": "wall"}],
             "oncall": {
