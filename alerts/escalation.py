@@ -20,13 +20,13 @@ A muted alert (silence, maintenance window, inhibition) holds its steps until it
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from alerts.messages import Notification, NotifiedAlert, human_duration
-from alerts.model import Alert, AlertState
+from alerts.model import SEVERITIES, Alert, AlertState
 from alerts.notifiers import Integration
 from alerts.oncall import (
     ONCALL_PREFIX,
@@ -66,6 +66,15 @@ class OncallMetrics:
         for channel in CHANNELS:
             self.acks.labels(channel=channel)
 
+    def prepare(self, teams: Iterable[str], policies: Iterable[str]) -> None:
+        """Create the series the roster and policies will use, at zero: a dashboard then
+        shows "none yet" instead of "no such metric" until the first ack or step."""
+        for severity in SEVERITIES:
+            for team in ("", *teams):
+                self.time_to_ack.labels(severity=severity, team=team)
+        for policy in policies:
+            self.escalations.labels(policy=policy)
+
 
 class Escalator:
     def __init__(self, config: OncallConfig, store: OncallStore, *, timezone: str,
@@ -102,6 +111,7 @@ class Escalator:
 
     def _set_roster(self, roster: Roster) -> None:
         self.roster = roster
+        self.metrics.prepare(roster.teams, (p.name for p in self.policies))
         self.integrations = roster_integrations(roster, self.config, self.links, self.session,
                                                 self.zalo)
         if self.on_integrations is not None:
