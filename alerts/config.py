@@ -14,6 +14,7 @@ from pydantic import Field, model_validator
 from alerts.inhibit import InhibitRuleConfig
 from alerts.maintenance import MaintenanceConfig
 from alerts.notifiers import ReceiverConfig
+from alerts.oncall import OncallConfig
 from alerts.outbox import OutboxConfig
 from alerts.routing import RouteConfig, check_receivers
 from alerts.rules import RuleConfig
@@ -39,6 +40,8 @@ class AlertsConfig(StrictModel):
         None, description="ioc's address as people reach it: the wall link and generatorURL "
                           "of every notification, and the base of relative runbook_url "
                           "annotations; default: the address ioc serves on")
+    oncall: OncallConfig = Field(default_factory=OncallConfig,
+                                 description="duty roster, escalation policies, ack channels")
     leader_election: Literal["auto", "off"] = Field(
         "auto", description="auto: instances sharing a PostgreSQL database elect one alert "
                             "leader that evaluates rules and sends notifications (SQLite: "
@@ -47,7 +50,8 @@ class AlertsConfig(StrictModel):
 
     @model_validator(mode="after")
     def _check_delivery(self) -> AlertsConfig:
-        check_receivers(self.route, [r.name for r in self.receivers])
+        check_receivers(self.route, [r.name for r in self.receivers],
+                        [t.name for t in self.oncall.teams])
         return self
 
 

@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry, disable_created_metrics
 from alerts.config import default_external_url
 from alerts.dispatcher import build_dispatcher
 from alerts.engine import AlertEngine
+from alerts.escalation import OncallMetrics
 from alerts.event_counts import EventCounts
 from alerts.model import AlertSink
 from alerts.rules import Rule, compile_rules, read_ranges
@@ -157,7 +158,8 @@ class IocApp:
         # Alert delivery (the alert engine's sink): routing, grouping, durable outbox.
         delivery_metrics = DeliveryMetrics(self.registry)
         self.dispatcher = build_dispatcher(config, delivery_metrics, clock.now,
-                                           external_url=self.external_url)
+                                           external_url=self.external_url,
+                                           oncall_metrics=OncallMetrics(self.registry))
         delivery_metrics.watch_unusable_silences(
             lambda: len(self.dispatcher.unusable_silences))
         # Alert rules read the sample windows and the security-event counts; until the first

@@ -120,6 +120,10 @@ async def list_alerts(request: web.Request) -> web.Response:
 
 
 async def ack_alert(request: web.Request) -> web.Response:
+    from web.auth import PRINCIPAL
+
+    # A console session stands in for the token before _require looks (web.sessions).
+    channel = "console" if request.get(PRINCIPAL) is not None else "api"
     who = _require(request, "operator")
     data = await _body(request)
     comment = data.get("comment", "")
@@ -130,7 +134,8 @@ async def ack_alert(request: web.Request) -> web.Response:
     fingerprint = request.match_info["fingerprint"]
     try:
         ack = await _dispatcher(request).acknowledge(
-            fingerprint, by=who.name, comment=comment, now=clock.now(), duration=duration)
+            fingerprint, by=who.name, comment=comment, now=clock.now(), duration=duration,
+            channel=channel)
     except ValueError as exc:
         raise ApiError(400, "invalid ack", str(exc)) from None
     if ack is None:

@@ -19,6 +19,7 @@ from web import (
     events_api,
     limits,
     maintenance_api,
+    oncall_api,
     reload_api,
     runbooks,
     sessions,
@@ -150,6 +151,7 @@ def create_web_app(ioc_app: IocApp) -> web.Application:
     events_api.add_routes(app)
     alerts_api.add_routes(app)
     maintenance_api.add_routes(app)
+    oncall_api.add_routes(app)
     announcement.add_routes(app)
     console.add_routes(app)
     runbooks.add_routes(app)

@@ -15,6 +15,7 @@ from web.announcement import ANNOUNCEMENT_PATHS, ANNOUNCEMENT_SCHEMAS
 from web.audit_api import AUDIT_PATHS, AUDIT_SCHEMAS
 from web.events_api import EVENT_PATHS, EVENT_SCHEMAS
 from web.maintenance_api import MAINTENANCE_PATHS, MAINTENANCE_SCHEMAS
+from web.oncall_api import ONCALL_PATHS, ONCALL_SCHEMAS
 from web.reload_api import RELOAD_PATHS, RELOAD_SCHEMAS
 from web.try_api import TRY_PATHS, TRY_SCHEMAS
 
@@ -117,6 +118,7 @@ SCHEMAS: dict[str, Any] = {
     **EVENT_SCHEMAS,
     **ALERT_SCHEMAS,
     **MAINTENANCE_SCHEMAS,
+    **ONCALL_SCHEMAS,
     **ANNOUNCEMENT_SCHEMAS,
     **AUDIT_SCHEMAS,
     **RELOAD_SCHEMAS,
@@ -171,6 +173,7 @@ PATHS: dict[str, Any] = {
     **EVENT_PATHS,
     **ALERT_PATHS,
     **MAINTENANCE_PATHS,
+    **ONCALL_PATHS,
     **ANNOUNCEMENT_PATHS,
     **AUDIT_PATHS,
     **RELOAD_PATHS,

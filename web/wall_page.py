@@ -47,6 +47,7 @@ from web.wall import (
     WallState,
     WallView,
     department_tile,
+    duty_line,
     grid_shape,
     latest_security,
     side_panels,
@@ -325,12 +326,17 @@ class WallFeed:
         """Take the firing alerts from delivery: the rows ``GET /api/v1/alerts`` returns."""
         dispatcher = self.app.dispatcher
         self.state.alerts = [a for a in dispatcher.view(now) if a["state"] == "firing"]
+        escalator = dispatcher.escalator
+        self.state.duty = duty_line(escalator.roster.view(now)) if escalator else ""
         evaluated = [a.last_eval for a in dispatcher.alerts.values() if a.last_eval]
         self.state.alerts_updated = max(evaluated) if evaluated else None
 
     def publish_alerts(self, now: float) -> None:
+        duty = self.state.duty
         self.load_alerts(now)
         self.publish_panels(now, only="alerts")
+        if self.state.duty != duty:  # a shift changed or the roster was edited
+            self.stream.publish("duty", {"text": self.state.duty})
 
     def watch_alerts(self) -> None:
         """Keep the alerts panel live while any screen is connected (started by the stream)."""

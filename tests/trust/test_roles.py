@@ -37,6 +37,9 @@ ROUTE_ROLES: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/maintenance"): "operator",
     ("DELETE", "/api/v1/maintenance/{id}"): "operator",
     ("GET", "/api/v1/audit"): "admin",
+    ("GET", "/api/v1/oncall"): "viewer",
+    ("GET", "/api/v1/oncall/roster"): "admin",
+    ("PUT", "/api/v1/oncall/roster"): "admin",
     ("GET", "/-/reload"): "admin",
     ("POST", "/-/reload"): "admin",
     ("POST", "/api/v1/try/{name}"): "admin",
@@ -44,11 +47,13 @@ ROUTE_ROLES: dict[tuple[str, str], str] = {
 }
 # Open on purpose (docs/security.md says why): liveness and readiness for load balancers,
 # the API's description, the page assets, the console's sign-in (its own checks), and the
-# default rules' runbooks (fixed text, opened from notifications).
+# default rules' runbooks (fixed text, opened from notifications) and the on-call ack page
+# (the signed, single-use link is the credential).
 PUBLIC: set[tuple[str, str]] = {
     ("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/api/openapi.json"),
     ("GET", "/static"), ("GET", "/console"), ("POST", "/console/login"),
     ("POST", "/console/logout"), ("GET", "/runbooks"), ("GET", "/runbooks/{rule}"),
+    ("GET", "/oncall/ack/{token}"), ("POST", "/oncall/ack/{token}"),
 }
 # A token that lacks each role.
 LACKING = {"viewer": "ingest", "operator": "viewer", "ingest": "viewer", "admin": "operator"}

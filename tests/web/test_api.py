@@ -131,7 +131,7 @@ async def test_openapi_describes_every_json_route(running_app) -> None:
     routes = {r.resource.canonical for r in web_app.router.routes() if r.resource is not None}
     html_or_text = {"/", "/metrics", "/wall/{view}", "/api/v1/stream", "/static",
                     "/console", "/console/login", "/console/logout", "/runbooks",
-                    "/runbooks/{rule}"}
+                    "/runbooks/{rule}", "/oncall/ack/{token}"}
     assert routes - html_or_text == set(body["paths"])
 
 
