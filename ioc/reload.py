@@ -207,9 +207,7 @@ async def apply(app: IocApp, new: Config, now: float) -> ReloadResult:
         if state is not None and not state.remote and state.last_success is None:
             state.last_success = ts
     if started and app.scheduler.running:
-        from ioc.scheduler import Job
-
-        app.scheduler.add_jobs([Job(r.name, r.interval, r.poll) for r in started])
+        app.scheduler.add_jobs([app.job(r) for r in started])
     app.metrics.targets.set(len(app.runners))
     app.wall.forget_target_index()
 
@@ -255,10 +253,10 @@ async def _stop_target(app: IocApp, name: str, *, drop_series: bool) -> None:
     app.board.remove(name)
     if drop_series:
         app.cache.drop_target(name)
-        _drop_target_metrics(app, name)
+        drop_target_metrics(app, name)
 
 
-def _drop_target_metrics(app: IocApp, name: str) -> None:
+def drop_target_metrics(app: IocApp, name: str) -> None:
     # ioc_collector_last_success_timestamp_seconds went with the board entry.
     for reason in (*FAILURE_REASONS, "error"):
         try:
