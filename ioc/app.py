@@ -124,7 +124,8 @@ class IocApp:
                        if config.events.syslog.enabled else None)
         self.limits = PollLimits(config.collection.max_concurrency,
                                  config.collection.max_per_host)
-        self.scheduler = Scheduler()
+        # With --shard auto targets move between instances: each keeps one grid everywhere.
+        self.scheduler = Scheduler(anchored=config.collection.shard == AUTO)
         self.registry.register(SchedulerMetrics(self.scheduler))
         self.runners: dict[str, PollRunner] = {}
         self.department_names = {d.code: d.name for d in config.departments}

@@ -336,7 +336,7 @@ class SeriesCache:
         for metric, by_labels in self._metrics.items():
             for labels in [lb for lb in by_labels if ("target", target) in lb]:
                 taken.extend(Sample(metric, labels, value, ts)
-                             for ts, value in by_labels[labels].points())
+                             for ts, value in by_labels[labels].points)
         self.drop_target(target)
         return taken
 

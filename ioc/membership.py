@@ -249,7 +249,7 @@ class AutoShard:
         self.proven_at = now
         if self.status != "member":
             log.info("this instance is a shard member", extra=fields(
-                slot=self.slot, members=len(members), store=self._shown_as))
+                slot=self.slot, members=",".join(map(str, members)), store=self._shown_as))
             self.status = "member"
             self.metrics.member.set(1)
         await self._apply(members)
@@ -268,8 +268,9 @@ class AutoShard:
     async def _connection(self) -> asyncpg.Connection | None:
         if self._conn is not None and not self._conn.is_closed():
             return self._conn
-        if self._conn is not None:  # the session ended under this instance
+        if self._conn is not None:  # the session ended under this instance: rejoin next
             await self._lose("connection to PostgreSQL closed")
+            return None
         try:
             self._conn = await asyncpg.connect(self._dsn, timeout=self.timeout,
                                                server_settings=self._server_settings())
