@@ -106,19 +106,22 @@ class Coverage:
     keeps its grid, so each is a moment two instances polled the target; a move between
     instances may make one by a change of phase alone. ``lost``: interval slots with no poll
     that lie beyond every allowed window (a takeover's lease + interval after a change).
-    ``longest_gap``: seconds, the longest time between two polls.
+    ``longest_gap``: seconds, the longest time between two polls. ``lost_at``: when the
+    lost slots were due (unix seconds).
     """
 
     double: int
     lost: int
     longest_gap: float
+    lost_at: tuple[float, ...] = ()
 
 
 def coverage(stamps_ms: Sequence[int], interval: float, allowed: Sequence[tuple[float, float]]
              ) -> Coverage:
     """``allowed``: (start, end) unix-second windows in which missing slots are expected."""
     stamps = [ms / 1000 for ms in stamps_ms]
-    double = lost = 0
+    double = 0
+    lost: list[float] = []
     longest = 0.0
     for before, after in itertools.pairwise(stamps):
         gap = after - before
@@ -128,9 +131,9 @@ def coverage(stamps_ms: Sequence[int], interval: float, allowed: Sequence[tuple[
         slot = before + interval
         while slot < after - 0.5 * interval:
             if not any(lo <= slot <= hi for lo, hi in allowed):
-                lost += 1
+                lost.append(slot)
             slot += interval
-    return Coverage(double, lost, longest)
+    return Coverage(double, len(lost), longest, tuple(lost))
 
 
 def first_poll_after(stamps_ms: Sequence[int], when: float) -> float | None:
