@@ -269,7 +269,7 @@ class IocApp:
             if runner is not None:
                 await runner.close()
             moved = self.cache.take_target(name)  # /metrics exports only what is polled here
-            if tail is not None:
+            if tail is not None and self.alert_role.leading:  # its rules read it on
                 tail.add(moved)
             drop_target_metrics(self, name)
             state = self.board.targets.get(name)

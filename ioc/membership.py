@@ -156,6 +156,7 @@ class AutoShard:
         self.status = "joining"
         self._pending: frozenset[str] = frozenset()  # owned, started at the next check
         self._conn: asyncpg.Connection | None = None
+        self._previous: tuple[int, int] | None = None  # (slot, server pid) of a lost session
         self._task: asyncio.Task[None] | None = None
 
     def __str__(self) -> str:
@@ -255,8 +256,23 @@ class AutoShard:
         await self._apply(members)
 
     async def _join(self, conn: asyncpg.Connection) -> None:
-        taken = {int(r["slot"]) for r in await conn.fetch(_MEMBERS, timeout=self.timeout)}
-        for slot in range(MAX_SHARDS):
+        taken = {int(r["slot"]): r["pid"]
+                 for r in await conn.fetch(_MEMBERS, timeout=self.timeout)}
+        previous, self._previous = self._previous, None
+        if previous is not None and taken.get(previous[0]) == previous[1]:
+            # This instance's own earlier session, cut off (a partition) but not yet let go
+            # by the server: this instance stopped polling when it lost it, so end it and
+            # take its slot back — otherwise the slot would change and more targets move.
+            ended = await conn.fetchval("SELECT pg_terminate_backend($1, $2)", previous[1],
+                                        max(1, round(self.timeout * 500)),
+                                        timeout=self.timeout)
+            if ended:
+                del taken[previous[0]]
+                log.info("ended this instance's earlier session to take its slot back",
+                         extra=fields(slot=previous[0]))
+        # its own slot first (its share comes back to it), else the lowest free one
+        first = [previous[0]] if previous is not None else []
+        for slot in [*first, *range(MAX_SHARDS)]:
             if slot in taken:
                 continue
             if await conn.fetchval("SELECT pg_try_advisory_lock($1)", SLOT_BASE + slot,
@@ -333,6 +349,8 @@ class AutoShard:
         was_member = self.status == "member"
         self.status = f"lost: {reason}"
         conn, self._conn = self._conn, None
+        if conn is not None and self.slot is not None:
+            self._previous = (self.slot, conn.get_server_pid())
         if conn is not None:
             conn.terminate()  # the server ends the session, releasing the lock if it had not
         self._forget()

@@ -11,7 +11,14 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from ioc.leader import election_dsn
-from ioc.membership import AutoShard, Change, MembershipMetrics, cadence_for, timeout_for
+from ioc.membership import (
+    SLOT_BASE,
+    AutoShard,
+    Change,
+    MembershipMetrics,
+    cadence_for,
+    timeout_for,
+)
 from ioc.sharding import Shard, owner_among
 
 pytestmark = pytest.mark.postgres
@@ -167,6 +174,41 @@ async def test_a_terminated_member_lets_everything_go_and_rejoins(
     await a.step()
     assert a.polling | b.polling == set(TARGETS) and not a.polling & b.polling
     assert a.polling == share(a.shard.slot, [0, 1])
+
+
+async def test_a_member_back_from_a_partition_ends_its_stale_session_and_keeps_its_slot(
+        dsn: str, members: list[Member]) -> None:
+    a, b, c = Member(dsn), Member(dsn), Member(dsn)
+    members += [a, b, c]
+    for _ in range(2):
+        for member in (a, b, c):
+            await member.step()
+    assert b.shard.slot == 1
+    # b's session as the server sees it after a partition: still there, holding slot 1,
+    # while b itself gave up on it (a failed check)
+    stale = await asyncpg.connect(dsn)
+    try:
+        await b.shard.close()
+        assert await stale.fetchval("SELECT pg_try_advisory_lock($1)", SLOT_BASE + 1)
+        b.shard._previous = (1, stale.get_server_pid())
+        await b.step()
+        assert b.shard.slot == 1  # not slot 3: its share, not another, comes back to it
+        assert stale.is_closed() or not await _alive(dsn, stale.get_server_pid())
+    finally:
+        stale.terminate()
+    await a.step()
+    await c.step()
+    await b.step()
+    assert b.polling == share(1, [0, 1, 2])
+
+
+async def _alive(dsn: str, pid: int) -> bool:
+    admin = await asyncpg.connect(dsn)
+    try:
+        return bool(await admin.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $1)", pid))
+    finally:
+        await admin.close()
 
 
 async def test_the_fence_closes_when_the_view_is_older_than_a_lease(
