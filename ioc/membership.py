@@ -69,6 +69,10 @@ _MEMBERS = f"""SELECT objid::bigint - {_OBJID} AS slot, pid FROM pg_locks
       AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"""
 
 _DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+# What a check may meet on its session besides those: asyncpg's own client errors (a session
+# left mid-protocol, "another operation is in progress"). Whatever it is, the membership is
+# not proven, so it is lost rather than left standing on an old proof.
+_CHECK_ERRORS = (*_DB_ERRORS, asyncpg.exceptions.InternalClientError)
 
 
 def cadence_for(lease: float, shortest_interval: float) -> float:
@@ -158,6 +162,7 @@ class AutoShard:
         self._conn: asyncpg.Connection | None = None
         self._previous: tuple[int, int] | None = None  # (slot, server pid) of a lost session
         self._task: asyncio.Task[None] | None = None
+        self._halting = asyncio.Event()
 
     def __str__(self) -> str:
         return "auto" if self.slot is None else f"auto (slot {self.slot})"
@@ -195,11 +200,15 @@ class AutoShard:
         self._task = asyncio.create_task(self._run(), name="ioc-shard-membership")
 
     async def halt(self) -> None:
-        """Stop checking (before the polls stop); the lock is kept until :meth:`close`."""
+        """Stop checking (before the polls stop); the lock is kept until :meth:`close`.
+
+        A check under way is let finish (each query has its timeout), never cancelled: a
+        query cancelled midway leaves the session unusable for the next one."""
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
+            self._halting.set()
             await asyncio.gather(task, return_exceptions=True)
+            self._halting.clear()
 
     async def close(self) -> None:
         """Leave the member set (after the polls stopped): the others take over at once."""
@@ -216,7 +225,11 @@ class AutoShard:
 
     async def _run(self) -> None:
         while True:
-            await asyncio.sleep(self.cadence)
+            try:
+                await asyncio.wait_for(self._halting.wait(), self.cadence)
+                return
+            except TimeoutError:
+                pass
             await self.step()
 
     async def step(self) -> None:
@@ -239,7 +252,7 @@ class AutoShard:
                 if self.slot is None:
                     return
             rows = await conn.fetch(_MEMBERS, timeout=self.timeout)
-        except _DB_ERRORS as exc:
+        except _CHECK_ERRORS as exc:
             await self._lose(f"{type(exc).__name__}: {exc}"[:200])
             return
         mine = conn.get_server_pid()
