@@ -6,8 +6,9 @@ bench/shard_takeover.py."""
 from __future__ import annotations
 
 import itertools
+import math
 import os
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,12 +103,12 @@ async def stored_polls(db_url: str, start: float, end: float, metric: str = "ioc
 class Coverage:
     """What one target's stored polls say over a run with changes of its owner.
 
-    ``double``: polls that came less than half an interval after the previous one. One poller
-    keeps its grid, so each is a moment two instances polled the target; a move between
-    instances may make one by a change of phase alone. ``lost``: interval slots with no poll
-    that lie beyond every allowed window (a takeover's lease + interval after a change).
-    ``longest_gap``: seconds, the longest time between two polls. ``lost_at``: when the
-    lost slots were due (unix seconds).
+    Every member polls a target on the same epoch-anchored grid (``anchored_start``), so each
+    stored poll belongs to one slot of that grid: the slot it started in, allowing the
+    scheduler's lead (a poll a little early) and any lateness short of a whole interval.
+    ``double``: polls beyond the first in one slot — two instances polled the target then.
+    ``lost``: slots with no poll that lie outside every allowed window (a change of owner),
+    ``lost_at`` when they were due. ``longest_gap``: seconds between two polls, at most.
     """
 
     double: int
@@ -116,24 +117,20 @@ class Coverage:
     lost_at: tuple[float, ...] = ()
 
 
-def coverage(stamps_ms: Sequence[int], interval: float, allowed: Sequence[tuple[float, float]]
-             ) -> Coverage:
-    """``allowed``: (start, end) unix-second windows in which missing slots are expected."""
-    stamps = [ms / 1000 for ms in stamps_ms]
-    double = 0
-    lost: list[float] = []
-    longest = 0.0
-    for before, after in itertools.pairwise(stamps):
-        gap = after - before
-        longest = max(longest, gap)
-        if gap < 0.5 * interval:
-            double += 1
-        slot = before + interval
-        while slot < after - 0.5 * interval:
-            if not any(lo <= slot <= hi for lo, hi in allowed):
-                lost.append(slot)
-            slot += interval
-    return Coverage(double, len(lost), longest, tuple(lost))
+def coverage(stamps_ms: Sequence[int], interval: float,
+             allowed: Sequence[tuple[float, float]], phase: float) -> Coverage:
+    """``allowed``: (start, end) unix-second windows in which missing slots are expected;
+    ``phase``: the target's grid offset (``anchored_start(name, interval, 0.0)``)."""
+    stamps = sorted(ms / 1000 for ms in stamps_ms)
+    if not stamps:
+        return Coverage(0, 0, 0.0)
+    slots = Counter(math.floor((ts - phase) / interval + 0.05) for ts in stamps)
+    double = sum(count - 1 for count in slots.values())
+    lost = [phase + k * interval for k in range(min(slots), max(slots) + 1)
+            if k not in slots]
+    outside = tuple(at for at in lost if not any(lo <= at <= hi for lo, hi in allowed))
+    longest = max((b - a for a, b in itertools.pairwise(stamps)), default=0.0)
+    return Coverage(double, len(outside), longest, outside)
 
 
 def first_poll_after(stamps_ms: Sequence[int], when: float) -> float | None:

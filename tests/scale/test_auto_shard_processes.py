@@ -18,6 +18,7 @@ import pytest
 from aiohttp import web
 
 from collectors.simulator import start_simulator, units
+from ioc.scheduler import anchored_start
 from ioc.sharding import owner_among
 from tests.conftest import SIM_TOKEN, free_port
 from tests.scale.auto_shard import (
@@ -42,6 +43,7 @@ from tests.scale.leader_processes import (
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
 INTERVAL = 1.0
+FLUSH = 0.2  # storage.flush_interval of write_auto_config
 LEASE = 4.0
 SLOTS = [0, 1, 2]
 
@@ -98,6 +100,7 @@ async def test_members_cover_for_a_killed_one_and_a_cut_off_one(
 
             # kill -9 the member of slot 1: slots 0 and 2 take its share
             victim = instances[1]
+            before_kill = await (await session.get(f"{victim.url}/metrics")).text()
             moments["kill"] = time.time()
             victim.proc.kill()
             await victim.proc.wait()
@@ -141,24 +144,36 @@ async def test_members_cover_for_a_killed_one_and_a_cut_off_one(
     polls, state_polls = await ups, await states
     assert set(polls) == set(targets)
     bound = LEASE + INTERVAL
-    # a poll may be missed while a target moves: after the kill, while the returning member
-    # joins, and while the cut-off one is away; never elsewhere
-    allowed = [(moments["kill"], moments["kill"] + bound),
+    # a poll may be missed while a target moves: after the kill (and just before it: what
+    # the killed member polled but had not yet stored died with it), while the returning
+    # member joins, and while the cut-off one is away; never elsewhere
+    unstored = FLUSH + INTERVAL
+    allowed = [(moments["kill"] - unstored, moments["kill"] + bound),
                (moments["restart"], moments["restarted"] + bound),
                (moments["terminate"], moments["rejoined"] + bound)]
     victims = share(targets, 1, SLOTS)
     cut_off = share(targets, 2, SLOTS)
+    # A slot a scheduler did not run (its loop woke late on this busy machine, or the
+    # previous poll still ran) is no loss of a move: those are counted by the schedulers.
+    unscheduled = sum(_value(text, name) for text in (before_kill, *metrics)
+                      for name in ("ioc_scheduler_coalesced_polls_total",
+                                   "ioc_scheduler_skipped_polls_total"))
+    lost: list[tuple[str, float]] = []
     for target, rows in polls.items():
         stamps = [ts for ts, _ in rows]
-        cov = coverage(stamps, INTERVAL, allowed)
+        cov = coverage(stamps, INTERVAL, allowed, anchored_start(target, INTERVAL, 0.0))
         # every member polls a target on the same grid, so two pollers show as two polls
         # in one slot: at most one per move (a check's latency), never a run of them
         moves = 2 * (target in victims) + 2 * (target in cut_off)
         assert cov.double <= moves, (target, cov)
-        assert cov.lost == 0, (target, cov)  # no slot missed outside a takeover window
+        lost += [(target, at) for at in cov.lost_at]
         if target in victims:
             taken = first_poll_after(stamps, moments["kill"])
             assert taken is not None and taken - moments["kill"] <= bound, (target, taken)
+    # no slot missed outside a change's window, but for those the schedulers did not run
+    assert len(lost) <= unscheduled, (
+        unscheduled, [(t, round(at - start, 2)) for t, at in lost],
+        {k: round(v - start, 2) for k, v in moments.items()})
     # no flaps: the down target's debounced state stayed down, the flapping one's stayed up
     assert {v for _, v in state_polls[target_name(down)]} == {0.0}
     assert {v for _, v in state_polls[target_name(flapping)]} == {1.0}
