@@ -20,14 +20,19 @@ than lease rows with an expiry because:
 
 Slots are small integers, and a restarted instance takes the lowest free slot — the one it
 left — so its share comes back to it; slot numbers are what the status API shows as ``shard``.
+An instance back from a partition may find its old session still holding its slot (the server
+has not let it go yet): it ends that session itself and takes the slot back, rather than
+joining under another slot and moving more targets than its own.
 
 **Each check** (every *cadence*: a quarter of the lease, at most half the shortest poll
 interval) reads the member set and proves this instance's own lock is held by its own session.
 The proof's time is taken before the query is sent. Every poll starts only if the target is
 owned in the current view **and** that view was proven less than one lease ago
-(:meth:`AutoShard.may_poll`, the fence); a check that fails (PostgreSQL away, the session
-terminated, a timeout) ends the membership at once: every target is let go, the connection is
-dropped so the lock goes too, ``/readyz`` says why, and the next checks try to join again.
+(:meth:`AutoShard.may_poll`, the fence: the view and its proof are read at each poll start,
+which is what a membership epoch read there would give without a query per poll). A check
+that fails (PostgreSQL away, the session terminated, a timeout) ends the membership at once:
+every target is let go, the connection is dropped so the lock goes too, ``/readyz`` says why,
+and the next checks try to join again.
 
 **Moves.** A target whose previous owner has left is started at once (a takeover); one whose
 previous owner is still live (this instance joined or came back) only after one more check,
