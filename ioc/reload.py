@@ -193,7 +193,8 @@ async def apply(app: IocApp, new: Config, now: float) -> ReloadResult:
             last_success[name] = state.last_success
         await _stop_target(app, name, drop_series=drop)
     by_name = {c.name: c for c in effective.collectors}
-    # With collection.shard i/N only this instance's share is started, as at start-up.
+    # With collection.shard i/N only this instance's share is started, as at start-up; with
+    # auto, what it owns now (a new target it wins is started by the membership's next check).
     started = [app.add_target(by_name[name]) for name in diff.added + diff.changed
                if app.shard.owns(name)]
     for name in diff.added + diff.changed:  # the others' are shown from the shared store
