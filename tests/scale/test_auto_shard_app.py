@@ -27,7 +27,7 @@ TARGETS = [f"{code.lower()}-health" for code in CODES]
 DEADLINE = 30.0
 
 
-def auto_config(db_url: str, sim_port: int) -> Config:
+def auto_config(db_url: str, sim_port: int, codes: list[str] = CODES) -> Config:
     return parse_config({
         "service": {"listen": "127.0.0.1:0"},
         "storage": {"url": db_url, "flush_interval": "100ms"},
@@ -35,11 +35,11 @@ def auto_config(db_url: str, sim_port: int) -> Config:
                        "shard_lease": "30s"},
         "alerts": {"evaluation_interval": "1s"},
         "wall": {"heartbeat": "200ms"},
-        "departments": [{"code": code, "name": code} for code in CODES],
-        "collectors": [{"type": "http", "name": name, "department": code,
+        "departments": [{"code": code, "name": code} for code in codes],
+        "collectors": [{"type": "http", "name": f"{code.lower()}-health", "department": code,
                         "url": f"http://127.0.0.1:{sim_port}/{code}/health",
                         "failure_threshold": 2, "recovery_threshold": 2}
-                       for code, name in zip(CODES, TARGETS, strict=True)],
+                       for code in codes],
     }, env={})
 
 
@@ -56,7 +56,7 @@ async def pair(postgres_url: str) -> AsyncIterator[tuple[IocApp, IocApp, str]]:
             assert app.membership is not None
             await app.membership.halt()  # from here on the test runs each check
             apps.append(app)
-        yield apps[0], apps[1], f"http://127.0.0.1:{sim_port}"
+        yield apps[0], apps[1], str(sim_port)
     finally:
         for app in apps:
             await app.stop(grace=1.0)
@@ -76,7 +76,8 @@ async def readyz(session: aiohttp.ClientSession, app: IocApp) -> tuple[int, dict
 
 async def test_a_cut_off_member_stops_and_its_share_resumes_from_the_stored_state(
         pair: tuple[IocApp, IocApp, str], postgres_url: str) -> None:
-    a, b, sim = pair
+    a, b, sim_port = pair
+    sim = f"http://127.0.0.1:{sim_port}"
     assert a.membership is not None and b.membership is not None
     await check(a, b)
     assert (a.membership.slot, b.membership.slot) == (0, 1)
@@ -146,4 +147,30 @@ async def test_a_cut_off_member_stops_and_its_share_resumes_from_the_stored_stat
 def watcher(app: IocApp) -> PollWatcher:
     (found,) = [h for h in app.pipeline.hooks if isinstance(h, PollWatcher)]
     return found
+
+
+async def test_targets_a_reload_adds_or_removes_go_to_their_owner(
+        pair: tuple[IocApp, IocApp, str], postgres_url: str) -> None:
+    a, b, sim_port = pair
+    await check(a, b)
+    await check(a, b)
+    extra = [u.code for u in units()][8:12]
+    more = [f"{code.lower()}-health" for code in extra]
+    bigger = auto_config(postgres_url, int(sim_port), CODES + extra)
+    for app in (a, b):
+        result = await app.reload(bigger)
+        assert result.ok and sorted(result.added) == sorted(more)
+        assert not set(more) & set(app.runners)  # shown as another's until a check
+    await check(a, b)
+    for app, slot in ((a, 0), (b, 1)):
+        assert set(app.runners) == share(TARGETS + more, slot, [0, 1])
+        for name in more:
+            assert app.board.targets[name].shard == (0 if name in a.runners else 1)
+    assert set(a.runners) | set(b.runners) == set(TARGETS + more)
+
+    for app in (a, b):
+        assert (await app.reload(auto_config(postgres_url, int(sim_port)))).ok
+    await check(a, b)
+    assert set(a.runners) | set(b.runners) == set(TARGETS)
+    assert not set(more) & (set(a.board.targets) | set(b.board.targets))
 
