@@ -16,7 +16,11 @@ than lease rows with an expiry because:
 * it needs no table, no migration, no clocks compared across hosts, and no writes every few
   seconds; the alert leader (ioc.leader) already proves the same mechanism;
 * a member whose host vanishes without closing its socket is let go by the server after the
-  lease: the session asks for TCP keepalives and a user timeout of ``lease`` seconds.
+  lease: the session asks for TCP keepalives and a user timeout of ``lease`` seconds;
+* a member whose process hangs with its socket open (SIGSTOP, a blocked event loop) keeps its
+  lock, but its session then runs no check: the others leave out a member whose session has
+  been silent for longer than a lease (``pg_stat_activity.state_change``, on the server's
+  clock) and end that session. This is the lease of lease rows, kept without writing any.
 
 Slots are small integers, and a restarted instance takes the lowest free slot — the one it
 left — so its share comes back to it; slot numbers are what the status API shows as ``shard``.
@@ -66,12 +70,16 @@ SLOT_BASE = int.from_bytes(b"ioc_sh\x00\x00", "big")
 _CLASSID = SLOT_BASE >> 32
 _OBJID = SLOT_BASE & 0xFFFF_FFFF
 
-# Granted slot locks in this database: (slot, server pid of the holding session).
-_MEMBERS = f"""SELECT objid::bigint - {_OBJID} AS slot, pid FROM pg_locks
-    WHERE locktype = 'advisory' AND granted AND objsubid = 1
-      AND classid = {_CLASSID}::oid
-      AND objid BETWEEN {_OBJID}::oid AND {_OBJID + MAX_SHARDS - 1}::oid
-      AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"""
+# Granted slot locks in this database: slot, server pid of the holding session, and seconds
+# since that session last changed state (a member's checks keep it under a cadence), all by
+# the server's clock.
+_MEMBERS = f"""SELECT l.objid::bigint - {_OBJID} AS slot, l.pid,
+       coalesce(extract(epoch FROM now() - a.state_change), 0)::float8 AS silent
+    FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
+    WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+      AND l.classid = {_CLASSID}::oid
+      AND l.objid BETWEEN {_OBJID}::oid AND {_OBJID + MAX_SHARDS - 1}::oid
+      AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"""
 
 _DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
 # What a check may meet on its session besides those: asyncpg's own client errors (a session
@@ -257,14 +265,18 @@ class AutoShard:
                 if self.slot is None:
                     return
             rows = await conn.fetch(_MEMBERS, timeout=self.timeout)
+            mine = conn.get_server_pid()
+            if not any(int(r["slot"]) == self.slot and r["pid"] == mine for r in rows):
+                await self._lose("this instance's member lock is no longer held")
+                return
+            silent = [r for r in rows if r["pid"] != mine and r["silent"] > self.lease]
+            for row in silent:
+                await self._end_silent(conn, int(row["slot"]), row["pid"], row["silent"])
         except _CHECK_ERRORS as exc:
             await self._lose(f"{type(exc).__name__}: {exc}"[:200])
             return
-        mine = conn.get_server_pid()
-        members = tuple(sorted(int(r["slot"]) for r in rows))
-        if not any(int(r["slot"]) == self.slot and r["pid"] == mine for r in rows):
-            await self._lose("this instance's member lock is no longer held")
-            return
+        gone = {int(r["slot"]) for r in silent}
+        members = tuple(sorted(int(r["slot"]) for r in rows if int(r["slot"]) not in gone))
         self.proven_at = now
         if self.status != "member":
             log.info("this instance is a shard member", extra=fields(
@@ -272,6 +284,23 @@ class AutoShard:
             self.status = "member"
             self.metrics.member.set(1)
         await self._apply(members)
+
+    async def _end_silent(self, conn: asyncpg.Connection, slot: int, pid: int,
+                          silent: float) -> None:
+        """A member whose session ran no check for longer than a lease — its process hung or
+        stopped (SIGSTOP, a blocked loop) while its socket stays open, so neither it nor the
+        server lets go — no longer counts: its own fence stopped its polls a lease after its
+        last proof, and ending its session frees its slot (it rejoins if it wakes up)."""
+        try:
+            await conn.fetchval("SELECT pg_terminate_backend($1)", pid, timeout=self.timeout)
+        except asyncpg.InsufficientPrivilegeError:
+            # another role's session: it is left out of the members all the same, and
+            # counted again once its checks run (if it wakes up)
+            log.warning("a shard member silent for over a lease is left out; its session "
+                        "cannot be ended by this role", extra=fields(slot=slot))
+            return
+        log.warning("ended the session of a shard member silent for over a lease",
+                    extra=fields(slot=slot, silent_seconds=round(silent, 1)))
 
     async def _join(self, conn: asyncpg.Connection) -> None:
         taken = {int(r["slot"]): r["pid"]

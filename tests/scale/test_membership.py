@@ -4,6 +4,7 @@ fence, and a member whose session is terminated letting everything go and rejoin
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 
 import asyncpg
@@ -209,6 +210,30 @@ async def _alive(dsn: str, pid: int) -> bool:
             "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $1)", pid))
     finally:
         await admin.close()
+
+
+async def test_a_member_whose_checks_stop_is_left_out_after_a_lease(
+        dsn: str, members: list[Member]) -> None:
+    a = Member(dsn)
+    members.append(a)
+    short = 0.5
+    a.shard.lease = short
+    await a.step()
+    # a member that took slot 1 and then hung (SIGSTOP, a blocked loop): its socket stays
+    # open, so neither it nor the server lets go of its lock
+    hung = await asyncpg.connect(dsn)
+    try:
+        assert await hung.fetchval("SELECT pg_try_advisory_lock($1)", SLOT_BASE + 1)
+        await a.step()
+        assert a.shard.members == (0, 1) and a.polling == share(0, [0, 1])
+        # what is tested is time passing on the server's clock, with no check from slot 1
+        await asyncio.sleep(short * 2)
+        await a.step()
+        assert a.shard.members == (0,) and a.polling == set(TARGETS)  # taken over
+        assert a.metric("ioc_shard_takeovers_total") == len(share(1, [0, 1]))
+        assert not await _alive(dsn, hung.get_server_pid())  # its lock freed with its session
+    finally:
+        hung.terminate()
 
 
 async def test_the_fence_closes_when_the_view_is_older_than_a_lease(
