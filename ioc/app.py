@@ -37,9 +37,10 @@ from ioc.config_types import CollectorConfig, split_listen
 from ioc.event_loop import loop_name
 from ioc.event_sink import EventSink
 from ioc.indices import IndexExporter
-from ioc.leader import LeaderMetrics
+from ioc.leader import LeaderMetrics, election_dsn
 from ioc.limits import PollLimits
 from ioc.logs import fields
+from ioc.membership import AutoShard, Change, MembershipMetrics
 from ioc.metrics import (
     CacheStats,
     DeliveryMetrics,
@@ -48,16 +49,17 @@ from ioc.metrics import (
     watch_store_partitions,
 )
 from ioc.pipeline import Pipeline
-from ioc.reload import Reloader, ReloadResult
+from ioc.reload import DRAIN_GRACE, Reloader, ReloadResult, drop_target_metrics
 from ioc.remote_write import RemoteWriter
 from ioc.runner import PollRunner
 from ioc.scheduler import Job, Scheduler, SchedulerMetrics
-from ioc.sharding import owner, parse_shard
+from ioc.sharding import AUTO, Ownership, Shard, parse_shard
 from ioc.shared_board import build_shared_board
 from ioc.status import StatusBoard, TargetState
 from ioc.store import SqlStore, open_store
 from ioc.store.alert_state import AlertStateStore
 from ioc.store.audit import AuditStore
+from ioc.store.base import StoreError
 from ioc.store.events import EventStore
 from ioc.store.retention import prune_loop
 from ioc.store.rollup_job import RollupJob
@@ -132,7 +134,8 @@ class IocApp:
                        if config.events.syslog.enabled else None)
         self.limits = PollLimits(config.collection.max_concurrency,
                                  config.collection.max_per_host)
-        self.scheduler = Scheduler()
+        # With --shard auto targets move between instances: each keeps one grid everywhere.
+        self.scheduler = Scheduler(anchored=config.collection.shard == AUTO)
         self.registry.register(SchedulerMetrics(self.scheduler))
         self.runners: dict[str, PollRunner] = {}
         self.department_names = {d.code: d.name for d in config.departments}
@@ -144,8 +147,22 @@ class IocApp:
         self.started_at: float | None = None
         self.bound_port: int | None = None
         # With collection.shard i/N this instance polls only its share of the targets; the
-        # others' are on its board too, read from the shared store (docs/scaling.md).
-        self.shard = parse_shard(config.collection.shard)
+        # others' are on its board too, read from the shared store (docs/scaling.md). With
+        # auto the share follows the live members (ioc.membership): every target starts as
+        # another's, and the first check of the membership starts this instance's share.
+        membership_metrics = MembershipMetrics(self.registry)  # zero unless auto
+        self.membership: AutoShard | None = None
+        self.shard: Ownership
+        if config.collection.shard == AUTO:
+            self.membership = AutoShard(
+                election_dsn(config.storage.url), lease=config.collection.shard_lease,
+                shortest_interval=min((config.interval_of(c) for c in config.collectors),
+                                      default=0.0),
+                targets=lambda: [c.name for c in self.config.collectors],
+                metrics=membership_metrics, shown_as=self.store.url_for_display)
+            self.shard = self.membership
+        else:
+            self.shard = parse_shard(config.collection.shard)
         self.shared_board = build_shared_board(
             config, self.board, self.shard,
             lambda departments, now: self.wall.on_remote_update(departments, now))
@@ -232,8 +249,84 @@ class IocApp:
         self.runners[runner.name] = runner
         self.board.register(TargetState(
             name=runner.name, department=collector_config.department, kind=runner.kind,
-            interval=runner.interval, shard=self.shard.index if self.shard.count > 1 else None))
+            interval=runner.interval, shard=self._own_index()))
         return runner
+
+    def _own_index(self) -> int | None:
+        """What the status API shows as this instance: its shard index or member slot."""
+        if isinstance(self.shard, Shard):
+            return self.shard.index if self.shard.sharded else None
+        return self.shard.slot if isinstance(self.shard, AutoShard) else None
+
+    def job(self, runner: PollRunner) -> Job:
+        """The scheduler's job of a runner; with ``--shard auto`` each poll first checks the
+        membership's fence (owned, view proven within one lease) and is skipped otherwise."""
+        membership = self.membership
+        if membership is None:
+            return Job(runner.name, runner.interval, runner.poll)
+        name, poll = runner.name, runner.poll
+
+        async def fenced(scheduled_at: float) -> object:
+            if not membership.may_poll(name, clock.now()):
+                return None
+            return await poll(scheduled_at)
+
+        return Job(name, runner.interval, fenced)
+
+    async def _ownership_changed(self, change: Change) -> None:
+        """Apply a change of the member set: stop polling what another member now owns (its
+        cached series go to the alert leader's store tail), start what this instance now owns
+        from the state its previous owner stored, and show every target's owner."""
+        by_name = {c.name: c for c in self.config.collectors}
+        tail = self.store_tail.samples if self.store_tail is not None else None
+        for name in change.lost:
+            if name in self.scheduler.job_names():
+                self.scheduler.remove_job(name)
+        await asyncio.gather(*(self.scheduler.drain(name, DRAIN_GRACE)
+                               for name in change.lost))
+        for name in change.lost:
+            runner = self.runners.pop(name, None)
+            if runner is not None:
+                await runner.close()
+            moved = self.cache.take_target(name)  # /metrics exports only what is polled here
+            if tail is not None and self.alert_role.leading:  # its rules read it on
+                tail.add(moved)
+            drop_target_metrics(self, name)
+            state = self.board.targets.get(name)
+            if state is not None:
+                state.remote = True
+            elif name in by_name:
+                self.add_remote_target(by_name[name])
+        gained = [by_name[name] for name in sorted(change.gained) if name in by_name]
+        if gained and self.shared_board is not None:
+            try:  # the last polls their previous owner stored, to start from
+                await self.shared_board.poll(clock.now())
+            except StoreError as exc:
+                log.warning("taken-over targets start without their stored state",
+                            extra=fields(error=str(exc)))
+        started = []
+        for collector_config in gained:
+            name = collector_config.name
+            if name in self.runners:
+                continue
+            previous = self.board.targets.get(name)
+            runner = self.add_target(collector_config)  # the board keeps `previous`
+            if previous is not None:
+                previous.remote = False
+                runner.resume(up=previous.up, failures=previous.consecutive_failures,
+                              successes=previous.consecutive_successes,
+                              since=previous.last_check)
+            if tail is not None:
+                self.cache.add(tail.take_target(name))
+            started.append(runner)
+        if started:
+            self.scheduler.add_jobs([self.job(r) for r in started])
+        own = self._own_index()
+        for state in self.board.targets.values():
+            state.shard = self.shard.owner_of(state.name) if state.remote else own
+        self.metrics.targets.set(len(self.runners))
+        if change.lost or started:
+            self.wall.forget_target_index()
 
     def add_remote_target(self, collector_config: CollectorConfig) -> None:
         """Show a target another shard polls (its state comes from the shared store)."""
@@ -243,7 +336,7 @@ class IocApp:
         self.board.register(TargetState(
             name=name, department=collector_config.department, kind=collector_config.type,
             interval=self.config.interval_of(collector_config),
-            shard=owner(name, self.shard.count), remote=True))
+            shard=self.shard.owner_of(name), remote=True))
 
     async def try_target(self, name: str) -> Trace:
         """Poll target ``name`` once, now, outside the schedule, and return its trace.
@@ -346,8 +439,11 @@ class IocApp:
                                                external_url=self.external_url)
         if self.syslog is not None:
             await self.syslog.start()
-        self.scheduler.add_jobs([Job(name, r.interval, r.poll) for name, r in self.runners.items()])
+        self.scheduler.add_jobs([self.job(r) for r in self.runners.values()])
         self.scheduler.start()
+        if self.membership is not None:  # joins, and starts this instance's share
+            self.membership.on_change = self._ownership_changed
+            await self.membership.start()
         self.started_at = clock.now()
         log.info("ioc started", extra=fields(
             url=self.url, targets=len(self.runners), shard=str(self.shard),
@@ -355,7 +451,11 @@ class IocApp:
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stop polling, finish in-flight polls, flush every collected sample, close."""
+        if self.membership is not None:
+            await self.membership.halt()  # no change applied while the polls wind down
         await self.scheduler.shutdown(grace=grace)
+        if self.membership is not None:
+            await self.membership.close()  # the others take this instance's share now
         await self.alert_role.stop()  # a leader saves its state, then lets another take over
         if self._web_runner is not None:
             await self._web_runner.cleanup()

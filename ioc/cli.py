@@ -30,8 +30,9 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="start the service")
     run.add_argument("-c", "--config", default="config.yaml", help="config file (config.yaml)")
     run.add_argument("--listen", help="HOST:PORT of the web server (overrides service.listen)")
-    run.add_argument("--shard", metavar="I/N",
-                     help="poll only shard I of N (0 to N-1) of the targets "
+    run.add_argument("--shard", metavar="I/N|auto",
+                     help="poll only shard I of N (0 to N-1) of the targets, or with auto "
+                          "share them among the live instances (PostgreSQL) "
                           "(overrides collection.shard; docs/scaling.md)")
 
     check = sub.add_parser("check", help="validate a config file and exit")
@@ -262,12 +263,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.shard:
         import dataclasses
 
-        from ioc.sharding import parse_shard
+        from ioc.sharding import auto_shard_issue, check_shard
 
         try:
-            shard = str(parse_shard(args.shard))
+            shard = check_shard(args.shard)
         except ValueError as exc:
             print(f"--shard: {exc}", file=sys.stderr)
+            return EXIT_BAD_CONFIG
+        problem = auto_shard_issue(shard, config.storage.url)
+        if problem is not None:
+            print(f"--shard: {problem}", file=sys.stderr)
             return EXIT_BAD_CONFIG
         config = dataclasses.replace(
             config, collection=config.collection.model_copy(update={"shard": shard}))

@@ -159,14 +159,24 @@ class CollectionConfig(StrictModel):
                             description="series kept in memory; new ones past it are only "
                                         "stored")
     shard: str = Field("0/1", description="INDEX/COUNT: poll only this instance's share of "
-                                          "the targets (ioc.sharding)")
+                                          "the targets (ioc.sharding); auto: share them among "
+                                          "the live instances (ioc.membership, PostgreSQL)")
+    shard_lease: Duration = Field(10.0, description="with shard auto: how long an instance "
+                                                    "may poll without proving its membership")
 
     @field_validator("shard")
     @classmethod
     def _check_shard(cls, value: str) -> str:
-        from ioc.sharding import parse_shard
+        from ioc.sharding import check_shard
 
-        return str(parse_shard(value))
+        return check_shard(value)
+
+    @field_validator("shard_lease")
+    @classmethod
+    def _check_lease(cls, value: float) -> float:
+        if not 1.0 <= value <= 300.0:
+            raise ValueError(f"the lease must be 1s to 5m, got {value:g}s")
+        return value
 
 
 class SimulatorConfig(StrictModel):
@@ -546,6 +556,13 @@ def parse_config(raw: Any, *, env: Mapping[str, str] | None = None,
             if name in names[:index]:
                 issues.append(ConfigIssue(f"wall.views[{index}].name",
                                           f"duplicate view name {name!r}"))
+
+    if file_model is not None:
+        from ioc.sharding import auto_shard_issue
+
+        problem = auto_shard_issue(file_model.collection.shard, file_model.storage.url)
+        if problem is not None:
+            issues.append(ConfigIssue("collection.shard", problem))
 
     alert_rules: list[tuple[RuleConfig, str]] = []
     if file_model is not None:

@@ -193,7 +193,8 @@ async def apply(app: IocApp, new: Config, now: float) -> ReloadResult:
             last_success[name] = state.last_success
         await _stop_target(app, name, drop_series=drop)
     by_name = {c.name: c for c in effective.collectors}
-    # With collection.shard i/N only this instance's share is started, as at start-up.
+    # With collection.shard i/N only this instance's share is started, as at start-up; with
+    # auto, what it owns now (a new target it wins is started by the membership's next check).
     started = [app.add_target(by_name[name]) for name in diff.added + diff.changed
                if app.shard.owns(name)]
     for name in diff.added + diff.changed:  # the others' are shown from the shared store
@@ -207,9 +208,7 @@ async def apply(app: IocApp, new: Config, now: float) -> ReloadResult:
         if state is not None and not state.remote and state.last_success is None:
             state.last_success = ts
     if started and app.scheduler.running:
-        from ioc.scheduler import Job
-
-        app.scheduler.add_jobs([Job(r.name, r.interval, r.poll) for r in started])
+        app.scheduler.add_jobs([app.job(r) for r in started])
     app.metrics.targets.set(len(app.runners))
     app.wall.forget_target_index()
 
@@ -256,10 +255,10 @@ async def _stop_target(app: IocApp, name: str, *, drop_series: bool) -> None:
     app.board.remove(name)
     if drop_series:
         app.cache.drop_target(name)
-        _drop_target_metrics(app, name)
+        drop_target_metrics(app, name)
 
 
-def _drop_target_metrics(app: IocApp, name: str) -> None:
+def drop_target_metrics(app: IocApp, name: str) -> None:
     # ioc_collector_last_success_timestamp_seconds went with the board entry.
     for reason in (*FAILURE_REASONS, "error"):
         try:

@@ -80,6 +80,17 @@ class PollRunner:
         self._log_transition(state_up, result, finished)
         return outcome
 
+    def resume(self, *, up: bool | None, failures: int, successes: int,
+               since: float | None) -> None:
+        """Continue from the state the target's previous poller stored (``--shard auto``
+        takeover): the debounced state and the polls in a row, so the first poll here does
+        not announce a "down" or "recovered" that did not happen. ``since``: the last poll
+        known, taken as the start of an ongoing outage (its real start is not stored)."""
+        self.flap.state = up
+        self.flap.failures = failures
+        self.flap.successes = successes
+        self._failing_since = since if up is False else None
+
     async def close(self) -> None:
         """Release what the collector holds (its own connections), if anything."""
         close = getattr(self.collector, "close", None)

@@ -57,6 +57,8 @@ async def readyz(request: web.Request) -> web.Response:
     except Exception as exc:  # report, don't raise: this endpoint exists to say what is wrong
         checks["store"] = f"unreachable: {type(exc).__name__}"
     checks["scheduler"] = "ok" if app.scheduler.running else "not running"
+    if app.membership is not None:  # --shard auto: polls only while a proven member
+        checks["shard"] = app.membership.ready
     ready = all(v == "ok" for v in checks.values())
     return web.json_response({"status": "ready" if ready else "not ready", "checks": checks},
                              status=200 if ready else 503)

@@ -76,7 +76,9 @@ SCHEMAS: dict[str, Any] = {
             "last_error": _STR_OR_NULL,
             "shard": {"type": ["integer", "null"], "minimum": 0,
                       "description": "with collection.shard i/N, the index of the instance "
-                                     "that polls this target; null without sharding"},
+                                     "that polls this target; with auto, that instance's "
+                                     "member slot (null while no member is known); null "
+                                     "without sharding"},
             "remote": {"type": "boolean",
                        "description": "polled by another instance: its state is read from "
                                       "the shared store every wall heartbeat (no reason "

@@ -120,6 +120,8 @@ def department_tile(code: str, name: str, rows: Sequence[Mapping[str, Any]],
         "stale": bool(rows) and all(r["stale"] for r in rows),
         "reason": failing["reason"] if failing else None,
         "failing_target": failing["name"] if failing else None,
+        # with shards: the instances (shard index or auto member slot) polling its targets
+        "pollers": sorted({r["shard"] for r in rows if r.get("shard") is not None}),
     }
 
 

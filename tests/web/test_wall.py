@@ -56,6 +56,16 @@ def test_tiles_put_failing_departments_first_with_their_state() -> None:
     assert tiles[3]["availability"] == pytest.approx(0.991) and tiles[3]["latency_ms"] == 50
 
 
+def test_tiles_say_which_instances_poll_their_targets() -> None:
+    doc = status({**row("a1", "A", True), "shard": 2}, {**row("a2", "A", True), "shard": 0},
+                 {**row("a3", "A", True), "shard": 2}, {**row("b", "B", True), "shard": None},
+                 row("c", "C", True))
+    tiles = {t["code"]: t for t in department_tiles(doc, {"A": "A", "B": "B", "C": "C"},
+                                                     ALL, {})}
+    assert tiles["A"]["pollers"] == [0, 2]
+    assert tiles["B"]["pollers"] == [] and tiles["C"]["pollers"] == []
+
+
 def test_a_view_shows_only_its_departments() -> None:
     doc = status(row("a", "A", True), row("b", "B", False))
     view = WallView("a-only", "", ("departments",), ("A",))
