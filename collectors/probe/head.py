@@ -1,0 +1,103 @@
+"""Bounds on a response head, the same for both HTTP engines.
+
+A target decides how long its status line and headers are and how many headers it sends; left
+unbounded, one target that never ends its head, or sends thousands of headers, holds memory
+and CPU that every other check shares. Both engines stop at the same limits with the same
+reason, so a target's verdict does not depend on whether it uses ``keepalive`` or a ``proxy``:
+
+- a line (status line or one header) longer than ``max_header_line_bytes``, more than
+  ``max_header_count`` headers (interim 1xx answers and chunked trailers included) or a head
+  over ``max_head_bytes`` ends the check with reason ``too_large`` and a message naming the
+  limit;
+- a head not complete within ``head_timeout`` ends it with reason ``timeout``.
+
+The defaults are no looser than aiohttp's own client limits (8190 bytes a line, 128 headers,
+so about 1 MiB a head): 100 headers, 8190 bytes a line, 64 KiB a head. Real sites send
+2–30 headers and well under 8 KiB of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import aiohttp
+from aiohttp import http_exceptions
+
+from collectors.base import CollectorFailure
+
+# aiohttp's client limits (ClientSession's max_line_size, max_field_size, max_headers): the
+# configured limits may not be looser, so aiohttp never stops an answer ioc would accept.
+AIOHTTP_MAX_LINE = 8190
+AIOHTTP_MAX_HEADERS = 128
+
+DEFAULT_MAX_HEADER_COUNT = 100
+DEFAULT_MAX_HEADER_LINE = 8190
+DEFAULT_MAX_HEAD_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class HeadLimits:
+    count: int = DEFAULT_MAX_HEADER_COUNT
+    line: int = DEFAULT_MAX_HEADER_LINE
+    total: int = DEFAULT_MAX_HEAD_BYTES
+    timeout: float | None = None   # seconds from the request sent to the head complete
+
+    def too_many(self) -> CollectorFailure:
+        return CollectorFailure(
+            "too_large", f"response has more than {self.count} headers "
+                         f"(max_header_count {self.count})")
+
+    def line_too_long(self) -> CollectorFailure:
+        return CollectorFailure(
+            "too_large", f"a line of the response head is longer than {self.line} bytes "
+                         f"(max_header_line_bytes {self.line})")
+
+    def head_too_large(self) -> CollectorFailure:
+        return CollectorFailure(
+            "too_large", f"response head is over {self.total} bytes "
+                         f"(max_head_bytes {self.total})")
+
+    def head_late(self, received: int | None = None) -> CollectorFailure:
+        got = f"; {received} bytes of it received" if received is not None else ""
+        return CollectorFailure(
+            "timeout", f"response head not complete after {self.timeout:g}s "
+                       f"(head_timeout{got})")
+
+
+def header_bytes(name: str | bytes, value: str | bytes) -> int:
+    """What one header counts towards ``max_head_bytes``: ``name: value`` and its CRLF."""
+    return len(name) + len(value) + 4
+
+
+def check_head(limits: HeadLimits, reason_phrase: str,
+               headers: Iterable[tuple[bytes, bytes]]) -> None:
+    """The limits applied to a head another parser read whole (the aiohttp engine).
+
+    aiohttp bounds each line and the count itself (with the limits passed to the request);
+    the head's total size is checked here, counted as ``collectors.probe.wire`` counts it.
+    """
+    total = len(reason_phrase) + 15  # "HTTP/1.1 200 " + reason + CRLF
+    count = 0
+    for name, value in headers:
+        count += 1
+        if count > limits.count:
+            raise limits.too_many()
+        total += header_bytes(name, value)
+        if total > limits.total:
+            raise limits.head_too_large()
+
+
+def classify_head_error(exc: BaseException, limits: HeadLimits) -> CollectorFailure | None:
+    """aiohttp's head errors (a ClientResponseError caused by its parser) as ioc's reasons."""
+    cause = exc.__cause__ if isinstance(exc, aiohttp.ClientResponseError) else exc
+    if isinstance(cause, http_exceptions.LineTooLong):
+        return limits.line_too_long()
+    if isinstance(cause, http_exceptions.BadHttpMessage) and \
+            "too many headers" in str(cause.message).lower():
+        return limits.too_many()
+    if isinstance(cause, http_exceptions.HttpProcessingError):
+        what = "not an HTTP response" if isinstance(cause, http_exceptions.BadStatusLine) \
+            else "malformed HTTP response"
+        return CollectorFailure("protocol_error", f"{what}: {cause.message}"[:500])
+    return None
