@@ -121,6 +121,25 @@ async def _sliced(steps: Generator[None, None, T]) -> T:
         await asyncio.sleep(0)
 
 
+def _drop_tracebacks(exc: BaseException) -> None:
+    """Forget where a classified failure (and what caused it) was raised.
+
+    A client keeps the error it met (aiohttp's protocol and response objects do) while the
+    error's traceback holds the frames that hold them: a reference cycle per failed check,
+    freed only by the cycle collector. The failure's reason and message are what is
+    reported; the frames are not needed.
+    """
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        current.__traceback__ = None
+        pending += (current.__cause__, current.__context__)
+
+
 class BasicAuth(StrictModel):
     username: str
     password: SecretStr
@@ -315,13 +334,11 @@ class HttpCollector:
         except asyncio.CancelledError as exc:
             mark_interrupted_phase(exc, timer.current)
             raise
-        except CollectorFailure:
+        except CollectorFailure as exc:
+            _drop_tracebacks(exc)
             raise
         except Exception as exc:
-            failure = classify_head_error(exc, self._head) or classify_http_error(exc)
-            if failure is None:
-                raise
-            raise failure from exc
+            raise self._classified(exc) from exc
         timer.finish()
         status, body, final_url, tls = response.status, response.body, response.url, \
             response.tls
@@ -345,6 +362,18 @@ class HttpCollector:
                                  error=f"answered in {elapsed:.3f}s, over max_latency "
                                        f"{cfg.max_latency:g}s")
         return CollectResult(up=True, samples=samples, value=status)
+
+    def _classified(self, exc: Exception) -> CollectorFailure:
+        """The failure an engine's exception stands for (raising ``exc`` if none does).
+
+        Returned rather than kept in a local of ``collect``, whose frame would otherwise
+        hold the failure that its own traceback holds.
+        """
+        failure = classify_head_error(exc, self._head) or classify_http_error(exc)
+        if failure is None:
+            raise exc
+        _drop_tracebacks(exc)
+        return failure
 
     async def _fetch_aiohttp(self, session: aiohttp.ClientSession,
                              timer: PhaseTimer) -> WireResponse:

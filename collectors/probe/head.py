@@ -89,15 +89,28 @@ def check_head(limits: HeadLimits, reason_phrase: str,
 
 
 def classify_head_error(exc: BaseException, limits: HeadLimits) -> CollectorFailure | None:
-    """aiohttp's head errors (a ClientResponseError caused by its parser) as ioc's reasons."""
-    cause = exc.__cause__ if isinstance(exc, aiohttp.ClientResponseError) else exc
-    if isinstance(cause, http_exceptions.LineTooLong):
+    """aiohttp's head errors (a ClientResponseError caused by its parser) as ioc's reasons.
+
+    aiohttp re-wraps its parser's error in a plain HttpProcessingError with the same message
+    (client_proto.py), keeping the original as its cause: the chain is searched for either.
+    """
+    if not isinstance(exc, aiohttp.ClientResponseError):
+        return None
+    chain: list[http_exceptions.HttpProcessingError] = []
+    cause: BaseException | None = exc.__cause__
+    while cause is not None and len(chain) < 4:
+        if isinstance(cause, http_exceptions.HttpProcessingError):
+            chain.append(cause)
+        cause = cause.__cause__
+    if not chain:
+        return None
+    messages = " ".join(str(c.message) for c in chain).lower()
+    if any(isinstance(c, http_exceptions.LineTooLong) for c in chain) or \
+            "got more than" in messages:
         return limits.line_too_long()
-    if isinstance(cause, http_exceptions.BadHttpMessage) and \
-            "too many headers" in str(cause.message).lower():
+    if "too many headers" in messages:
         return limits.too_many()
-    if isinstance(cause, http_exceptions.HttpProcessingError):
-        what = "not an HTTP response" if isinstance(cause, http_exceptions.BadStatusLine) \
-            else "malformed HTTP response"
-        return CollectorFailure("protocol_error", f"{what}: {cause.message}"[:500])
-    return None
+    what = "not an HTTP response" if any(
+        isinstance(c, http_exceptions.BadStatusLine) for c in chain) or \
+        "bad status line" in messages else "malformed HTTP response"
+    return CollectorFailure("protocol_error", f"{what}: {chain[0].message}"[:500])

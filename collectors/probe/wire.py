@@ -246,7 +246,10 @@ class _Exchange(asyncio.Protocol):
 
     def _fail(self, failure: CollectorFailure) -> None:
         if self.failure is None:
-            self.failure = failure
+            # Raised in a parser callback, the failure's traceback holds that callback's
+            # frame, which holds this object, which holds the failure: drop it, the check's
+            # own frames are added when the failure is raised from ``done``.
+            self.failure = failure.with_traceback(None)
         if not self.done.done():
             self.done.set_exception(self.failure)
         if self.transport is not None:
@@ -446,7 +449,7 @@ class WireClient:
             exchange.release()
             # This frame may outlive the check in a failure's traceback: what it holds must
             # not lead back to the failure (future -> failure -> traceback -> this frame).
-            done = transport = None  # type: ignore[assignment]
+            done = transport = exchange = None  # type: ignore[assignment]
 
     async def _connect(self, loop: asyncio.AbstractEventLoop, exchange: _Exchange,
                        addresses: list[tuple[int, str]], origin: _Origin) -> asyncio.Transport:

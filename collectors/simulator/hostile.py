@@ -28,7 +28,7 @@ DRIP = 0.2  # seconds between the pieces of a slow answer
 def ok_page(text: str) -> bytes:
     body = f"<html><head><title>Sở Tư pháp</title></head><body>{text}</body></html>".encode()
     return (b"HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\n"
-            b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+            b"Connection: close\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
 
 
 @cache
@@ -129,7 +129,7 @@ async def not_http(writer: Writer) -> None:
 
 async def redirect_loop(writer: Writer) -> None:
     await _send(writer, b"HTTP/1.1 302 Found\r\nLocation: /redirect-loop\r\n"
-                        b"Content-Length: 0\r\n\r\n")
+                        b"Connection: close\r\nContent-Length: 0\r\n\r\n")
 
 
 def _page(text: str) -> Answer:

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from collectors.simulator import hostile as hostile_answers
 from ioc.scheduler import Job, Scheduler
 from tests.collectors.probe_support import (
     ProbeHarness,
@@ -274,3 +275,83 @@ async def test_healthy_targets_keep_their_schedule_beside_hostile_ones(
     assert on_time / lag_count >= 0.99
     assert all(probe.board.targets[f"ok-{i}"].up for i in range(50))
     assert all(probe.board.targets[f"bad-{i}"].up is False for i in range(len(hostile)))
+
+
+# --------------------------------------------------------------------------------------------
+# One table of hostile answers (collectors.simulator.hostile), the same verdict from both
+# engines: the fresh-connection engine (collectors.probe.wire) and aiohttp (keepalive/proxy).
+
+ENGINES = {"wire": {}, "aiohttp": {"keepalive": True}}
+EXPECTED: dict[str, tuple[str | None, str]] = {
+    # path: (reason, text the message must contain on both engines)
+    "hang": ("timeout", ""),
+    "slow-head": ("timeout", ""),
+    "endless-line": ("too_large", "(max_header_line_bytes 8190)"),
+    "endless-headers": ("too_large", "(max_header_count 100)"),
+    "header-flood": ("too_large", "(max_header_count 100)"),
+    "repeated-header": ("too_large", "(max_header_count 100)"),
+    "big-head": ("too_large", "(max_head_bytes 65536)"),
+    "long-status": ("too_large", "(max_header_line_bytes 8190)"),
+    "bad-chunking": ("protocol_error", ""),
+    "short-body": ("protocol_error", ""),
+    "drip-body": ("timeout", ""),
+    "huge-body": ("too_large", "max_body_bytes 1048576"),
+    "gzip-bomb": ("too_large", "decompressed body"),
+    "not-http": ("protocol_error", ""),
+    "redirect-loop": ("redirect_loop", "10 redirects"),
+    "entity-keyword": ("content", "nhà cái"),
+    "nul-keyword": ("content", "tài xỉu"),
+    "tag-split-keyword": ("content", "nhà cái"),
+    "decomposed-keyword": ("content", "lô đề"),
+    "unaccented-keyword": ("content", "nha cai"),
+    "ok": (None, ""),
+}
+
+
+@pytest.fixture
+async def hostile() -> AsyncIterator[str]:
+    server = await hostile_answers.start()
+    try:
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/"
+    finally:
+        server.close()
+
+
+def test_the_table_covers_every_hostile_answer() -> None:
+    assert set(EXPECTED) == set(hostile_answers.ANSWERS)
+
+
+@pytest.mark.parametrize("path", sorted(EXPECTED))
+async def test_both_engines_give_the_same_verdict(probe: ProbeHarness, hostile: str,
+                                                  path: str) -> None:
+    reason, wanted = EXPECTED[path]
+    seen = {}
+    for engine, extra in ENGINES.items():
+        got, error, _ = await timed(probe, {"type": "http", "url": hostile + path,
+                                            "name": f"{path}-{engine}", **extra})
+        seen[engine] = (got, error)
+        assert got == reason, f"{engine}: {got} {error}"
+        assert wanted in error, f"{engine}: {error}"
+    assert len({got for got, _ in seen.values()}) == 1
+
+
+@pytest.mark.parametrize("engine", sorted(ENGINES))
+async def test_limits_are_the_targets_own(probe: ProbeHarness, hostile: str,
+                                          engine: str) -> None:
+    """Lower limits and a head deadline, configured per target, on both engines."""
+    block = {"type": "http", **ENGINES[engine]}
+    reason, error, _ = await timed(probe, {**block, "url": hostile + "ok", "name": "few",
+                                           "max_header_count": 1})
+    assert reason == "too_large" and "(max_header_count 1)" in error
+    reason, error, _ = await timed(probe, {**block, "url": hostile + "big-head",
+                                           "name": "lines", "max_header_line_bytes": 512})
+    assert reason == "too_large" and "(max_header_line_bytes 512)" in error
+    reason, error, _ = await timed(probe, {**block, "url": hostile + "big-head",
+                                           "name": "bytes", "max_head_bytes": 2048})
+    assert reason == "too_large" and "(max_head_bytes 2048)" in error
+    reason, error, _ = await timed(probe, {**block, "url": hostile + "slow-head",
+                                           "name": "late", "head_timeout": "300ms"})
+    assert reason == "timeout" and "head_timeout" in error
+    reason, _, _ = await timed(probe, {**block, "url": hostile + "ok", "name": "fine",
+                                       "head_timeout": "300ms"})
+    assert reason is None
