@@ -46,8 +46,10 @@ from collectors.probe.head import (
 from collectors.probe.phases import CURRENT_TIMER, PhaseTimer
 from collectors.probe.session import open_probe_session
 from collectors.probe.tls import (
+    CertificateFailure,
     TlsInfo,
     check_cert_days,
+    explain_certificate_failure,
     shared_client_context,
     tls_info,
 )
@@ -336,9 +338,11 @@ class HttpCollector:
             raise
         except CollectorFailure as exc:
             _drop_tracebacks(exc)
+            if isinstance(exc, CertificateFailure):
+                raise await self._explained(exc, now) from None
             raise
         except Exception as exc:
-            raise self._classified(exc) from exc
+            raise await self._explained(self._classified(exc), now) from exc
         timer.finish()
         status, body, final_url, tls = response.status, response.body, response.url, \
             response.tls
@@ -362,6 +366,12 @@ class HttpCollector:
                                  error=f"answered in {elapsed:.3f}s, over max_latency "
                                        f"{cfg.max_latency:g}s")
         return CollectResult(up=True, samples=samples, value=status)
+
+    async def _explained(self, failure: CollectorFailure, now: float) -> CollectorFailure:
+        """A certificate failure with every cause its chain has (collectors.probe.tls)."""
+        if isinstance(failure, CertificateFailure):
+            return await explain_certificate_failure(failure, now, self.config.ca_file)
+        return failure
 
     def _classified(self, exc: Exception) -> CollectorFailure:
         """The failure an engine's exception stands for (raising ``exc`` if none does).

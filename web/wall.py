@@ -111,6 +111,9 @@ def department_tile(code: str, name: str, rows: Sequence[Mapping[str, Any]],
         "stale": bool(rows) and all(r["stale"] for r in rows),
         "reason": failing["reason"] if failing else None,
         "failing_target": failing["name"] if failing else None,
+        # the failing target's own words (all causes of a certificate failure, the limit a
+        # hostile answer crossed), shown when the reason is pointed at
+        "failing_error": failing.get("last_error") if failing else None,
     }
 
 

@@ -38,7 +38,7 @@ from collectors.probe.errors import classify_os_error
 from collectors.probe.family import FAMILIES, FAMILY_NAMES, prefer_family
 from collectors.probe.head import HeadLimits, header_bytes
 from collectors.probe.phases import PhaseTimer
-from collectors.probe.tls import TlsInfo, tls_info
+from collectors.probe.tls import CertificateFailure, TlsInfo, tls_info
 
 DNS_TTL = 60.0
 DNS_CACHE_MAX = 16          # names one target's checks and its redirects touch
@@ -409,19 +409,22 @@ class WireClient:
             ssl_object = None
             if origin.scheme == "https":
                 timer.enter("tls")
+                peer = transport.get_extra_info("peername") or (origin.host, origin.port)
                 try:
                     tls_transport = await loop.start_tls(
                         transport, exchange, self.ssl_context, server_hostname=origin.host,
                         ssl_handshake_timeout=None)
                 except ssl.SSLCertVerificationError as exc:
-                    raise CollectorFailure(
-                        "tls", f"certificate error: {exc.verify_message or exc}") from exc
+                    raise CertificateFailure(
+                        f"certificate error: {exc.verify_message or exc}", peer[0],
+                        origin.port, origin.host) from exc
                 except ssl.SSLError as exc:
-                    raise CollectorFailure("tls", f"TLS error: {exc.reason or exc}") from exc
+                    raise CollectorFailure(
+                        "tls", f"TLS handshake failed: {exc.reason or exc}") from exc
                 except (ConnectionError, OSError) as exc:
                     raise CollectorFailure(
-                        "tls", f"TLS error: connection lost during the handshake ({exc})"
-                    ) from exc
+                        "tls", f"TLS handshake failed: connection lost during the handshake "
+                               f"({exc})") from exc
                 if tls_transport is None:
                     raise CollectorFailure("tls", "TLS error: the handshake did not complete")
                 transport = tls_transport  # type: ignore[assignment]
