@@ -132,6 +132,19 @@ async def redirect_loop(writer: Writer) -> None:
                         b"Connection: close\r\nContent-Length: 0\r\n\r\n")
 
 
+@cache
+def big_page() -> bytes:
+    """A well-formed page just under 1 MB (max_body_bytes' default is 1 MiB) of Vietnamese
+    prose, entities and markup: the content check reads all of it."""
+    para = ("<p class=\"tin\">Ủy ban nhân dân tỉnh Hậu Giang thông báo lịch tiếp công dân "
+            "tháng 12; <a href=\"/van-ban?id=42\">xem văn bản</a> &amp; phụ lục.</p>\n")
+    return ok_page(para * (1_000_000 // len(para.encode())))
+
+
+async def big(writer: Writer) -> None:
+    await _send(writer, big_page())
+
+
 def _page(text: str) -> Answer:
     async def answer(writer: Writer) -> None:
         await _send(writer, ok_page(text))
@@ -160,6 +173,7 @@ ANSWERS: dict[str, Answer] = {
     "tag-split-keyword": _page("Khuyến mãi nh<b></b>à c<span>ái</span> mới"),
     "decomposed-keyword": _page("Trang chủ — " + unicodedata.normalize("NFD", "Lô Đề")),
     "unaccented-keyword": _page("Dang ky nha cai uy tin nhat"),
+    "big-page": big,
     "ok": _page("Cổng thông tin điện tử"),
 }
 

@@ -304,6 +304,7 @@ EXPECTED: dict[str, tuple[str | None, str]] = {
     "tag-split-keyword": ("content", "nhà cái"),
     "decomposed-keyword": ("content", "lô đề"),
     "unaccented-keyword": ("content", "nha cai"),
+    "big-page": (None, ""),
     "ok": (None, ""),
 }
 
