@@ -9,17 +9,22 @@ import gzip
 import socket
 import tracemalloc
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 
 from collectors.simulator import hostile as hostile_answers
+from ioc.app import IocApp
+from ioc.config import parse_config
 from ioc.scheduler import Job, Scheduler
 from tests.collectors.probe_support import (
     ProbeHarness,
     serve,
 )
+from tests.conftest import PollWatcher, demo_raw, free_port
 
 # ioc runs on uvloop; the probes are checked on asyncio's loop too (tests/conftest.py).
 pytestmark = pytest.mark.both_loops
@@ -356,3 +361,52 @@ async def test_limits_are_the_targets_own(probe: ProbeHarness, hostile: str,
     reason, _, _ = await timed(probe, {**block, "url": hostile + "ok", "name": "fine",
                                        "head_timeout": "300ms"})
     assert reason is None
+
+
+async def test_the_service_answers_while_it_polls_hostile_targets(tmp_path: Path,
+                                                                   hostile: str) -> None:
+    """A running ioc polls every hostile answer beside a healthy target: /healthz keeps
+    answering (loosely bounded here; bench/hostile_targets.py measures it), the healthy
+    target stays up, each hostile one is down with its reason, and the loop's lag is on
+    /metrics."""
+    raw = demo_raw(tmp_path, free_port(), codes=["STP"], interval="500ms")
+    # generous: the hostile server shares this test's loop and the machine may be busy
+    raw["collection"]["timeout"] = "4s"
+    raw["collectors"] += [{"type": "http", "name": f"bad-{path}", "department": "STP",
+                           "url": hostile + path}
+                          for path, (reason, _) in EXPECTED.items() if reason is not None]
+    app = IocApp(parse_config(raw, env={}))
+    watcher = PollWatcher()
+    app.pipeline.add_hook(watcher)
+    await app.start()
+    slowest = 0.0
+    try:
+        async with aiohttp.ClientSession() as client:
+            loop = asyncio.get_running_loop()
+            hostile_names = {f"bad-{p}" for p, (r, _) in EXPECTED.items() if r is not None}
+
+            def all_polled_twice(seen: list[Any]) -> bool:
+                counts: dict[str, int] = {}
+                for outcome in seen:
+                    counts[outcome.target] = counts.get(outcome.target, 0) + 1
+                return all(counts.get(name, 0) >= 2 for name in hostile_names)
+
+            waiting = asyncio.create_task(watcher.until(all_polled_twice, limit=60))
+            while not waiting.done():
+                started_at = loop.time()
+                async with client.get(app.url + "/healthz") as response:
+                    assert response.status == 200
+                slowest = max(slowest, loop.time() - started_at)
+                await asyncio.sleep(0.05)
+            await waiting
+            async with client.get(app.url + "/metrics") as response:
+                assert "ioc_event_loop_lag_seconds_bucket" in await response.text()
+    finally:
+        await app.stop(grace=1.0)
+    assert slowest < 1.0, f"/healthz took {slowest:.3f}s"
+    targets = app.board.targets
+    assert targets["stp-health"].up
+    for path, (reason, _) in EXPECTED.items():
+        if reason is not None:
+            assert targets[f"bad-{path}"].up is False
+            assert targets[f"bad-{path}"].reason == reason, path
