@@ -178,10 +178,13 @@ def report(before: dict[str, float], after: dict[str, float], status: dict[str, 
     on_time = min(below(lag, 0.1 * args.interval) / max(expected, 1), 1.0)
     false_down = 0.0
     false_down_total = 0.0
+    reasons: dict[str, float] = {}
     for key, value in after.items():
         if key.startswith("ioc_probe_failures_total{") and 'target="ok-' in key:
             false_down += value - before.get(key, 0.0)
             false_down_total += value
+            reason = key.split('reason="', 1)[1].split('"', 1)[0]
+            reasons[reason] = reasons.get(reason, 0.0) + value - before.get(key, 0.0)
     loop = delta(histogram(after, "ioc_event_loop_lag_seconds"),
                  histogram(before, "ioc_event_loop_lag_seconds"))
     targets = status.get("targets", [])
@@ -192,7 +195,9 @@ def report(before: dict[str, float], after: dict[str, float], status: dict[str, 
     print(f"on time (within {0.1 * args.interval * 1000:.0f} ms of the slot, all targets): "
           f"{on_time * 100:.2f} %  (scheduler lag p99 {quantile(lag, 0.99) * 1000:.1f} ms)")
     print(f"false downs of the well-behaved targets: {false_down:.0f} in the window, "
-          f"{false_down_total:.0f} since start")
+          f"{false_down_total:.0f} since start"
+          + (" (" + ", ".join(f"{r}: {n:.0f}" for r, n in sorted(reasons.items())) + ")"
+             if reasons else ""))
     print("hostile verdicts: " + ", ".join(f"{n.removeprefix('bad-')}={r}"
                                            for n, r in verdicts))
     print(f"longest event-loop stall: <= {longest_bucket(loop) * 1000:.1f} ms "

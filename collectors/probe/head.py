@@ -18,8 +18,10 @@ so about 1 MiB a head): 100 headers, 8190 bytes a line, 64 KiB a head. Real site
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 from aiohttp import http_exceptions
@@ -31,6 +33,7 @@ from collectors.base import CollectorFailure
 AIOHTTP_MAX_LINE = 8190
 AIOHTTP_MAX_HEADERS = 128
 
+MAX_INTERIM = 16  # interim (1xx) answers before the response: servers send one or two
 DEFAULT_MAX_HEADER_COUNT = 100
 DEFAULT_MAX_HEADER_LINE = 8190
 DEFAULT_MAX_HEAD_BYTES = 64 * 1024
@@ -63,6 +66,46 @@ class HeadLimits:
         return CollectorFailure(
             "timeout", f"response head not complete after {self.timeout:g}s "
                        f"(head_timeout{got})")
+
+
+def interim_flood() -> CollectorFailure:
+    return CollectorFailure("too_large", f"more than {MAX_INTERIM} interim (1xx) answers "
+                                         "before the response")
+
+
+def limit_interim_answers(protocol: Any) -> None:
+    """Stop an aiohttp connection at the ``MAX_INTERIM``-th interim answer in a row.
+
+    aiohttp's client reads interim answers until a final one comes, queueing every one it
+    parsed and reading them back without yielding to the loop: an endless run of
+    ``100 Continue`` holds the loop and grows the queue until the poll's deadline. The
+    protocol's ``feed_data`` (one call per parsed answer) is wrapped to count them. The
+    wrapper holds the protocol weakly and calls the class's method, so it adds no
+    reference cycle per connection.
+    """
+    feed = type(protocol).feed_data
+    owner = weakref.ref(protocol)
+    seen = 0
+
+    def counted(item: Any, size: int = 0) -> None:
+        nonlocal seen
+        target = owner()
+        if target is None:
+            return
+        code = getattr(item[0], "code", 0) if isinstance(item, tuple) and item else 0
+        if 100 <= code < 200 and code != 101:
+            seen += 1
+            if seen > MAX_INTERIM:
+                if seen == MAX_INTERIM + 1:
+                    target.set_exception(interim_flood())
+                    if target.transport is not None:
+                        target.transport.abort()
+                return
+        else:
+            seen = 0
+        feed(target, item, size)
+
+    protocol.feed_data = counted
 
 
 def header_bytes(name: str | bytes, value: str | bytes) -> int:

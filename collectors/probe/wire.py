@@ -36,7 +36,7 @@ from collectors.base import CollectorFailure
 from collectors.probe.body import Inflater
 from collectors.probe.errors import classify_os_error
 from collectors.probe.family import FAMILIES, FAMILY_NAMES, prefer_family
-from collectors.probe.head import HeadLimits, header_bytes
+from collectors.probe.head import MAX_INTERIM, HeadLimits, header_bytes, interim_flood
 from collectors.probe.phases import PhaseTimer
 from collectors.probe.tls import CertificateFailure, TlsInfo, tls_info
 
@@ -141,6 +141,7 @@ class _Exchange(asyncio.Protocol):
         self.head_received = 0   # bytes fed while the head was incomplete
         self.line = 0            # bytes of the head line in progress
         self.status_line = 0
+        self.interim = 0
         self.headers_done = False
         self.complete = False
         self.parts: list[bytes] = []
@@ -284,6 +285,9 @@ class _Exchange(asyncio.Protocol):
         self.status = self.parser.get_status_code()
         self.line = 0
         if 100 <= self.status < 200:  # an interim answer: the real one follows
+            self.interim += 1
+            if self.interim > MAX_INTERIM:
+                raise interim_flood()
             self.headers = {}
             self.status_line = 0
             return

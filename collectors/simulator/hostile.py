@@ -1,7 +1,7 @@
 """Hostile HTTP answers, one per path, from a raw asyncio server.
 
 Each path of the server answers the way a broken or malicious target might: never, too
-slowly, with a head that never ends or floods headers, with broken framing, with a body too
+slowly, with a head that never ends or floods headers or interim answers, with broken framing, with a body too
 big or a compression bomb, with something that is not HTTP, with a redirect loop, or with
 gambling text hidden behind entities, tags, NUL bytes or a missing diacritic. The probe tests
 run both HTTP engines against every path (tests/collectors/test_hostile.py) and
@@ -66,6 +66,13 @@ async def endless_headers(writer: Writer) -> None:
     await _send(writer, b"HTTP/1.1 200 OK\r\n")
     for block in range(1 << 14):
         await _send(writer, b"".join(b"X-H-%d-%d: v\r\n" % (block, n) for n in range(1000)))
+
+
+async def interim_flood(writer: Writer) -> None:
+    """``100 Continue`` after ``100 Continue``, never the response."""
+    block = b"HTTP/1.1 100 Continue\r\n\r\n" * 1000
+    for _ in range(1 << 14):
+        await _send(writer, block)
 
 
 async def header_flood(writer: Writer) -> None:
@@ -156,6 +163,7 @@ ANSWERS: dict[str, Answer] = {
     "slow-head": slow_head,
     "endless-line": endless_line,
     "endless-headers": endless_headers,
+    "interim-flood": interim_flood,
     "header-flood": header_flood,
     "repeated-header": repeated_header,
     "big-head": big_head,

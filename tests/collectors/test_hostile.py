@@ -293,6 +293,7 @@ EXPECTED: dict[str, tuple[str | None, str]] = {
     "slow-head": ("timeout", ""),
     "endless-line": ("too_large", "(max_header_line_bytes 8190)"),
     "endless-headers": ("too_large", "(max_header_count 100)"),
+    "interim-flood": ("too_large", "more than 16 interim (1xx) answers"),
     "header-flood": ("too_large", "(max_header_count 100)"),
     "repeated-header": ("too_large", "(max_header_count 100)"),
     "big-head": ("too_large", "(max_head_bytes 65536)"),

@@ -388,8 +388,13 @@ async def test_a_head_split_anywhere_is_read_whole(probe: ProbeHarness,
 
 
 @pytest.mark.parametrize("answer,limit", [
-    # an endless run of interim answers: each is small, together they are a head too large
-    (b"HTTP/1.1 100 Continue\r\n\r\n" * 5000, "(max_head_bytes 65536)"),
+    # a run of interim answers
+    (b"HTTP/1.1 100 Continue\r\n\r\n" * 5000, "more than 16 interim (1xx) answers"),
+    # interim answers within the count, whose heads are together too large
+    (b"HTTP/1.1 103 Early Hints\r\n" + b"Link: <" + b"l" * 8000 + b">\r\n\r\n" * 1
+     + b"HTTP/1.1 103 Early Hints\r\n" + b"".join(
+         b"Link: <" + b"l" * 8000 + b">\r\n" for _ in range(9)) + b"\r\n",
+     "(max_head_bytes 65536)"),
     # chunked trailers count as headers
     (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n"
      + b"".join(b"X-T-%d: v\r\n" % n for n in range(200)) + b"\r\n",
