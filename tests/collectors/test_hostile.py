@@ -411,3 +411,18 @@ async def test_the_service_answers_while_it_polls_hostile_targets(tmp_path: Path
         if reason is not None:
             assert targets[f"bad-{path}"].up is False
             assert targets[f"bad-{path}"].reason == reason, path
+
+
+@pytest.mark.parametrize("engine", sorted(ENGINES))
+@pytest.mark.parametrize("path,word", [("entity-keyword", "nhà cái"),
+                                       ("nul-keyword", "tài xỉu"),
+                                       ("tag-split-keyword", "nhà cái"),
+                                       ("decomposed-keyword", "lô đề"),
+                                       ("unaccented-keyword", "nha cai")])
+async def test_hidden_gambling_text_raises_a_defacement_event(
+        probe: ProbeHarness, hostile: str, engine: str, path: str, word: str) -> None:
+    outcome = await probe.runner({"type": "http", "url": hostile + path,
+                                  **ENGINES[engine]}).poll()
+    (event,) = outcome.events
+    assert event.category == "defacement" and event.severity == "critical"
+    assert word in event.message
