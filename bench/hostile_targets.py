@@ -16,7 +16,8 @@ Printed at the end, over the measured window:
 * the longest event-loop stall (the highest ``ioc_event_loop_lag_seconds`` bucket that
   received an observation, i.e. an upper bound) and its p99.9;
 * /healthz latency p50/p99/max as a client on the same machine sees it;
-* RSS every ``--rss-every`` seconds, and its growth from the first to the last sample.
+* RSS every ``--rss-every`` seconds, and its growth from the first to the last sample;
+* the CPU ioc and the hostile server used over the window.
 
     .venv/bin/python bench/hostile_targets.py [--targets 1000] [--interval 1]
         [--duration 300] [--copies 1]
@@ -37,7 +38,7 @@ import time
 from pathlib import Path
 
 import yaml
-from harness import free_port, get, loadavg, quantile, wait_http
+from harness import cpu_seconds, free_port, get, loadavg, quantile, wait_http
 from probe_vs_blackbox import (
     DEPARTMENTS,
     below,
@@ -118,10 +119,11 @@ def main() -> None:
         with nginx_targets(tmp, args.targets) as urls, \
                 started(hostile_cmd, ROOT, tmp / "hostile.log") as hostile_proc:
             wait_http(f"http://127.0.0.1:{hostile_port}/ok", hostile_proc, tmp / "hostile.log")
-            run(tmp, urls, hostile_port, args)
+            run(tmp, urls, hostile_port, hostile_proc.pid, args)
 
 
-def run(tmp: Path, urls: list[str], hostile_port: int, args: argparse.Namespace) -> None:
+def run(tmp: Path, urls: list[str], hostile_port: int, hostile_pid: int,
+        args: argparse.Namespace) -> None:
     web_port = free_port()
     collectors = [{"type": "http", "name": f"ok-{i:05d}",
                    "department": f"DV{i % DEPARTMENTS:02d}", "url": url}
@@ -151,6 +153,7 @@ def run(tmp: Path, urls: list[str], hostile_port: int, args: argparse.Namespace)
         before = parse_prom_text(get(base + "/metrics").decode())
         health = HealthProbe(base + "/healthz")
         health.start()
+        cpu0 = (cpu_seconds(ioc.pid), cpu_seconds(hostile_pid))
         t0 = time.time()
         rss: list[tuple[float, float]] = []
         while True:
@@ -160,12 +163,15 @@ def run(tmp: Path, urls: list[str], hostile_port: int, args: argparse.Namespace)
                 break
             time.sleep(min(args.rss_every, left))
         window = time.time() - t0
+        cpu = (cpu_seconds(ioc.pid) - cpu0[0], cpu_seconds(hostile_pid) - cpu0[1])
         health.stop.set()
         health.join()
         load = loadavg()
         after = parse_prom_text(get(base + "/metrics").decode())
         status = json.loads(get(base + "/api/v1/status"))
     report(before, after, status, health, rss, window, load, len(urls), args)
+    print(f"CPU over the window: ioc {cpu[0] / window * 100:.0f} % of a core, the hostile "
+          f"server {cpu[1] / window * 100:.0f} %")
 
 
 def report(before: dict[str, float], after: dict[str, float], status: dict[str, object],
