@@ -1,11 +1,12 @@
 """Hostile HTTP answers, one per path, from a raw asyncio server.
 
 Each path of the server answers the way a broken or malicious target might: never, too
-slowly, with a head that never ends or floods headers or interim answers, with broken framing, with a body too
-big or a compression bomb, with something that is not HTTP, with a redirect loop, or with
-gambling text hidden behind entities, tags, NUL bytes or a missing diacritic. The probe tests
-run both HTTP engines against every path (tests/collectors/test_hostile.py) and
-bench/hostile_targets.py mixes some into a thousand well-behaved targets.
+slowly, with a head that never ends or floods headers or interim answers, with broken
+framing, with a body too big or a compression bomb, with something that is not HTTP, with a
+redirect loop, or with gambling text hidden behind entities, tags, NUL bytes or a missing
+diacritic. The probe tests run both HTTP engines against every path
+(tests/collectors/test_hostile.py) and bench/hostile_targets.py mixes some into a thousand
+well-behaved targets.
 
 Run on its own: ``python -m collectors.simulator.hostile --port 9200`` (``/`` lists paths).
 """
