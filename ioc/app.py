@@ -34,7 +34,7 @@ from ioc.alert_role import AlertRole, build_store_tail, resolved_hold
 from ioc.cache import SeriesCache
 from ioc.config import AuthConfig, Config
 from ioc.config_types import CollectorConfig, split_listen
-from ioc.event_loop import loop_name
+from ioc.event_loop import loop_name, watch_lag
 from ioc.event_sink import EventSink
 from ioc.indices import IndexExporter
 from ioc.leader import LeaderMetrics, election_dsn
@@ -144,6 +144,7 @@ class IocApp:
         self._sim_runner: web.AppRunner | None = None
         self._prune_task: asyncio.Task[None] | None = None
         self._rollup_task: asyncio.Task[None] | None = None
+        self._lag_task: asyncio.Task[None] | None = None
         self.started_at: float | None = None
         self.bound_port: int | None = None
         # With collection.shard i/N this instance polls only its share of the targets; the
@@ -404,6 +405,8 @@ class IocApp:
         self._prune_task = asyncio.create_task(
             prune_loop(self.store, cfg.storage.retention, cfg.storage.prune_interval),
             name="ioc-retention")
+        self._lag_task = asyncio.create_task(watch_lag(self.metrics.loop_lag.observe),
+                                             name="ioc-loop-lag")
         if self.rollups is not None:
             self._rollup_task = asyncio.create_task(self.rollups.run_forever(),
                                                     name="ioc-rollups")
@@ -467,11 +470,11 @@ class IocApp:
             self._session = None
         for runner in self.runners.values():
             await runner.close()
-        for task in (self._prune_task, self._rollup_task):
+        for task in (self._prune_task, self._rollup_task, self._lag_task):
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
-        self._prune_task = self._rollup_task = None
+        self._prune_task = self._rollup_task = self._lag_task = None
         if self.shared_board is not None:
             await self.shared_board.stop()
         await self.writer.stop()

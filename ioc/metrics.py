@@ -111,6 +111,8 @@ SAMPLE_LABELS: dict[str, tuple[str, ...]] = {
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 _LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+# The loop's own lag: stalls of a few milliseconds matter (every check shares the loop).
+_LOOP_LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
 class CacheFamily(Metric):
@@ -266,6 +268,11 @@ class ServiceMetrics:
             "ioc_scheduler_lag_seconds",
             "How late each poll started after its scheduled time (incl. waiting for a slot).",
             buckets=_LAG_BUCKETS, registry=registry)
+        self.loop_lag = Histogram(
+            "ioc_event_loop_lag_seconds",
+            "How late the event loop ran a timer due every 50 ms: the stalls every poll, "
+            "web request and alert evaluation waited through.",
+            buckets=_LOOP_LAG_BUCKETS, registry=registry)
         self.polls_in_flight = Gauge("ioc_collector_polls_in_flight",
                                      "Polls running right now.", registry=registry)
         self.targets = Gauge("ioc_targets", "Configured targets.", registry=registry)

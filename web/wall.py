@@ -122,6 +122,9 @@ def department_tile(code: str, name: str, rows: Sequence[Mapping[str, Any]],
         "failing_target": failing["name"] if failing else None,
         # with shards: the instances (shard index or auto member slot) polling its targets
         "pollers": sorted({r["shard"] for r in rows if r.get("shard") is not None}),
+        # the failing target's own words (all causes of a certificate failure, the limit a
+        # hostile answer crossed), shown when the reason is pointed at
+        "failing_error": failing.get("last_error") if failing else None,
     }
 
 

@@ -24,6 +24,7 @@ from web.wall import (
     views_from_config,
     wall_document,
 )
+from web.wall_page import make_templates
 
 VIETNAMESE = re.compile(r"[ăâđêôơưàáạảãầấậẩẫằắặẳẵèéẹẻẽềếệểễìíịỉĩòóọỏõồốộổỗờớợởỡùúụủũừứựửữỳýỵỷỹ]",
                         re.IGNORECASE)
@@ -262,3 +263,17 @@ async def test_allowed_networks_keep_others_out(tmp_path: Path) -> None:
 
 def test_every_language_is_offered() -> None:
     assert LANGS == ("vi", "en")
+
+
+def test_a_failing_tile_tells_the_targets_error_when_pointed_at() -> None:
+    """Every cause of a certificate failure (or the limit a hostile answer crossed) is in
+    the reason's tooltip, escaped."""
+    error = ("certificate error: expired (CN=a on 2026-01-01 00:00 UTC); "
+             "untrusted issuer (<O=x> is not a trusted CA and was not sent)")
+    failing = {**row("c", "C", False, reason="tls"), "last_error": error}
+    tiles = department_tiles(status(failing), {"C": "Gamma"}, ALL, {})
+    assert tiles[0]["failing_error"] == error
+    macro = make_templates().get_template("wall_parts.html").module.tile  # type: ignore[attr-defined]
+    html = str(macro(tiles[0], Translator("vi")))
+    assert 'title="certificate error: expired (CN=a on 2026-01-01 00:00 UTC); ' \
+           'untrusted issuer (&lt;O=x&gt; is not a trusted CA and was not sent)"' in html
