@@ -610,8 +610,8 @@ def _silence_row(silence: Silence) -> dict[str, Any]:
 
 
 def build_dispatcher(config: Config, counters: OutboxCounters,
-                     clock: Callable[[], float], *, external_url: str = "",
-                     oncall_metrics: OncallMetrics | None = None) -> Dispatcher:
+                     clock: Callable[[], float], oncall_metrics: OncallMetrics | None = None,
+                     *, external_url: str = "") -> Dispatcher:
     """The dispatcher, its outbox and notifiers for a validated config."""
     alerts = config.alerts
     route_config = alerts.route or RouteConfig(receiver=NO_RECEIVER)

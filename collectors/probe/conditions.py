@@ -21,9 +21,8 @@ from typing import Any, TypeVar, cast
 import jmespath
 import jmespath.exceptions
 
-from ioc.regex import Pattern
-
 from collectors.probe.text import SLICE, fold, strip_marks, visible, visible_slices
+from ioc.regex import Pattern
 
 T = TypeVar("T")
 
