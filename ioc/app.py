@@ -238,6 +238,10 @@ class IocApp:
         self._web_runner.app[AUTH].replace(
             ((t.name, t.token.get_secret_value(), t.roles) for t in auth.tokens),
             anonymous_roles=auth.anonymous)
+        # Sessions and wall cookies are checked against the new tokens on their next request;
+        # a stream already open was authorised under the old ones, so every screen reconnects
+        # (resuming from the replay ring) and is checked again.
+        self.wall.stream.close_all()
 
     def session(self) -> aiohttp.ClientSession:
         if self._session is None:

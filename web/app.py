@@ -118,12 +118,13 @@ def create_web_app(ioc_app: IocApp) -> web.Application:
     app[IOC_APP] = ioc_app
     app[BODY_LIMITS] = BodyLimits.from_config(service)
     auth = ioc_app.config.auth
-    app[sessions.SESSIONS] = sessions.SessionStore()
-    app[sessions.WALL_COOKIES] = sessions.WallCookies(
-        (t.name, t.token.get_secret_value(), t.roles) for t in auth.tokens)
     app[AUTH] = Authenticator(
         ((t.name, t.token.get_secret_value(), t.roles) for t in auth.tokens),
         anonymous_roles=auth.anonymous)
+    # Sessions and wall cookies are checked against the tokens configured now, on every
+    # request: a reload that removes or changes a token ends what it opened (web.sessions).
+    app[sessions.SESSIONS] = sessions.SessionStore(current=app[AUTH].current)
+    app[sessions.WALL_COOKIES] = sessions.WallCookies(app[AUTH])
     app[METRICS_GUARD] = MetricsGuard(ioc_app.config.metrics)
     app[EXPOSITION] = Exposition()
     app[TEMPLATES] = jinja2.Environment(
