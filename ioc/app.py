@@ -58,6 +58,8 @@ from ioc.store.retention import prune_loop
 from ioc.store.rollup_job import RollupJob
 from ioc.store.writer import StoreWriter
 from ioc.syslog import SyslogReceiver
+from web.connections import ConnectionGuard, ConnectionSettings, GuardedAppRunner
+from web.forwarded import TrustedProxies
 from web.limits import TrustMetrics
 
 log = logging.getLogger("ioc.app")
@@ -180,6 +182,11 @@ class IocApp:
         # Trust: the audit log of writes, the web layer's refusal counters, config reloads.
         self.audit = AuditStore(config.storage.url)
         self.trust = TrustMetrics(self.registry)
+        # The edges of the web server: who is a proxy, and how long and how many connections
+        # any client may hold (web/forwarded.py, web/connections.py).
+        self.proxies = TrustedProxies(config.service.trusted_proxies)
+        self.connections = ConnectionGuard(ConnectionSettings.from_config(config.service),
+                                           self.registry, self.proxies)
         self.reloader = Reloader(self, self.registry, clock.now)
         self.events.subscribe(self.wall.on_events)  # after event_counts: the panel reads it
 
@@ -288,8 +295,9 @@ class IocApp:
         self._session = open_probe_session(
             limit=cfg.collection.max_concurrency, limit_per_host=cfg.collection.max_per_host,
             keepalive=False, user_agent=f"ioc/{__version__}")
-        self._web_runner = web.AppRunner(
-            create_web_app(self), access_log=None, handle_signals=False, shutdown_timeout=2.0,
+        self._web_runner = GuardedAppRunner(
+            create_web_app(self), self.connections, access_log=None, handle_signals=False,
+            shutdown_timeout=2.0,
             # request line and header caps: an oversized one gets 400 before any handler
             max_line_size=cfg.service.max_line_size,
             max_field_size=cfg.service.max_field_size)

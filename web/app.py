@@ -17,6 +17,7 @@ from web import (
     audit_api,
     console,
     events_api,
+    forwarded,
     limits,
     maintenance_api,
     reload_api,
@@ -109,6 +110,8 @@ def create_web_app(ioc_app: IocApp) -> web.Application:
     # bodies and audit the final status of every write, then JSON errors, then cookies
     # standing in for tokens.
     app = web.Application(middlewares=[
+        # First of all, the real client behind a trusted proxy: every check below uses it.
+        forwarded.middleware(ioc_app.proxies),
         limits.auth_middleware(failures, ioc_app.trust, clock.now),
         limits.concurrency_middleware(service.max_concurrent_requests, ioc_app.trust),
         limits.refusal_middleware(ioc_app.trust),

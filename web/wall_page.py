@@ -102,7 +102,8 @@ class WallFeed:
         self.templates = make_templates()
         self.parts = self.templates.get_template("wall_parts.html")
         self.stream = EventStream(app.registry, epoch=epoch, ring_size=cfg.replay_events,
-                                  max_clients=cfg.max_clients, heartbeat=cfg.heartbeat)
+                                  max_clients=cfg.max_clients, heartbeat=cfg.heartbeat,
+                                  max_clients_per_address=cfg.max_clients_per_address)
         self.networks = [ipaddress.ip_network(n, strict=False) for n in cfg.allowed_networks]
         self._sent_tiles: dict[str, dict[str, Any]] = {}
         self._tile_built: dict[str, float] = {}  # department → loop time of its last rebuild
