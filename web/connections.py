@@ -43,7 +43,7 @@ import asyncio
 import json
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
@@ -166,17 +166,16 @@ class GuardedRequestHandler(RequestHandler):
         address = parse_address(str(peer[0])) if peer else None
         self._address = str(address) if address is not None else "unknown"
         refusal = self._guard.admit(self._address)
+        # uvloop's transports are not asyncio.Transport subclasses, but have its methods.
+        tcp = cast(asyncio.Transport, transport)
         if refusal is not None:
             # Refused before aiohttp sees it: no task, no parser work, nothing registered.
-            assert isinstance(transport, asyncio.Transport)
-            transport.write(_refusal(refusal))
-            transport.close()
+            tcp.write(_refusal(refusal))
+            tcp.close()
             return
         self._admitted = True
         super().connection_made(transport)
-        assert isinstance(transport, asyncio.Transport)
-        settings = self._guard.settings
-        transport.set_write_buffer_limits(high=settings.write_buffer)
+        tcp.set_write_buffer_limits(high=self._guard.settings.write_buffer)
         self._arm_head_timer()
 
     def _awaiting_head(self) -> bool:

@@ -24,9 +24,11 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import jinja2
+import markupsafe
 from aiohttp import web
 
 from ioc import clock
+from ioc.bidi import strip_bidi
 from ioc.config_types import parse_duration
 from ioc.events import SEVERITY_RANK, event_document
 from ioc.model import Event
@@ -83,7 +85,27 @@ def make_templates() -> jinja2.Environment:
         trim_blocks=True, lstrip_blocks=True,
     )
     env.globals["sparkline"] = sparkline
+    # Untrusted text (names, titles, annotations, comments): isolated where it is shown, so a
+    # bidi override in it cannot reorder what follows (ioc/bidi.py); the styles isolate every
+    # element marked translate="no" as well.
+    env.filters["bdi"] = isolate
+    env.filters["plain"] = plain
     return env
+
+
+def isolate(value: object) -> markupsafe.Markup:
+    """``value`` escaped inside ``<bdi>``: its direction cannot leak into the text around."""
+    return markupsafe.Markup("<bdi>%s</bdi>") % str(value)
+
+
+PLAIN_MAX = 120  # characters of an <option> label: a select is as wide as its longest one
+
+
+def plain(value: object, limit: int = PLAIN_MAX) -> str:
+    """For places that cannot hold markup (``<option>``, ``title=``): bidi controls removed,
+    cut to ``limit`` characters with an ellipsis."""
+    text = strip_bidi(str(value))
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 class WallFeed:

@@ -29,6 +29,8 @@ VIEWER = "viewer-token-0123456789"
 OPERATOR = "operator-token-0123456789"
 ADMIN = "admin-token-0123456789"
 PROXY = "127.0.0.9"
+# ``ioc run`` serves on uvloop, whose transports differ from asyncio's: both are checked.
+pytestmark = pytest.mark.both_loops
 
 
 def edge_config(tmp_path: Path, **service: Any) -> Any:
