@@ -230,7 +230,7 @@ def parse_event_query(params: Mapping[str, str]) -> EventQuery:
         sources=_list_param(params, "source", None))
 
 
-EVENT_PAGE = 100  # events read from the database at a time for one answer
+EVENT_PAGE = 50  # events read from the database at a time for one answer (≤ ~1.4 MB)
 
 
 def _event_json(data: Any) -> str:
