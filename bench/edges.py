@@ -108,21 +108,21 @@ async def _read_to_end(reader: asyncio.StreamReader) -> None:
         return
 
 
-async def attack(port: int, seconds: float) -> None:
+async def attack(port: int, seconds: float, kinds: str) -> None:
     stop = asyncio.Event()
     counts: dict[str, int] = {}
     tasks = []
     half = b"GET / HTTP/1.1\r\nHost: ioc\r\nUser-Agent: slow\r\nX-Never: "
-    for i in range(HALF_OPEN):
+    for i in range(HALF_OPEN if "half" in kinds else 0):
         source = f"127.0.1.{1 + i % HALF_OPEN_ADDRESSES}"
         tasks.append(asyncio.create_task(_hold(port, source, half, None, counts, "half",
                                                stop)))
     sse = b"GET /api/v1/stream HTTP/1.1\r\nHost: ioc\r\nAccept: text/event-stream\r\n\r\n"
-    for _ in range(SSE_FLOOD):
+    for _ in range(SSE_FLOOD if "sse" in kinds else 0):
         tasks.append(asyncio.create_task(_hold(port, "127.0.2.1", sse, None, counts, "sse",
                                                stop)))
     big = b"GET /api/v1/events?limit=1000 HTTP/1.1\r\nHost: ioc\r\n\r\n"
-    for _ in range(NON_READERS):
+    for _ in range(NON_READERS if "slow" in kinds else 0):
         tasks.append(asyncio.create_task(_hold(port, "127.0.3.1", big, 4096, counts, "slow",
                                                stop)))
     print("attacking", flush=True)
@@ -293,6 +293,7 @@ async def room(args: argparse.Namespace) -> None:
         print("room alone measured; attacking", flush=True)
         attacker = await asyncio.create_subprocess_exec(
             sys.executable, __file__, "--attack", str(port), "--seconds", str(args.seconds),
+            "--kinds", args.kinds,
             stdout=subprocess.PIPE)
         assert attacker.stdout is not None
         await attacker.stdout.readline()  # "attacking"
@@ -351,12 +352,14 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=40.0, help="length of the attack")
     parser.add_argument("--settle", type=float, default=20.0,
                         help="seconds after the attack before RSS is read again")
+    parser.add_argument("--kinds", default="half,sse,slow",
+                        help="which hostile clients to run (to see what each one costs)")
     parser.add_argument("--attack", type=int, help=argparse.SUPPRESS)  # the attacker process
     args = parser.parse_args()
     import uvloop
 
     if args.attack:
-        uvloop.run(attack(args.attack, args.seconds))
+        uvloop.run(attack(args.attack, args.seconds, args.kinds))
     else:
         os.environ.setdefault("PYTHONUNBUFFERED", "1")
         uvloop.run(room(args))

@@ -302,7 +302,13 @@ class IocApp:
             max_line_size=cfg.service.max_line_size,
             max_field_size=cfg.service.max_field_size)
         await self._web_runner.setup()
-        site = web.TCPSite(self._web_runner, self.listen.host, self.listen.port)
+        # The accept queue holds a burst as large as the connection cap: with aiohttp's 128,
+        # 2,000 connections reopened at once (half-open ones closed by the head timeout
+        # together) overflow it, and every client behind them waits for SYN retries (1 s,
+        # 3 s): measured as a 2.7 s first render of the wall (bench/edges.py). The kernel
+        # caps it at net.core.somaxconn.
+        site = web.TCPSite(self._web_runner, self.listen.host, self.listen.port,
+                           backlog=cfg.service.max_connections)
         await site.start()
         addresses = self._web_runner.addresses
         if addresses:
