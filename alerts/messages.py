@@ -16,6 +16,8 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from ioc.bidi import strip_bidi
+
 SEVERITY_VI = {"critical": "NGHIÊM TRỌNG", "warning": "CẢNH BÁO", "info": "THÔNG TIN"}
 RESOLVED_VI = "ĐÃ KHẮC PHỤC"
 
@@ -139,7 +141,8 @@ def headline(n: Notification) -> str:
     what = first.summary if first else ""
     count = len(n.firing) if n.status == "firing" else len(n.resolved)
     more = f" (+{count - 1} cảnh báo khác)" if count > 1 else ""
-    return f"[{tag}] {where}{': ' if where else ''}{what}{more}"
+    # Plain text: a bidi override in a name would reorder the rest of the line (ioc.bidi).
+    return strip_bidi(f"[{tag}] {where}{': ' if where else ''}{what}{more}")
 
 
 def _worst_severity(n: Notification) -> str:
@@ -204,19 +207,24 @@ def render_text(n: Notification) -> str:
             lines.append("")
     if n.external_url:
         lines.append(f"Màn hình giám sát: {n.external_url}")
-    return "\n".join(lines).rstrip() + "\n"
+    # Plain text cannot isolate a name's direction: bidi controls are removed (ioc.bidi).
+    return strip_bidi("\n".join(lines).rstrip() + "\n")
 
 
 def render_html(n: Notification) -> str:
-    e = html.escape
+    def e(text: str, quote: bool = True) -> str:
+        # Mail clients differ in what they honour of <bdi>: the controls go here too.
+        return html.escape(strip_bidi(text), quote=quote)
+
     parts = [f"<h2>{e(headline(n))}</h2>", f"<p>{e(n.title)}</p>"]
     for title, alerts in _sections(n):
         parts.append(f"<h3>{e(title)}</h3>")
         for alert in alerts:
             color = "#c62828" if alert.status == "firing" else "#2e7d32"
-            parts.append(f'<p style="color:{color}"><b>{e(alert.summary)}</b></p><table>')
+            parts.append(f'<p style="color:{color}"><b><bdi>{e(alert.summary)}</bdi></b></p>'
+                         "<table>")
             for key, value in alert_facts(alert, n):
-                shown = e(value)
+                shown = f"<bdi>{e(value)}</bdi>"
                 if key == "Hướng dẫn xử lý" and value.startswith(("http://", "https://")):
                     shown = f'<a href="{e(value, quote=True)}">{e(value)}</a>'
                 parts.append(f"<tr><td>{e(key)}</td><td>{shown}</td></tr>")

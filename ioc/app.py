@@ -67,6 +67,8 @@ from ioc.store.writer import StoreWriter
 from ioc.syslog import SyslogReceiver
 from ioc.trace import Trace
 from ioc.try_command import API_LIMIT, find_targets, try_target
+from web.connections import ConnectionGuard, ConnectionSettings, GuardedAppRunner
+from web.forwarded import TrustedProxies
 from web.limits import TrustMetrics, server_logger
 
 log = logging.getLogger("ioc.app")
@@ -214,6 +216,11 @@ class IocApp:
         # Trust: the audit log of writes, the web layer's refusal counters, config reloads.
         self.audit = AuditStore(config.storage.url)
         self.trust = TrustMetrics(self.registry)
+        # The edges of the web server: who is a proxy, and how long and how many connections
+        # any client may hold (web/forwarded.py, web/connections.py).
+        self.proxies = TrustedProxies(config.service.trusted_proxies)
+        self.connections = ConnectionGuard(ConnectionSettings.from_config(config.service),
+                                           self.registry, self.proxies)
         self.reloader = Reloader(self, self.registry, clock.now)
         self.events.subscribe(self.wall.on_events)  # after event_counts: the panel reads it
 
@@ -362,6 +369,10 @@ class IocApp:
         self._web_runner.app[AUTH].replace(
             ((t.name, t.token.get_secret_value(), t.roles) for t in auth.tokens),
             anonymous_roles=auth.anonymous)
+        # Sessions and wall cookies are checked against the new tokens on their next request;
+        # a stream already open was authorised under the old ones, so every screen reconnects
+        # (resuming from the replay ring) and is checked again.
+        self.wall.stream.close_all()
 
     def session(self) -> aiohttp.ClientSession:
         if self._session is None:
@@ -424,14 +435,20 @@ class IocApp:
         self._session = open_probe_session(
             limit=cfg.collection.max_concurrency, limit_per_host=cfg.collection.max_per_host,
             keepalive=False, user_agent=f"ioc/{__version__}")
-        self._web_runner = web.AppRunner(
-            create_web_app(self), access_log=None, handle_signals=False, shutdown_timeout=2.0,
-            logger=server_logger(self.trust, clock.monotonic),
+        self._web_runner = GuardedAppRunner(
+            create_web_app(self), self.connections, access_log=None, handle_signals=False,
+            shutdown_timeout=2.0, logger=server_logger(self.trust, clock.monotonic),
             # request line and header caps: an oversized one gets 400 before any handler
             max_line_size=cfg.service.max_line_size,
             max_field_size=cfg.service.max_field_size)
         await self._web_runner.setup()
-        site = web.TCPSite(self._web_runner, self.listen.host, self.listen.port)
+        # The accept queue holds a burst as large as the connection cap: with aiohttp's 128,
+        # 2,000 connections reopened at once (half-open ones closed by the head timeout
+        # together) overflow it, and every client behind them waits for SYN retries (1 s,
+        # 3 s): measured as a 2.7 s first render of the wall (bench/edges.py). The kernel
+        # caps it at net.core.somaxconn.
+        site = web.TCPSite(self._web_runner, self.listen.host, self.listen.port,
+                           backlog=cfg.service.max_connections)
         await site.start()
         addresses = self._web_runner.addresses
         if addresses:

@@ -12,6 +12,7 @@ from aiohttp import web
 from ioc import clock
 from ioc.status import build_status
 from web.errors import ApiError
+from web.streaming import send_json
 
 if TYPE_CHECKING:
     from ioc.app import IocApp
@@ -70,15 +71,15 @@ def status_document(app: IocApp, now: float) -> dict[str, Any]:
         "code": cfg.province.code, "name": cfg.province.name, "title": cfg.service.title})
 
 
-async def status(request: web.Request) -> web.Response:
+async def status(request: web.Request) -> web.StreamResponse:
     from web.app import AUTH, IOC_APP
 
     request.app[AUTH].require(request, "viewer")
-    return web.json_response(status_document(request.app[IOC_APP], clock.now()),
-                             dumps=_dumps)
+    # At 10,000 targets this is megabytes: written in slices a slow client must read.
+    return await send_json(request, status_document(request.app[IOC_APP], clock.now()), _dumps)
 
 
-async def series(request: web.Request) -> web.Response:
+async def series(request: web.Request) -> web.StreamResponse:
     from web.app import AUTH, IOC_APP
 
     request.app[AUTH].require(request, "viewer")
@@ -86,12 +87,12 @@ async def series(request: web.Request) -> web.Response:
     query = parse_series_query(request.query, clock.now())
     result = await app.store.query_range(query.metric, query.matchers, query.start, query.end,
                                          query.step)
-    return web.json_response({
+    return await send_json(request, {
         "metric": query.metric,
         "start": query.start, "end": query.end, "step": query.step,
         "series": [{"labels": dict(s.labels), "points": [[t, v] for t, v in s.points]}
                    for s in result],
-    }, dumps=_dumps)
+    }, _dumps)
 
 
 def _dumps(data: Any) -> str:

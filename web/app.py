@@ -17,6 +17,7 @@ from web import (
     audit_api,
     console,
     events_api,
+    forwarded,
     limits,
     maintenance_api,
     oncall_api,
@@ -115,6 +116,8 @@ def create_web_app(ioc_app: IocApp) -> web.Application:
     # bodies and audit the final status of every write, then JSON errors, then cookies
     # standing in for tokens.
     app = web.Application(middlewares=[
+        # First of all, the real client behind a trusted proxy: every check below uses it.
+        forwarded.middleware(ioc_app.proxies),
         limits.auth_middleware(failures, ioc_app.trust, clock.now),
         limits.concurrency_middleware(service.max_concurrent_requests, ioc_app.trust),
         limits.refusal_middleware(ioc_app.trust),
@@ -125,12 +128,13 @@ def create_web_app(ioc_app: IocApp) -> web.Application:
     app[IOC_APP] = ioc_app
     app[BODY_LIMITS] = BodyLimits.from_config(service)
     auth = ioc_app.config.auth
-    app[sessions.SESSIONS] = sessions.SessionStore()
-    app[sessions.WALL_COOKIES] = sessions.WallCookies(
-        (t.name, t.token.get_secret_value(), t.roles) for t in auth.tokens)
     app[AUTH] = Authenticator(
         ((t.name, t.token.get_secret_value(), t.roles) for t in auth.tokens),
         anonymous_roles=auth.anonymous)
+    # Sessions and wall cookies are checked against the tokens configured now, on every
+    # request: a reload that removes or changes a token ends what it opened (web.sessions).
+    app[sessions.SESSIONS] = sessions.SessionStore(current=app[AUTH].current)
+    app[sessions.WALL_COOKIES] = sessions.WallCookies(app[AUTH])
     app[METRICS_GUARD] = MetricsGuard(ioc_app.config.metrics)
     app[EXPOSITION] = Exposition()
     app[TEMPLATES] = jinja2.Environment(

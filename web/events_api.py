@@ -19,6 +19,7 @@ waiting bodies at four times that.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 from collections import Counter as Tally
@@ -44,7 +45,7 @@ from ioc.events import (
 )
 from ioc.model import Event
 from ioc.overflow import OverflowLog
-from ioc.store.events import EventQuery
+from ioc.store.events import EventCursor, EventQuery
 from web.bodies import (
     BODY_LIMITS,
     body_limits,
@@ -54,6 +55,7 @@ from web.bodies import (
     too_large,
 )
 from web.errors import ApiError, json_error
+from web.streaming import JsonArrayWriter
 
 if TYPE_CHECKING:
     from ioc.app import IocApp
@@ -261,16 +263,35 @@ def parse_event_query(params: Mapping[str, str]) -> EventQuery:
         sources=_list_param(params, "source", None))
 
 
-async def get_events(request: web.Request) -> web.Response:
+EVENT_PAGE = 50  # events read from the database at a time for one answer (≤ ~1.4 MB)
+
+
+def _event_json(data: Any) -> str:
+    return json.dumps(data, ensure_ascii=False, allow_nan=False)
+
+
+async def get_events(request: web.Request) -> web.StreamResponse:
+    """The matching events, newest first: read in pages of ``EVENT_PAGE`` by a keyset cursor
+    and written as they are read (web/streaming.py), so a client that asks for 1,000 large
+    events and does not read holds one page in memory, not the whole answer."""
     from web.app import AUTH
 
     request.app[AUTH].require(request, "viewer")
     query = parse_event_query(request.query)
-    found = await _app(request).events.store.query(query)
-    return web.json_response({
-        "events": [event_document(s.event, s.received_at) for s in found],
-        "count": len(found),
-    }, dumps=lambda data: json.dumps(data, ensure_ascii=False, allow_nan=False))
+    store = _app(request).events.store
+    # The first page before the answer starts: a store that is away still gets its 503.
+    page = await store.query(dataclasses.replace(query, limit=min(EVENT_PAGE, query.limit)))
+    writer = JsonArrayWriter(request, "events", _event_json)
+    await writer.start()
+    while True:
+        for stored in page:
+            await writer.add(event_document(stored.event, stored.received_at))
+        wanted = min(EVENT_PAGE, query.limit - writer.count)
+        if len(page) < EVENT_PAGE or wanted <= 0:
+            break
+        page = await store.query(dataclasses.replace(query, limit=wanted,
+                                                     after=EventCursor.of(page[-1])))
+    return await writer.finish(count=writer.count)
 
 
 # -- OpenAPI description (merged into web.openapi) -----------------------------------------

@@ -24,9 +24,11 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import jinja2
+import markupsafe
 from aiohttp import web
 
 from ioc import clock
+from ioc.bidi import strip_bidi
 from ioc.config_types import parse_duration
 from ioc.events import SEVERITY_RANK, event_document
 from ioc.model import Event
@@ -84,7 +86,27 @@ def make_templates() -> jinja2.Environment:
         trim_blocks=True, lstrip_blocks=True,
     )
     env.globals["sparkline"] = sparkline
+    # Untrusted text (names, titles, annotations, comments): isolated where it is shown, so a
+    # bidi override in it cannot reorder what follows (ioc/bidi.py); the styles isolate every
+    # element marked translate="no" as well.
+    env.filters["bdi"] = isolate
+    env.filters["plain"] = plain
     return env
+
+
+def isolate(value: object) -> markupsafe.Markup:
+    """``value`` escaped inside ``<bdi>``: its direction cannot leak into the text around."""
+    return markupsafe.Markup("<bdi>%s</bdi>") % str(value)
+
+
+PLAIN_MAX = 120  # characters of an <option> label: a select is as wide as its longest one
+
+
+def plain(value: object, limit: int = PLAIN_MAX) -> str:
+    """For places that cannot hold markup (``<option>``, ``title=``): bidi controls removed,
+    cut to ``limit`` characters with an ellipsis."""
+    text = strip_bidi(str(value))
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 class WallFeed:
@@ -103,7 +125,8 @@ class WallFeed:
         self.templates = make_templates()
         self.parts = self.templates.get_template("wall_parts.html")
         self.stream = EventStream(app.registry, epoch=epoch, ring_size=cfg.replay_events,
-                                  max_clients=cfg.max_clients, heartbeat=cfg.heartbeat)
+                                  max_clients=cfg.max_clients, heartbeat=cfg.heartbeat,
+                                  max_clients_per_address=cfg.max_clients_per_address)
         self.networks = [ipaddress.ip_network(n, strict=False) for n in cfg.allowed_networks]
         self._sent_tiles: dict[str, dict[str, Any]] = {}
         self._tile_built: dict[str, float] = {}  # department → loop time of its last rebuild

@@ -29,7 +29,9 @@ from sqlalchemy import (
     PrimaryKeyConstraint,
     Table,
     Text,
+    and_,
     delete,
+    or_,
     select,
 )
 
@@ -89,6 +91,24 @@ class EventQuery:
     sources: tuple[str, ...] = ()
     categories: tuple[str, ...] = ()
     limit: int = 100
+    # Keyset cursor: only events after this one in the query's order (newest first), so a
+    # long answer is read in pages without OFFSET (web/events_api.py streams them).
+    after: EventCursor | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EventCursor:
+    """A position in the newest-first order: (occurred_at ms, received_at ms, source, id)."""
+
+    occurred_ms: int
+    received_ms: int
+    source: str
+    event_id: str
+
+    @classmethod
+    def of(cls, stored: StoredEvent) -> EventCursor:
+        return cls(_ms(stored.event.occurred_at), _ms(stored.received_at),
+                   stored.event.source, stored.event.id)
 
 
 def _ms(seconds: float) -> int:
@@ -213,6 +233,14 @@ class EventStore(TableStore):
                                (t.c.category, query.categories)):
             if values:
                 stmt = stmt.where(column.in_(values))
+        if query.after is not None:
+            a = query.after
+            stmt = stmt.where(or_(
+                t.c.occurred_at < a.occurred_ms,
+                and_(t.c.occurred_at == a.occurred_ms, t.c.received_at < a.received_ms),
+                and_(t.c.occurred_at == a.occurred_ms, t.c.received_at == a.received_ms,
+                     or_(t.c.source > a.source,
+                         and_(t.c.source == a.source, t.c.event_id > a.event_id)))))
         stmt = stmt.order_by(t.c.occurred_at.desc(), t.c.received_at.desc(),
                              t.c.source, t.c.event_id).limit(max(0, query.limit))
         try:
