@@ -14,6 +14,7 @@ from pydantic import Field, model_validator
 from alerts.inhibit import InhibitRuleConfig
 from alerts.maintenance import MaintenanceConfig
 from alerts.notifiers import ReceiverConfig
+from alerts.oncall import OncallConfig
 from alerts.outbox import OutboxConfig
 from alerts.routing import RouteConfig, check_receivers
 from alerts.rules import RuleConfig
@@ -35,7 +36,12 @@ class AlertsConfig(StrictModel):
     inhibit_rules: list[InhibitRuleConfig] = Field(default_factory=list)
     maintenance: list[MaintenanceConfig] = Field(default_factory=list)
     outbox: OutboxConfig = OutboxConfig()
-    external_url: str | None = Field(None, description="link to the wall in notifications")
+    external_url: str | None = Field(
+        None, description="ioc's address as people reach it: the wall link and generatorURL "
+                          "of every notification, and the base of relative runbook_url "
+                          "annotations; default: the address ioc serves on")
+    oncall: OncallConfig = Field(default_factory=OncallConfig,
+                                 description="duty roster, escalation policies, ack channels")
     leader_election: Literal["auto", "off"] = Field(
         "auto", description="auto: instances sharing a PostgreSQL database elect one alert "
                             "leader that evaluates rules and sends notifications (SQLite: "
@@ -44,5 +50,22 @@ class AlertsConfig(StrictModel):
 
     @model_validator(mode="after")
     def _check_delivery(self) -> AlertsConfig:
-        check_receivers(self.route, [r.name for r in self.receivers])
+        check_receivers(self.route, [r.name for r in self.receivers],
+                        [t.name for t in self.oncall.teams])
         return self
+
+
+WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::", "*", "[::]"})
+
+
+def default_external_url(host: str, port: int, hostname: str) -> tuple[str, bool]:
+    """``http://host:port/`` for ``alerts.external_url`` when the config names none.
+
+    A wildcard listen address (``0.0.0.0``) is no address anyone can open, so the machine's
+    ``hostname`` stands in for it; the second value says so, for a warning at start.
+    """
+    wildcard = host in WILDCARD_HOSTS
+    shown = hostname if wildcard else host
+    if ":" in shown and not shown.startswith("["):
+        shown = f"[{shown}]"  # an IPv6 literal
+    return f"http://{shown}:{port}/", wildcard

@@ -25,7 +25,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 from zoneinfo import ZoneInfo
 
+from prometheus_client import CollectorRegistry
+
 from alerts.acks import Ack, new_ack
+from alerts.escalation import Escalator, OncallMetrics
 from alerts.grouping import Decision, Grouper, GroupSnapshot, NotifyLogEntry, decide
 from alerts.inhibit import InhibitRule, inhibited
 from alerts.maintenance import (
@@ -40,6 +43,9 @@ from alerts.matchers import parse_matchers
 from alerts.messages import Notification, NotifiedAlert
 from alerts.model import Alert, AlertState
 from alerts.notifiers import HttpSession, Integration, build_integrations
+from alerts.oncall import ONCALL_PREFIX, SNOOZE_SECONDS
+from alerts.oncall_notifiers import SNOOZE_TEXT
+from alerts.oncall_telegram import Presses, TelegramPoller
 from alerts.outbox import Outbox, OutboxCounters
 from alerts.routing import Route, RouteConfig, build_route
 from alerts.silences import Silence, new_silence, silenced_by
@@ -53,6 +59,7 @@ from ioc.store.alert_delivery import (
 )
 from ioc.store.base import Fence, NotLeaderError, StoreError
 from ioc.store.maintenance_store import MaintenanceStore
+from ioc.store.oncall import OncallStore
 
 if TYPE_CHECKING:
     from alerts.config import AlertsConfig
@@ -83,7 +90,8 @@ class DeliverySettings:
 class Dispatcher:
     def __init__(self, settings: DeliverySettings, store: DeliveryStore, outbox: Outbox,
                  clock: Callable[[], float], session: HttpSession | None = None, *,
-                 maintenance_store: MaintenanceStore) -> None:
+                 maintenance_store: MaintenanceStore, escalator: Escalator | None = None,
+                 oncall_metrics: OncallMetrics | None = None) -> None:
         self.settings = settings
         self.maintenance_store = maintenance_store  # the windows operators announce
         self.session = session
@@ -100,6 +108,9 @@ class Dispatcher:
         self.alerts: dict[str, Alert] = {}          # firing now (and just resolved)
         self.nflog: dict[tuple[str, str], NotifyLogEntry] = {}
         self.silences: dict[str, Silence] = {}
+        # Stored silences whose matchers no longer compile (a pattern that is not RE2
+        # syntax, stored before ioc matched with RE2): id -> reason; they mute nothing.
+        self.unusable_silences: dict[str, str] = {}
         self.acks: dict[str, Ack] = {}
         self.windows: dict[str, OperatorWindow] = {}    # announced through the API
         self._lock = asyncio.Lock()
@@ -113,6 +124,16 @@ class Dispatcher:
         self._unacked: list[str] = []
         # Set while this instance is the alert leader (ioc.leader): every enqueue proves it.
         self.fence: Fence | None = None
+        # On call (alerts.escalation): the roster, escalations, acks from the message.
+        self.escalator = escalator
+        self.oncall_metrics = oncall_metrics
+        self.telegram: TelegramPoller | None = None
+        if escalator is not None and escalator.config.telegram is not None \
+                and session is not None:
+            roster_of = escalator  # the roster is replaced when an admin edits it
+            presses = Presses(lambda uid: roster_of.roster.by_telegram(uid),
+                              self._telegram_press, settings.timezone)
+            self.telegram = TelegramPoller(escalator.config.telegram, presses, session, clock)
         self._listeners: list[Callable[[], None]] = []
 
     # -- who is told of changes --------------------------------------------------------------
@@ -130,15 +151,21 @@ class Dispatcher:
                 log.exception("alert change listener failed")
 
     def next_change(self, now: float) -> float | None:
-        """The next instant after ``now`` at which time alone changes :meth:`view`: a silence
-        or a maintenance window (announced or scheduled in the config) starts or ends, or an
-        ack runs out. None when nothing is scheduled."""
+        """The next instant after ``now`` at which time alone changes :meth:`view` or who is on
+        duty: a silence or a maintenance window (announced or scheduled in the config) starts
+        or ends, an ack runs out, a shift is handed over. None when nothing is scheduled."""
         instants = [t for s in self.silences.values() for t in (s.starts_at, s.ends_at)]
         instants += [t for w in self.windows.values() for t in (w.starts_at, w.ends_at)]
         instants += [a.expires_at for a in self.acks.values()]
         scheduled = next_config_boundary(self.settings.maintenance, now, self._tz)
         if scheduled is not None:
             instants.append(scheduled)
+        if self.escalator is not None:  # a shift handed over changes who is on duty
+            roster = self.escalator.roster
+            for team in roster.teams:
+                duty = roster.on_duty(team, now)
+                if duty is not None:
+                    instants.append(duty.ends_at)
         return min((t for t in instants if t > now), default=None)
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -152,20 +179,32 @@ class Dispatcher:
         """Open the stores and read what operators set; every instance does this."""
         await self.store.open()
         await self.maintenance_store.open()
+        if self.escalator is not None:
+            await self.escalator.open(self.clock())
         await self.refresh(self.clock())
 
     async def refresh(self, now: float) -> None:
         """Re-read silences, acks and maintenance windows, whichever instance wrote them."""
         async with self._operator_lock:
             silences: dict[str, Silence] = {}
+            unusable: dict[str, str] = {}
             for data in await self.store.load_silences(now - self.settings.retention):
-                silence = Silence(data["id"], parse_matchers(data["matchers"]),
+                try:
+                    matchers = parse_matchers(data["matchers"])
+                except ValueError as exc:
+                    if data["ends_at"] > now:  # an ended one would mute nothing anyway
+                        unusable[data["id"]] = str(exc)
+                    continue
+                silence = Silence(data["id"], matchers,
                                   data["starts_at"], data["ends_at"], data["created_by"],
                                   data["comment"], data["created_at"])
                 silences[silence.id] = silence
+            self._report_unusable(unusable)
             acks = {data["fingerprint"]: Ack(**data) for data in await self.store.load_acks()}
             windows = {window.id: window for window in
                        await self.maintenance_store.load(now - self.settings.retention)}
+            if self.escalator is not None:
+                await self.escalator.refresh()
             if (silences.keys() != self.silences.keys() or windows != self.windows
                     or any(s.ends_at != silences[i].ends_at
                            for i, s in self.silences.items())):
@@ -173,10 +212,21 @@ class Dispatcher:
             self.silences, self.acks, self.windows = silences, acks, windows
         self._changed()
 
+    def _report_unusable(self, unusable: dict[str, str]) -> None:
+        """Log each stored silence that cannot be used once, when it is first found."""
+        for silence_id, reason in unusable.items():
+            if silence_id not in self.unusable_silences:
+                log.error("stored silence cannot be used and mutes nothing; expire it and "
+                          "create it again in RE2 syntax (docs/alerting.md)",
+                          extra=fields(silence=silence_id, reason=reason))
+        self.unusable_silences = unusable
+
     async def lead(self) -> None:
         """Start grouping and sending, from the notification log the last leader stored."""
         await self.load_log()
         self.outbox.start()
+        if self.telegram is not None:
+            self.telegram.start()
         self._task = asyncio.create_task(self._run(), name="ioc-alert-dispatcher")
 
     async def load_log(self) -> None:
@@ -196,7 +246,11 @@ class Dispatcher:
         if task is not None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+        if self.telegram is not None:
+            await self.telegram.stop()
         await self.outbox.stop()
+        if self.escalator is not None:
+            self.escalator.forget()
         self.grouper = Grouper(self.settings.route, self._resend)
         self.nflog = {}
 
@@ -213,8 +267,21 @@ class Dispatcher:
         await self.maintenance_store.close()
 
     async def _run(self) -> None:
+        if self.escalator is not None:
+            # Read here, not in lead(): the engine's warm-up is counted from before lead(),
+            # and its first cycle may run meanwhile — a new firing then finds its stored
+            # escalation anyway (Escalator.observe re-reads what it could not insert).
+            try:
+                await self.escalator.load()
+            except StoreError as exc:
+                log.warning("escalations not read yet; read again with the next alert",
+                            extra=fields(error=str(exc)))
         while True:
             deadline = self.grouper.next_deadline()
+            if self.escalator is not None:
+                step = self.escalator.next_deadline()
+                if step is not None:
+                    deadline = step if deadline is None else min(deadline, step)
             wait = 60.0 if deadline is None else min(60.0, max(0.0, deadline - self.clock()))
             self._wake.clear()
             try:
@@ -225,6 +292,7 @@ class Dispatcher:
             now = self.clock()
             try:
                 await self.flush(now)
+                await self.escalate(now)
                 if now - self._last_prune >= PRUNE_EVERY_SECONDS:
                     self._last_prune = now
                     await self.store.prune(now - self.settings.retention)
@@ -279,6 +347,12 @@ class Dispatcher:
             return
         self._unrecorded.clear()
         self._unacked.clear()
+        if self.escalator is not None:
+            try:
+                await self.escalator.observe(alerts, now, fence=self.fence)
+            except StoreError as exc:
+                log.warning("escalations not updated yet, will retry",
+                            extra=fields(error=str(exc)))
 
     # -- flushing ------------------------------------------------------------------------
 
@@ -342,6 +416,19 @@ class Dispatcher:
             await self.outbox.after_enqueue()
         return len(rows)
 
+    async def escalate(self, now: float) -> int:
+        """Queue the escalation steps due at ``now`` (alerts.escalation)."""
+        if self.escalator is None:
+            return 0
+        async with self._lock:
+            acked = {fp: a.by for fp, a in self.acks.items()
+                     if a.active(now) and not _is_snooze(a)}
+            queued = await self.escalator.tick(now, self.alerts, acked, set(self.muted(now)),
+                                               fence=self.fence)
+        if queued:
+            await self.outbox.after_enqueue()
+        return queued
+
     def _notifications(self, snap: GroupSnapshot, decision: Decision,
                        now: float) -> list[NewNotification]:
         if not decision.dedup_key:
@@ -349,6 +436,17 @@ class Dispatcher:
         names = self.settings.department_names or {}
         alerts = [self._notified(a, names) for a in (*decision.firing, *decision.resolved)]
         out = []
+        if snap.receiver.startswith(ONCALL_PREFIX) and self.escalator is not None:
+            # "The on-duty person of team X": whoever is on duty when the group is flushed.
+            person = self.escalator.route_person(snap.receiver, now)
+            if person is None:
+                return []
+            base = Notification(
+                receiver=snap.receiver, group_key=snap.key, status=decision.status,
+                group_labels=snap.labels, alerts=tuple(alerts), created_at=now,
+                dedup_key=decision.dedup_key, external_url=self.settings.external_url,
+                title=self.settings.title, timezone=self.settings.timezone)
+            return self.escalator.person_notifications(person, base, now)
         for integration in self.settings.integrations.get(snap.receiver, []):
             shown = alerts if integration.notifier.send_resolved else \
                 [a for a in alerts if a.status == "firing"]
@@ -404,19 +502,65 @@ class Dispatcher:
         return ended
 
     async def acknowledge(self, fingerprint: str, *, by: str, comment: str, now: float,
-                          duration: float) -> Ack | None:
+                          duration: float, channel: str = "api",
+                          nonce: tuple[str, str] | None = None) -> Ack | None:
+        """Ack a firing alert; ``channel`` says where from (api, console, telegram, email,
+        zalo), ``nonce`` (nonce, person) marks an ack link used in the same transaction
+        (ioc.store.oncall.LinkUsedError when it was used before)."""
         alert = self.alerts.get(fingerprint)
         if alert is None or alert.state is not AlertState.FIRING:
             return None
         ack = new_ack(fingerprint, by=by, comment=comment, now=now, duration=duration)
+        before = self.acks.get(fingerprint)
+        event = HistoryEvent(
+            f"ack:{fingerprint}:{ms(now)}", now, "ack", fingerprint, by,
+            {"comment": ack.comment, "expires_at": ack.expires_at,
+             "alertname": alert.label("alertname"), "channel": channel})
         async with self._operator_lock:
-            await self.store.put_ack(ack.to_dict(), HistoryEvent(
-                f"ack:{fingerprint}:{ms(now)}", now, "ack", fingerprint, by,
-                {"comment": ack.comment, "expires_at": ack.expires_at,
-                 "alertname": alert.label("alertname")}))
+            if isinstance(self.store, OncallStore):
+                await self.store.put_ack(ack.to_dict(), event, nonce=nonce)
+            else:
+                await self.store.put_ack(ack.to_dict(), event)
             self.acks[fingerprint] = ack
+        if self.oncall_metrics is not None:
+            self.oncall_metrics.acks.labels(channel=channel).inc()
+            first = before is None or not before.active(now) or _is_snooze(before)
+            if first and not _is_snooze(ack):
+                team = self.escalator.team_of(dict(alert.labels)) if self.escalator else ""
+                self.oncall_metrics.time_to_ack.labels(
+                    severity=alert.label("severity"), team=team).observe(
+                    max(0.0, now - (alert.fired_at or alert.active_at)))
+        self._wake.set()  # an escalation may stop now
         self._changed()
         return ack
+
+    async def snooze(self, fingerprint: str, *, by: str, now: float,
+                     channel: str) -> Ack | None:
+        """"Tạm ẩn 1 giờ": no repeat and no escalation step for an hour."""
+        if isinstance(self.store, OncallStore):
+            # Held in the store (any instance may take the press); the leader's next step
+            # is refused while the snooze's ack lasts and then waits for the hold.
+            for row in await self.store.load_escalations():
+                if row.fingerprint == fingerprint:
+                    await self.store.hold_escalation(row.id, now + SNOOZE_SECONDS, now)
+        return await self.acknowledge(fingerprint, by=by, comment=SNOOZE_TEXT, now=now,
+                                      duration=SNOOZE_SECONDS, channel=channel)
+
+    async def _telegram_press(self, person: Any, fingerprint: str, action: str,
+                              now: float) -> str | None:
+        """A button pressed in Telegram by someone on the roster."""
+        by = f"{person.name} ({person.id})"
+        try:
+            if action == "snooze":
+                done = await self.snooze(fingerprint, by=by, now=now, channel="telegram")
+            else:
+                done = await self.acknowledge(fingerprint, by=by, comment="", now=now,
+                                              duration=24 * 3600.0, channel="telegram")
+        except StoreError:
+            return "Chưa ghi được (cơ sở dữ liệu tạm thời không sẵn sàng), hãy bấm lại."
+        if done is None:
+            return "Cảnh báo này không còn đang xảy ra."
+        return None
 
     # -- operators: maintenance windows ---------------------------------------------------
 
@@ -486,6 +630,11 @@ class Dispatcher:
         return out
 
 
+def _is_snooze(ack: Ack) -> bool:
+    """A snooze holds an escalation; an ack ends it."""
+    return ack.comment == SNOOZE_TEXT and ack.expires_at - ack.at <= SNOOZE_SECONDS
+
+
 def _display_order(alert: Alert) -> tuple[int, float]:
     rank = {"critical": 0, "warning": 1, "info": 2}.get(alert.label("severity"), 3)
     return rank, -(alert.fired_at or alert.active_at)
@@ -521,7 +670,8 @@ class DeliveryConfig(Protocol):
 
 
 def build_dispatcher(config: DeliveryConfig, counters: OutboxCounters,
-                     clock: Callable[[], float], *,
+                     clock: Callable[[], float], oncall_metrics: OncallMetrics | None = None,
+                     *, external_url: str = "",
                      department_names: Mapping[str, str] | None = None) -> Dispatcher:
     """The dispatcher, its outbox and notifiers for a validated config.
 
@@ -538,12 +688,20 @@ def build_dispatcher(config: DeliveryConfig, counters: OutboxCounters,
         maintenance=tuple(alerts.maintenance),
         department_names=department_names if department_names is not None
         else {d.code: d.name for d in config.departments},
-        external_url=alerts.external_url or f"http://{config.service.listen}/",
+        external_url=external_url or alerts.external_url or f"http://{config.service.listen}/",
         title=config.service.title, timezone=config.province.timezone,
         retention=config.storage.retention)
-    store = DeliveryStore(config.storage.url)
+    store = OncallStore(config.storage.url)
     maintenance_store = MaintenanceStore(config.storage.url)
     by_id = {i.id: i for items in integrations.values() for i in items}
     outbox = Outbox(store, by_id, alerts.outbox, counters, clock)
+    if oncall_metrics is None:  # a dispatcher built alone (tests, tools) counts for itself
+        oncall_metrics = OncallMetrics(CollectorRegistry())
+    escalator = Escalator(
+        alerts.oncall, store, timezone=config.province.timezone, metrics=oncall_metrics,
+        session=session, title=config.service.title, external_url=settings.external_url,
+        department_names=settings.department_names,
+        on_integrations=outbox.integrations.update)
     return Dispatcher(settings, store, outbox, clock, session,
-                      maintenance_store=maintenance_store)
+                      maintenance_store=maintenance_store, escalator=escalator,
+                      oncall_metrics=oncall_metrics)

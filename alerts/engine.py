@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -93,6 +93,13 @@ class Evaluator:
                 continue
             self.states[index].restore([alert])
         return orphans
+
+    def rerender(self, indexes: Iterable[int] | None = None) -> list[AlertRow]:
+        """Re-render the firing alerts of the rules at ``indexes`` (all by default); the rows
+        whose annotations changed, for persistence."""
+        chosen = range(len(self.rules)) if indexes is None else indexes
+        return [_row(self.rules[i], alert) for i in chosen
+                for alert in self.states[i].rerender()]
 
     def rows(self) -> list[AlertRow]:
         """Every active alert as persistence stores it."""
@@ -270,6 +277,9 @@ class AlertEngine:
             return
         orphans = self.evaluator.restore(rows, now)
         self._carry.extend(orphans)
+        # Stored annotations were rendered by the config of their time: show today's text.
+        for row in self.evaluator.rerender():
+            self._dirty[row.fingerprint] = row
         rules = {row.fingerprint: row.rule for row in rows}
         for alert in orphans:
             self._dirty[alert.fingerprint] = resolved_row(rules[alert.fingerprint], alert)
@@ -301,6 +311,8 @@ class AlertEngine:
                 new._labels[i] = old._labels[j]
             else:
                 new.states[i].restore(old.states[j].alerts.values())
+                for row in new.rerender([i]):  # edited annotations reach firing alerts now
+                    self._dirty[row.fingerprint] = row
         for j in old_index.values():
             for alert in old.states[j].alerts.values():
                 self._dirty[alert.fingerprint] = None

@@ -10,10 +10,13 @@ each can be tested without a network.
 from __future__ import annotations
 
 import html
+import math
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
+
+from ioc.bidi import strip_bidi
 
 SEVERITY_VI = {"critical": "NGHIÊM TRỌNG", "warning": "CẢNH BÁO", "info": "THÔNG TIN"}
 RESOLVED_VI = "ĐÃ KHẮC PHỤC"
@@ -90,11 +93,20 @@ def _common(maps: list[dict[str, str]]) -> dict[str, str]:
 
 
 def local_time(ts: float, tz: str) -> str:
-    return datetime.fromtimestamp(ts, ZoneInfo(tz)).strftime("%H:%M %d/%m/%Y")
+    """Total: a time no calendar can show (NaN, year 10000) reads "—" instead of raising."""
+    try:
+        return datetime.fromtimestamp(ts, ZoneInfo(tz)).strftime("%H:%M %d/%m/%Y")
+    except (OverflowError, OSError, ValueError, TypeError):
+        return "—"
 
 
 def human_duration(seconds: float) -> str:
-    """``2 giờ 5 phút``, ``40 giây``: how long something has lasted, for people."""
+    """``2 giờ 5 phút``, ``40 giây``: how long something has lasted, for people.
+
+    Total, like every format in a message: a duration that is no number reads "—".
+    """
+    if not isinstance(seconds, int | float) or not math.isfinite(seconds):
+        return "—"
     seconds = max(0, int(seconds))
     days, rest = divmod(seconds, 86400)
     hours, rest = divmod(rest, 3600)
@@ -110,9 +122,12 @@ def human_duration(seconds: float) -> str:
 
 
 def format_value(value: float | None) -> str:
+    """An alert's value: whole numbers as such, others to 4 digits; NaN and ±inf by name."""
     if value is None:
         return "—"
-    if value == int(value) and abs(value) < 1e15:
+    if not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("+Inf" if value > 0 else "-Inf")
+    if abs(value) < 1e15 and value == int(value):
         return str(int(value))
     return f"{value:.4g}".replace(".", ",")  # Vietnamese decimal comma
 
@@ -126,7 +141,8 @@ def headline(n: Notification) -> str:
     what = first.summary if first else ""
     count = len(n.firing) if n.status == "firing" else len(n.resolved)
     more = f" (+{count - 1} cảnh báo khác)" if count > 1 else ""
-    return f"[{tag}] {where}{': ' if where else ''}{what}{more}"
+    # Plain text: a bidi override in a name would reorder the rest of the line (ioc.bidi).
+    return strip_bidi(f"[{tag}] {where}{': ' if where else ''}{what}{more}")
 
 
 def _worst_severity(n: Notification) -> str:
@@ -191,19 +207,24 @@ def render_text(n: Notification) -> str:
             lines.append("")
     if n.external_url:
         lines.append(f"Màn hình giám sát: {n.external_url}")
-    return "\n".join(lines).rstrip() + "\n"
+    # Plain text cannot isolate a name's direction: bidi controls are removed (ioc.bidi).
+    return strip_bidi("\n".join(lines).rstrip() + "\n")
 
 
 def render_html(n: Notification) -> str:
-    e = html.escape
+    def e(text: str, quote: bool = True) -> str:
+        # Mail clients differ in what they honour of <bdi>: the controls go here too.
+        return html.escape(strip_bidi(text), quote=quote)
+
     parts = [f"<h2>{e(headline(n))}</h2>", f"<p>{e(n.title)}</p>"]
     for title, alerts in _sections(n):
         parts.append(f"<h3>{e(title)}</h3>")
         for alert in alerts:
             color = "#c62828" if alert.status == "firing" else "#2e7d32"
-            parts.append(f'<p style="color:{color}"><b>{e(alert.summary)}</b></p><table>')
+            parts.append(f'<p style="color:{color}"><b><bdi>{e(alert.summary)}</bdi></b></p>'
+                         "<table>")
             for key, value in alert_facts(alert, n):
-                shown = e(value)
+                shown = f"<bdi>{e(value)}</bdi>"
                 if key == "Hướng dẫn xử lý" and value.startswith(("http://", "https://")):
                     shown = f'<a href="{e(value, quote=True)}">{e(value)}</a>'
                 parts.append(f"<tr><td>{e(key)}</td><td>{shown}</td></tr>")

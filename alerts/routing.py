@@ -11,7 +11,7 @@ puts all of a route's alerts into one group.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -163,8 +163,12 @@ def receivers_used(route: Route) -> set[str]:
     return {r.receiver for r in route.walk()}
 
 
-def check_receivers(route: RouteConfig | None, names: list[str]) -> None:
-    """Every route names a defined receiver, and receiver names are unique."""
+def check_receivers(route: RouteConfig | None, names: list[str],
+                    teams: Iterable[str] = ()) -> None:
+    """Every route names a defined receiver, and receiver names are unique.
+
+    ``oncall:TEAM`` names the on-duty person of an on-call team (``alerts.oncall.teams``).
+    """
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise ValueError(f"receivers: duplicate name(s) {', '.join(duplicates)}")
@@ -172,7 +176,7 @@ def check_receivers(route: RouteConfig | None, names: list[str]) -> None:
         return
     if not route.receiver:
         raise ValueError("route: the root route must name a receiver")
-    known = set(names)
+    known = set(names) | {f"oncall:{team}" for team in teams}
 
     def walk(node: RouteConfig, path: str) -> None:
         if node.receiver and node.receiver not in known:

@@ -186,8 +186,8 @@ def human_duration(seconds: Any) -> str:
     """``93784`` → ``1 ngày 2 giờ``: the two largest units, in Vietnamese."""
     try:
         total = float(seconds)
-    except (TypeError, ValueError):
-        return str(seconds)
+    except (TypeError, ValueError, OverflowError):
+        return str(seconds)[:40]
     if math.isnan(total) or math.isinf(total):
         return str(total)
     sign = "-" if total < 0 else ""
@@ -206,8 +206,8 @@ def percent(value: Any, digits: int = 1) -> str:
     """``0.9432`` → ``94.3 %``."""
     try:
         return f"{float(value) * 100:.{digits}f} %"
-    except (TypeError, ValueError):
-        return str(value)
+    except (TypeError, ValueError, OverflowError):
+        return str(value)[:40]
 
 
 def template_environment() -> SandboxedEnvironment:
@@ -265,8 +265,13 @@ class Rule:
 def compile_rule(config: RuleConfig, *, source: str = "",
                  department_names: Mapping[str, str] | None = None,
                  env: SandboxedEnvironment | None = None,
-                 compiled: dict[str, Any] | None = None) -> Rule:
-    """``compiled`` shares templates between rules with the same annotation text."""
+                 compiled: dict[str, Any] | None = None, external_url: str = "") -> Rule:
+    """``compiled`` shares templates between rules with the same annotation text.
+
+    A ``runbook_url`` that starts with ``/`` is a page of ioc's own (``/runbooks/{rule}``)
+    and is made absolute with ``external_url``: a link in a Telegram message or an e-mail
+    must open from wherever the person reading it is.
+    """
     env = env or template_environment()
     compiled = {} if compiled is None else compiled
 
@@ -285,18 +290,29 @@ def compile_rule(config: RuleConfig, *, source: str = "",
     return Rule(
         config=config, source=source, equal=equal, others=others,
         static_labels=tuple(sorted(static.items())),
-        templates=tuple((k, template(v)) for k, v in sorted(config.annotations.items())),
+        templates=tuple((k, template(absolute(k, v, external_url)))
+                        for k, v in sorted(config.annotations.items())),
         department_names=dict(department_names or {}),
     )
 
 
 def compile_rules(configs: list[tuple[RuleConfig, str]],
-                  department_names: Mapping[str, str] | None = None) -> list[Rule]:
+                  department_names: Mapping[str, str] | None = None,
+                  external_url: str = "") -> list[Rule]:
     env = template_environment()
     compiled: dict[str, Any] = {}
     names = dict(department_names or {})
-    return [compile_rule(cfg, source=src, department_names=names, env=env, compiled=compiled)
+    return [compile_rule(cfg, source=src, department_names=names, env=env, compiled=compiled,
+                         external_url=external_url)
             for cfg, src in configs]
+
+
+def absolute(key: str, text: str, external_url: str) -> str:
+    """``runbook_url: /runbooks/X`` as ``{external_url}runbooks/X``; any other text as is."""
+    if key != "runbook_url" or not text.startswith("/") or text.startswith("//") \
+            or not external_url:
+        return text
+    return external_url.rstrip("/") + text
 
 
 def read_ranges(rules: Iterable[Rule]) -> dict[str, float]:

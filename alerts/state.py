@@ -127,6 +127,22 @@ class RuleState:
             out.resolved.append(alert.to_alert(now, AlertState.RESOLVED, resolved_at=now))
         return out
 
+    def rerender(self) -> list[ActiveAlert]:
+        """Render the firing alerts' annotations again; return those whose text changed.
+
+        The rule's annotations were edited (a reload), or the stored copy was rendered by an
+        older config (a restart): an alert already firing must show the current text, not
+        the one it fired with, even when its value never changes again.
+        """
+        changed = []
+        for alert in self.alerts.values():
+            if alert.state is AlertState.FIRING:
+                before = alert.annotations
+                self._annotate(alert)
+                if alert.annotations != before:
+                    changed.append(alert)
+        return changed
+
     def _annotate(self, alert: ActiveAlert) -> None:
         alert.annotations = self.render(alert.labels, alert.value)
         alert.rendered_for = alert.value

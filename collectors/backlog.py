@@ -84,6 +84,7 @@ class UnitDossiers:
     code: str
     counts: DossierCounts
     known: frozenset[str]   # the counters the source reports for this unit
+    listed: bool = True     # a department of the config (see CompiledMapping)
 
 
 def read_backlog(payload: Any, mapping: CompiledMapping
@@ -99,13 +100,14 @@ def read_backlog(payload: Any, mapping: CompiledMapping
     units: list[UnitDossiers] = []
     for index, unit in enumerate(extracted.units):
         try:
-            counts = dossiers_from_fields(unit.values)
+            counts = dossiers_from_fields(unit.values, unit.unknown)
         except CountError as exc:
             expression = mapping.mapping.fields.get(exc.field)
             where = f" ({expression!r})" if expression else ""
             raise _fail(f"units[{index}] ({unit.code}).{exc.field}{where}: {exc.message}") \
                 from None
-        units.append(UnitDossiers(unit.code, counts, dossier_known(unit.values)))
+        units.append(UnitDossiers(unit.code, counts, dossier_known(unit.values, unit.unknown),
+                                  unit.listed))
     catalogue = None
     if extracted.province:
         try:
@@ -116,9 +118,11 @@ def read_backlog(payload: Any, mapping: CompiledMapping
 
 
 def backlog_samples(units: list[UnitDossiers], catalogue: dict[str, int] | None,
-                    base: Labels, now: float) -> list[Sample]:
+                    base: Labels, now: float, unknown_units: str = "include") -> list[Sample]:
     """The samples of one poll: only counters the source reports, and no ratio whose
-    denominator is 0 or unknown (absent, not 0 and not 1)."""
+    denominator is 0 or unknown (absent, not 0 and not 1). With ``unknown_units="exclude"``
+    a unit that is no department of the config is published but left out of the province's
+    totals."""
     samples: list[Sample] = []
 
     def add(metric: str, value: float, **labels: str) -> None:
@@ -140,11 +144,14 @@ def backlog_samples(units: list[UnitDossiers], catalogue: dict[str, int] | None,
             if f"received_{channel}" in known:
                 add("ioc_dossiers_received", getattr(dossiers, f"received_{channel}"),
                     department=unit.code, channel=channel)
+        in_province = unit.listed or unknown_units == "include"
         if DOSSIER_RATIO_NEEDS <= known:
-            province_all = province_all + dossiers
+            if in_province:
+                province_all = province_all + dossiers
             ratio("ioc_dossier_ontime_ratio", dossier_ontime_ratio(dossiers), unit.code)
         if DOSSIER_RESOLVED_RATIO_NEEDS <= known:
-            province_resolved = province_resolved + dossiers
+            if in_province:
+                province_resolved = province_resolved + dossiers
             ratio("ioc_dossier_resolved_ontime_ratio",
                   dossier_resolved_ontime_ratio(dossiers), unit.code)
     ratio("ioc_dossier_ontime_ratio", dossier_ontime_ratio(province_all), "")
@@ -173,5 +180,6 @@ class BacklogCollector(JsonStatsCollector):
 
     def result(self, payload: Any, now: float) -> CollectResult:
         units, catalogue = read_backlog(payload, self.mapping)
-        samples = backlog_samples(units, catalogue, self.base, now)
+        self.unknown_units.report(units, self.config.unknown_units)
+        samples = backlog_samples(units, catalogue, self.base, now, self.config.unknown_units)
         return CollectResult(up=True, samples=tuple(samples), value=float(len(units)))

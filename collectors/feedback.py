@@ -7,7 +7,7 @@ every sample because one poll covers every department the province's app routes 
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, NamedTuple
 
 from pydantic import Field, model_validator
 
@@ -55,8 +55,14 @@ class FeedbackConfig(JsonStatsConfig):
         return self
 
 
-def read_feedback(payload: Any, mapping: CompiledMapping
-                  ) -> list[tuple[str, FeedbackCounts, frozenset[str]]]:
+class UnitFeedback(NamedTuple):
+    code: str
+    counts: FeedbackCounts
+    known: frozenset[str]   # the counters the source reports for this unit
+    listed: bool = True     # a department of the config (see CompiledMapping)
+
+
+def read_feedback(payload: Any, mapping: CompiledMapping) -> list[UnitFeedback]:
     """Every department's code, counts and the counters the source reports; raises
     CollectorFailure("bad_payload") naming the field at fault."""
     try:
@@ -66,20 +72,23 @@ def read_feedback(payload: Any, mapping: CompiledMapping
     units = []
     for index, unit in enumerate(extracted.units):
         try:
-            counts = feedback_from_fields(unit.values)
+            counts = feedback_from_fields(unit.values, unit.unknown)
         except CountError as exc:
             expression = mapping.mapping.fields.get(exc.field)
             where = f" ({expression!r})" if expression else ""
             raise CollectorFailure(
                 "bad_payload", f"units[{index}] ({unit.code}).{exc.field}{where}: {exc.message}"
             ) from None
-        units.append((unit.code, counts, feedback_known(unit.values)))
+        units.append(UnitFeedback(unit.code, counts, feedback_known(unit.values, unit.unknown),
+                                  unit.listed))
     return units
 
 
-def feedback_samples(units: list[tuple[str, FeedbackCounts, frozenset[str]]], base: Labels,
-                     now: float) -> list[Sample]:
-    """Only counters the source reports; no ratio with a zero or unknown denominator."""
+def feedback_samples(units: list[UnitFeedback], base: Labels, now: float,
+                     unknown_units: str = "include") -> list[Sample]:
+    """Only counters the source reports; no ratio with a zero or unknown denominator; units
+    that are no department of the config out of the province with ``unknown_units: exclude``.
+    """
     samples: list[Sample] = []
 
     def add(metric: str, value: float, **labels: str) -> None:
@@ -91,16 +100,19 @@ def feedback_samples(units: list[tuple[str, FeedbackCounts, frozenset[str]]], ba
 
     province_all = FeedbackCounts()
     province_resolved = FeedbackCounts()
-    for code, reports, known in units:
+    for code, reports, known, listed in units:
+        in_province = listed or unknown_units == "include"
         for status in FEEDBACK_STATUSES:
             if status in known:
                 add("ioc_feedback_reports", getattr(reports, status), department=code,
                     status=status)
         if FEEDBACK_RATIO_NEEDS <= known:
-            province_all = province_all + reports
+            if in_province:
+                province_all = province_all + reports
             ratio("ioc_feedback_ontime_ratio", feedback_ontime_ratio(reports), code)
         if FEEDBACK_RESOLVED_RATIO_NEEDS <= known:
-            province_resolved = province_resolved + reports
+            if in_province:
+                province_resolved = province_resolved + reports
             ratio("ioc_feedback_resolved_ontime_ratio",
                   feedback_resolved_ontime_ratio(reports), code)
     ratio("ioc_feedback_ontime_ratio", feedback_ontime_ratio(province_all), "")
@@ -124,6 +136,8 @@ class FeedbackCollector(JsonStatsCollector):
         super().__init__(config, config.mapping)
 
     def result(self, payload: Any, now: float) -> CollectResult:
-        samples = parse_feedback(payload, self.mapping, self.base, now)
+        units = read_feedback(payload, self.mapping)
+        self.unknown_units.report(units, self.config.unknown_units)
+        samples = feedback_samples(units, self.base, now, self.config.unknown_units)
         return CollectResult(up=True, samples=tuple(samples))
 

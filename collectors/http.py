@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import re
 import ssl
-from typing import ClassVar, Literal
+from collections.abc import Generator
+from typing import ClassVar, Literal, TypeVar, cast
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -24,27 +24,43 @@ from collectors.probe.body import read_body
 from collectors.probe.conditions import (
     DEFAULT_FORBIDDEN_KEYWORDS,
     ContentRules,
+    Keywords,
+    PageText,
     compile_jmespath,
-    forbidden_hits,
     page_title,
-    word_pattern,
+    read_page,
 )
 from collectors.probe.errors import classify_http_error
+from collectors.probe.head import (
+    AIOHTTP_MAX_HEADERS,
+    AIOHTTP_MAX_LINE,
+    DEFAULT_MAX_HEAD_BYTES,
+    DEFAULT_MAX_HEADER_COUNT,
+    DEFAULT_MAX_HEADER_LINE,
+    HeadLimits,
+    check_head,
+    classify_head_error,
+)
 from collectors.probe.phases import CURRENT_TIMER, PhaseTimer
 from collectors.probe.session import open_probe_session
 from collectors.probe.tls import (
+    CertificateFailure,
     TlsInfo,
     check_cert_days,
+    explain_certificate_failure,
     shared_client_context,
     tls_info,
 )
+from collectors.probe.trace_hooks import note_content, note_http
 from collectors.probe.wire import WireClient, WireResponse
 from ioc import clock
 from ioc.collector import CollectorFailure, mark_interrupted_phase
 from ioc.config_types import CollectorConfig, Duration, StrictModel
 from ioc.model import CollectResult, Event, Labels, Sample, make_labels
+from ioc.regex import check_pattern, compile_pattern
 
 URL_LABEL_MAX = 200
+T = TypeVar("T")
 
 
 def url_label(url: str) -> str:
@@ -98,6 +114,35 @@ def _default_forbidden() -> list[str]:
     return list(DEFAULT_FORBIDDEN_KEYWORDS)
 
 
+async def _sliced(steps: Generator[None, None, T]) -> T:
+    """Run a sliced computation, letting the event loop run between its slices."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as stop:
+            return cast(T, stop.value)
+        await asyncio.sleep(0)
+
+
+def _drop_tracebacks(exc: BaseException) -> None:
+    """Forget where a classified failure (and what caused it) was raised.
+
+    A client keeps the error it met (aiohttp's protocol and response objects do) while the
+    error's traceback holds the frames that hold them: a reference cycle per failed check,
+    freed only by the cycle collector. The failure's reason and message are what is
+    reported; the frames are not needed.
+    """
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        current.__traceback__ = None
+        pending += (current.__cause__, current.__context__)
+
+
 class BasicAuth(StrictModel):
     username: str
     password: SecretStr
@@ -123,9 +168,24 @@ class HttpConfig(CollectorConfig):
     json_condition: str | None = None
     expected_title: str | None = None
     forbidden_keywords: list[str] = Field(default_factory=_default_forbidden)
+    forbidden_keywords_unaccented: bool | None = Field(
+        default=None, description="also match the keywords written without diacritics "
+                                  "(nha cai); unset: on for the built-in list only")
     detect_title_change: bool = False
     max_redirects: int = Field(default=10, ge=0, le=100)
     max_body_bytes: int = Field(default=1 << 20, ge=1, le=1 << 30)
+    max_header_count: int = Field(
+        default=DEFAULT_MAX_HEADER_COUNT, ge=1, le=AIOHTTP_MAX_HEADERS,
+        description="headers a response may carry (interim answers and trailers included)")
+    max_header_line_bytes: int = Field(
+        default=DEFAULT_MAX_HEADER_LINE, ge=256, le=AIOHTTP_MAX_LINE,
+        description="longest status or header line of a response")
+    max_head_bytes: int = Field(
+        default=DEFAULT_MAX_HEAD_BYTES, ge=1024, le=1 << 20,
+        description="status line and headers of a response together")
+    head_timeout: Duration | None = Field(
+        default=None, description="time from the request to the end of the response head; "
+                                   "unset: only the poll's timeout applies")
     ip_family: Literal["any", "ipv4", "ipv6"] = Field(
         "any", description="preferred address family; any: the resolver's order")
     ip_family_fallback: bool = Field(
@@ -156,10 +216,7 @@ class HttpConfig(CollectorConfig):
     @classmethod
     def _check_regex(cls, value: str | None) -> str | None:
         if value is not None:
-            try:
-                re.compile(value)
-            except re.error as exc:
-                raise ValueError(f"invalid regular expression {value!r}: {exc}") from exc
+            check_pattern(value)  # RE2: linear time whatever the pattern
         return value
 
     @field_validator("json_condition")
@@ -190,12 +247,15 @@ class HttpCollector:
         if config.verify_tls and config.ca_file:
             self._ssl = shared_client_context(True, config.ca_file)
         self._tls = urlsplit(config.url).scheme == "https"
-        flags = re.IGNORECASE if config.case_insensitive else 0
+        self._head = HeadLimits(count=config.max_header_count,
+                                line=config.max_header_line_bytes,
+                                total=config.max_head_bytes, timeout=config.head_timeout)
         self._rules = ContentRules(
             contains=tuple(config.body_contains),
             not_contains=tuple(config.body_not_contains),
             case_insensitive=config.case_insensitive,
-            regex=re.compile(config.body_regex, flags) if config.body_regex else None,
+            regex=compile_pattern(config.body_regex, case_insensitive=config.case_insensitive)
+            if config.body_regex else None,
             json_query=compile_jmespath(config.json_condition)
             if config.json_condition else None,
             json_source=config.json_condition or "",
@@ -204,7 +264,10 @@ class HttpCollector:
         self._has_rules = any((config.body_contains, config.body_not_contains,
                                config.body_regex, config.json_condition,
                                config.expected_title))
-        self._forbidden = word_pattern(config.forbidden_keywords)
+        unaccented = config.forbidden_keywords_unaccented
+        if unaccented is None:
+            unaccented = tuple(config.forbidden_keywords) == DEFAULT_FORBIDDEN_KEYWORDS
+        self._forbidden = Keywords.compile(config.forbidden_keywords, unaccented)
         self._headers = dict(config.headers)
         self._headers.setdefault("Accept-Encoding", "gzip, deflate")
         if config.bearer_token is not None:
@@ -227,7 +290,7 @@ class HttpCollector:
                 ssl_context=shared_client_context(config.verify_tls, config.ca_file),
                 max_redirects=config.max_redirects, max_body_bytes=config.max_body_bytes,
                 family=config.ip_family, family_fallback=config.ip_family_fallback,
-                resolver=resolver)
+                resolver=resolver, head=self._head)
         self._own_policy = config.keepalive or config.ip_family != "any"
         self._own_session: aiohttp.ClientSession | None = None
         self._baseline_title: str | None = None
@@ -271,13 +334,13 @@ class HttpCollector:
         except asyncio.CancelledError as exc:
             mark_interrupted_phase(exc, timer.current)
             raise
-        except CollectorFailure:
+        except CollectorFailure as exc:
+            _drop_tracebacks(exc)
+            if isinstance(exc, CertificateFailure):
+                raise await self._explained(exc, now) from None
             raise
         except Exception as exc:
-            failure = classify_http_error(exc)
-            if failure is None:
-                raise
-            raise failure from exc
+            raise await self._explained(self._classified(exc), now) from exc
         timer.finish()
         status, body, final_url, tls = response.status, response.body, response.url, \
             response.tls
@@ -292,7 +355,7 @@ class HttpCollector:
         if not self.status_ok(status):
             return CollectResult(up=False, samples=samples, reason="http_status",
                                  error=f"unexpected HTTP status {status}", value=status)
-        problem, events = self._judge_content(body, charset, final_url, now)
+        problem, events = await self._judge_content(body, charset, final_url, now)
         if problem is not None:
             return CollectResult(up=False, samples=samples, events=events, reason="content",
                                  error=problem, value=status)
@@ -302,19 +365,49 @@ class HttpCollector:
                                        f"{cfg.max_latency:g}s")
         return CollectResult(up=True, samples=samples, value=status)
 
+    async def _explained(self, failure: CollectorFailure, now: float) -> CollectorFailure:
+        """A certificate failure with every cause its chain has (collectors.probe.tls)."""
+        if isinstance(failure, CertificateFailure):
+            return await explain_certificate_failure(failure, now, self.config.ca_file)
+        return failure
+
+    def _classified(self, exc: Exception) -> CollectorFailure:
+        """The failure an engine's exception stands for (raising ``exc`` if none does).
+
+        Returned rather than kept in a local of ``collect``, whose frame would otherwise
+        hold the failure that its own traceback holds.
+        """
+        failure = classify_head_error(exc, self._head) or classify_http_error(exc)
+        if failure is None:
+            raise exc
+        _drop_tracebacks(exc)
+        return failure
+
     async def _fetch_aiohttp(self, session: aiohttp.ClientSession,
                              timer: PhaseTimer) -> WireResponse:
         """The check through aiohttp, for targets with ``keepalive`` or a ``proxy``."""
         cfg = self.config
+        head = self._head
         token = CURRENT_TIMER.set(timer)
         try:
-            async with self._session_for(session).request(
+            request = self._session_for(session).request(
                 cfg.method, cfg.url, headers=self._headers, data=cfg.body,
                 ssl=self._ssl, allow_redirects=cfg.max_redirects > 0,
                 max_redirects=max(cfg.max_redirects, 1), proxy=cfg.proxy,
                 trace_request_ctx=timer, auto_decompress=False,
-            ) as response:
+                max_line_size=head.line, max_field_size=head.line, max_headers=head.count)
+            try:
+                async with asyncio.timeout(head.timeout):
+                    response = await request
+            except TimeoutError as exc:
+                raise head.head_late() from exc
+            async with response:
+                check_head(head, response.reason or "", response.raw_headers)
                 tls = self._tls_of(response, timer)
+                for hop in (*response.history, response):
+                    note_http(str(hop.url), hop.status, hop.headers,
+                              timer.ssl_object if hop is response else None,
+                              hop.method, hop.request_info.headers)
                 body = b"" if cfg.method == "HEAD" else await read_body(
                     response, cfg.max_body_bytes)
                 return WireResponse(status=response.status, body=body,
@@ -366,9 +459,13 @@ class HttpCollector:
                                                               url=url_label(final_url))
         return found
 
-    def _judge_content(self, body: bytes, charset: str, final_url: str,
-                       now: float) -> tuple[str | None, tuple[Event, ...]]:
-        """The first content problem (or None) and a defacement event when one starts."""
+    async def _judge_content(self, body: bytes, charset: str, final_url: str,
+                             now: float) -> tuple[str | None, tuple[Event, ...]]:
+        """The first content problem (or None) and a defacement event when one starts.
+
+        Reading a large page is sliced (collectors.probe.conditions): the loop runs between
+        slices, so a 1 MiB page does not hold every other check back.
+        """
         cfg = self.config
         if not (self._has_rules or self._forbidden is not None or cfg.detect_title_change):
             return None, ()
@@ -376,8 +473,10 @@ class HttpCollector:
             text = body.decode(charset, errors="replace")
         except LookupError:
             text = body.decode("utf-8", errors="replace")
-        problem = self._rules.check(text) if self._has_rules else None
-        hits = tuple(forbidden_hits(text, self._forbidden))
+        forbidden = self._forbidden
+        page: PageText = await _sliced(read_page(text))
+        problem = self._rules.check(page) if self._has_rules else None
+        hits = tuple(await _sliced(forbidden.search(page))) if forbidden is not None else ()
         title_problem = None
         if cfg.detect_title_change:
             title = page_title(text)
@@ -386,6 +485,7 @@ class HttpCollector:
             elif self._baseline_title is not None and title != self._baseline_title:
                 title_problem = (f"page title changed from {self._baseline_title!r} "
                                  f"to {title!r}")
+        note_content(self._rules, text, self._forbidden, hits, title_problem)
         defaced = bool(hits) or title_problem is not None
         events: tuple[Event, ...] = ()
         signature = hits + ((title_problem,) if title_problem else ())

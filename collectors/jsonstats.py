@@ -15,13 +15,15 @@ import asyncio
 import base64
 import json
 import ssl
+from collections.abc import Callable
 from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 import aiohttp
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from collectors.mapping import CompiledMapping, FieldMapping
+from collectors.mapping import CompiledMapping, FieldMapping, UnknownUnits
+from ioc import trace
 from ioc.collector import CollectorFailure
 from ioc.config_types import CollectorConfig, StrictModel
 from ioc.model import CollectResult, make_labels
@@ -47,6 +49,9 @@ class JsonStatsConfig(CollectorConfig):
     max_bytes: int = Field(DEFAULT_MAX_BYTES, ge=1024, le=256 * 1024 * 1024)
     department_map: dict[str, str] = Field(
         default_factory=dict, description="unit code in the payload → ioc department code")
+    unknown_units: Literal["include", "exclude"] = Field(
+        "include", description="units whose code is no department of the config: counted in "
+                               "the province's totals (include) or not (exclude)")
 
     @field_validator("url")
     @classmethod
@@ -86,11 +91,17 @@ def request_headers(cfg: JsonStatsConfig) -> dict[str, str]:
 async def fetch_json(session: aiohttp.ClientSession, cfg: JsonStatsConfig) -> Any:
     """GET/POST the endpoint and decode its JSON; every failure is a CollectorFailure."""
     ssl_arg: ssl.SSLContext | bool = True if cfg.verify_tls else False
+    headers = request_headers(cfg)
     try:
-        async with session.request(cfg.method, cfg.url, headers=request_headers(cfg),
+        async with session.request(cfg.method, cfg.url, headers=headers,
                                    json=cfg.body, ssl=ssl_arg) as response:
             raw = await response.content.read(cfg.max_bytes + 1)
             status = response.status
+            tracer = trace.active()
+            if tracer is not None:
+                tracer.exchange(str(response.url), status, response.headers.items(),
+                                cfg.method, headers.items())
+                tracer.set_payload(raw[:cfg.max_bytes])
     except aiohttp.ClientConnectorDNSError as exc:
         raise CollectorFailure("dns", f"name did not resolve: {exc.host}") from exc
     except aiohttp.ClientConnectorCertificateError as exc:
@@ -130,11 +141,21 @@ class JsonStatsCollector:
     def __init__(self, config: JsonStatsConfig, mapping: FieldMapping | None) -> None:
         self.config = config
         self.mapping = CompiledMapping(mapping or self.native_mapping, config.department_map)
+        self.unknown_units = UnknownUnits(config.name)
         self.base = make_labels(config.labels, target=config.name)
 
     @property
     def host(self) -> str | None:
         return host_of(self.config.url)
+
+    def bind_units(self, departments: frozenset[str],
+                   count: Callable[[int], None] | None = None) -> None:
+        """Tell the collector the config's department codes, so that a unit code that is
+        none of them is noticed (warned once, counted through ``count``, and kept out of the
+        province's totals with ``unknown_units: exclude``). The app calls it when it builds
+        the target; without it every code is taken as it comes."""
+        self.mapping.departments = departments
+        self.unknown_units.count = count
 
     async def collect(self, session: aiohttp.ClientSession, now: float) -> CollectResult:
         return self.result(await fetch_json(session, self.config), now)

@@ -22,7 +22,8 @@ from __future__ import annotations
 import base64
 import json
 import logging
-from collections.abc import Sequence
+from collections import Counter as Tally
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Protocol
 from urllib.parse import urlsplit
@@ -32,15 +33,22 @@ import jmespath
 from jmespath.exceptions import JMESPathError
 from pydantic import Field, SecretStr, field_validator
 
+from ioc import trace
 from ioc.collector import CollectorFailure
 from ioc.config_types import CollectorConfig, Duration, StrictModel
-from ioc.events import Severity, validate_event, wazuh_category, wazuh_severity
+from ioc.events import (
+    Severity,
+    TimeWindow,
+    parse_time,
+    validate_event,
+    wazuh_category,
+    wazuh_severity,
+)
 from ioc.model import CollectResult, Event
 
 log = logging.getLogger("ioc.collector")
 
 MAX_RESPONSE_BYTES = 32 << 20
-PULL_MAX_FUTURE = 86400.0  # a SIEM's clock may be off; refuse only absurd times
 
 
 def _check_jmespath(value: str | None) -> str | None:
@@ -108,6 +116,10 @@ class SiemConfig(CollectorConfig):
 class EventState(Protocol):
     """Where a SIEM collector keeps its cursor and stores its pages (the event sink)."""
 
+    window: TimeWindow  # events.max_past / max_future, clamping
+
+    def count_out_of_window(self, ingest: str, sides: Mapping[str, int]) -> None: ...
+
     async def load_cursor(self, name: str) -> str | None: ...
 
     async def commit(self, events: Sequence[Event], cursor: tuple[str, str]) -> list[Event]: ...
@@ -123,10 +135,10 @@ class Cursor:
     def seen(self, ts_ms: int, event_id: str) -> bool:
         return ts_ms < self.ts_ms or (ts_ms == self.ts_ms and event_id in self.ids)
 
-    def advance(self, events: Sequence[Event]) -> Cursor:
+    def advance(self, events: Sequence[tuple[int, Event]]) -> Cursor:
+        """Past ``events``, each with its time on the SIEM's own timeline (ms)."""
         ts, ids = self.ts_ms, set(self.ids)
-        for event in events:
-            ms = round(event.occurred_at * 1000)
+        for ms, event in events:
             if ms > ts:
                 ts, ids = ms, {event.id}
             elif ms == ts:
@@ -208,6 +220,15 @@ def json_event(item: Any, source: str, config: SiemConfig) -> dict[str, Any]:
             event[name] = value
     if isinstance(labels, dict):
         event["labels"] = {str(k): _text(v) or "" for k, v in labels.items()}
+    tracer = trace.active()
+    if tracer is not None:  # ``ioc try``: each field's expression and what it found
+        scope = f"item {event['id']}"
+        for name, path in (("id", f.id), ("occurred_at", f.occurred_at),
+                           ("severity", f.severity), ("title", f.title),
+                           ("category", f.category), ("message", f.message), ("host", f.host),
+                           ("department", config.event_department), ("labels", f.labels)):
+            if path is not None:
+                tracer.read(scope, name, path, pick(path), event.get(name))
     return event
 
 
@@ -266,13 +287,13 @@ class SiemCollector:
             else:
                 hits = await self._json_page(session, cursor)
                 docs = [json_event(item, self.config.name, self.config) for item in hits]
-            events, bad = self._validate(docs, now)
+            events, bad = self._validate(docs, now, state)
             rejected += bad
-            fresh = [e for e in events
-                     if not cursor.seen(round(e.occurred_at * 1000), e.id)]
+            fresh = [(ms, e) for ms, e in events if not cursor.seen(ms, e.id)]
             if fresh:
                 cursor = cursor.advance(fresh)
-                added = await state.commit(fresh, (self.cursor_name, cursor.dumps()))
+                added = await state.commit([e for _, e in fresh],
+                                           (self.cursor_name, cursor.dumps()))
                 new_total += len(added)
                 self._cursor = cursor
             if len(hits) < self.config.page_size:
@@ -283,21 +304,37 @@ class SiemCollector:
                 break
         self._cursor = cursor
         if rejected:
+            tracer = trace.active()
+            if tracer is not None:
+                tracer.note(f"{rejected} item(s) without a usable id, time or severity were "
+                            "skipped")
             log.warning("siem: items without a usable id, time or severity were skipped",
                         extra={"fields": {"target": self.config.name, "skipped": rejected}})
         return CollectResult(up=True, value=float(new_total))
 
-    def _validate(self, docs: list[dict[str, Any]], now: float) -> tuple[list[Event], int]:
-        events: list[Event] = []
+    def _validate(self, docs: list[dict[str, Any]], now: float, state: EventState
+                  ) -> tuple[list[tuple[int, Event]], int]:
+        """Valid events with their cursor time, and how many items were unusable.
+
+        A time outside the window is clamped to ``now`` (the sent time kept in ``sent_at``);
+        the cursor moves by the SIEM's own time, but never past ``now``, so one item dated
+        2200 cannot make every later event look already seen.
+        """
+        events: list[tuple[int, Event]] = []
         bad = 0
+        out_of_window: Tally[str] = Tally()
         for doc in docs:
-            event, problems = validate_event(doc, index=None, now=now,
-                                             max_future=PULL_MAX_FUTURE)
+            event, problems = validate_event(doc, index=None, now=now, window=state.window,
+                                             out_of_window=out_of_window)
             if event is None:
                 bad += 1
                 log.debug("siem item rejected: %s", problems)
             else:
-                events.append(event)
+                at = event.occurred_at
+                if "sent_at" in dict(event.labels):  # clamped: the SIEM's time, up to now
+                    at = min(parse_time(doc["occurred_at"]), now)
+                events.append((round(at * 1000), event))
+        state.count_out_of_window("siem", out_of_window)
         return events, bad
 
     async def _fetch(self, session: aiohttp.ClientSession, method: str, url: str,
@@ -306,6 +343,11 @@ class SiemCollector:
             async with session.request(method, url, headers=self._headers, ssl=self._ssl,
                                        **kwargs) as response:
                 body = await response.content.read(MAX_RESPONSE_BYTES + 1)
+                tracer = trace.active()
+                if tracer is not None:
+                    tracer.exchange(str(response.url), response.status,
+                                    response.headers.items(), method, self._headers.items())
+                    tracer.set_payload(body)
                 if len(body) > MAX_RESPONSE_BYTES:
                     raise CollectorFailure("too_large", "SIEM response larger than 32 MiB; "
                                                         "lower page_size")

@@ -8,7 +8,6 @@ for the whole check; a timeout while connecting is reported as ``connect_timeout
 from __future__ import annotations
 
 import asyncio
-import re
 import socket
 from typing import ClassVar, Literal
 
@@ -21,6 +20,7 @@ from collectors.probe.tls import TlsInfo, check_cert_days, shared_client_context
 from ioc.collector import CollectorFailure, mark_interrupted_phase
 from ioc.config_types import CollectorConfig
 from ioc.model import CollectResult, Sample, make_labels
+from ioc.regex import compile_bytes_pattern
 
 
 class TcpConfig(CollectorConfig):
@@ -44,10 +44,7 @@ class TcpConfig(CollectorConfig):
     @classmethod
     def _check_regex(cls, value: str | None) -> str | None:
         if value is not None:
-            try:
-                re.compile(value.encode())
-            except re.error as exc:
-                raise ValueError(f"invalid regular expression {value!r}: {exc}") from exc
+            compile_bytes_pattern(value)  # RE2: linear time whatever the pattern
         return value
 
 
@@ -57,7 +54,7 @@ class TcpCollector:
 
     def __init__(self, config: TcpConfig) -> None:
         self.config = config
-        self._expect = re.compile(config.expect.encode()) if config.expect else None
+        self._expect = compile_bytes_pattern(config.expect) if config.expect else None
         self._send = config.send.encode() if config.send is not None else None
         self._ssl = shared_client_context(config.verify_tls, config.ca_file) if config.tls else None
         self._labels = make_labels(config.labels, target=config.name,

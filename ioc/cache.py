@@ -329,6 +329,19 @@ class SeriesCache:
         self._count -= dropped
         return dropped
 
+    def take_target(self, target: str) -> list[Sample]:
+        """Remove a target's series and return their points, oldest first per series: with
+        ``--shard auto`` a target's window moves between this instance's cache and the alert
+        leader's copy of the others' (service.store_tail) when its owner changes, so the rules
+        keep reading its whole window."""
+        taken: list[Sample] = []
+        for metric, by_labels in self._metrics.items():
+            for labels in [lb for lb in by_labels if ("target", target) in lb]:
+                taken.extend(Sample(metric, labels, value, ts)
+                             for ts, value in by_labels[labels].points)
+        self.drop_target(target)
+        return taken
+
     def clear(self) -> None:
         """Forget every series (the alert leader's copy of other shards' data, on step-down)."""
         self._metrics.clear()

@@ -59,6 +59,36 @@ class ServiceConfig(StrictModel):
         description="per-endpoint body caps (413 beyond); max_body_size caps them all")
     event_loop: EventLoopSetting = Field(
         "auto", description="auto: uvloop when installed, else asyncio's loop")
+    # Connection discipline (web/connections.py): every connection is bounded in time, in
+    # number and in what is buffered for it, so no client can hold the room's screens out.
+    header_timeout: Duration = Field(10.0, le=300.0, description="a request whose head is not "
+                                     "complete this long after its first byte is closed")
+    keepalive_timeout: Duration = Field(30.0, le=3600.0,
+                                        description="an idle keep-alive connection is closed")
+    write_timeout: Duration = Field(30.0, le=3600.0, description="a client that reads nothing "
+                                    "of a pending response for this long is cut off")
+    write_buffer: int = Field(256 << 10, ge=16 << 10, le=64 << 20,
+                              description="bytes queued for a client before writing waits")
+    max_connections: int = Field(2048, ge=4, le=100_000,
+                                 description="open connections at once; more get 503")
+    max_connections_per_address: int = Field(
+        64, ge=1, le=100_000, description="open connections from one client address")
+    trusted_proxies: list[str] = Field(
+        default_factory=list, description="CIDRs of reverse proxies whose X-Forwarded-For "
+                                          "and X-Forwarded-Proto are believed")
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, value: list[str]) -> list[str]:
+        import ipaddress
+
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"not a network: {item!r} (expected e.g. 127.0.0.1/32 or "
+                                 "10.0.0.0/8)") from None
+        return value
 
     @field_validator("event_loop")
     @classmethod
@@ -150,14 +180,24 @@ class CollectionConfig(StrictModel):
                             description="series kept in memory; new ones past it are only "
                                         "stored")
     shard: str = Field("0/1", description="INDEX/COUNT: poll only this instance's share of "
-                                          "the targets (ioc.sharding)")
+                                          "the targets (ioc.sharding); auto: share them among "
+                                          "the live instances (ioc.membership, PostgreSQL)")
+    shard_lease: Duration = Field(10.0, description="with shard auto: how long an instance "
+                                                    "may poll without proving its membership")
 
     @field_validator("shard")
     @classmethod
     def _check_shard(cls, value: str) -> str:
-        from ioc.sharding import parse_shard
+        from ioc.sharding import check_shard
 
-        return str(parse_shard(value))
+        return check_shard(value)
+
+    @field_validator("shard_lease")
+    @classmethod
+    def _check_lease(cls, value: float) -> float:
+        if not 1.0 <= value <= 300.0:
+            raise ValueError(f"the lease must be 1s to 5m, got {value:g}s")
+        return value
 
 
 class SimulatorConfig(StrictModel):
@@ -231,6 +271,8 @@ class WallConfig(StrictModel):
                                     "this long without a message from the stream")
     heartbeat: Duration = Field(5.0, description="stream heartbeat interval")
     max_clients: int = Field(100, ge=1, le=10_000, description="stream connections at once")
+    max_clients_per_address: int = Field(
+        20, ge=1, le=10_000, description="stream connections from one client address")
     replay_events: int = Field(1000, ge=10, le=1_000_000,
                                description="recent events kept for Last-Event-ID resume")
     announcement: str = Field("", max_length=500, description="banner text at start")
@@ -328,7 +370,7 @@ def issues_from_validation(exc: ValidationError, prefix: tuple[Any, ...],
                 msg = msg[len("Value error, "):]
             message = msg
             if "input" in err and not msg.endswith(repr(err["input"])) \
-                    and kind not in ("dict_type", "list_type", "model_type"):
+                    and kind not in ("dict_type", "list_type", "model_type", "ioc_config"):
                 message += f" (got {short_value(err['input'])})"
         issues.append(ConfigIssue(path, message))
     return issues

@@ -103,13 +103,18 @@ DOSSIER_FIELDS = (
 
 
 def _split_total(values: Mapping[str, int], total_key: str, parts: tuple[str, ...],
-                 derive: str) -> dict[str, int]:
+                 derive: str, unknown: frozenset[str] = frozenset()) -> dict[str, int]:
     """Fill ``parts`` from ``values``; with a total given, derive the part that is missing.
 
     With one part missing, it is the total minus the others. With several missing, ``derive``
     (or else the last missing part) takes the remainder and the others are 0: a source that
     does not separate "early" from "on time" reports both as on time. Without a total,
     missing parts are 0.
+
+    A part in ``unknown`` (the source sent null for it and the mapping says ``null_means:
+    unknown``) stops the derivation: the remainder is then the unknown part plus any unmapped
+    ones, which cannot be told apart, so the missing parts stay 0 here and
+    :func:`dossier_known` leaves them out. The given parts must still fit in the total.
     """
     out = {p: values[p] for p in parts if p in values}
     total = values.get(total_key)
@@ -117,6 +122,12 @@ def _split_total(values: Mapping[str, int], total_key: str, parts: tuple[str, ..
         return {p: out.get(p, 0) for p in parts}
     given = sum(out.values())
     missing = [p for p in parts if p not in out]
+    if unknown.intersection(parts):
+        if given > total:
+            others = " + ".join(p for p in parts if p in out)
+            raise CountError(total_key, f"{others} ({given}) is more than {total_key} "
+                                        f"({total})")
+        return {p: out.get(p, 0) for p in parts}
     if not missing:
         if given != total:
             listed = " + ".join(parts)
@@ -131,22 +142,28 @@ def _split_total(values: Mapping[str, int], total_key: str, parts: tuple[str, ..
     return result
 
 
-def dossiers_from_fields(values: Mapping[str, int]) -> DossierCounts:
-    """Build counts from canonical fields (see DOSSIER_FIELDS); raise CountError if they clash."""
-    unknown = sorted(set(values) - set(DOSSIER_FIELDS))
-    if unknown:
-        raise CountError(unknown[0], "not a dossier counter")
+def dossiers_from_fields(values: Mapping[str, int],
+                         unknown: frozenset[str] = frozenset()) -> DossierCounts:
+    """Build counts from canonical fields (see DOSSIER_FIELDS); raise CountError if they clash.
+
+    ``unknown`` names counters the source sent as null that must stay unknown (docs/domain.md,
+    "Null and missing counters"): no part of their total is derived.
+    """
+    strange = sorted(set(values) - set(DOSSIER_FIELDS))
+    if strange:
+        raise CountError(strange[0], "not a dossier counter")
     received = _split_total(values, "received",
                             ("received_online", "received_direct", "received_postal"),
-                            derive="received_direct")
+                            derive="received_direct", unknown=unknown)
     resolved = _split_total(values, "resolved",
                             ("resolved_early", "resolved_ontime", "resolved_late"),
-                            derive="resolved_late")
+                            derive="resolved_late", unknown=unknown)
     progress = _split_total(values, "in_progress",
                             ("in_progress_ontime", "in_progress_overdue"),
-                            derive="in_progress_ontime")
+                            derive="in_progress_ontime", unknown=unknown)
     due_soon = values.get("due_soon")
-    if due_soon is not None and due_soon > progress["in_progress_ontime"]:
+    if due_soon is not None and due_soon > progress["in_progress_ontime"] \
+            and "in_progress_ontime" in dossier_known(values, unknown):
         raise CountError("due_soon", f"{due_soon} due soon, but only "
                          f"{progress['in_progress_ontime']} in progress within deadline")
     simple = {k: values.get(k, 0) for k in (
@@ -166,26 +183,31 @@ _FEEDBACK_TOTALS = {
 }
 
 
-def _known(given: Iterable[str], totals: Mapping[str, tuple[str, ...]]) -> frozenset[str]:
+def _known(given: Iterable[str], totals: Mapping[str, tuple[str, ...]],
+           unknown: frozenset[str]) -> frozenset[str]:
     known = set(given)
     for total, parts in totals.items():
         if total in known:
             known.discard(total)
-            known.update(parts)
+            if not unknown.intersection(parts):
+                known.update(parts)
     return frozenset(known)
 
 
-def dossier_known(given: Iterable[str]) -> frozenset[str]:
+def dossier_known(given: Iterable[str], unknown: frozenset[str] = frozenset()
+                  ) -> frozenset[str]:
     """The counters a source really reports, given the canonical fields it filled.
 
     Counters it does not report are 0 in DossierCounts but must not be published as 0: a
-    portal that gives no postal figure has not received zero postal dossiers.
+    portal that gives no postal figure has not received zero postal dossiers. A total makes
+    its unmapped parts known (derived), unless one of its parts is in ``unknown``.
     """
-    return _known(given, _DOSSIER_TOTALS)
+    return _known(given, _DOSSIER_TOTALS, unknown)
 
 
-def feedback_known(given: Iterable[str]) -> frozenset[str]:
-    return _known(given, _FEEDBACK_TOTALS)
+def feedback_known(given: Iterable[str], unknown: frozenset[str] = frozenset()
+                   ) -> frozenset[str]:
+    return _known(given, _FEEDBACK_TOTALS, unknown)
 
 
 # What each rate needs to be known before it means anything.
@@ -244,19 +266,20 @@ FEEDBACK_STATUSES = ("received", "in_progress", "overdue", "resolved_ontime", "r
 FEEDBACK_FIELDS = (*FEEDBACK_STATUSES, "resolved", "in_progress_total")
 
 
-def feedback_from_fields(values: Mapping[str, int]) -> FeedbackCounts:
+def feedback_from_fields(values: Mapping[str, int],
+                         unknown: frozenset[str] = frozenset()) -> FeedbackCounts:
     """Build counts from canonical fields (see FEEDBACK_FIELDS); raise CountError if they clash.
 
     ``in_progress_total`` is the whole of in progress and overdue, for sources giving only
-    that and the overdue count.
+    that and the overdue count. ``unknown`` as for :func:`dossiers_from_fields`.
     """
-    unknown = sorted(set(values) - set(FEEDBACK_FIELDS))
-    if unknown:
-        raise CountError(unknown[0], "not a feedback counter")
+    strange = sorted(set(values) - set(FEEDBACK_FIELDS))
+    if strange:
+        raise CountError(strange[0], "not a feedback counter")
     resolved = _split_total(values, "resolved", ("resolved_ontime", "resolved_late"),
-                            derive="resolved_late")
+                            derive="resolved_late", unknown=unknown)
     progress = _split_total(values, "in_progress_total", ("in_progress", "overdue"),
-                            derive="in_progress")
+                            derive="in_progress", unknown=unknown)
     return FeedbackCounts(received=values.get("received", 0), **resolved, **progress)
 
 

@@ -65,3 +65,22 @@ def loop_name(loop: asyncio.AbstractEventLoop | None = None) -> str:
     """``uvloop`` or ``asyncio`` (the top package of the loop's class), for logs."""
     loop = loop or asyncio.get_running_loop()
     return type(loop).__module__.split(".", 1)[0]
+
+
+LAG_TICK = 0.05  # seconds between two wake-ups of the lag monitor
+
+
+async def watch_lag(observe: Callable[[float], None], tick: float = LAG_TICK) -> None:
+    """Observe, every ``tick``, how late the loop woke this task: its lag (until cancelled).
+
+    Everything ioc does shares one thread, so a callback that holds the loop (a parser fed
+    a huge chunk, a regex over a large page) delays every check, the web server and the
+    alert evaluation alike. A timer that is due while the loop is held runs late by what
+    is left of the stall, so over time the longest lags seen are the longest stalls.
+    Exported as ``ioc_event_loop_lag_seconds``; 20 wake-ups a second cost ~0.1 % of a core.
+    """
+    loop = asyncio.get_running_loop()
+    while True:
+        due = loop.time() + tick
+        await asyncio.sleep(tick)
+        observe(max(0.0, loop.time() - due))

@@ -12,6 +12,14 @@ the push API can answer 503 and the sender retries (nothing lost); ``submit`` is
 that cannot be asked to retry (probes, syslog) and drops what does not fit, counted in
 ``ioc_security_events_dropped_total``. A SIEM collector bypasses the queue with
 :meth:`EventSink.commit`, which writes a page and its cursor in one transaction.
+
+``offer_durable`` is ``offer`` for a sender that must know its events are on disk (a SIEM
+forwarder that deletes its copy on a 2xx): it wakes the writer at once and returns when the
+batch holding its events is committed. That is a group commit: every push that arrives while
+a transaction is being written goes into the next one together, so many durable senders
+share one commit instead of paying one each. The queue is FIFO, so "committed" is a count:
+the writer adds each batch it commits to ``_written``, and a waiter is released once
+``_written`` reaches the position its last event was queued at.
 """
 
 from __future__ import annotations
@@ -20,13 +28,14 @@ import asyncio
 import logging
 from collections import Counter as Tally
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from ioc import clock
 from ioc.batching import Batches
+from ioc.events import TimeWindow
 from ioc.model import Event
 from ioc.overflow import OverflowLog
 from ioc.pipeline import PollOutcome
@@ -38,6 +47,10 @@ log = logging.getLogger("ioc.events")
 Listener = Callable[[Sequence[Event]], None]
 
 
+class EventsNotStored(Exception):
+    """A durable offer's events were not committed (ioc is stopping)."""
+
+
 class EventSink:
     def __init__(self, store: EventStore, registry: CollectorRegistry, *,
                  queue_limit: int = 100_000, batch_size: int = 2000,
@@ -45,10 +58,12 @@ class EventSink:
                  prune_interval: float = 3600.0, recent: int = 200,
                  wall_clock: Callable[[], float] = clock.now,
                  retry_initial: float = 0.5, retry_max: float = 30.0,
-                 stop_timeout: float = 5.0) -> None:
+                 stop_timeout: float = 5.0, window: TimeWindow | None = None) -> None:
         if queue_limit < 1 or batch_size < 1 or flush_interval <= 0:
             raise ValueError("queue_limit, batch_size and flush_interval must be positive")
         self.store = store
+        # The bounds syslog and SIEM pulls clamp event times to (events.max_past/max_future).
+        self.window = window or TimeWindow(clamp=True)
         self._queue_limit = queue_limit
         self._overflow = OverflowLog(log, "security event queue")
         # The buffer and the batch in flight; the stop below is the sink's own (a batch that
@@ -63,6 +78,9 @@ class EventSink:
         self._retry_initial = retry_initial
         self._retry_max = retry_max
         self._stop_timeout = stop_timeout
+        self._enqueued = 0   # events ever queued, in order
+        self._written = 0    # of those, how many left the queue in a committed batch
+        self._waiters: deque[tuple[int, asyncio.Future[None]]] = deque()
         self._wake = self._batches.wake
         self._idle = asyncio.Event()
         self._idle.set()
@@ -88,6 +106,15 @@ class EventSink:
             "ioc_security_events_duplicates",
             "Events received again with a (source, id) already stored; not counted twice.",
             registry=registry)
+        self.out_of_window = Counter(
+            "ioc_security_events_out_of_window",
+            "Events whose own time was outside events.max_past / events.max_future of the "
+            "receive time, by how they came (push: refused with 400; syslog, siem: clamped "
+            "to the receive time, the sent time kept in the sent_at label) and side.",
+            ["ingest", "side"], registry=registry)
+        for ingest in ("push", "syslog", "siem"):
+            for side in ("past", "future"):
+                self.out_of_window.labels(ingest=ingest, side=side)
         self.write_errors = Counter(
             "ioc_security_events_write_errors",
             "Failed attempts to write a batch of events; each is retried.", registry=registry)
@@ -118,6 +145,25 @@ class EventSink:
         self._enqueue(events)
         return True
 
+    def offer_durable(self, events: Sequence[Event]) -> asyncio.Future[None] | None:
+        """``offer``, and a future done when the events are committed; None if they do not fit.
+
+        The future fails with :class:`EventsNotStored` when ioc stops before writing them.
+        Not awaiting it (the client went away) leaves the events queued, written as usual.
+        """
+        if not self.offer(events):
+            return None
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append((self._enqueued, done))
+        self._wake.set()  # commit now, with whatever else is queued
+        return done
+
+    def count_out_of_window(self, ingest: str, sides: Mapping[str, int]) -> None:
+        """Count events whose time fell outside the window (``sides``: past/future → n)."""
+        for side, count in sides.items():
+            if count:
+                self.out_of_window.labels(ingest=ingest, side=side).inc(count)
+
     def submit(self, events: Sequence[Event]) -> int:
         """Queue what fits, drop and count the rest; return how many were queued."""
         if not events:
@@ -140,6 +186,7 @@ class EventSink:
     def _enqueue(self, events: Sequence[Event]) -> None:
         if events:
             self._batches.push(events)
+            self._enqueued += len(events)
             self._idle.clear()
 
     async def commit(self, events: Sequence[Event], cursor: tuple[str, str]) -> list[Event]:
@@ -188,6 +235,8 @@ class EventSink:
         if lost:
             log.error("stopping with %d security events unwritten; they are lost", lost)
             self.dropped.labels(reason="shutdown").inc(lost)
+        self._release()
+        self._release(EventsNotStored("ioc stopped before the events were written"))
         self._idle.set()
 
     # -- the writer task -----------------------------------------------------------------
@@ -212,6 +261,20 @@ class EventSink:
                 batches.settle(written)
             if not written:
                 return
+            self._written += len(batch)
+            self._release()
+
+    def _release(self, failure: BaseException | None = None) -> None:
+        """Answer the durable waiters whose events are committed (or, at stop, lost)."""
+        waiters = self._waiters
+        while waiters and (failure is not None or waiters[0][0] <= self._written):
+            _, done = waiters.popleft()
+            if done.done():  # the request was cancelled
+                continue
+            if failure is None:
+                done.set_result(None)
+            else:
+                done.set_exception(failure)
 
     async def _write(self, batch: list[Event]) -> bool:
         delay = self._retry_initial

@@ -5,14 +5,22 @@ the same ``ioc.model.Event``. Input from outside is checked here, once, by
 :func:`validate_events`: it reports *every* problem of a batch with the item's index and field
 so an integrator can fix a whole batch in one go, and it is all-or-nothing, so a batch with one
 bad event stores none of them (the caller then never has to say which ones were kept).
+
+Every time from outside is bounded by a :class:`TimeWindow` (``events.max_past``, 7 days, and
+``events.max_future``, 5 minutes, around the receive time): a time from 9999 or 2200 would
+otherwise pin itself as the newest event for ever, and a wrong clock must not decide what the
+wall shows. The push API *rejects* such an event (its sender gets a 400 naming the field and can
+fix its clock); syslog and a SIEM pull have no one to answer, so they *clamp* it to the
+receive time and keep the time as sent in the ``sent_at`` label. Both are counted.
 """
 
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -36,9 +44,54 @@ Category = Literal["defacement", "malware", "intrusion", "ddos", "auth_failure",
                    "vulnerability", "availability", "other"]
 
 MAX_BATCH = 1000               # events in one push
+DEFAULT_MAX_PAST = 7 * 86400.0
+DEFAULT_MAX_FUTURE = 300.0
 MAX_LABELS = 32
 EARLIEST = 946684800.0         # 2000-01-01: older "timestamps" are unit mistakes (ms, days)
 SOURCE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
+
+
+@dataclass(frozen=True, slots=True)
+class TimeWindow:
+    """How far before and after the receive time an event's own time may be."""
+
+    max_past: float = DEFAULT_MAX_PAST
+    max_future: float = DEFAULT_MAX_FUTURE
+    clamp: bool = False  # out of the window: True moves it to the receive time, False refuses
+
+    def side(self, occurred: float, now: float) -> str | None:
+        """``past`` or ``future`` when ``occurred`` is outside the window, else None."""
+        if occurred > now + self.max_future:
+            return "future"
+        if occurred < now - self.max_past:
+            return "past"
+        return None
+
+    def problem(self, occurred: float, now: float, side: str) -> str:
+        if side == "future":
+            return (f"{occurred - now:.0f} s in the future (at most {self.max_future:.0f} s of "
+                    "clock skew is accepted); check the sender's clock and time zone")
+        return (f"{now - occurred:.0f} s in the past (at most {self.max_past:.0f} s, "
+                "events.max_past); check the sender's clock and time zone")
+
+
+def time_text(seconds: float) -> str:
+    """An outside time as ISO 8601 UTC for the ``sent_at`` label, whatever its size."""
+    try:
+        return datetime.fromtimestamp(seconds, UTC).isoformat()
+    except (OverflowError, OSError, ValueError):
+        return repr(seconds)
+
+
+def bound_time(occurred: float, now: float, window: TimeWindow,
+               out_of_window: Counter[str] | None = None) -> tuple[float, str | None]:
+    """The time to keep, and the side it fell outside on (counted in ``out_of_window``)."""
+    side = window.side(occurred, now) if math.isfinite(occurred) else "future"
+    if side is None:
+        return occurred, None
+    if out_of_window is not None:
+        out_of_window[side] += 1
+    return (now if window.clamp else occurred), side
 
 
 def parse_time(value: Any) -> float:
@@ -50,7 +103,10 @@ def parse_time(value: Any) -> float:
     if isinstance(value, bool):
         raise ValueError(f"expected unix seconds or an ISO 8601 time, got {value!r}")
     if isinstance(value, (int, float)):  # a tuple: `int | float` builds a union per call
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:  # an integer of hundreds of digits
+            raise ValueError(f"time {value!r:.40}… is too large; send unix seconds") from None
     elif isinstance(value, str):
         text = value.strip()
         seconds = _number_or_iso(text, value)
@@ -153,9 +209,10 @@ def _message(err: Mapping[str, Any]) -> str:
     return msg
 
 
-def validate_event(item: Any, *, index: int | None, now: float, max_future: float,
-                   departments: frozenset[str] | None = None) -> tuple[Event | None,
-                                                                      list[FieldError]]:
+def validate_event(item: Any, *, index: int | None, now: float, window: TimeWindow,
+                   departments: frozenset[str] | None = None,
+                   out_of_window: Counter[str] | None = None
+                   ) -> tuple[Event | None, list[FieldError]]:
     """One event from untrusted JSON, or every problem with it."""
     if not isinstance(item, dict):
         return None, [FieldError(index, "", f"expected a JSON object, got "
@@ -165,32 +222,34 @@ def validate_event(item: Any, *, index: int | None, now: float, max_future: floa
     except ValidationError as exc:
         return None, [FieldError(index, _field_path(e["loc"]), _message(e))
                       for e in exc.errors(include_url=False)]
-    return _to_event(parsed, index=index, now=now, max_future=max_future,
-                     departments=departments)
+    return _to_event(parsed, index=index, now=now, window=window, departments=departments,
+                     out_of_window=out_of_window)
 
 
-def _to_event(parsed: EventInput, *, index: int | None, now: float, max_future: float,
-              departments: frozenset[str] | None) -> tuple[Event | None, list[FieldError]]:
+def _to_event(parsed: EventInput, *, index: int | None, now: float, window: TimeWindow,
+              departments: frozenset[str] | None, out_of_window: Counter[str] | None = None
+              ) -> tuple[Event | None, list[FieldError]]:
     """The checks a schema cannot express (time, known departments), then the ``Event``."""
     errors: list[FieldError] = []
     occurred = now
+    labels = parsed.labels
     if parsed.occurred_at is not None:
         try:
-            occurred = parse_time(parsed.occurred_at)
-        except ValueError as exc:
+            sent = parse_time(parsed.occurred_at)
+        except ValueError as exc:  # not a time at all (or before 2000, or milliseconds)
             errors.append(FieldError(index, "occurred_at", str(exc)))
         else:
-            if occurred > now + max_future:
-                errors.append(FieldError(
-                    index, "occurred_at",
-                    f"{occurred - now:.0f} s in the future (at most {max_future:.0f} s of clock "
-                    "skew is accepted); check the sender's clock and time zone"))
+            occurred, side = bound_time(sent, now, window, out_of_window)
+            if side is not None and not window.clamp:
+                errors.append(FieldError(index, "occurred_at", window.problem(sent, now, side)))
+            elif side is not None:
+                labels = {**labels, "sent_at": time_text(sent)}
     if departments is not None and parsed.department is not None \
             and parsed.department not in departments:
         errors.append(FieldError(index, "department",
                                  f"unknown department {parsed.department!r} "
                                  "(use a code from the departments of config.yaml)"))
-    if len(parsed.labels) > MAX_LABELS:
+    if len(parsed.labels) > MAX_LABELS:  # the sender's own; sent_at comes on top
         errors.append(FieldError(index, "labels", f"at most {MAX_LABELS} labels"))
     if errors:
         return None, errors
@@ -198,12 +257,13 @@ def _to_event(parsed: EventInput, *, index: int | None, now: float, max_future: 
     return Event(source=parsed.source, id=parsed.id, severity=parsed.severity,
                  category=parsed.category, title=parsed.title, occurred_at=occurred,
                  message=parsed.message, department=parsed.department or None,
-                 host=parsed.host or None, labels=tuple(sorted(parsed.labels.items()))), []
+                 host=parsed.host or None, labels=tuple(sorted(labels.items()))), []
 
 
-def validate_events(payload: Any, *, now: float, max_future: float,
+def validate_events(payload: Any, *, now: float, window: TimeWindow,
                     departments: frozenset[str] | None = None,
-                    max_batch: int = MAX_BATCH) -> list[Event]:
+                    max_batch: int = MAX_BATCH,
+                    out_of_window: Counter[str] | None = None) -> list[Event]:
     """A pushed object or list of events, all valid, or EventBatchError naming each problem."""
     single = isinstance(payload, dict)
     items = [payload] if single else payload
@@ -220,7 +280,8 @@ def validate_events(payload: Any, *, now: float, max_future: float,
     errors: list[FieldError] = []
     for index, item in enumerate(items):
         event, problems = validate_event(item, index=None if single else index, now=now,
-                                         max_future=max_future, departments=departments)
+                                         window=window, departments=departments,
+                                         out_of_window=out_of_window)
         if event is not None:
             events.append(event)
         errors.extend(problems)
@@ -229,7 +290,7 @@ def validate_events(payload: Any, *, now: float, max_future: float,
     return events
 
 
-def validate_events_json(body: bytes, *, now: float, max_future: float,
+def validate_events_json(body: bytes, *, now: float, window: TimeWindow,
                          departments: frozenset[str] | None = None,
                          max_batch: int = MAX_BATCH) -> list[Event] | None:
     """A pushed body of valid events, parsed and checked in one pass; None if anything is off.
@@ -253,7 +314,7 @@ def validate_events_json(body: bytes, *, now: float, max_future: float,
         return None
     events: list[Event] = []
     for item in items:
-        event, _ = _to_event(item, index=None, now=now, max_future=max_future,
+        event, _ = _to_event(item, index=None, now=now, window=window,
                              departments=departments)
         if event is None:
             return None

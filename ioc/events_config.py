@@ -6,20 +6,20 @@ settings without importing the loader.
 
 from __future__ import annotations
 
-import re
 import string
 
 from pydantic import Field, field_validator
 
 from ioc.config_types import Duration, ListenAddress, Name, StrictModel
-from ioc.events import Category, Severity
+from ioc.events import Category, Severity, TimeWindow
+from ioc.regex import Pattern, check_pattern, compile_pattern
 
 TEMPLATE_FIELDS = frozenset({"host", "app", "message", "pattern", "sender"})
 
 
 class SyslogPattern(StrictModel):
     name: Name = Field(description="names the pattern; the `pattern` label of its events")
-    match: str = Field(description="regular expression searched in the message text")
+    match: str = Field(description="regular expression (RE2 syntax) searched in the message text")
     severity: Severity = "medium"
     category: Category = "other"
     title: str = Field("{pattern}: {host}", description="event title template")
@@ -28,11 +28,7 @@ class SyslogPattern(StrictModel):
     @field_validator("match")
     @classmethod
     def _check_regex(cls, value: str) -> str:
-        try:
-            re.compile(value)
-        except re.error as exc:
-            raise ValueError(f"invalid regular expression {value!r}: {exc}") from None
-        return value
+        return check_pattern(value)
 
     @field_validator("title")
     @classmethod
@@ -47,8 +43,8 @@ class SyslogPattern(StrictModel):
                                  f"({', '.join(sorted(TEMPLATE_FIELDS))} or a named group)")
         return value
 
-    def compiled(self) -> re.Pattern[str]:
-        return re.compile(self.match)
+    def compiled(self) -> Pattern:
+        return compile_pattern(self.match)
 
 
 class SyslogConfig(StrictModel):
@@ -67,5 +63,14 @@ class EventsConfig(StrictModel):
     queue_limit: int = Field(100_000, ge=1000, le=10_000_000,
                              description="events held in memory before they are written")
     retention: Duration = Field(90 * 86400.0, description="events older than this are pruned")
-    max_future: Duration = Field(300.0, description="how far in the future occurred_at may be")
+    max_future: Duration = Field(300.0, gt=0,
+                                 description="how far after the receive time an event's own "
+                                             "time may be")
+    max_past: Duration = Field(7 * 86400.0, gt=0,
+                               description="how far before the receive time an event's own "
+                                           "time may be")
+
+    def window(self, *, clamp: bool) -> TimeWindow:
+        """The bounds on times from outside: the push API refuses, syslog and SIEM clamp."""
+        return TimeWindow(self.max_past, self.max_future, clamp)
     syslog: SyslogConfig = SyslogConfig()

@@ -44,7 +44,22 @@ SAMPLE_METRICS: dict[str, str] = {
                                                    "intermediates and the trusted root as "
                                                    "verified; as sent when not verified).",
     "ioc_probe_tls_version_info": "TLS version of the last check's connection, always 1.",
-    "ioc_probe_dns_answer_rrs": "Records in the last DNS answer.",
+    "ioc_probe_dns_answer_rrs": "Records of the asked type in the server's last DNS answer "
+                                "(0 with NXDOMAIN or another error code; server=\"system\" "
+                                "for the system resolver).",
+    "ioc_probe_dns_server_up": "Whether the server passed the last DNS check (1) or failed "
+                               "(0); server=\"system\" for the system resolver.",
+    "ioc_probe_dns_server_duration_seconds": "How long the server took to answer the last "
+                                             "DNS check (UDP and any retry over TCP), or to "
+                                             "fail it.",
+    "ioc_probe_dns_ignored_datagrams": "Datagrams the last DNS check over UDP ignored while "
+                                       "waiting for the server's answer: malformed (did not "
+                                       "parse) or mismatch (another ID or question).",
+    "ioc_probe_dns_soa_serial": "SOA serial of the target's soa_zone in the server's last "
+                                "answer.",
+    "ioc_probe_dns_soa_serial_mismatch": "1 when the servers that answered the last check "
+                                         "gave different SOA serials, 0 when they agreed "
+                                         "(absent with fewer than two serials).",
     "ioc_dossiers": "Administrative dossiers of the current period, by department and status.",
     "ioc_dossiers_received": "Dossiers received in the current period, by department and "
                              "channel (online, direct, postal).",
@@ -64,7 +79,7 @@ SAMPLE_METRICS: dict[str, str] = {
 }
 
 # Labels of the sample metrics, besides the `labels:` a collector's config adds to all its
-# samples. docs/metrics.md is generated from this (ioc/metrics_doc.py); a test compares it with
+# samples. docs/metrics.md is generated from this (service/metrics_doc.py); a test compares it with
 # what a running ioc exports.
 _TARGET = ("target", "department", "kind")
 SAMPLE_LABELS: dict[str, tuple[str, ...]] = {
@@ -78,7 +93,12 @@ SAMPLE_LABELS: dict[str, tuple[str, ...]] = {
     "ioc_probe_phase_duration_seconds": (*_TARGET, "phase"),
     "ioc_probe_tls_cert_expiry_timestamp_seconds": _TARGET,
     "ioc_probe_tls_version_info": (*_TARGET, "version"),
-    "ioc_probe_dns_answer_rrs": _TARGET,
+    "ioc_probe_dns_answer_rrs": (*_TARGET, "server"),
+    "ioc_probe_dns_server_up": (*_TARGET, "server"),
+    "ioc_probe_dns_server_duration_seconds": (*_TARGET, "server"),
+    "ioc_probe_dns_ignored_datagrams": (*_TARGET, "server", "reason"),
+    "ioc_probe_dns_soa_serial": (*_TARGET, "server"),
+    "ioc_probe_dns_soa_serial_mismatch": _TARGET,
     "ioc_dossiers": ("target", "department", "status"),
     "ioc_dossiers_received": ("target", "department", "channel"),
     "ioc_dossier_ontime_ratio": ("target", "department"),
@@ -91,6 +111,8 @@ SAMPLE_LABELS: dict[str, tuple[str, ...]] = {
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 _LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+# The loop's own lag: stalls of a few milliseconds matter (every check shares the loop).
+_LOOP_LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
 class CacheFamily(Metric):
@@ -246,9 +268,19 @@ class ServiceMetrics:
             "ioc_scheduler_lag_seconds",
             "How late each poll started after its scheduled time (incl. waiting for a slot).",
             buckets=_LAG_BUCKETS, registry=registry)
+        self.loop_lag = Histogram(
+            "ioc_event_loop_lag_seconds",
+            "How late the event loop ran a timer due every 50 ms: the stalls every poll, "
+            "web request and alert evaluation waited through.",
+            buckets=_LOOP_LAG_BUCKETS, registry=registry)
         self.polls_in_flight = Gauge("ioc_collector_polls_in_flight",
                                      "Polls running right now.", registry=registry)
         self.targets = Gauge("ioc_targets", "Configured targets.", registry=registry)
+        self.unknown_units = Counter(
+            "ioc_backlog_unknown_units",
+            "Units in backlog and feedback statistics whose code is no department of the "
+            "config, summed over polls (unknown_units: include or exclude).",
+            ["collector"], registry=registry)
 
 
 def watch_store_partitions(registry: CollectorRegistry, count: Callable[[], int]) -> Gauge:
@@ -276,6 +308,15 @@ class DeliveryMetrics:
             ["receiver", "integration", "result"], registry=registry)
         self.queue = Gauge("ioc_notification_queue_depth",
                            "Notifications stored and not yet delivered.", registry=registry)
+        self.unusable_silences = Gauge(
+            "ioc_silences_unusable",
+            "Stored silences that mute nothing because a matcher's regular expression is "
+            "not RE2 syntax (created before ioc matched with RE2); replace them.",
+            registry=registry)
+
+    def watch_unusable_silences(self, count: Callable[[], int]) -> None:
+        """Read the unusable silences' count from the dispatcher at each scrape."""
+        self.unusable_silences.set_function(count)
 
     def sent(self, integration: Any, result: str) -> None:
         self.notifications.labels(receiver=integration.receiver,

@@ -151,3 +151,7 @@ class CollectResult:
     error: str | None = None
     value: float | None = None  # the headline value for the status API (e.g. HTTP status)
     degraded: bool = False      # up, but worse than wanted (e.g. over max_latency); see error
+    # What the check did, one line per step in order (for a person reading one poll, such as
+    # the dns collector's "10.0.0.53 udp: answer truncated (TC); asking again over tcp");
+    # neither stored nor exported.
+    trace: tuple[str, ...] = ()

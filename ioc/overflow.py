@@ -41,3 +41,33 @@ class OverflowLog:
                              extra={"fields": {**self.context,
                                                "dropped": self.dropped_in_episode}})
             self.dropped_in_episode = 0
+
+
+class EpisodeLog:
+    """Say once that malformed input is arriving, not once per request or line.
+
+    Malformed input has no natural end the way a full queue does, so an episode ends after
+    ``quiet`` seconds without any: the next one starts a new episode and is logged again,
+    with how many the previous episode held. Every item is counted in a metric besides.
+    Time is passed in (monotonic seconds).
+    """
+
+    def __init__(self, log: logging.Logger, what: str, *, quiet: float = 60.0) -> None:
+        self.log = log
+        self.what = what
+        self.quiet = quiet
+        self._last: float | None = None
+        self._count = 0
+
+    def hit(self, now: float, **detail: Any) -> bool:
+        """Record one malformed item; True (and a log line) when it starts an episode."""
+        starts = self._last is None or now - self._last >= self.quiet
+        self._last = now
+        if not starts:
+            self._count += 1
+            return False
+        previous, self._count = self._count, 1
+        self.log.warning(f"{self.what} (counted in metrics; logged again after "
+                         f"{self.quiet:.0f} s without any)",
+                         extra={"fields": {**detail, "previous_episode": previous}})
+        return True

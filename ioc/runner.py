@@ -80,6 +80,17 @@ class PollRunner:
         self._log_transition(state_up, result, finished)
         return outcome
 
+    def resume(self, *, up: bool | None, failures: int, successes: int,
+               since: float | None) -> None:
+        """Continue from the state the target's previous poller stored (``--shard auto``
+        takeover): the debounced state and the polls in a row, so the first poll here does
+        not announce a "down" or "recovered" that did not happen. ``since``: the last poll
+        known, taken as the start of an ongoing outage (its real start is not stored)."""
+        self.flap.state = up
+        self.flap.failures = failures
+        self.flap.successes = successes
+        self._failing_since = since if up is False else None
+
     async def close(self) -> None:
         """Release what the collector holds (its own connections), if anything."""
         close = getattr(self.collector, "close", None)
@@ -87,33 +98,8 @@ class PollRunner:
             await close()
 
     async def _collect(self, now: float) -> CollectResult:
-        try:
-            async with asyncio.timeout(self.timeout):
-                result = await self.collector.collect(self.session(), now)
-        except TimeoutError as exc:
-            phase = interrupted_phase(exc)
-            if phase == "connect":
-                return CollectResult(up=False, reason="connect_timeout",
-                                     error=f"connection not set up within {self.timeout:g}s")
-            if phase == "dns":
-                return CollectResult(up=False, reason="dns",
-                                     error=f"name not resolved within {self.timeout:g}s")
-            where = f" (in the {phase} phase)" if phase else ""
-            return CollectResult(up=False, reason="timeout",
-                                 error=f"no complete answer within {self.timeout:g}s{where}")
-        except CollectorFailure as exc:
-            return CollectResult(up=False, reason=exc.reason, error=str(exc))
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.debug("collector raised", exc_info=True, extra=fields(target=self.name))
-            return CollectResult(up=False, reason="error",
-                                 error=f"{type(exc).__name__}: {exc}"[:500])
-        if not isinstance(result, CollectResult):
-            return CollectResult(up=False, reason="invalid_response",
-                                 error=f"collector returned {type(result).__name__}, "
-                                       "not a CollectResult")
-        return result
+        return await guarded_collect(self.collector, self.session(), self.timeout, now,
+                                     self.name)
 
     def _log_transition(self, state_up: bool, result: CollectResult, now: float) -> None:
         if not state_up and self._failing_since is None:
@@ -125,3 +111,41 @@ class PollRunner:
             self._failing_since = None
             log.info("target recovered", extra=fields(
                 target=self.name, kind=self.kind, down_seconds=round(down_for, 3)))
+
+
+async def guarded_collect(collector: Collector, session: aiohttp.ClientSession,
+                          limit: float, now: float, name: str) -> CollectResult:
+    """One poll under the timeout, every exception turned into a failed CollectResult.
+
+    The part of a poll that decides its verdict, shared by the scheduled polls and by
+    ``ioc try``, so a tried target fails for exactly the reason a scheduled poll would.
+    ``limit`` is the poll's timeout in seconds.
+    """
+    timeout = limit
+    try:
+        async with asyncio.timeout(timeout):
+            result = await collector.collect(session, now)
+    except TimeoutError as exc:
+        phase = interrupted_phase(exc)
+        if phase == "connect":
+            return CollectResult(up=False, reason="connect_timeout",
+                                 error=f"connection not set up within {timeout:g}s")
+        if phase == "dns":
+            return CollectResult(up=False, reason="dns",
+                                 error=f"name not resolved within {timeout:g}s")
+        where = f" (in the {phase} phase)" if phase else ""
+        return CollectResult(up=False, reason="timeout",
+                             error=f"no complete answer within {timeout:g}s{where}")
+    except CollectorFailure as exc:
+        return CollectResult(up=False, reason=exc.reason, error=str(exc))
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        log.debug("collector raised", exc_info=True, extra=fields(target=name))
+        return CollectResult(up=False, reason="error",
+                             error=f"{type(exc).__name__}: {exc}"[:500])
+    if not isinstance(result, CollectResult):
+        return CollectResult(up=False, reason="invalid_response",
+                             error=f"collector returned {type(result).__name__}, "
+                                   "not a CollectResult")
+    return result

@@ -78,6 +78,16 @@ def spread_offsets(jobs: Sequence[tuple[str, float]]) -> dict[str, float]:
     return offsets
 
 
+def anchored_start(name: str, interval: float, now: float) -> float:
+    """The first point at or after ``now`` of the job's grid anchored to the Unix epoch:
+    ``phase + k·interval``, the phase a stable hash of the name. Every instance that polls
+    the target puts it on the same grid, so when a target moves between instances
+    (``--shard auto``) the new owner polls in the slots the old one would have: no poll
+    crowds in right after the old owner's last, and none is skipped beyond the move itself."""
+    phase = interval * zlib.crc32(name.encode()) / 2**32
+    return now + (phase - now) % interval
+
+
 def scheduled_time(start: float, interval: float, now: float) -> float:
     """The grid time a run starting at ``now`` belongs to (start + k·interval, k ≥ 0)."""
     if now <= start:
@@ -105,8 +115,11 @@ class _Entry:
 
 class Scheduler:
     def __init__(self, *, wall_clock: Callable[[], float] = clock.now,
-                 batch_window: float = BATCH_WINDOW) -> None:
+                 batch_window: float = BATCH_WINDOW, anchored: bool = False) -> None:
+        """``anchored``: each job on its epoch-anchored grid (:func:`anchored_start`) instead
+        of spread over the jobs added together."""
         self.wall_clock = wall_clock
+        self.anchored = anchored
         self.batch_window = batch_window
         self._entries: dict[str, _Entry] = {}
         self._heap: list[tuple[float, int, _Entry]] = []
@@ -136,7 +149,9 @@ class Scheduler:
             if old is not None:
                 old.removed = True
             self._seq += 1
-            entry = _Entry(job, base + offsets[job.name], self._seq)
+            start = (anchored_start(job.name, job.interval, base) if self.anchored
+                     else base + offsets[job.name])
+            entry = _Entry(job, start, self._seq)
             self._entries[job.name] = entry
             heapq.heappush(self._heap, (entry.start, entry.seq, entry))
             earliest = min(earliest, entry.start)

@@ -32,8 +32,9 @@ class TargetState:
     last_error: str | None = None
     consecutive_failures: int = 0
     consecutive_successes: int = 0
-    # With collection.shard i/N: the index of the instance that polls the target, and whether
-    # that is another one (its state is then read from the shared store, service.shared_board).
+    # With collection.shard i/N: the index of the instance that polls the target (with auto:
+    # its member slot, None while unknown), and whether that is another one (its state is
+    # then read from the shared store, service.shared_board; with auto it changes with owners).
     shard: int | None = None
     remote: bool = False
 

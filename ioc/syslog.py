@@ -11,7 +11,10 @@ Parsing and matching are plain functions (:func:`parse_syslog`, :class:`SyslogMa
 asyncio servers only frame bytes.
 
 RFC 3164 timestamps have neither year nor time zone, so a 3164 line's event gets the time it
-was received; RFC 5424 timestamps are used as sent.
+was received; RFC 5424 timestamps are used as sent when they fall within ``events.max_past`` /
+``events.max_future`` of the receive time, and are clamped to the receive time otherwise (the
+sent time kept in the ``sent_at`` label, counted in ``ioc_security_events_out_of_window``):
+an unauthenticated datagram dated 9999 must not become the wall's newest event for ever.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import asyncio
 import logging
 import re
 import uuid
+from collections import Counter as Tally
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,9 +34,11 @@ from prometheus_client import CollectorRegistry, Counter
 from ioc import clock
 from ioc.config_types import split_listen
 from ioc.event_sink import EventSink
+from ioc.events import TimeWindow, bound_time, time_text
 from ioc.events_config import SyslogConfig, SyslogPattern
 from ioc.model import Event, make_labels
-from ioc.overflow import OverflowLog
+from ioc.overflow import EpisodeLog, OverflowLog
+from ioc.regex import Pattern
 
 log = logging.getLogger("ioc.syslog")
 
@@ -45,7 +51,9 @@ _RFC3164 = re.compile(
     r"(?:(?P<tag>[^:\[\s]{1,48})(?:\[(?P<pid>[^\]]*)\])?: ?)?(?P<msg>.*)$", re.DOTALL)
 _TEMPLATE_FIELD = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
-RESULTS = ("event", "unmatched", "rate_limited", "invalid", "too_large", "dropped")
+RESULTS = ("event", "unmatched", "rate_limited", "invalid", "too_large", "dropped",
+           "bad_frame")
+MAX_LENGTH_DIGITS = 6  # an octet count longer than this is no count max_message_bytes allows
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,9 +119,11 @@ class TokenBuckets:
 class SyslogMatcher:
     """Turns parsed messages into events by the configured patterns (first match wins)."""
 
-    def __init__(self, config: SyslogConfig) -> None:
+    def __init__(self, config: SyslogConfig, window: TimeWindow | None = None) -> None:
         self.source = config.source
-        self.patterns: list[tuple[SyslogPattern, re.Pattern[str]]] = [
+        self.window = window or TimeWindow(clamp=True)
+        self.out_of_window: Tally[str] = Tally()  # past/future → clamped, read by the receiver
+        self.patterns: list[tuple[SyslogPattern, Pattern]] = [
             (p, p.compiled()) for p in config.patterns]
 
     def match(self, msg: SyslogMessage, sender: str, now: float) -> Event | None:
@@ -125,14 +135,19 @@ class SyslogMatcher:
                       "pattern": pattern.name, "sender": sender}
             values.update({k: v for k, v in found.groupdict().items() if v is not None})
             title = _fill(pattern.title, values)
+            labels = make_labels(pattern=pattern.name, sender=sender, app=msg.app,
+                                 rfc=str(msg.rfc))
+            occurred = now
+            if msg.timestamp is not None:
+                occurred, side = bound_time(msg.timestamp, now, self.window, self.out_of_window)
+                if side is not None:
+                    labels = make_labels(dict(labels), sent_at=time_text(msg.timestamp))
             return Event(
                 source=self.source, id=uuid.uuid4().hex, severity=pattern.severity,
                 category=pattern.category, title=title[:500] or pattern.name,
-                occurred_at=msg.timestamp if msg.timestamp is not None else now,
+                occurred_at=occurred,
                 message=msg.message[:10_000], department=pattern.department,
-                host=(msg.host or sender)[:255],
-                labels=make_labels(pattern=pattern.name, sender=sender, app=msg.app,
-                                   rfc=str(msg.rfc)))
+                host=(msg.host or sender)[:255], labels=labels)
         return None
 
 
@@ -149,13 +164,14 @@ class SyslogReceiver:
                  monotonic: Callable[[], float] = clock.monotonic) -> None:
         self.config = config
         self.sink = sink
-        self.matcher = SyslogMatcher(config)
+        self.matcher = SyslogMatcher(config, sink.window)
         self.buckets = TokenBuckets(config.rate_limit, config.burst)
         self._wall_clock = wall_clock
         self._monotonic = monotonic
         self._limiting = OverflowLog(log, "syslog rate limit", full="reached",
                                      rate_limit=config.rate_limit, burst=config.burst)
         self._limited_at = 0.0
+        self._bad_frames = EpisodeLog(log, "syslog TCP framing errors: connections closed")
         self._calm = config.burst / config.rate_limit  # seconds for an empty bucket to refill
         self._transport: asyncio.DatagramTransport | None = None
         self._server: asyncio.Server | None = None
@@ -164,7 +180,8 @@ class SyslogReceiver:
         self.tcp_address: tuple[str, int] | None = None
         self.messages = Counter(
             "ioc_syslog_messages", "Syslog messages received, by what became of them "
-            "(event, unmatched, rate_limited, invalid, too_large, dropped).",
+            "(event, unmatched, rate_limited, invalid, too_large, dropped; bad_frame: a TCP "
+            "octet count that is no number, and the connection was closed).",
             ["transport", "result"], registry=registry)
         for transport in ("udp", "tcp"):
             for result in RESULTS:
@@ -184,6 +201,9 @@ class SyslogReceiver:
         except ValueError:
             return "invalid"
         event = self.matcher.match(msg, sender, self._wall_clock())
+        if self.matcher.out_of_window:
+            self.sink.count_out_of_window("syslog", self.matcher.out_of_window)
+            self.matcher.out_of_window.clear()
         if event is None:
             return "unmatched"
         now = self._monotonic()
@@ -248,11 +268,12 @@ class SyslogReceiver:
             if not first:
                 return
             if first.isdigit():
-                digits = first + await reader.readuntil(b" ")
-                length = int(digits[:-1])
+                length = await self._octet_count(reader, first, sender)
+                if length is None:
+                    return  # cannot resynchronise: close, the sender reconnects
                 if length > limit:
                     self.messages.labels(transport="tcp", result="too_large").inc()
-                    return  # cannot resynchronise cheaply: close, the sender reconnects
+                    return
                 self.handle(await reader.readexactly(length), sender, "tcp")
                 continue
             try:
@@ -267,6 +288,25 @@ class SyslogReceiver:
                 return
             if line.strip():
                 self.handle(line.rstrip(b"\r\n"), sender, "tcp")
+
+
+    async def _octet_count(self, reader: asyncio.StreamReader, first: bytes,
+                           sender: str) -> int | None:
+        """The ``LEN`` of an RFC 6587 frame, or None (counted, logged once) when it is none."""
+        digits = first
+        while len(digits) <= MAX_LENGTH_DIGITS:
+            byte = await reader.readexactly(1)
+            if byte == b" ":
+                length = int(digits)
+                if length > 0:
+                    return length
+                break  # a frame of no bytes: no sender writes one
+            if not byte.isdigit():
+                break
+            digits += byte
+        self.messages.labels(transport="tcp", result="bad_frame").inc()
+        self._bad_frames.hit(self._monotonic(), sender=sender, start=repr(digits[:16]))
+        return None
 
 
 class _UdpProtocol(asyncio.DatagramProtocol):

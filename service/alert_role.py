@@ -35,7 +35,7 @@ from alerts.rules import Rule
 from ioc import clock
 from ioc.leader import LeaderElection, LeaderMetrics, LockFence, cadence_for, election_dsn
 from ioc.logs import fields
-from ioc.sharding import Shard
+from ioc.sharding import Ownership
 from ioc.store.alert_state import AlertRow, AlertStateStore
 from ioc.store.base import StoreError
 from ioc.store.tail import TailStore
@@ -178,7 +178,7 @@ class AlertRole:
             log.info("reading the shared alert tables again")
 
 
-def build_store_tail(config: Callable[[], Config], registry: CollectorRegistry, shard: Shard,
+def build_store_tail(config: Callable[[], Config], registry: CollectorRegistry, shard: Ownership,
                      rules: Callable[[], Sequence[Rule]]) -> StoreTail | None:
     """The leader's store tail when an election runs (else None); reads the live config and
     rules through callables, so a reload's targets and rule windows apply at once."""

@@ -9,18 +9,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import aiohttp
 from aiohttp import web
 from prometheus_client import CollectorRegistry, disable_created_metrics
 
+from alerts.config import default_external_url
 from alerts.dispatcher import build_dispatcher
 from alerts.engine import AlertEngine
+from alerts.escalation import OncallMetrics
 from alerts.event_counts import EventCounts
 from alerts.model import AlertSink
 from alerts.rules import Rule, RuleConfig, compile_rules, read_ranges
+from collectors.jsonstats import JsonStatsCollector
 from collectors.probe.session import open_probe_session
 from collectors.registry import build_collector
 from collectors.siem import SiemCollector
@@ -29,11 +33,12 @@ from ioc import __version__, clock
 from ioc.cache import SeriesCache
 from ioc.config import AuthConfig
 from ioc.config_types import CollectorConfig, split_listen
-from ioc.event_loop import loop_name
+from ioc.event_loop import loop_name, watch_lag
 from ioc.event_sink import EventSink
 from ioc.indices import IndexExporter
-from ioc.leader import LeaderMetrics
+from ioc.leader import LeaderMetrics, election_dsn
 from ioc.logs import fields
+from ioc.membership import AutoShard, Change, MembershipMetrics
 from ioc.metrics import (
     CacheStats,
     DeliveryMetrics,
@@ -47,24 +52,29 @@ from ioc.poll_limits import PollLimits
 from ioc.remote_write import RemoteWriter
 from ioc.runner import PollRunner
 from ioc.scheduler import Job, Scheduler, SchedulerMetrics
-from ioc.sharding import owner, parse_shard
+from ioc.sharding import AUTO, Ownership, Shard, parse_shard
 from ioc.status import StatusBoard, TargetState
 from ioc.store import SqlStore, open_store
 from ioc.store.alert_state import AlertStateStore
 from ioc.store.announcement import AnnouncementStore
 from ioc.store.audit import AuditStore
+from ioc.store.base import StoreError
 from ioc.store.events import EventStore
 from ioc.store.retention import prune_loop
 from ioc.store.rollup_job import RollupJob
 from ioc.store.writer import StoreWriter
 from ioc.syslog import SyslogReceiver
+from ioc.trace import Trace
 from service.alert_role import AlertRole, build_store_tail, keep_resolved_for
 from service.config import Config
 from service.reload import Reloader, ReloadResult
 from service.shared_board import build_shared_board
+from service.try_command import API_LIMIT, find_targets, try_target
 from web.app import create_web_app
-from web.client_limits import TrustMetrics
+from web.client_limits import TrustMetrics, server_logger
+from web.connections import ConnectionGuard, ConnectionSettings, GuardedAppRunner
 from web.context import WebContext
+from web.forwarded import TrustedProxies
 from web.keys import AUTH
 from web.wall_feed import WallFeed
 
@@ -87,6 +97,8 @@ class IocApp:
         self.config = config
         host, port = split_listen(listen or config.service.listen)
         self.listen = Listen(host, port)
+        # Where people reach ioc: links in notifications and the default rules' runbooks.
+        self.external_url = self.external_url_of(config)
         # No `<name>_created` series: they double every counter's and histogram's series in
         # the text format and nothing reads them (a process-wide prometheus-client switch).
         disable_created_metrics()
@@ -121,7 +133,8 @@ class IocApp:
         self.events = EventSink(self.event_store, self.registry,
                                 queue_limit=config.events.queue_limit,
                                 retention=config.events.retention,
-                                prune_interval=config.storage.prune_interval)
+                                prune_interval=config.storage.prune_interval,
+                                window=config.events.window(clamp=True))
         self.pipeline.add_hook(self.events.on_poll)
         # Every sample also streams to the remote-write endpoints (none by default).
         self.remote_write = RemoteWriter(config.remote_write, self.registry,
@@ -131,7 +144,8 @@ class IocApp:
                        if config.events.syslog.enabled else None)
         self.limits = PollLimits(config.collection.max_concurrency,
                                  config.collection.max_per_host)
-        self.scheduler = Scheduler()
+        # With --shard auto targets move between instances: each keeps one grid everywhere.
+        self.scheduler = Scheduler(anchored=config.collection.shard == AUTO)
         self.registry.register(SchedulerMetrics(self.scheduler))
         self.runners: dict[str, PollRunner] = {}
         self.department_names = {d.code: d.name for d in config.departments}
@@ -140,11 +154,26 @@ class IocApp:
         self._sim_runner: web.AppRunner | None = None
         self._prune_task: asyncio.Task[None] | None = None
         self._rollup_task: asyncio.Task[None] | None = None
+        self._lag_task: asyncio.Task[None] | None = None
         self.started_at: float | None = None
         self.bound_port: int | None = None
         # With collection.shard i/N this instance polls only its share of the targets; the
-        # others' are on its board too, read from the shared store (docs/scaling.md).
-        self.shard = parse_shard(config.collection.shard)
+        # others' are on its board too, read from the shared store (docs/scaling.md). With
+        # auto the share follows the live members (ioc.membership): every target starts as
+        # another's, and the first check of the membership starts this instance's share.
+        membership_metrics = MembershipMetrics(self.registry)  # zero unless auto
+        self.membership: AutoShard | None = None
+        self.shard: Ownership
+        if config.collection.shard == AUTO:
+            self.membership = AutoShard(
+                election_dsn(config.storage.url), lease=config.collection.shard_lease,
+                shortest_interval=min((config.interval_of(c) for c in config.collectors),
+                                      default=0.0),
+                targets=lambda: [c.name for c in self.config.collectors],
+                metrics=membership_metrics, shown_as=self.store.url_for_display)
+            self.shard = self.membership
+        else:
+            self.shard = parse_shard(config.collection.shard)
         self.shared_board = build_shared_board(
             config, self.board, self.shard,
             lambda departments, now: self.wall.on_remote_update(departments, now))
@@ -155,8 +184,13 @@ class IocApp:
                 self.add_remote_target(collector_config)
         self.metrics.targets.set(len(self.runners))
         # Alert delivery (the alert engine's sink): routing, grouping, durable outbox.
-        self.dispatcher = build_dispatcher(config, DeliveryMetrics(self.registry), clock.now,
+        delivery_metrics = DeliveryMetrics(self.registry)
+        self.dispatcher = build_dispatcher(config, delivery_metrics, clock.now,
+                                           external_url=self.external_url,
+                                           oncall_metrics=OncallMetrics(self.registry),
                                            department_names=self.department_names)
+        delivery_metrics.watch_unusable_silences(
+            lambda: len(self.dispatcher.unusable_silences))
         # Alert rules read the sample windows and the security-event counts; until the first
         # poll of every target has come back after a start, a missing series is no recovery.
         self.event_counts = EventCounts(config.collection.window,
@@ -169,7 +203,8 @@ class IocApp:
                                            lambda: self.alerts.rules)
         tail = self.store_tail
         self.alerts = AlertEngine(
-            compile_rules(list(config.alert_rules), self.department_names),
+            compile_rules(list(config.alert_rules), self.department_names,
+                          self.external_url),
             [self.cache, tail.samples, tail.event_counts.cache] if tail is not None
             else [self.cache, self.event_counts.cache], self.alert_sink,
             interval=config.alerts.evaluation_interval, registry=self.registry,
@@ -186,17 +221,23 @@ class IocApp:
         # Trust: the audit log of writes, the web layer's refusal counters, config reloads.
         self.audit = AuditStore(config.storage.url)
         self.trust = TrustMetrics(self.registry)
+        # The edges of the web server: who is a proxy, and how long and how many connections
+        # any client may hold (web/forwarded.py, web/connections.py).
+        self.proxies = TrustedProxies(config.service.trusted_proxies)
+        self.connections = ConnectionGuard(ConnectionSettings.from_config(config.service),
+                                           self.registry, self.proxies)
         self.reloader = Reloader(self, self.registry, clock.now)
         # The web layer sees the service through this context alone; the wall's feed
         # subscribes through it to the pipeline, the event sink (after the event counts,
         # which its security panel reads) and alert delivery.
         self.web = WebContext(
-            config=lambda: self.config, clock=clock.now, board=self.board, cache=self.cache,
-            event_counts=self.event_counts.cache, department_names=self.department_names,
-            samples=self.store, events=self.events, audit=self.audit,
-            announcements=AnnouncementStore(config.storage.url), alerts=self.dispatcher,
-            registry=self.registry, trust=self.trust,
-            polling=lambda: self.scheduler.running, reload=self.reload,
+            config=lambda: self.config, clock=clock.now, monotonic=clock.monotonic,
+            board=self.board, cache=self.cache, event_counts=self.event_counts.cache,
+            department_names=self.department_names, samples=self.store, events=self.events,
+            audit=self.audit, announcements=AnnouncementStore(config.storage.url),
+            alerts=self.dispatcher, registry=self.registry, trust=self.trust,
+            polling=lambda: self.scheduler.running, shard_ready=self._shard_ready,
+            proxies=self.proxies, try_target=self.try_target, reload=self.reload,
             last_reload=lambda: self.reloader.last, add_poll_hook=self.pipeline.add_hook)
         self.wall = WallFeed(self.web, epoch=format(int(clock.now() * 1000), "x"))
         self.wall.attach()
@@ -220,6 +261,10 @@ class IocApp:
         collector = build_collector(collector_config)
         if isinstance(collector, SiemCollector):
             collector.bind(self.events)
+        if isinstance(collector, JsonStatsCollector):
+            collector.bind_units(frozenset(d.code for d in self.config.departments),
+                                 self.metrics.unknown_units.labels(
+                                     collector=collector_config.name).inc)
         runner = PollRunner(
             collector,
             interval=self.config.interval_of(collector_config),
@@ -230,8 +275,88 @@ class IocApp:
         self.runners[runner.name] = runner
         self.board.register(TargetState(
             name=runner.name, department=collector_config.department, kind=runner.kind,
-            interval=runner.interval, shard=self.shard.index if self.shard.count > 1 else None))
+            interval=runner.interval, shard=self._own_index()))
         return runner
+
+    def _shard_ready(self) -> str | None:
+        """With ``--shard auto``: ``ok`` while a proven member, else why not (``/readyz``)."""
+        return self.membership.ready if self.membership is not None else None
+
+    def _own_index(self) -> int | None:
+        """What the status API shows as this instance: its shard index or member slot."""
+        if isinstance(self.shard, Shard):
+            return self.shard.index if self.shard.sharded else None
+        return self.shard.slot if isinstance(self.shard, AutoShard) else None
+
+    def job(self, runner: PollRunner) -> Job:
+        """The scheduler's job of a runner; with ``--shard auto`` each poll first checks the
+        membership's fence (owned, view proven within one lease) and is skipped otherwise."""
+        membership = self.membership
+        if membership is None:
+            return Job(runner.name, runner.interval, runner.poll)
+        name, poll = runner.name, runner.poll
+
+        async def fenced(scheduled_at: float) -> object:
+            if not membership.may_poll(name, clock.now()):
+                return None
+            return await poll(scheduled_at)
+
+        return Job(name, runner.interval, fenced)
+
+    async def _ownership_changed(self, change: Change) -> None:
+        """Apply a change of the member set: stop polling what another member now owns (its
+        cached series go to the alert leader's store tail), start what this instance now owns
+        from the state its previous owner stored, and show every target's owner."""
+        by_name = {c.name: c for c in self.config.collectors}
+        tail = self.store_tail.samples if self.store_tail is not None else None
+        for name in change.lost:
+            if name in self.scheduler.job_names():
+                self.scheduler.remove_job(name)
+        await asyncio.gather(*(self.scheduler.drain(name, DRAIN_GRACE)
+                               for name in change.lost))
+        for name in change.lost:
+            runner = self.runners.pop(name, None)
+            if runner is not None:
+                await runner.close()
+            moved = self.cache.take_target(name)  # /metrics exports only what is polled here
+            if tail is not None and self.alert_role.leading:  # its rules read it on
+                tail.add(moved)
+            self._drop_target_metrics(name)
+            state = self.board.targets.get(name)
+            if state is not None:
+                state.remote = True
+            elif name in by_name:
+                self.add_remote_target(by_name[name])
+        gained = [by_name[name] for name in sorted(change.gained) if name in by_name]
+        if gained and self.shared_board is not None:
+            try:  # the last polls their previous owner stored, to start from
+                await self.shared_board.poll(clock.now())
+            except StoreError as exc:
+                log.warning("taken-over targets start without their stored state",
+                            extra=fields(error=str(exc)))
+        started = []
+        for collector_config in gained:
+            name = collector_config.name
+            if name in self.runners:
+                continue
+            previous = self.board.targets.get(name)
+            runner = self.add_target(collector_config)  # the board keeps `previous`
+            if previous is not None:
+                previous.remote = False
+                runner.resume(up=previous.up, failures=previous.consecutive_failures,
+                              successes=previous.consecutive_successes,
+                              since=previous.last_check)
+            if tail is not None:
+                self.cache.add(tail.take_target(name))
+            started.append(runner)
+        if started:
+            self.scheduler.add_jobs([self.job(r) for r in started])
+        own = self._own_index()
+        for state in self.board.targets.values():
+            state.shard = self.shard.owner_of(state.name) if state.remote else own
+        self.metrics.targets.set(len(self.runners))
+        if change.lost or started:
+            self.wall.forget_target_index()
 
     def add_remote_target(self, collector_config: CollectorConfig) -> None:
         """Show a target another shard polls (its state comes from the shared store)."""
@@ -241,7 +366,17 @@ class IocApp:
         self.board.register(TargetState(
             name=name, department=collector_config.department, kind=collector_config.type,
             interval=self.config.interval_of(collector_config),
-            shard=owner(name, self.shard.count), remote=True))
+            shard=self.shard.owner_of(name), remote=True))
+
+    async def try_target(self, name: str) -> Trace:
+        """Poll target ``name`` once, now, outside the schedule, and return its trace.
+
+        A fresh collector on this instance's HTTP session; nothing it sees reaches the
+        pipeline (docs: ``ioc try``). UnknownTarget when the config has no such target.
+        """
+        block = find_targets(self.config, [name])[0]
+        return await try_target(block, self.config, self.session(), clock.now(),
+                                limit=API_LIMIT)
 
     # -- what a reload changes (service.reload decides, these apply) ------------------
 
@@ -260,7 +395,8 @@ class IocApp:
         """Swap the alert rules (each with where it was defined) between evaluation cycles,
         compiled with the department names in force; returns how many were kept, added and
         removed."""
-        compiled = compile_rules(list(rules), self.department_names)
+        compiled = compile_rules(list(rules), self.department_names,
+                                 self.external_url)  # alerts.external_url needs a restart
         counts = self.alerts.replace_rules(compiled, now)
         self.keep_ranges(compiled)  # a metric a new rule reads starts its window now
         return counts
@@ -273,7 +409,7 @@ class IocApp:
             if not self.shard.owns(collector_config.name):
                 self.add_remote_target(collector_config)
         if started and self.scheduler.running:
-            self.scheduler.add_jobs([Job(r.name, r.interval, r.poll) for r in started])
+            self.scheduler.add_jobs([self.job(r) for r in started])
         self._targets_changed()
         return started
 
@@ -290,13 +426,16 @@ class IocApp:
         self.board.remove(name)
         if drop_series:
             self.cache.drop_target(name)
-            # ioc_collector_last_success_timestamp_seconds went with the board entry.
-            for reason in (*FAILURE_REASONS, "error"):
-                try:
-                    self.metrics.failures.remove(name, reason)
-                except KeyError:
-                    pass
+            self._drop_target_metrics(name)
         self._targets_changed()
+
+    def _drop_target_metrics(self, name: str) -> None:
+        # ioc_collector_last_success_timestamp_seconds went with the board entry.
+        for reason in (*FAILURE_REASONS, "error"):
+            try:
+                self.metrics.failures.remove(name, reason)
+            except KeyError:
+                pass
 
     def _targets_changed(self) -> None:
         self.metrics.targets.set(len(self.runners))
@@ -313,11 +452,29 @@ class IocApp:
         self._web_runner.app[AUTH].replace(
             ((t.name, t.token.get_secret_value(), t.roles) for t in auth.tokens),
             anonymous_roles=auth.anonymous)
+        # Sessions and wall cookies are checked against the new tokens on their next request;
+        # a stream already open was authorised under the old ones, so every screen reconnects
+        # (resuming from the replay ring) and is checked again.
+        self.wall.stream.close_all()
 
     def session(self) -> aiohttp.ClientSession:
         if self._session is None:
             raise RuntimeError("the HTTP client session is not open (app not started)")
         return self._session
+
+    def external_url_of(self, config: Config, port: int | None = None) -> str:
+        """``alerts.external_url``, or the address ioc serves on (``--listen`` included)."""
+        if config.alerts.external_url:
+            return config.alerts.external_url
+        url, wildcard = default_external_url(self.listen.host, port or self.listen.port,
+                                             socket.gethostname())
+        if wildcard and port is None:
+            log.warning("alerts.external_url is not set and ioc listens on every address; "
+                        "links in notifications use this machine's name: set "
+                        "alerts.external_url to the address people open",
+                        extra=fields(listen=f"{self.listen.host}:{self.listen.port}",
+                                     external_url=url))
+        return url
 
     @property
     def url(self) -> str:
@@ -340,6 +497,8 @@ class IocApp:
         self._prune_task = asyncio.create_task(
             prune_loop(self.store, cfg.storage.retention, cfg.storage.prune_interval),
             name="ioc-retention")
+        self._lag_task = asyncio.create_task(watch_lag(self.metrics.loop_lag.observe),
+                                             name="ioc-loop-lag")
         if self.rollups is not None:
             self._rollup_task = asyncio.create_task(self.rollups.run_forever(),
                                                     name="ioc-rollups")
@@ -355,22 +514,36 @@ class IocApp:
         self._session = open_probe_session(
             limit=cfg.collection.max_concurrency, limit_per_host=cfg.collection.max_per_host,
             keepalive=False, user_agent=f"ioc/{__version__}")
-        self._web_runner = web.AppRunner(
-            create_web_app(self.web, self.wall), access_log=None, handle_signals=False,
-            shutdown_timeout=2.0,
+        self._web_runner = GuardedAppRunner(
+            create_web_app(self.web, self.wall), self.connections, access_log=None,
+            handle_signals=False, shutdown_timeout=2.0,
+            logger=server_logger(self.trust, clock.monotonic),
             # request line and header caps: an oversized one gets 400 before any handler
             max_line_size=cfg.service.max_line_size,
             max_field_size=cfg.service.max_field_size)
         await self._web_runner.setup()
-        site = web.TCPSite(self._web_runner, self.listen.host, self.listen.port)
+        # The accept queue holds a burst as large as the connection cap: with aiohttp's 128,
+        # 2,000 connections reopened at once (half-open ones closed by the head timeout
+        # together) overflow it, and every client behind them waits for SYN retries (1 s,
+        # 3 s): measured as a 2.7 s first render of the wall (bench/edges.py). The kernel
+        # caps it at net.core.somaxconn.
+        site = web.TCPSite(self._web_runner, self.listen.host, self.listen.port,
+                           backlog=cfg.service.max_connections)
         await site.start()
         addresses = self._web_runner.addresses
         if addresses:
             self.bound_port = int(addresses[0][1])
+        if self.listen.port == 0 and self.bound_port:  # a port chosen by the system
+            self.external_url = self.external_url_of(cfg, self.bound_port)
+            self.dispatcher.settings = replace(self.dispatcher.settings,
+                                               external_url=self.external_url)
         if self.syslog is not None:
             await self.syslog.start()
-        self.scheduler.add_jobs([Job(name, r.interval, r.poll) for name, r in self.runners.items()])
+        self.scheduler.add_jobs([self.job(r) for r in self.runners.values()])
         self.scheduler.start()
+        if self.membership is not None:  # joins, and starts this instance's share
+            self.membership.on_change = self._ownership_changed
+            await self.membership.start()
         self.started_at = clock.now()
         log.info("ioc started", extra=fields(
             url=self.url, targets=len(self.runners), shard=str(self.shard),
@@ -378,7 +551,11 @@ class IocApp:
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stop polling, finish in-flight polls, flush every collected sample, close."""
+        if self.membership is not None:
+            await self.membership.halt()  # no change applied while the polls wind down
         await self.scheduler.shutdown(grace=grace)
+        if self.membership is not None:
+            await self.membership.close()  # the others take this instance's share now
         await self.alert_role.stop()  # a leader saves its state, then lets another take over
         if self._web_runner is not None:
             await self._web_runner.cleanup()
@@ -390,11 +567,11 @@ class IocApp:
             self._session = None
         for runner in self.runners.values():
             await runner.close()
-        for task in (self._prune_task, self._rollup_task):
+        for task in (self._prune_task, self._rollup_task, self._lag_task):
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
-        self._prune_task = self._rollup_task = None
+        self._prune_task = self._rollup_task = self._lag_task = None
         if self.shared_board is not None:
             await self.shared_board.stop()
         await self.writer.stop()

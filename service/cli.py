@@ -1,4 +1,4 @@
-"""``ioc`` command line: run, check, simulate, rules test, db upgrade/current."""
+"""``ioc`` command line: run, check, try, simulate, rules test, db upgrade/current."""
 
 from __future__ import annotations
 
@@ -30,12 +30,22 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="start the service")
     run.add_argument("-c", "--config", default="config.yaml", help="config file (config.yaml)")
     run.add_argument("--listen", help="HOST:PORT of the web server (overrides service.listen)")
-    run.add_argument("--shard", metavar="I/N",
-                     help="poll only shard I of N (0 to N-1) of the targets "
+    run.add_argument("--shard", metavar="I/N|auto",
+                     help="poll only shard I of N (0 to N-1) of the targets, or with auto "
+                          "share them among the live instances (PostgreSQL) "
                           "(overrides collection.shard; docs/scaling.md)")
 
     check = sub.add_parser("check", help="validate a config file and exit")
     check.add_argument("-c", "--config", default="config.yaml", help="config file (config.yaml)")
+
+    tryout = sub.add_parser(
+        "try", help="poll the named targets once, now, and show what ioc saw and would "
+                    "publish (nothing is stored); exit 0 up, 1 down, 2 config error")
+    tryout.add_argument("-c", "--config", default="config.yaml", help="config file (config.yaml)")
+    tryout.add_argument("names", nargs="+", metavar="NAME", help="collector names")
+    tryout.add_argument("--json", action="store_true", help="print the trace as JSON")
+    tryout.add_argument("--lang", choices=("vi", "en"), default="vi",
+                        help="language of the readable trace (vi)")
 
     db = sub.add_parser("db", help="the database schema (migrations)")
     db_sub = db.add_subparsers(dest="db_command", required=True)
@@ -89,6 +99,27 @@ def cmd_check(path: str) -> int:
           f"{len(sources) - own - default} from rule files, {default} default)")
     print(f"  storage:     {config.storage.url.split('://', 1)[0]}")
     return EXIT_OK
+
+
+def cmd_try(path: str, names: list[str], as_json: bool, lang: str) -> int:
+    from service import try_command
+
+    try:
+        config = load_config(path)
+    except ConfigError as err:
+        _print_issues(err)
+        return EXIT_BAD_CONFIG
+    try:
+        try_command.find_targets(config, names)
+    except try_command.UnknownTarget as exc:
+        print(f"ioc try: {exc}", file=sys.stderr)
+        return EXIT_BAD_CONFIG
+    setup_logging(config.logging.level, config.logging.format, config.secrets)
+    traces = event_loop.run(try_command.try_targets(config, names), event_loop.choose("auto"))
+    sys.stdout.write(try_command.output(traces, as_json=as_json, lang=lang))
+    if as_json:
+        sys.stdout.write("\n")
+    return try_command.exit_code(traces)
 
 
 def cmd_db(command: str, path: str) -> int:
@@ -204,6 +235,8 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_check(args.config)
     if args.command == "db":
         return cmd_db(args.db_command, args.config)
+    if args.command == "try":
+        return cmd_try(args.config, args.names, args.json, args.lang)
     if args.command == "simulate":
         setup_logging()
         try:
@@ -230,12 +263,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.shard:
         import dataclasses
 
-        from ioc.sharding import parse_shard
+        from ioc.sharding import auto_shard_issue, check_shard
 
         try:
-            shard = str(parse_shard(args.shard))
+            shard = check_shard(args.shard)
         except ValueError as exc:
             print(f"--shard: {exc}", file=sys.stderr)
+            return EXIT_BAD_CONFIG
+        problem = auto_shard_issue(shard, config.storage.url)
+        if problem is not None:
+            print(f"--shard: {problem}", file=sys.stderr)
             return EXIT_BAD_CONFIG
         config = dataclasses.replace(
             config, collection=config.collection.model_copy(update={"shard": shard}))

@@ -44,6 +44,7 @@ from ioc.events_config import EventsConfig
 from ioc.indices import IndexConfig, IndexList
 from ioc.metrics_config import MetricsConfig
 from ioc.remote_write_config import RemoteWriteEndpoint
+from ioc.sharding import auto_shard_issue
 
 __all__ = ["Config", "ConfigError", "ConfigFile", "ConfigIssue", "load_config", "parse_config"]
 
@@ -211,6 +212,11 @@ def parse_config(raw: Any, *, env: Mapping[str, str] | None = None,
             if name in names[:index]:
                 issues.append(ConfigIssue(f"wall.views[{index}].name",
                                           f"duplicate view name {name!r}"))
+
+    if file_model is not None:
+        problem = auto_shard_issue(file_model.collection.shard, file_model.storage.url)
+        if problem is not None:
+            issues.append(ConfigIssue("collection.shard", problem))
 
     alert_rules: list[tuple[RuleConfig, str]] = []
     if file_model is not None:

@@ -211,7 +211,8 @@ async def apply(app: Reloadable, new: Config, now: float) -> ReloadResult:
             last_success[name] = state.last_success
         await app.remove_target(name, drop_series=drop)
     by_name = {c.name: c for c in effective.collectors}
-    # With collection.shard i/N only this instance's share is started, as at start-up.
+    # With collection.shard i/N only this instance's share is started, as at start-up; with
+    # auto, what it owns now (a new target it wins is started by the membership's next check).
     app.start_targets([by_name[name] for name in diff.added + diff.changed])
     # A target whose series are kept keeps its last success too (on the board, and so in
     # ioc_collector_last_success_timestamp_seconds): a target down while its URL is fixed

@@ -34,7 +34,7 @@ from sqlalchemy.engine import make_url
 
 from ioc import clock
 from ioc.logs import fields
-from ioc.sharding import Shard
+from ioc.sharding import Ownership
 from ioc.status import StatusBoard
 from ioc.store.base import StoreError
 from ioc.store.tail import SeriesRow, TailStore
@@ -74,6 +74,9 @@ class SharedBoard:
         self._seen: dict[str, int] = {}  # target -> ts (ms) of the last poll recorded
         self._read_to: float | None = None
         self._task: asyncio.Task[None] | None = None
+        # One read at a time: a takeover (service.app) reads at once beside the heartbeat's read,
+        # and two reads of the same polls must not count them twice on the board.
+        self._reading = asyncio.Lock()
         self._failing = False
 
     async def start(self) -> None:
@@ -106,6 +109,10 @@ class SharedBoard:
     async def poll(self, now: float) -> set[str]:
         """Record the remote targets' polls stored since the last read; returns the
         departments whose targets got a new poll."""
+        async with self._reading:
+            return await self._poll(now)
+
+    async def _poll(self, now: float) -> set[str]:
         remote = {name for name, state in self.board.targets.items() if state.remote}
         since = now - self.backfill if self._read_to is None else self._read_to - self.overlap
         ids = await self._followed_ids(remote)
@@ -159,13 +166,13 @@ def _board_series(row: SeriesRow) -> tuple[str, str] | None:
     return (row.metric, target) if row.metric in _FOLLOWED and target is not None else None
 
 
-def build_shared_board(config: Config, board: StatusBoard, shard: Shard,
+def build_shared_board(config: Config, board: StatusBoard, shard: Ownership,
                        on_update: Callable[[Collection[str], float], None]
                        ) -> SharedBoard | None:
     """The reader of the other shards' targets, when there are other shards sharing a
     PostgreSQL store (else None: with SQLite each instance has a store of its own, and the
     other shards' targets are not shown at all rather than shown as never polled)."""
-    if shard.count == 1 or make_url(config.storage.url).get_backend_name() != "postgresql":
+    if not shard.sharded or make_url(config.storage.url).get_backend_name() != "postgresql":
         return None
     longest_interval = max((config.interval_of(c) for c in config.collectors), default=0.0)
     longest_timeout = max((config.timeout_of(c) for c in config.collectors), default=0.0)

@@ -31,7 +31,7 @@ from alerts.event_counts import EventCounts
 from ioc import clock
 from ioc.cache import SeriesCache
 from ioc.model import Labels, Sample
-from ioc.sharding import Shard
+from ioc.sharding import Ownership
 from ioc.store.tail import SeriesRow, TailStore
 
 log = logging.getLogger("ioc.store_tail")
@@ -68,14 +68,15 @@ class _Followed:
 
 
 class StoreTail:
-    def __init__(self, store: TailStore, *, shard: Shard, targets: Callable[[], Collection[str]],
+    def __init__(self, store: TailStore, *, shard: Ownership,
+                 targets: Callable[[], Collection[str]],
                  window: float, window_points: int, overlap: float,
                  backfill: Callable[[], float], metrics: TailMetrics,
                  monotonic: Callable[[], float] = clock.monotonic) -> None:
         self.store = store
         self.shard = shard
         self.targets = targets              # every configured target (reload may change them)
-        self.follow_samples = shard.count > 1
+        self.follow_samples = shard.sharded
         self.overlap = overlap
         self.backfill = backfill
         self.samples = SeriesCache(window, window_points)      # other shards' series only

@@ -43,6 +43,21 @@ def test_drop_target_forgets_only_its_series() -> None:
     assert len(cache) == 1 and cache.latest("m", B) == (1.0, 1.0)
 
 
+def test_take_target_moves_whole_windows_to_another_cache() -> None:
+    mine = SeriesCache(3600, 10)
+    mine.set_history({"m": 3600})  # a ranged metric keeps its window, "n" its latest point
+    mine.add([Sample("m", A, float(t), float(t)) for t in range(5)])
+    mine.add([Sample("m", B, 7.0, 1.0), Sample("n", A, 2.0, 3.0), Sample("n", A, 3.0, 4.0)])
+    theirs = SeriesCache(3600, 10)
+    theirs.set_history({"m": 3600})
+    theirs.add(mine.take_target("a"))
+    assert theirs.window("m", A) == [(float(t), float(t)) for t in range(5)]
+    assert theirs.latest("n", A) == (4.0, 3.0)
+    assert mine.window("m", A) == [] and mine.latest("n", A) is None
+    assert mine.latest("m", B) == (1.0, 7.0) and len(mine) == 1
+    assert mine.take_target("nobody") == []
+
+
 def test_window_stays_sorted_and_bounded_across_many_trims() -> None:
     cache = SeriesCache(window_seconds=50, max_points=30)
     for t in range(1000):

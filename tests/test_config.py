@@ -31,6 +31,12 @@ BAD_CONFIGS = {
         ("storage", "rollups.retention_5m (30d) must not be shorter than retention (60d)")],
     "rollups_1h_shorter_than_5m": [
         ("storage.rollups", "retention_1h (90d) must not be shorter than retention_5m (180d)")],
+    "bad_regex": [
+        ("collectors[0].body_regex", "invalid perl operator: (?<="),
+        ("collectors[1].expect", "invalid escape sequence: \\1"),
+        ("events.syslog.patterns[0].match", "invalid perl operator: (?!"),
+        ("alerts.inhibit_rules[0].source_matchers", "invalid perl operator: (?="),
+    ],
     "three_mistakes": [
         ("collection.interval", "expected a duration"),
         ("collectors[0].intreval", "unknown key"),

@@ -115,3 +115,49 @@ def test_catalogue_levels() -> None:
         catalogue_levels({"total": 100, "full": 80, "partial": 30})
     with pytest.raises(CountError, match="partial"):
         catalogue_levels({"total": 100, "full": 80})
+
+
+# --- null_means: unknown (docs/domain.md, "Null and missing counters") -------------------------
+
+def test_an_unknown_part_stops_derivation_of_its_total() -> None:
+    given = {"received": 64, "received_online": 49, "received_direct": 14}
+    unknown = frozenset({"received_postal"})
+    counts = dossiers_from_fields(given, unknown)
+    known = dossier_known(given, unknown)
+    assert {"received_online", "received_direct"} <= known
+    assert "received_postal" not in known and "received" not in known
+    assert (counts.received_online, counts.received_direct) == (49, 14)
+    # derive: the same payload gives the remainder to the missing part
+    assert dossiers_from_fields(given).received_postal == 1
+    assert "received_postal" in dossier_known(given)
+
+
+def test_an_unknown_part_leaves_the_other_unmapped_parts_unknown_too() -> None:
+    given = {"resolved": 10, "resolved_ontime": 6}  # early unmapped, late null
+    unknown = frozenset({"resolved_late"})
+    assert dossier_known(given, unknown) == frozenset({"resolved_ontime"})
+    assert dossiers_from_fields(given, unknown).resolved_early == 0
+    assert dossier_known(given) >= {"resolved_early", "resolved_ontime", "resolved_late"}
+    assert dossiers_from_fields(given).resolved_late == 4
+
+
+def test_given_parts_must_still_fit_in_the_total_when_one_is_unknown() -> None:
+    with pytest.raises(CountError, match=r"received_online \+ received_direct \(75\) is more "
+                                         r"than received \(64\)"):
+        dossiers_from_fields({"received": 64, "received_online": 60, "received_direct": 15},
+                             frozenset({"received_postal"}))
+    with pytest.raises(CountError, match="more than resolved"):
+        feedback_from_fields({"resolved": 3, "resolved_ontime": 4},
+                             frozenset({"resolved_late"}))
+
+
+def test_due_soon_is_not_judged_against_an_unknown_in_progress_ontime() -> None:
+    counts = dossiers_from_fields({"in_progress": 9, "in_progress_overdue": 1, "due_soon": 3},
+                                  frozenset({"in_progress_ontime"}))
+    assert counts.due_soon == 3
+
+
+def test_feedback_unknown_overdue_keeps_in_progress_unknown() -> None:
+    assert feedback_known({"in_progress_total": 5, "received": 2},
+                          frozenset({"overdue"})) == frozenset({"received"})
+    assert feedback_known({"in_progress_total": 5}) == frozenset({"in_progress", "overdue"})

@@ -6,6 +6,7 @@ A machine without uvloop is a real subprocess whose ``import uvloop`` fails (a
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -19,7 +20,7 @@ import pytest
 import uvloop
 import yaml
 
-from ioc.event_loop import choose, loop_name
+from ioc.event_loop import choose, loop_name, watch_lag
 from service.config import ConfigError, parse_config
 from tests.conftest import free_port
 
@@ -162,3 +163,27 @@ async def test_stop_signals_arrive_on_both_loops() -> None:
     with _StopSignals() as signals:
         os.kill(os.getpid(), signal.SIGTERM)  # handled by the loop, not the default action
         assert await signals.wait() == "SIGTERM"
+
+
+async def test_a_stall_of_the_loop_is_observed_as_lag() -> None:
+    """Holding the loop (as a callback that works too long would) shows up as lag, and a
+    loop that is free shows next to none (each wake-up observed; the task stops on
+    cancel)."""
+    seen: list[float] = []
+    loop = asyncio.get_running_loop()
+    enough = asyncio.Event()
+
+    def observe(lag: float) -> None:
+        seen.append(lag)
+        if len(seen) == 2:  # a callback that holds the loop past the next wake-up
+            loop.call_soon(time.sleep, 0.2)
+        if len(seen) == 4:
+            enough.set()
+
+    task = asyncio.create_task(watch_lag(observe, tick=0.01))
+    await enough.wait()
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert task.cancelled()
+    assert seen[2] >= 0.15, seen  # the stall, less at most the tick it overlapped
+    assert min(seen) < seen[2]

@@ -12,7 +12,14 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from ioc.scheduler import Job, Scheduler, SchedulerMetrics, scheduled_time, spread_offsets
+from ioc.scheduler import (
+    Job,
+    Scheduler,
+    SchedulerMetrics,
+    anchored_start,
+    scheduled_time,
+    spread_offsets,
+)
 
 
 def test_thousand_targets_never_share_a_second() -> None:
@@ -31,6 +38,25 @@ def test_offsets_are_stable_and_grouped_by_interval() -> None:
     jobs = [("a", 10.0), ("b", 10.0), ("c", 60.0)]
     assert spread_offsets(jobs) == spread_offsets(list(reversed(jobs)))
     assert spread_offsets(jobs)["c"] == 0.0  # alone in its group
+
+
+def test_anchored_jobs_keep_one_grid_whenever_and_wherever_they_are_added() -> None:
+    # Two instances adding the same job at different times put it on the same slots.
+    first = Scheduler(wall_clock=lambda: 0.0, anchored=True)
+    second = Scheduler(wall_clock=lambda: 0.0, anchored=True)
+
+    async def poll(_: float) -> None:
+        return None
+
+    first.add_jobs([Job("t", 5.0, poll), Job("u", 5.0, poll)], now=1_000.0)
+    second.add_jobs([Job("t", 5.0, poll)], now=1_012.3)
+    a, b = first._entries["t"].start, second._entries["t"].start
+    assert 1_000.0 <= a < 1_005.0 and 1_012.3 <= b < 1_017.3
+    assert (b - a) % 5.0 == pytest.approx(0.0, abs=1e-6)
+    assert anchored_start("t", 5.0, a) == pytest.approx(a)  # a grid point maps to itself
+    # names spread over the interval, as the unanchored offsets do
+    phases = {int(anchored_start(f"target-{i}", 10.0, 0.0)) for i in range(200)}
+    assert len(phases) == 10
 
 
 def test_scheduled_time_finds_the_grid_point() -> None:

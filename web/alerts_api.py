@@ -13,8 +13,8 @@ from aiohttp import web
 
 from alerts.acks import DEFAULT_ACK_SECONDS
 from ioc.config_types import parse_duration
-from web.auth import Principal
-from web.bodies import body_limits, read_body
+from web.auth import PRINCIPAL, Principal
+from web.bodies import body_limits, parse_json, read_body
 from web.context import AlertDesk
 from web.errors import ApiError
 from web.keys import AUTH, CONTEXT, request_now
@@ -44,10 +44,7 @@ async def _body(request: web.Request) -> dict[str, Any]:
     raw = await read_body(request, body_limits(request).alerts)
     if not raw.strip():
         return {}
-    try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError(400, "invalid JSON", str(exc)) from None
+    data = parse_json(raw)
     if not isinstance(data, dict):
         raise ApiError(400, "invalid body", "expected a JSON object")
     return data
@@ -59,8 +56,8 @@ def _number(data: Mapping[str, Any], name: str, default: float | None) -> float 
         return default
     try:
         number = float(value)
-    except (TypeError, ValueError):
-        raise ApiError(400, f"invalid {name}", f"expected unix seconds, got {value!r}") \
+    except (TypeError, ValueError, OverflowError):
+        raise ApiError(400, f"invalid {name}", f"expected unix seconds, got {value!r:.80}") \
             from None
     if not math.isfinite(number) or abs(number) > 1e11:  # beyond: no int64 milliseconds
         raise ApiError(400, f"invalid {name}", "expected a finite number of at most 1e11")
@@ -117,6 +114,8 @@ async def list_alerts(request: web.Request) -> web.Response:
 
 
 async def ack_alert(request: web.Request) -> web.Response:
+    # A console session stands in for the token before _require looks (web.sessions).
+    channel = "console" if request.get(PRINCIPAL) is not None else "api"
     who = _require(request, "operator")
     data = await _body(request)
     comment = data.get("comment", "")
@@ -127,7 +126,8 @@ async def ack_alert(request: web.Request) -> web.Response:
     fingerprint = request.match_info["fingerprint"]
     try:
         ack = await _dispatcher(request).acknowledge(
-            fingerprint, by=who.name, comment=comment, now=request_now(request), duration=duration)
+            fingerprint, by=who.name, comment=comment, now=request_now(request),
+            duration=duration, channel=channel)
     except ValueError as exc:
         raise ApiError(400, "invalid ack", str(exc)) from None
     if ack is None:

@@ -15,7 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from ioc.store.base import StoreError
-from web.bodies import body_limits, read_body
+from web.bodies import body_limits, parse_json, read_body
 from web.errors import ApiError
 from web.keys import AUTH, WALL, request_now
 from web.wall_feed import WallFeed
@@ -51,10 +51,7 @@ def clean_text(value: object) -> str:
 
 async def _text_from_body(request: web.Request) -> str:
     raw = await read_body(request, body_limits(request).announcement)
-    try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError(400, "invalid JSON", str(exc)) from None
+    data = parse_json(raw)
     if not isinstance(data, dict) or "text" not in data:
         raise ApiError(400, "invalid body", 'expected {"text": "..."}')
     return clean_text(data["text"])

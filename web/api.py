@@ -14,6 +14,7 @@ from ioc.status import build_status
 from web.context import WebContext
 from web.errors import ApiError
 from web.keys import AUTH, CONTEXT
+from web.streaming import send_json
 
 MAX_POINTS = 11_000  # per series, like Prometheus's query_range limit
 RESERVED_PARAMS = {"metric", "start", "end", "step"}
@@ -69,25 +70,25 @@ def status_document(context: WebContext, now: float) -> dict[str, Any]:
         "code": cfg.province.code, "name": cfg.province.name, "title": cfg.service.title})
 
 
-async def status(request: web.Request) -> web.Response:
+async def status(request: web.Request) -> web.StreamResponse:
     request.app[AUTH].require(request, "viewer")
     context = request.app[CONTEXT]
-    return web.json_response(status_document(context, context.clock()),
-                             dumps=_dumps)
+    # At 10,000 targets this is megabytes: written in slices a slow client must read.
+    return await send_json(request, status_document(context, context.clock()), _dumps)
 
 
-async def series(request: web.Request) -> web.Response:
+async def series(request: web.Request) -> web.StreamResponse:
     request.app[AUTH].require(request, "viewer")
     context = request.app[CONTEXT]
     query = parse_series_query(request.query, context.clock())
-    result = await context.samples.query_range(query.metric, query.matchers, query.start, query.end,
-                                         query.step)
-    return web.json_response({
+    result = await context.samples.query_range(query.metric, query.matchers, query.start,
+                                               query.end, query.step)
+    return await send_json(request, {
         "metric": query.metric,
         "start": query.start, "end": query.end, "step": query.step,
         "series": [{"labels": dict(s.labels), "points": [[t, v] for t, v in s.points]}
                    for s in result],
-    }, dumps=_dumps)
+    }, _dumps)
 
 
 def _dumps(data: Any) -> str:

@@ -7,9 +7,7 @@ and the wall's feed; the objects every handler shares are under the keys of ``we
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import jinja2
 from aiohttp import web
@@ -23,15 +21,20 @@ from web import (
     client_limits,
     console,
     events_api,
+    forwarded,
     maintenance_api,
+    oncall_api,
     reload_api,
+    runbooks,
     sessions,
+    try_api,
     wall_page,
 )
 from web.auth import Authenticator
 from web.bodies import BODY_LIMITS, BodyLimits
 from web.context import WebContext
 from web.errors import error_middleware, json_error
+from web.i18n import format_time
 from web.keys import AUTH, CONTEXT, EXPOSITION, METRICS_GUARD, TEMPLATES, WALL
 from web.metrics_auth import MetricsGuard
 from web.openapi import openapi_document
@@ -52,6 +55,9 @@ async def readyz(request: web.Request) -> web.Response:
     except Exception as exc:  # report, don't raise: this endpoint exists to say what is wrong
         checks["store"] = f"unreachable: {type(exc).__name__}"
     checks["scheduler"] = "ok" if context.polling() else "not running"
+    shard = context.shard_ready()
+    if shard is not None:  # --shard auto: polls only while a proven member
+        checks["shard"] = shard
     ready = all(v == "ok" for v in checks.values())
     return web.json_response({"status": "ready" if ready else "not ready", "checks": checks},
                              status=200 if ready else 503)
@@ -108,22 +114,26 @@ def create_web_app(context: WebContext, wall: WallFeed) -> web.Application:
     # bodies and audit the final status of every write, then JSON errors, then cookies
     # standing in for tokens.
     app = web.Application(middlewares=[
+        # First of all, the real client behind a trusted proxy: every check below uses it.
+        forwarded.middleware(context.proxies),
         client_limits.auth_middleware(failures, trust, clock),
         client_limits.concurrency_middleware(service.max_concurrent_requests, trust),
         client_limits.refusal_middleware(trust),
         audit_api.audit_middleware(context.audit, trust, clock),
-        error_middleware, sessions.make_middleware(clock)],
+        error_middleware, client_limits.malformed_middleware(trust, context.monotonic),
+        sessions.make_middleware(clock)],
         client_max_size=service.max_body_size)
     app[CONTEXT] = context
     app[WALL] = wall
     app[BODY_LIMITS] = BodyLimits.from_config(service)
     auth = config.auth
-    app[sessions.SESSIONS] = sessions.SessionStore()
-    app[sessions.WALL_COOKIES] = sessions.WallCookies(
-        (t.name, t.token.get_secret_value(), t.roles) for t in auth.tokens)
     app[AUTH] = Authenticator(
         ((t.name, t.token.get_secret_value(), t.roles) for t in auth.tokens),
         anonymous_roles=auth.anonymous)
+    # Sessions and wall cookies are checked against the tokens configured now, on every
+    # request: a reload that removes or changes a token ends what it opened (web.sessions).
+    app[sessions.SESSIONS] = sessions.SessionStore(current=app[AUTH].current)
+    app[sessions.WALL_COOKIES] = sessions.WallCookies(app[AUTH])
     app[METRICS_GUARD] = MetricsGuard(config.metrics)
     app[EXPOSITION] = Exposition()
     app[TEMPLATES] = jinja2.Environment(
@@ -146,15 +156,17 @@ def create_web_app(context: WebContext, wall: WallFeed) -> web.Application:
     events_api.add_routes(app)
     alerts_api.add_routes(app)
     maintenance_api.add_routes(app)
+    oncall_api.add_routes(app)
     announcement.add_routes(app)
     console.add_routes(app)
+    runbooks.add_routes(app)
     audit_api.add_routes(app)
     reload_api.add_routes(app)
+    try_api.add_routes(app)
     app.router.add_get("/api/openapi.json", openapi)
     return app
 
 
-def _format_clock(ts: float | None) -> str:
-    if ts is None:
-        return "—"
-    return datetime.fromtimestamp(ts, ZoneInfo("Asia/Ho_Chi_Minh")).strftime("%H:%M:%S %d/%m/%Y")
+def _format_clock(ts: object) -> str:
+    """Total, as every format filter: "—" for what is no time (None, NaN, year 10000)."""
+    return format_time(ts, "Asia/Ho_Chi_Minh", "%H:%M:%S %d/%m/%Y")

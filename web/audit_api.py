@@ -44,7 +44,8 @@ def route_of(request: web.Request) -> tuple[str, str | None] | None:
     resource = getattr(route, "resource", None)
     if resource is None or getattr(info, "http_exception", None) is not None:
         return None
-    target = ",".join(f"{k}={v}" for k, v in info.items()) or None
+    # An ack link's token is a credential: the route is recorded, the token is not.
+    target = ",".join(f"{k}={'***' if k == 'token' else v}" for k, v in info.items()) or None
     return resource.canonical, target
 
 

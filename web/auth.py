@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
@@ -35,6 +35,9 @@ def expand_roles(roles: Iterable[str]) -> frozenset[str]:
 class Principal:
     name: str           # the token's name from config, or "anonymous"
     roles: frozenset[str]
+    # Which configured token (name, secret and roles) this principal came from; a console
+    # session keeps it and is ended when no token has it any more (``Authenticator.current``).
+    fingerprint: str = field(default="", compare=False)
 
     def has(self, role: str) -> bool:
         return role in self.roles
@@ -42,6 +45,12 @@ class Principal:
 
 # Set by web.sessions when a request comes with a valid session or wall cookie instead.
 PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal", Principal)
+
+
+def token_fingerprint(name: str, digest: bytes, roles: frozenset[str]) -> str:
+    """One configured token's identity: its name, secret (as a digest) and roles together."""
+    text = b"\0".join([name.encode(), digest, ",".join(sorted(roles)).encode()])
+    return hashlib.sha256(b"ioc-token:" + text).hexdigest()
 
 
 class Authenticator:
@@ -53,9 +62,34 @@ class Authenticator:
     def replace(self, tokens: Iterable[tuple[str, str, Iterable[str]]],
                 anonymous_roles: Iterable[str]) -> None:
         """Take a reloaded token list; requests already past ``require`` are unaffected."""
-        self._entries = [(hashlib.sha256(secret.encode()).digest(), name, expand_roles(roles))
-                         for name, secret, roles in tokens if secret]
+        self._entries: list[tuple[bytes, Principal]] = []
+        for name, secret, roles in tokens:
+            if not secret:
+                continue
+            digest = hashlib.sha256(secret.encode()).digest()
+            expanded = expand_roles(roles)
+            self._entries.append((digest, Principal(name, expanded,
+                                                    token_fingerprint(name, digest, expanded))))
+        self._current = {p.fingerprint: p for _, p in self._entries}
+        self._viewer_keys: dict[str, list[tuple[bytes, str]]] = {}
+        for digest, principal in self._entries:
+            if principal.has("viewer"):
+                self._viewer_keys.setdefault(principal.name, []).append(
+                    (digest, principal.fingerprint))
         self.anonymous = Principal("anonymous", expand_roles(anonymous_roles))
+
+    def current(self, fingerprint: str) -> Principal | None:
+        """The principal of a token still configured as it was when ``fingerprint`` was taken.
+
+        None once the token has been removed, or its value or roles changed, by a reload:
+        that is what ends the console sessions it opened.
+        """
+        return self._current.get(fingerprint)
+
+    def viewer_keys(self, name: str) -> list[tuple[bytes, str]]:
+        """(digest, fingerprint) of the configured tokens named ``name`` that may view: the
+        keys of the wall cookies issued for them (``web.sessions.WallCookies``)."""
+        return self._viewer_keys.get(name, [])
 
     def identify(self, authorization: str | None) -> Principal:
         """The principal behind an Authorization header; ApiError 401 for a bad token."""
@@ -66,9 +100,9 @@ class Authenticator:
             raise ApiError(401, "unauthorized", "use Authorization: Bearer <token>")
         digest = hashlib.sha256(value.strip().encode()).digest()
         found: Principal | None = None
-        for known, name, roles in self._entries:
+        for known, principal in self._entries:
             if hmac.compare_digest(known, digest) and found is None:
-                found = Principal(name, roles)
+                found = principal
         if found is None:
             raise ApiError(401, "unauthorized", "unknown token")
         return found

@@ -19,6 +19,12 @@ once per refused request.
 Every refusal of this kind, and every body over its cap (413, ``web.bodies``), is counted in
 ``ioc_http_requests_rejected_total{reason}``.
 
+**Malformed input** is a 400, never a 500 with a traceback per request: a header holding bytes
+that are not UTF-8 (a bearer token, ``/metrics`` credentials, a cookie), a form that is not
+UTF-8, JSON nested deeper than ``web.bodies.MAX_JSON_DEPTH``, or not JSON at all. Each is
+counted by kind (``bad_header``, ``bad_form``, ``bad_json``, ``too_deep``) in the same family,
+and logged once per episode (``ioc.overflow.EpisodeLog``), so a flood cannot flood the log.
+
 The buckets live in a bounded map (the oldest address is forgotten beyond
 ``MAX_TRACKED_CLIENTS``), so a scan from many addresses cannot grow memory without end.
 """
@@ -33,17 +39,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from ioc.logs import fields
-from ioc.overflow import OverflowLog
+from ioc.overflow import EpisodeLog, OverflowLog
+from web.bodies import MALFORMED_REASONS, MalformedInput
 from web.errors import json_error
 
 log = logging.getLogger("ioc.web")
 
 MAX_TRACKED_CLIENTS = 10_000
 AUTH_FAILURE_REASONS = ("missing", "invalid", "forbidden", "throttled")
-REJECT_REASONS = ("busy", "too_large", "ingest_busy")
+REJECT_REASONS = ("busy", "too_large", "ingest_busy", "not_stored", *MALFORMED_REASONS,
+                  "bad_http")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -63,7 +72,13 @@ class TrustMetrics:
             "Requests refused before they were answered: busy (503, "
             "service.max_concurrent_requests API requests were in flight), too_large (413, "
             "a body over its service.body_limits cap), ingest_busy (503, event pushes were "
-            "waiting to be parsed or stored).", ["reason"], registry=registry)
+            "waiting to be parsed or stored), not_stored (503, a durable push was not "
+            "committed within 10 s); malformed input, each a 400: bad_header (a "
+            "header that is not UTF-8), bad_form (a form that is not UTF-8), bad_json (a body "
+            "that is not JSON), too_deep (JSON nested deeper than 32 levels), bad_http "
+            "(no valid HTTP: a request line or header too long or malformed, answered by the "
+            "HTTP parser itself).", ["reason"],
+            registry=registry)
         for reason in REJECT_REASONS:
             self.rejected.labels(reason=reason)
         self.in_flight = Gauge("ioc_http_requests_in_flight",
@@ -239,3 +254,85 @@ def refusal_middleware(metrics: TrustMetrics) -> Any:
         return response
 
     return middleware
+
+
+def _bad_header(request: web.Request) -> str | None:
+    """The name of the first header whose value holds bytes that are not UTF-8, if any.
+
+    aiohttp decodes header bytes as UTF-8 with ``surrogateescape``; a lone surrogate left in
+    a value is what such bytes became, and encoding the value again (to hash a token, to
+    decode basic credentials) would raise.
+    """
+    for name, value in request.headers.items():
+        if value.isascii():
+            continue
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return name
+    return None
+
+
+def malformed_middleware(metrics: TrustMetrics, monotonic: Callable[[], float]) -> Any:
+    """400 for malformed input, counted by kind and logged once per episode.
+
+    Sits just inside the error middleware, so the guards and handlers after it never see a
+    header that is not UTF-8, and every ``MalformedInput`` they raise is counted here.
+    """
+    episode = EpisodeLog(log, "malformed requests refused with 400")
+
+    def refuse(request: web.Request, exc: MalformedInput) -> web.Response:
+        metrics.rejected.labels(reason=exc.reason).inc()
+        episode.hit(monotonic(), reason=exc.reason, path=request.path[:200],
+                    client=client_address(request))
+        return json_error(400, exc.error, exc.detail)
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        name = _bad_header(request)
+        if name is not None:
+            return refuse(request, MalformedInput(
+                "bad_header", "invalid header", f"{name} must be UTF-8 (ASCII for tokens)"))
+        try:
+            return await handler(request)
+        except MalformedInput as exc:
+            return refuse(request, exc)
+
+    return middleware
+
+
+class BadHttpFilter(logging.Filter):
+    """Count and quiet aiohttp's log of requests its HTTP parser refused with a 400.
+
+    aiohttp answers a request line or header that is too long or not HTTP with a 400 of its
+    own, before any middleware, and logs each one at ERROR with a traceback: a flood of them
+    would flood the log. This filter, on the logger ioc hands the server, turns those
+    records into ``ioc_http_requests_rejected_total{reason="bad_http"}`` and one line per
+    episode; any other record (a real server error) passes untouched.
+    """
+
+    def __init__(self, metrics: TrustMetrics, monotonic: Callable[[], float]) -> None:
+        super().__init__()
+        self._counter = metrics.rejected.labels(reason="bad_http")
+        self._monotonic = monotonic
+        self._episode = EpisodeLog(log, "malformed HTTP refused with 400 by the parser")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if not isinstance(exc, HttpProcessingError) or not 400 <= (exc.code or 400) < 500:
+            return True
+        self._counter.inc()
+        self._episode.hit(self._monotonic(), error=type(exc).__name__)
+        return False
+
+
+def server_logger(metrics: TrustMetrics, monotonic: Callable[[], float]) -> logging.Logger:
+    """The logger ioc gives aiohttp's server, with :class:`BadHttpFilter` on it.
+
+    One per app, outside the logging module's registry (its records still reach the
+    handlers of ``ioc.web`` and the root), so each app counts into its own registry.
+    """
+    logger = logging.Logger("ioc.web.server")
+    logger.parent = logging.getLogger("ioc.web")
+    logger.addFilter(BadHttpFilter(metrics, monotonic))
+    return logger

@@ -1,7 +1,8 @@
 """The operator console (``GET /console``): sign in with an operator token, then see the
 firing alerts with ack and silence buttons, the silences (create, end), the departments in a
 maintenance window (announce one, end one early), the wall's announcement and the recent
-history of who did what.
+history of who did what; the duty roster (who is on duty now and next in each team), which an
+admin edits here too (``PUT /api/v1/oncall/roster``).
 
 The page is rendered on the server from the same functions the JSON API answers with
 (``Dispatcher.view``, the silences, the history). Every action is taken by
@@ -17,6 +18,7 @@ browser says they come from another origin.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -92,8 +94,13 @@ async def page(request: web.Request) -> web.Response:
     windows = [w.to_dict(now) for w in sorted(dispatcher.windows.values(),
                                               key=lambda w: w.starts_at)
                if w.ends_at > now]
+    escalator = dispatcher.escalator
+    oncall = escalator.roster.view(now) if escalator is not None else []
+    roster = (json.dumps(escalator.roster.config.model_dump(mode="json"), ensure_ascii=False,
+                         indent=2)
+              if escalator is not None and session.principal.has("admin") else None)
     return _render(
-        request, "console.html", lang,
+        request, "console.html", lang, oncall=oncall, roster=roster,
         who=session.principal.name, csrf=request.app[SESSIONS].csrf(sid), now=now,
         alerts=alerts, silences=silences, history=history,
         maintenance=sorted(maintenance.items()), windows=windows,

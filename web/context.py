@@ -11,6 +11,7 @@ is the one mapping reload updates in place); the rest is built once at start.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
 
     from alerts.acks import Ack
     from alerts.dispatcher import DeliverySettings
+    from alerts.escalation import Escalator
     from alerts.model import Alert
     from alerts.silences import Silence
     from ioc.cache import SeriesCache
@@ -40,7 +42,9 @@ if TYPE_CHECKING:
     from ioc.store.audit import AuditStore
     from ioc.store.events import EventStore
     from ioc.store.maintenance_store import OperatorWindow
+    from ioc.trace import Trace
     from web.client_limits import TrustMetrics
+    from web.forwarded import TrustedProxies
 
 
 class SampleReader(Protocol):
@@ -90,6 +94,10 @@ class AlertDesk(Protocol):
     def silences(self) -> Mapping[str, Silence]: ...
     @property
     def windows(self) -> Mapping[str, OperatorWindow]: ...
+    @property
+    def escalator(self) -> Escalator | None: ...
+    @property
+    def clock(self) -> Callable[[], float]: ...
 
     def view(self, now: float) -> list[dict[str, Any]]: ...
     def maintenance_now(self, now: float) -> dict[str, str]: ...
@@ -98,7 +106,8 @@ class AlertDesk(Protocol):
     def next_change(self, now: float) -> float | None: ...
 
     async def acknowledge(self, fingerprint: str, *, by: str, comment: str, now: float,
-                          duration: float) -> Ack | None: ...
+                          duration: float, channel: str = "api",
+                          nonce: tuple[str, str] | None = None) -> Ack | None: ...
     async def add_silence(self, matchers: Iterable[str], *, starts_at: float, ends_at: float,
                           created_by: str, comment: str, now: float) -> Silence: ...
     async def expire_silence(self, silence_id: str, *, by: str,
@@ -116,6 +125,8 @@ class EventIntake(Protocol):
     def store(self) -> EventStore: ...
 
     def offer(self, events: Sequence[Event]) -> bool: ...
+    def offer_durable(self, events: Sequence[Event]) -> asyncio.Future[None] | None: ...
+    def count_out_of_window(self, ingest: str, sides: Mapping[str, int]) -> None: ...
     def subscribe(self, listener: Callable[[Sequence[Event]], None]) -> None: ...
 
 
@@ -136,6 +147,7 @@ class WebContext:
 
     config: Callable[[], WebConfig]              # the config in force, after any reload
     clock: Callable[[], float]                   # unix seconds (ioc.clock.now in service)
+    monotonic: Callable[[], float]               # for intervals (ioc.clock.monotonic)
     board: StatusBoard
     cache: SeriesCache                           # latest samples and the rules' windows
     event_counts: SeriesCache                    # security-event counts over the window
@@ -148,6 +160,9 @@ class WebContext:
     registry: CollectorRegistry
     trust: TrustMetrics
     polling: Callable[[], bool]                  # whether the scheduler runs (readiness)
+    shard_ready: Callable[[], str | None]        # --shard auto's readiness; None otherwise
+    proxies: TrustedProxies                      # whose X-Forwarded-For is believed
+    try_target: Callable[[str], Awaitable[Trace]]  # POST /api/v1/try/{name}: one poll now
     reload: Callable[[], Awaitable[ReloadOutcome]]
     last_reload: Callable[[], ReloadOutcome | None]
     add_poll_hook: Callable[[Callable[[PollOutcome], None]], None]

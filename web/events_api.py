@@ -19,8 +19,10 @@ waiting bodies at four times that.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
+from collections import Counter as Tally
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from functools import partial
@@ -28,11 +30,13 @@ from typing import Any
 
 from aiohttp import web
 
+from ioc.event_sink import EventsNotStored
 from ioc.events import (
     CATEGORIES,
     MAX_BATCH,
     SEVERITIES,
     EventBatchError,
+    TimeWindow,
     event_document,
     parse_time,
     validate_events,
@@ -40,17 +44,26 @@ from ioc.events import (
 )
 from ioc.model import Event
 from ioc.overflow import OverflowLog
-from ioc.store.events import EventQuery
-from web.bodies import BODY_LIMITS, body_limits, read_body, too_large
+from ioc.store.events import EventCursor, EventQuery
+from web.bodies import (
+    BODY_LIMITS,
+    body_limits,
+    check_json_depth,
+    parse_json,
+    read_body,
+    too_large,
+)
 from web.context import WebContext
 from web.errors import ApiError, json_error
 from web.keys import AUTH, CONTEXT, request_now
+from web.streaming import JsonArrayWriter
 
 log = logging.getLogger("ioc.web")
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 RETRY_AFTER = "1"  # seconds; a 1,000-event batch takes milliseconds to parse
+DURABLE_WAIT = 10.0  # seconds a durable push waits for its commit before answering 503
 INLINE_BYTES = 16 * 1024  # about 60 events
 
 
@@ -110,36 +123,26 @@ def _app(request: web.Request) -> WebContext:
     return request.app[CONTEXT]
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
 def parse_json_body(body: bytes) -> Any:
-    try:
-        return json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
-    except UnicodeDecodeError:
-        raise ApiError(400, "malformed JSON", "the body must be UTF-8 encoded JSON") from None
-    except json.JSONDecodeError as exc:
-        raise ApiError(400, "malformed JSON",
-                       f"line {exc.lineno} column {exc.colno}: {exc.msg}") from None
-    except ValueError as exc:
-        raise ApiError(400, "malformed JSON", str(exc)) from None
+    return parse_json(body, "malformed JSON")
 
 
-def decode_events(body: bytes, *, now: float, max_future: float,
-                  departments: frozenset[str] | None) -> list[Event]:
+def decode_events(body: bytes, *, now: float, window: TimeWindow,
+                  departments: frozenset[str] | None,
+                  out_of_window: Tally[str] | None = None) -> list[Event]:
     """The events of a push body, or ApiError (400) naming every problem.
 
     Runs in a worker thread. Valid batches take the one-pass path; only a refused batch is
     decoded again the slow way, for the precise error list.
     """
-    events = validate_events_json(body, now=now, max_future=max_future, departments=departments)
+    check_json_depth(body)  # before either decoder recurses into it
+    events = validate_events_json(body, now=now, window=window, departments=departments)
     if events is not None:
         return events
     payload = parse_json_body(body)
     try:
-        return validate_events(payload, now=now, max_future=max_future,
-                               departments=departments)
+        return validate_events(payload, now=now, window=window, departments=departments,
+                               out_of_window=out_of_window)
     except EventBatchError as exc:
         raise ApiError(400, "invalid events", [e.as_dict() for e in exc.errors]) from None
 
@@ -156,6 +159,7 @@ def _busy(request: web.Request, why: str) -> web.Response:
 
 async def post_events(request: web.Request) -> web.Response:
     principal = request.app[AUTH].require(request, "ingest")
+    durable = wants_durable(request)
     app = _app(request)
     limit = body_limits(request).events
     hint = f" per request; send at most {MAX_BATCH} events per batch"
@@ -170,17 +174,48 @@ async def post_events(request: web.Request) -> web.Response:
     async with gate.turn(len(body)) as admitted:
         if not admitted:
             return _busy(request, "ioc is parsing other pushes")
+        out_of_window: Tally[str] = Tally()
         decode = partial(decode_events, body, now=request_now(request),
-                         max_future=config.events.max_future, departments=departments)
+                         window=config.events.window(clamp=False), departments=departments,
+                         out_of_window=out_of_window)
         # A small body is parsed in well under a millisecond: the thread hop would cost more.
-        events = decode() if len(body) <= INLINE_BYTES else await asyncio.to_thread(decode)
-        if not app.events.offer(events):
+        try:
+            events = decode() if len(body) <= INLINE_BYTES else await asyncio.to_thread(decode)
+        finally:
+            app.events.count_out_of_window("push", out_of_window)
+        committed = app.events.offer_durable(events) if durable else None
+        if committed is None and (durable or not app.events.offer(events)):
             return _busy(request, "ioc is storing a backlog of events")
     if gate.idle:
         gate.overflow.ok()
     log.debug("events accepted", extra={"fields": {"token": principal.name,
                                                    "events": len(events)}})
-    return web.json_response({"accepted": len(events)}, status=202)
+    if committed is None:
+        return web.json_response({"accepted": len(events)}, status=202)
+    try:  # shielded: a client that leaves early does not unqueue the events
+        await asyncio.wait_for(asyncio.shield(committed), DURABLE_WAIT)
+    except (TimeoutError, EventsNotStored):
+        app.trust.rejected.labels(reason="not_stored").inc()
+        response = json_error(503, "not yet stored",
+                              f"the events are queued but not committed within "
+                              f"{DURABLE_WAIT:.0f} s; retry the same batch (it is stored "
+                              "once however often it is sent)")
+        response.headers["Retry-After"] = RETRY_AFTER
+        return response
+    response = web.json_response({"accepted": len(events), "stored": True}, status=200)
+    response.headers["Preference-Applied"] = "durable"
+    return response
+
+
+def wants_durable(request: web.Request) -> bool:
+    """``?durable=1`` (or ``true``), or ``Prefer: durable`` (RFC 7240), asks to wait."""
+    flag = request.query.get("durable")
+    if flag is not None:
+        if flag.lower() not in ("1", "true", "0", "false"):
+            raise ApiError(400, "invalid durable", "expected durable=1 or durable=0")
+        return flag.lower() in ("1", "true")
+    prefer = request.headers.get("Prefer", "")
+    return any(p.split("=", 1)[0].strip().lower() == "durable" for p in prefer.split(","))
 
 
 def _list_param(params: Mapping[str, str], name: str, allowed: tuple[str, ...] | None
@@ -222,14 +257,33 @@ def parse_event_query(params: Mapping[str, str]) -> EventQuery:
         sources=_list_param(params, "source", None))
 
 
-async def get_events(request: web.Request) -> web.Response:
+EVENT_PAGE = 50  # events read from the database at a time for one answer (≤ ~1.4 MB)
+
+
+def _event_json(data: Any) -> str:
+    return json.dumps(data, ensure_ascii=False, allow_nan=False)
+
+
+async def get_events(request: web.Request) -> web.StreamResponse:
+    """The matching events, newest first: read in pages of ``EVENT_PAGE`` by a keyset cursor
+    and written as they are read (web/streaming.py), so a client that asks for 1,000 large
+    events and does not read holds one page in memory, not the whole answer."""
     request.app[AUTH].require(request, "viewer")
     query = parse_event_query(request.query)
-    found = await _app(request).events.store.query(query)
-    return web.json_response({
-        "events": [event_document(s.event, s.received_at) for s in found],
-        "count": len(found),
-    }, dumps=lambda data: json.dumps(data, ensure_ascii=False, allow_nan=False))
+    store = _app(request).events.store
+    # The first page before the answer starts: a store that is away still gets its 503.
+    page = await store.query(dataclasses.replace(query, limit=min(EVENT_PAGE, query.limit)))
+    writer = JsonArrayWriter(request, "events", _event_json)
+    await writer.start()
+    while True:
+        for stored in page:
+            await writer.add(event_document(stored.event, stored.received_at))
+        wanted = min(EVENT_PAGE, query.limit - writer.count)
+        if len(page) < EVENT_PAGE or wanted <= 0:
+            break
+        page = await store.query(dataclasses.replace(query, limit=wanted,
+                                                     after=EventCursor.of(page[-1])))
+    return await writer.finish(count=writer.count)
 
 
 # -- OpenAPI description (merged into web.openapi) -----------------------------------------
@@ -284,7 +338,9 @@ EVENT_SCHEMAS: dict[str, Any] = {
     },
     "EventsAccepted": {
         "type": "object", "required": ["accepted"],
-        "properties": {"accepted": {"type": "integer", "minimum": 1}},
+        "properties": {"accepted": {"type": "integer", "minimum": 1},
+                       "stored": {"type": "boolean",
+                                  "description": "durable pushes: the events are committed"}},
     },
     "EventErrors": {
         "type": "object", "required": ["error", "detail"],
@@ -332,12 +388,18 @@ EVENT_PATHS: dict[str, Any] = {
             "description": f"One event object or a list of at most {MAX_BATCH}; body at most "
                            "service.body_limits.events (1 MiB by default). The batch is "
                            "checked whole: any bad event refuses the batch (nothing stored). "
-                           "Idempotent by (source, id).",
+                           "Idempotent by (source, id). With durable=1 (or the header "
+                           "`Prefer: durable`) the answer is 200 only once the events are "
+                           "committed to the database.",
+            "parameters": [_param("durable", "1 or true: answer 200 only after the events "
+                                             "are committed (default: 202 once queued)")],
             "requestBody": {"required": True, "content": {"application/json": {"schema": {
                 "oneOf": [{"$ref": "#/components/schemas/EventInput"},
                           {"type": "array", "maxItems": MAX_BATCH, "minItems": 1,
                            "items": {"$ref": "#/components/schemas/EventInput"}}]}}}},
             "responses": {
+                "200": _json_body({"$ref": "#/components/schemas/EventsAccepted"},
+                                  "durable: committed; stored once per (source, id)"),
                 "202": _json_body({"$ref": "#/components/schemas/EventsAccepted"},
                                   "queued; stored once per (source, id)"),
                 "400": _json_body({"$ref": "#/components/schemas/EventErrors"},
@@ -345,7 +407,8 @@ EVENT_PATHS: dict[str, Any] = {
                 "401": _json_body(_ERROR_REF, "no token or unknown token"),
                 "403": _json_body(_ERROR_REF, "the token lacks the ingest role"),
                 "413": _json_body(_ERROR_REF, "body larger than service.body_limits.events"),
-                "503": _json_body(_ERROR_REF, "ingest queue full; retry after Retry-After"),
+                "503": _json_body(_ERROR_REF, "ingest queue full, or (durable) not "
+                                              "committed in time; retry after Retry-After"),
             },
         },
     },

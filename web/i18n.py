@@ -4,11 +4,16 @@ Words live in ``web/locales/{lang}.json``, one flat catalogue per language with 
 (a test keeps them complete). Numbers are formatted by Babel so ``vi`` gets ``1.800`` and
 ``99,1 %`` and ``en`` gets ``1,800`` and ``99.1%``; dates and times are always the
 province's ``dd/mm/yyyy`` and 24-hour clock, whatever the language.
+
+Every format here is total: the database may hold anything a sender or an older version wrote
+(a time in 9999, NaN, infinity, a negative count, a 40-digit integer, None), and one such row
+must not turn the wall into a 500 for every screen. What cannot be shown is shown as "—".
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
@@ -33,6 +38,38 @@ def catalogue(lang: str) -> dict[str, str]:
     return {str(k): str(v) for k, v in data.items()}
 
 
+UNKNOWN = "—"
+MAX_SHOWN = 10 ** 15  # larger magnitudes are corrupt rows (and past Babel's precision)
+
+
+def finite(value: object) -> float | None:
+    """``value`` as a finite float, or None for anything else (None, NaN, inf, text, huge)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond a float's range
+        return None
+    return number if math.isfinite(number) else None
+
+
+def moment(ts: object, timezone: str) -> datetime | None:
+    """The local time of unix seconds ``ts``, or None when it is no representable time."""
+    seconds = finite(ts)
+    if seconds is None:
+        return None
+    try:
+        return datetime.fromtimestamp(seconds, ZoneInfo(timezone))
+    except (OverflowError, OSError, ValueError):  # before year 1 or after 9999
+        return None
+
+
+def format_time(ts: object, timezone: str, pattern: str) -> str:
+    """``strftime(pattern)`` of ``ts`` in ``timezone``; "—" when it is no time."""
+    local = moment(ts, timezone)
+    return local.strftime(pattern) if local is not None else UNKNOWN
+
+
 def pick_lang(requested: str | None) -> str:
     """The language asked for with ``?lang=``, or Vietnamese."""
     return requested if requested in LANGS else DEFAULT_LANG
@@ -52,41 +89,54 @@ class Translator:
     def has(self, key: str) -> bool:
         return key in catalogue(self.lang)
 
-    def number(self, value: float | None, decimals: int = 0) -> str:
-        if value is None:
-            return "—"
+    def number(self, value: object, decimals: int = 0) -> str:
+        number: float | None = (value if isinstance(value, int) and not isinstance(value, bool)
+                                else finite(value))
+        if number is None or abs(number) >= MAX_SHOWN:
+            return UNKNOWN  # beyond any real count: a corrupt row, not a number to show
         pattern = "#,##0" + ("." + "#" * decimals if decimals else "")
-        return str(format_decimal(value, format=pattern, locale=self.lang))
+        try:
+            return str(format_decimal(number, format=pattern, locale=self.lang))
+        except (ArithmeticError, ValueError):
+            return UNKNOWN
 
-    def percent(self, ratio: float | None) -> str:
+    def percent(self, ratio: object) -> str:
         """A 0–1 ratio as a percentage with one decimal: ``99,1 %`` in Vietnamese."""
-        if ratio is None:
-            return "—"
-        return str(format_percent(ratio, _PERCENT[self.lang], locale=self.lang))
+        number = finite(ratio)
+        if number is None or abs(number) >= MAX_SHOWN:
+            return UNKNOWN
+        try:
+            return str(format_percent(number, _PERCENT[self.lang], locale=self.lang))
+        except (ArithmeticError, ValueError):
+            return UNKNOWN
 
-    def clock(self, ts: float | None) -> str:
-        if ts is None:
-            return "—"
-        return datetime.fromtimestamp(ts, ZoneInfo(self.timezone)).strftime("%H:%M:%S")
+    def clock(self, ts: object) -> str:
+        return format_time(ts, self.timezone, "%H:%M:%S")
 
-    def hhmm(self, ts: float) -> str:
-        return datetime.fromtimestamp(ts, ZoneInfo(self.timezone)).strftime("%H:%M")
+    def hhmm(self, ts: object) -> str:
+        return format_time(ts, self.timezone, "%H:%M")
 
-    def date(self, ts: float) -> str:
-        return datetime.fromtimestamp(ts, ZoneInfo(self.timezone)).strftime("%d/%m/%Y")
+    def date(self, ts: object) -> str:
+        return format_time(ts, self.timezone, "%d/%m/%Y")
 
-    def age(self, seconds: float) -> str:
+    def age(self, seconds: object) -> str:
         """How long ago, in the largest whole unit: ``5 phút trước``."""
-        seconds = max(0.0, seconds)
-        if seconds < 60:
-            return self("age_seconds", n=int(seconds))
-        if seconds < 3600:
-            return self("age_minutes", n=int(seconds // 60))
-        if seconds < 86400:
-            return self("age_hours", n=int(seconds // 3600))
-        return self("age_days", n=int(seconds // 86400))
+        value = finite(seconds)
+        if value is None or value >= MAX_SHOWN:
+            return UNKNOWN
+        value = max(0.0, value)
+        if value < 60:
+            return self("age_seconds", n=int(value))
+        if value < 3600:
+            return self("age_minutes", n=int(value // 60))
+        if value < 86400:
+            return self("age_hours", n=int(value // 3600))
+        return self("age_days", n=int(value // 86400))
 
-    def span(self, seconds: float) -> str:
-        if seconds < 3600 or seconds % 3600:
-            return self("span_minutes", n=self.number(seconds / 60))
-        return self("span_hours", n=self.number(seconds / 3600))
+    def span(self, seconds: object) -> str:
+        value = finite(seconds)
+        if value is None or abs(value) >= MAX_SHOWN:
+            return UNKNOWN
+        if value < 3600 or value % 3600:
+            return self("span_minutes", n=self.number(value / 60))
+        return self("span_hours", n=self.number(value / 3600))

@@ -15,7 +15,9 @@ from web.announcement import ANNOUNCEMENT_PATHS, ANNOUNCEMENT_SCHEMAS
 from web.audit_api import AUDIT_PATHS, AUDIT_SCHEMAS
 from web.events_api import EVENT_PATHS, EVENT_SCHEMAS
 from web.maintenance_api import MAINTENANCE_PATHS, MAINTENANCE_SCHEMAS
+from web.oncall_api import ONCALL_PATHS, ONCALL_SCHEMAS
 from web.reload_api import RELOAD_PATHS, RELOAD_SCHEMAS
+from web.try_api import TRY_PATHS, TRY_SCHEMAS
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 
@@ -74,7 +76,9 @@ SCHEMAS: dict[str, Any] = {
             "last_error": _STR_OR_NULL,
             "shard": {"type": ["integer", "null"], "minimum": 0,
                       "description": "with collection.shard i/N, the index of the instance "
-                                     "that polls this target; null without sharding"},
+                                     "that polls this target; with auto, that instance's "
+                                     "member slot (null while no member is known); null "
+                                     "without sharding"},
             "remote": {"type": "boolean",
                        "description": "polled by another instance: its state is read from "
                                       "the shared store every wall heartbeat (no reason "
@@ -116,9 +120,11 @@ SCHEMAS: dict[str, Any] = {
     **EVENT_SCHEMAS,
     **ALERT_SCHEMAS,
     **MAINTENANCE_SCHEMAS,
+    **ONCALL_SCHEMAS,
     **ANNOUNCEMENT_SCHEMAS,
     **AUDIT_SCHEMAS,
     **RELOAD_SCHEMAS,
+    **TRY_SCHEMAS,
 }
 
 
@@ -169,9 +175,11 @@ PATHS: dict[str, Any] = {
     **EVENT_PATHS,
     **ALERT_PATHS,
     **MAINTENANCE_PATHS,
+    **ONCALL_PATHS,
     **ANNOUNCEMENT_PATHS,
     **AUDIT_PATHS,
     **RELOAD_PATHS,
+    **TRY_PATHS,
 }
 
 

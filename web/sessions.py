@@ -11,8 +11,14 @@ carry the CSRF token in ``X-CSRF-Token``; the console's script reads it from the
 **Wall cookie.** A TV cannot send an Authorization header; when ``auth.anonymous`` lacks the
 viewer role, a screen opens the wall once with ``?token=…`` and gets a long-lived cookie
 naming the token and proving it with an HMAC keyed by the token's digest. It survives
-restarts, stops working when the token is changed in the config, and only ever grants the
-viewer role, whatever the token's own roles.
+restarts and only ever grants the viewer role, whatever the token's own roles.
+
+**Revocation is immediate.** Both kinds are checked against the tokens configured *now* on
+every request: a session remembers the fingerprint of the token that opened it (its name,
+secret and roles, ``web.auth.token_fingerprint``) and ends as soon as a reload removes or
+changes that token; a wall cookie is verified with the keys of the current viewer tokens, so
+it stops working when its token is removed, changed or loses the viewer role, and a viewer
+token added by a reload can issue cookies at once.
 
 Either way the principal is attached to the request (``web.auth.PRINCIPAL``) and
 ``Authenticator.require`` checks roles exactly as for a bearer token: the console uses the
@@ -25,13 +31,13 @@ import hashlib
 import hmac
 import secrets
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
-from web.auth import PRINCIPAL, Principal, expand_roles
+from web.auth import PRINCIPAL, Authenticator, Principal
 from web.errors import ApiError
 from web.keys import AUTH
 
@@ -51,11 +57,17 @@ class Session:
 
 
 class SessionStore:
-    """Console sessions in memory, bounded; one per app."""
+    """Console sessions in memory, bounded; one per app.
 
-    def __init__(self, secret: bytes | None = None) -> None:
+    With ``current`` (``Authenticator.current``) a session is only good while the token that
+    opened it is configured unchanged; without it (pure tests) sessions only expire.
+    """
+
+    def __init__(self, secret: bytes | None = None,
+                 current: Callable[[str], Principal | None] | None = None) -> None:
         self._secret = secret or secrets.token_bytes(32)
         self._sessions: OrderedDict[str, Session] = OrderedDict()
+        self._current = current
 
     def create(self, principal: Principal, now: float) -> str:
         sid = secrets.token_urlsafe(32)
@@ -73,6 +85,11 @@ class SessionStore:
         if session.expires_at <= now:
             del self._sessions[sid]
             return None
+        if self._current is not None:
+            principal = self._current(session.principal.fingerprint)
+            if principal is None:  # its token was removed or changed by a reload
+                del self._sessions[sid]
+                return None
         return session
 
     def end(self, sid: str | None) -> None:
@@ -87,27 +104,30 @@ class SessionStore:
 
 
 class WallCookies:
-    """Viewer cookies for wall screens, derived from the configured tokens."""
+    """Viewer cookies for wall screens, checked against the tokens the authenticator holds
+    now (so a reload that removes, changes or adds a viewer token applies at once)."""
 
-    def __init__(self, tokens: Iterable[tuple[str, str, Iterable[str]]]) -> None:
-        self._keys = {name: hashlib.sha256(secret.encode()).digest()
-                      for name, secret, roles in tokens
-                      if secret and "viewer" in expand_roles(roles)}
+    def __init__(self, auth: Authenticator) -> None:
+        self._auth = auth
 
     def _mac(self, name: str, key: bytes) -> str:
         return hmac.new(key, b"ioc-wall-viewer:" + name.encode(), hashlib.sha256).hexdigest()
 
-    def issue(self, name: str) -> str:
-        return f"{name}.{self._mac(name, self._keys[name])}"
+    def issue(self, principal: Principal) -> str:
+        """The cookie for the token ``principal`` was identified by (it must hold viewer)."""
+        for key, fingerprint in self._auth.viewer_keys(principal.name):
+            if fingerprint == principal.fingerprint:
+                return f"{principal.name}.{self._mac(principal.name, key)}"
+        raise KeyError(f"no current viewer token named {principal.name!r}")
 
     def principal(self, cookie: str | None) -> Principal | None:
         if not cookie:
             return None
         name, _, mac = cookie.rpartition(".")
-        key = self._keys.get(name)
-        if key is None or not hmac.compare_digest(self._mac(name, key), mac):
-            return None
-        return Principal(name, frozenset({"viewer"}))
+        found = False
+        for key, _fingerprint in self._auth.viewer_keys(name):
+            found |= hmac.compare_digest(self._mac(name, key), mac)
+        return Principal(name, frozenset({"viewer"})) if found else None
 
 
 SESSIONS: web.AppKey[SessionStore] = web.AppKey("console_sessions", SessionStore)
@@ -171,7 +191,7 @@ def exchange_wall_token(request: web.Request) -> web.HTTPSeeOther | None:
         raise ApiError(403, "forbidden", f"token {principal.name!r} lacks the viewer role")
     query = {k: v for k, v in request.query.items() if k != "token"}
     response = web.HTTPSeeOther(str(request.rel_url.with_query(query)))
-    set_wall_cookie(response, request.app[WALL_COOKIES].issue(principal.name),
+    set_wall_cookie(response, request.app[WALL_COOKIES].issue(principal),
                     secure=request.secure)
     response.headers["Cache-Control"] = "no-store"
     return response

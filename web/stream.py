@@ -11,7 +11,11 @@ A client that cannot keep up (its queue fills) is disconnected rather than slowi
 it reconnects and resumes from the ring. Heartbeats carry the server's time so screens can
 tell "quiet" from "cut off" and keep their clock right.
 
-Both the cap on clients and the cutting off of slow ones are counted, and each is logged once
+Clients are capped twice: ``wall.max_clients`` in all and ``wall.max_clients_per_address``
+from one client address (the real one behind a trusted proxy, web/forwarded.py), so one
+machine opening a hundred idle streams cannot take the slots of the room's screens.
+
+Both the caps on clients and the cutting off of slow ones are counted, and each is logged once
 when it starts and once when it stops (``ioc.overflow``): screens retrying every few seconds
 against a full cap must not write a line per attempt.
 """
@@ -47,11 +51,12 @@ class StreamEvent:
 
 
 class _Client:
-    __slots__ = ("closed", "queue")
+    __slots__ = ("address", "closed", "queue")
 
-    def __init__(self) -> None:
+    def __init__(self, address: str) -> None:
         self.queue: asyncio.Queue[StreamEvent | None] = asyncio.Queue(CLIENT_QUEUE)
         self.closed = False
+        self.address = address
 
     def offer(self, event: StreamEvent | None) -> bool:
         try:
@@ -65,16 +70,19 @@ class EventStream:
     """Recent events plus the connected clients; owned by one app."""
 
     def __init__(self, registry: CollectorRegistry, *, epoch: str, ring_size: int,
-                 max_clients: int, heartbeat: float) -> None:
+                 max_clients: int, heartbeat: float,
+                 max_clients_per_address: int | None = None) -> None:
         self.epoch = epoch
         self.max_clients = max_clients
+        self.max_per_address = max_clients_per_address or max_clients
+        self._by_address: dict[str, int] = {}
         self.heartbeat = heartbeat
         self._ring: deque[StreamEvent] = deque(maxlen=ring_size)
         self._seq = 0
         self._clients: set[_Client] = set()
         self._refusing = OverflowLog(log, "wall stream client cap", full="reached",
-                                     action="refusing",
-                                     max_clients=max_clients)
+                                     action="refusing", max_clients=max_clients,
+                                     max_clients_per_address=self.max_per_address)
         self._cutting = OverflowLog(log, "wall stream client queue",
                                     action="cutting off slow clients",
                                     client_queue=CLIENT_QUEUE)
@@ -86,7 +94,8 @@ class EventStream:
                                     registry=registry)
         self.rejected_total = Counter(
             "ioc_wall_stream_rejected_total",
-            "Stream connections refused because wall.max_clients were connected.",
+            "Stream connections refused because wall.max_clients were connected, or "
+            "wall.max_clients_per_address from the client's address.",
             registry=registry)
         self.dropped_total = Counter(
             "ioc_wall_stream_dropped_total",
@@ -129,8 +138,7 @@ class EventStream:
     def _drop(self, client: _Client) -> None:
         self.dropped_total.inc()
         client.closed = True
-        self._clients.discard(client)
-        self.clients_gauge.set(len(self._clients))
+        self._forget(client)
         while not client.queue.empty():
             client.queue.get_nowait()
         client.offer(None)
@@ -152,21 +160,37 @@ class EventStream:
             return None
         return [e for e in self._ring if e.seq > seq]
 
-    def subscribe(self) -> _Client:
+    def subscribe(self, address: str = "unknown") -> _Client:
+        """A new client from ``address``; ApiError 503 when either cap is reached."""
         if len(self._clients) >= self.max_clients:
-            self.rejected_total.inc()
-            self._refusing.dropped(1)
-            raise ApiError(503, "too many stream clients",
-                           f"at most {self.max_clients} wall screens may be connected "
-                           "(wall.max_clients); try again later")
+            self._refuse(address, f"at most {self.max_clients} wall screens may be connected "
+                                  "(wall.max_clients); try again later")
+        if self._by_address.get(address, 0) >= self.max_per_address:
+            self._refuse(address, f"at most {self.max_per_address} stream connections from "
+                                  "one address (wall.max_clients_per_address)")
         self._refusing.ok()
-        client = _Client()
+        client = _Client(address)
         self._clients.add(client)
+        self._by_address[address] = self._by_address.get(address, 0) + 1
         self.clients_gauge.set(len(self._clients))
         return client
 
+    def _refuse(self, address: str, detail: str) -> None:
+        self.rejected_total.inc()
+        self._refusing.dropped(1, client=address)
+        raise ApiError(503, "too many stream clients", detail)
+
     def unsubscribe(self, client: _Client) -> None:
-        self._clients.discard(client)
+        self._forget(client)
+
+    def _forget(self, client: _Client) -> None:
+        if client in self._clients:
+            self._clients.discard(client)
+            left = self._by_address.get(client.address, 1) - 1
+            if left > 0:
+                self._by_address[client.address] = left
+            else:
+                self._by_address.pop(client.address, None)
         self.clients_gauge.set(len(self._clients))
 
     def close_all(self) -> None:
@@ -180,7 +204,8 @@ async def serve(request: web.Request, stream: EventStream, now: Callable[[], flo
                 on_idle: Callable[[], None] | None = None) -> web.StreamResponse:
     """Stream events to one client until it goes away or the server stops."""
     last_id = (request.headers.get("Last-Event-ID") or request.query.get("since") or "").strip()
-    client = stream.subscribe()  # before reading the ring: nothing published in between is lost
+    # Subscribe before reading the ring: nothing published in between is lost.
+    client = stream.subscribe(request.remote or "unknown")
     try:
         missed = stream.missed_since(last_id)
         async with sse_response(request, ping_interval=max(stream.heartbeat * 3, 15.0),

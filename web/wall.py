@@ -62,6 +62,15 @@ def views_from_config(cfg: WallConfig) -> list[WallView]:
     return [WallView(v.name, v.title, tuple(v.panels), tuple(v.departments)) for v in cfg.views]
 
 
+def duty_line(teams: Sequence[Mapping[str, Any]]) -> str:
+    """"Trần Thị Bình (vanhanh) · Lê Cường (mang)": today's duty officers, from the rows
+    ``GET /api/v1/oncall`` returns; the team is named only when there are several."""
+    named = [(t["team"], t["now"]["name"]) for t in teams if t.get("now")]
+    if len(named) == 1:
+        return named[0][1]
+    return " · ".join(f"{name} ({team})" for team, name in named)
+
+
 def grid_shape(count: int) -> tuple[int, int]:
     """Columns and rows for ``count`` tiles on a landscape screen, tiles a little wider than
     tall; the page scales everything with the screen height so this holds at any size."""
@@ -110,6 +119,11 @@ def department_tile(code: str, name: str, rows: Sequence[Mapping[str, Any]],
         "stale": bool(rows) and all(r["stale"] for r in rows),
         "reason": failing["reason"] if failing else None,
         "failing_target": failing["name"] if failing else None,
+        # with shards: the instances (shard index or auto member slot) polling its targets
+        "pollers": sorted({r["shard"] for r in rows if r.get("shard") is not None}),
+        # the failing target's own words (all causes of a certificate failure, the limit a
+        # hostile answer crossed), shown when the reason is pointed at
+        "failing_error": failing.get("last_error") if failing else None,
     }
 
 
@@ -373,6 +387,7 @@ class WallState:
     """The wall's slow-moving figures, the firing alerts and the announcement; one per app."""
 
     announcement: str = ""
+    duty: str = ""  # who is on duty now, per team (alerts.oncall), under the clock
     alerts: list[dict[str, Any]] = field(default_factory=list)  # GET /api/v1/alerts rows
     alerts_updated: float | None = None  # the alert engine's last evaluation
     availability: dict[str, float] = field(default_factory=dict)  # target -> 0..1 over 24 h
@@ -481,4 +496,5 @@ def wall_document(status: Mapping[str, Any], *, view: WallView,
         "departments_updated": max(checks) if checks else None,
         "panels": {name: panels[name] for name in SIDE_PANELS if view.shows(name)},
         "announcement": state.announcement if view.shows("announcement") else "",
+        "duty": state.duty if view.shows("clock") else "",
     }

@@ -29,8 +29,10 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 import jinja2
+import markupsafe
 from aiohttp import web
 
+from ioc.bidi import strip_bidi
 from ioc.events import SEVERITY_RANK, event_document
 from ioc.model import Event
 from ioc.status import StatusBoard, build_status
@@ -49,6 +51,7 @@ from web.wall import (
     WallState,
     WallView,
     department_tile,
+    duty_line,
     grid_shape,
     latest_security,
     side_panels,
@@ -78,7 +81,27 @@ def make_templates() -> jinja2.Environment:
         trim_blocks=True, lstrip_blocks=True,
     )
     env.globals["sparkline"] = sparkline
+    # Untrusted text (names, titles, annotations, comments): isolated where it is shown, so a
+    # bidi override in it cannot reorder what follows (ioc/bidi.py); the styles isolate every
+    # element marked translate="no" as well.
+    env.filters["bdi"] = isolate
+    env.filters["plain"] = plain
     return env
+
+
+def isolate(value: object) -> markupsafe.Markup:
+    """``value`` escaped inside ``<bdi>``: its direction cannot leak into the text around."""
+    return markupsafe.Markup("<bdi>%s</bdi>") % str(value)
+
+
+PLAIN_MAX = 120  # characters of an <option> label: a select is as wide as its longest one
+
+
+def plain(value: object, limit: int = PLAIN_MAX) -> str:
+    """For places that cannot hold markup (``<option>``, ``title=``): bidi controls removed,
+    cut to ``limit`` characters with an ellipsis."""
+    text = strip_bidi(str(value))
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 class WallFeed:
@@ -98,7 +121,8 @@ class WallFeed:
         self.templates = make_templates()
         self.parts = self.templates.get_template("wall_parts.html")
         self.stream = EventStream(context.registry, epoch=epoch, ring_size=cfg.replay_events,
-                                  max_clients=cfg.max_clients, heartbeat=cfg.heartbeat)
+                                  max_clients=cfg.max_clients, heartbeat=cfg.heartbeat,
+                                  max_clients_per_address=cfg.max_clients_per_address)
         self.networks = [ipaddress.ip_network(n, strict=False) for n in cfg.allowed_networks]
         self._sent_tiles: dict[str, dict[str, Any]] = {}
         self._tile_built: dict[str, float] = {}  # department → loop time of its last rebuild
@@ -211,8 +235,11 @@ class WallFeed:
             return
         self._security_loaded = True
         try:
+            # Rows dated beyond the future bound (stored before times were bounded, or by
+            # hand) would otherwise stay the "latest" events for as long as they are kept.
+            until = self.clock() + self.ctx.config().events.max_future
             stored = await self.ctx.events.store.query(
-                EventQuery(severities=SECURITY_LISTED, limit=SECURITY_SHOWN))
+                EventQuery(severities=SECURITY_LISTED, limit=SECURITY_SHOWN, until=until))
         except StoreError as exc:  # the panel still shows what arrives from now on
             self._security_loaded = False
             log.warning("wall: latest security events not loaded",
@@ -331,12 +358,17 @@ class WallFeed:
         """Take the firing alerts from delivery: the rows ``GET /api/v1/alerts`` returns."""
         desk = self.ctx.alerts
         self.state.alerts = [a for a in desk.view(now) if a["state"] == "firing"]
+        escalator = desk.escalator
+        self.state.duty = duty_line(escalator.roster.view(now)) if escalator else ""
         evaluated = [a.last_eval for a in desk.alerts.values() if a.last_eval]
         self.state.alerts_updated = max(evaluated) if evaluated else None
 
     def publish_alerts(self, now: float) -> None:
+        duty = self.state.duty
         self.load_alerts(now)
         self.publish_panels(now, only="alerts")
+        if self.state.duty != duty:  # a shift changed or the roster was edited
+            self.stream.publish("duty", {"text": self.state.duty})
 
     def on_alerts_changed(self) -> None:
         """Delivery's listener: the alerts changed, so the panel follows now (when a screen

@@ -58,10 +58,14 @@ class EmailNotifier:
         self.config = config
         self.send_resolved = config.send_resolved
 
+    def message(self, notification: Notification) -> EmailMessage:
+        """The e-mail to send (the on-call notifier adds its ack links)."""
+        return build_message(notification, self.config.sender, self.config.to)
+
     async def send(self, notification: Notification) -> None:
         cfg = self.config
         host, port = split_listen(cfg.smarthost)
-        message = build_message(notification, cfg.sender, cfg.to)
+        message = self.message(notification)
         try:
             await aiosmtplib.send(
                 message, hostname=host, port=port,

@@ -61,6 +61,10 @@ class TelegramNotifier:
         self._last_sent: float | None = None
         self._lock = asyncio.Lock()
 
+    def request(self, notification: Notification) -> dict[str, Any]:
+        """The sendMessage parameters (the on-call notifier adds its buttons)."""
+        return build_request(notification, self.config.chat_id)
+
     async def send(self, notification: Notification) -> None:
         cfg = self.config
         token = cfg.bot_token.get_secret_value()
@@ -72,7 +76,7 @@ class TelegramNotifier:
                     await asyncio.sleep(wait)
             try:
                 async with self._session().post(
-                        url, json=build_request(notification, cfg.chat_id),
+                        url, json=self.request(notification),
                         timeout=aiohttp.ClientTimeout(total=cfg.timeout)) as resp:
                     body = await resp.text()
                     status = resp.status

@@ -67,12 +67,16 @@ class ZaloNotifier:
         self._refresh = config.refresh_token.get_secret_value() if config.refresh_token else None
         self._lock = asyncio.Lock()
 
+    def message(self, notification: Notification, user_id: str) -> dict[str, Any]:
+        """The request body for one follower (the on-call notifier adds its ack links)."""
+        return build_message(notification, user_id)
+
     async def send(self, notification: Notification) -> None:
         failed = []
         for user_id in self.config.user_ids:
-            code, message = await self._post(build_message(notification, user_id))
+            code, message = await self._post(self.message(notification, user_id))
             if code in TOKEN_ERRORS and await self._refresh_token():
-                code, message = await self._post(build_message(notification, user_id))
+                code, message = await self._post(self.message(notification, user_id))
             if code != 0:
                 failed.append(f"{user_id}: error {code} {message}")
         if failed:

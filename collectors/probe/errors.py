@@ -6,6 +6,7 @@ import ssl
 
 import aiohttp
 
+from collectors.probe.tls import CertificateFailure
 from ioc.collector import CollectorFailure
 
 
@@ -15,9 +16,12 @@ def classify_http_error(exc: BaseException) -> CollectorFailure | None:
         why = exc.os_error.strerror or str(exc.os_error)
         return CollectorFailure("dns", f"name did not resolve: {exc.host} ({why})")
     if isinstance(exc, aiohttp.ClientConnectorCertificateError):
-        return CollectorFailure("tls", f"certificate error: {exc.certificate_error}")
+        cause = exc.certificate_error
+        reason = getattr(cause, "verify_message", None) or cause
+        port = exc.port or (443 if exc.ssl else 80)
+        return CertificateFailure(f"certificate error: {reason}", exc.host, port, exc.host)
     if isinstance(exc, aiohttp.ClientSSLError):
-        return CollectorFailure("tls", f"TLS error: {exc}")
+        return CollectorFailure("tls", f"TLS handshake failed: {exc.os_error}")
     if isinstance(exc, aiohttp.ClientConnectorError):
         if isinstance(exc.os_error, TimeoutError):
             return CollectorFailure("connect_timeout", f"connect timed out: {exc}")
@@ -28,7 +32,7 @@ def classify_http_error(exc: BaseException) -> CollectorFailure | None:
     if isinstance(exc, aiohttp.InvalidURL):
         return CollectorFailure("protocol_error", f"bad redirect target: {exc}")
     if isinstance(exc, ssl.SSLError):
-        return CollectorFailure("tls", f"TLS error: {exc}")
+        return CollectorFailure("tls", f"TLS handshake failed: {exc}")
     if isinstance(exc, aiohttp.ClientError | ConnectionError):
         text = str(exc) or type(exc).__name__
         return CollectorFailure("protocol_error", f"bad response: {text}"[:500])

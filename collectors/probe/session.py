@@ -13,11 +13,13 @@ import aiohttp
 from aiohttp.abc import AbstractResolver
 
 from collectors.probe.family import FAMILIES, PreferredFamilyResolver
+from collectors.probe.head import limit_interim_answers
 from collectors.probe.phases import note_tcp_connected, phase_trace_config
 
 
 class ProbeConnector(aiohttp.TCPConnector):
-    """A TCPConnector that marks the end of the TCP connect for the phase timer.
+    """A TCPConnector that marks the end of the TCP connect for the phase timer, and bounds
+    the interim answers a connection may send (collectors.probe.head).
 
     asyncio creates the connection's protocol right after the socket connected and before a
     TLS handshake starts, so wrapping the protocol factory splits ``connect`` from ``tls``.
@@ -30,6 +32,7 @@ class ProbeConnector(aiohttp.TCPConnector):
         def traced_factory() -> Any:
             protocol = factory()
             note_tcp_connected(protocol)
+            limit_interim_answers(protocol)
             return protocol
 
         # aiohttp types _factory as its own ResponseHandler factory; this one wraps it

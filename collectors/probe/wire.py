@@ -35,8 +35,10 @@ from aiohttp.abc import AbstractResolver
 from collectors.probe.body import Inflater
 from collectors.probe.errors import classify_os_error
 from collectors.probe.family import FAMILIES, FAMILY_NAMES, prefer_family
+from collectors.probe.head import MAX_INTERIM, HeadLimits, header_bytes, interim_flood
 from collectors.probe.phases import PhaseTimer
-from collectors.probe.tls import TlsInfo, tls_info
+from collectors.probe.tls import CertificateFailure, TlsInfo, tls_info
+from collectors.probe.trace_hooks import note_http
 from ioc.collector import CollectorFailure
 
 DNS_TTL = 60.0
@@ -44,6 +46,7 @@ DNS_CACHE_MAX = 16          # names one target's checks and its redirects touch
 REDIRECTS = frozenset((301, 302, 303, 307, 308))
 _SAFE_PATH = "/%:@!$&'()*+,;=-._~"
 _SAFE_QUERY = _SAFE_PATH + "?"
+HEAD_SLICE = 4096           # bytes of a head fed to the parser between two measurements
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,18 +114,35 @@ def _request_bytes(method: str, origin: _Origin, headers: Mapping[str, str],
 
 
 class _Exchange(asyncio.Protocol):
-    """One request and its response on one connection; the future ends with the outcome."""
+    """One request and its response on one connection; the future ends with the outcome.
+
+    The head is fed to the parser in slices of ``HEAD_SLICE`` bytes and measured between
+    them, so a head that never ends, or floods headers, is stopped at ``head``'s limits
+    having cost at most one slice more than they allow (httptools itself bounds nothing).
+    Repeated headers are kept as a list and joined once, where a header is read. The
+    parser refers back to this object (its callbacks), so ``release`` drops it when the
+    check ends: the check's buffers go with reference counting, not at the next full
+    collection.
+    """
 
     def __init__(self, done: asyncio.Future[None], timer: PhaseTimer, head_only: bool,
-                 limit: int) -> None:
+                 limit: int, head: HeadLimits) -> None:
         self.done = done
         self.timer = timer
         self.head_only = head_only
         self.limit = limit
+        self.head = head
         self.transport: asyncio.Transport | None = None
-        self.parser = httptools.HttpResponseParser(self)
+        self.parser: httptools.HttpResponseParser | None = \
+            httptools.HttpResponseParser(self)
         self.status = 0
-        self.headers: dict[str, str] = {}
+        self.headers: dict[str, list[str]] = {}
+        self.header_count = 0    # over the whole answer: interim heads and trailers count
+        self.head_size = 0       # bytes of complete head lines, as head.header_bytes counts
+        self.head_received = 0   # bytes fed while the head was incomplete
+        self.line = 0            # bytes of the head line in progress
+        self.status_line = 0
+        self.interim = 0
         self.headers_done = False
         self.complete = False
         self.parts: list[bytes] = []
@@ -132,16 +152,32 @@ class _Exchange(asyncio.Protocol):
         self.encoding = ""
         self.failure: CollectorFailure | None = None
 
+    def header(self, name: str) -> str | None:
+        """One header's value, repeated fields joined with ``, `` (RFC 9110 5.3)."""
+        values = self.headers.get(name)
+        if values is None:
+            return None
+        return values[0] if len(values) == 1 else ", ".join(values)
+
+    def release(self) -> None:
+        """Break the parser's reference back to this object; the check is over."""
+        self.parser = None
+        self.failure = None
+
     # -- transport events ------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # asyncio's Protocol signature says BaseTransport; a stream connection gives a Transport
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
-        if self.done.done():
+        parser = self.parser
+        if self.done.done() or parser is None:
             return
         try:
-            self.parser.feed_data(data)
+            if self.headers_done:
+                parser.feed_data(data)
+            else:
+                self._feed_head(parser, data)
         except httptools.HttpParserCallbackError as exc:
             cause = exc.__context__
             self._fail(cause if isinstance(cause, CollectorFailure) else CollectorFailure(
@@ -149,10 +185,39 @@ class _Exchange(asyncio.Protocol):
         except httptools.HttpParserUpgrade:
             self._fail(CollectorFailure("protocol_error", "bad response: unexpected upgrade"))
         except httptools.HttpParserError as exc:
-            what = "not an HTTP response" if not self.status else "malformed HTTP response"
+            what = "not an HTTP response" if not self.status_line and not self.status \
+                else "malformed HTTP response"
             self._fail(CollectorFailure("protocol_error", f"{what}: {exc}"[:500]))
+        except CollectorFailure as failure:
+            self._fail(failure)
         if self.complete and not self.done.done():
             self.done.set_result(None)
+
+    def _feed_head(self, parser: httptools.HttpResponseParser, data: bytes) -> None:
+        """Feed ``data`` a slice at a time while the head lasts, measuring it."""
+        head = self.head
+        pos, end = 0, len(data)
+        while pos < end:
+            if self.headers_done:
+                parser.feed_data(data[pos:] if pos else data)
+                return
+            piece = data[pos:pos + HEAD_SLICE] if end - pos > HEAD_SLICE or pos else data
+            pos += len(piece)
+            parser.feed_data(piece)
+            if self.headers_done:
+                continue
+            self.head_received += len(piece)
+            newline = piece.rfind(b"\n")
+            self.line = self.line + len(piece) if newline < 0 else len(piece) - newline - 1
+            if self.line > head.line:
+                raise head.line_too_long()
+            if self.head_received > head.total:
+                raise head.head_too_large()
+
+    def head_expired(self) -> None:
+        """The ``head_timeout`` struck: still waiting for the end of the head?"""
+        if not self.headers_done:
+            self._fail(self.head.head_late(self.head_received))
 
     def eof_received(self) -> bool | None:
         return None  # close our side too; connection_lost decides what the EOF meant
@@ -180,33 +245,59 @@ class _Exchange(asyncio.Protocol):
     def _ends_at_eof(self) -> bool:
         """A response framed by closing the connection (no length, not chunked)."""
         return "content-length" not in self.headers and \
-            "chunked" not in self.headers.get("transfer-encoding", "").lower()
+            "chunked" not in (self.header("transfer-encoding") or "").lower()
 
     def _fail(self, failure: CollectorFailure) -> None:
         if self.failure is None:
-            self.failure = failure
+            # Raised in a parser callback, the failure's traceback holds that callback's
+            # frame, which holds this object, which holds the failure: drop it, the check's
+            # own frames are added when the failure is raised from ``done``.
+            self.failure = failure.with_traceback(None)
         if not self.done.done():
             self.done.set_exception(self.failure)
         if self.transport is not None:
             self.transport.abort()
 
     # -- parser callbacks --------------------------------------------------------------------
+    def on_status(self, reason: bytes) -> None:
+        self.status_line += len(reason)
+        if self.status_line + 13 > self.head.line:  # "HTTP/1.1 200 " + reason
+            raise self.head.line_too_long()
+
     def on_header(self, name: bytes, value: bytes) -> None:
+        head = self.head
+        self.header_count += 1
+        if self.header_count > head.count:
+            raise head.too_many()
+        if len(name) + len(value) + 2 > head.line:
+            raise head.line_too_long()
+        self.head_size += header_bytes(name, value)
+        if self.head_size + self.status_line + 15 > head.total:
+            raise head.head_too_large()
         key = name.decode("latin-1").lower()
         text = value.decode("latin-1")
-        previous = self.headers.get(key)
-        self.headers[key] = text if previous is None else f"{previous}, {text}"
+        values = self.headers.get(key)
+        if values is None:
+            self.headers[key] = [text]
+        else:
+            values.append(text)
 
     def on_headers_complete(self) -> None:
+        assert self.parser is not None
         self.status = self.parser.get_status_code()
+        self.line = 0
         if 100 <= self.status < 200:  # an interim answer: the real one follows
+            self.interim += 1
+            if self.interim > MAX_INTERIM:
+                raise interim_flood()
             self.headers = {}
+            self.status_line = 0
             return
         self.headers_done = True
         self.timer.enter("transfer")
-        encoding = self.headers.get("content-encoding", "identity").strip().lower()
+        encoding = (self.header("content-encoding") or "identity").strip().lower()
         self.encoding = encoding
-        declared = self.headers.get("content-length")
+        declared = self.header("content-length")
         if self.head_only or self.status in (204, 304):
             self.complete = True
             return
@@ -246,7 +337,7 @@ class _Exchange(asyncio.Protocol):
 
     @property
     def charset(self) -> str | None:
-        content_type = self.headers.get("content-type", "")
+        content_type = self.header("content-type") or ""
         for param in content_type.split(";")[1:]:
             key, _, value = param.partition("=")
             if key.strip().lower() == "charset":
@@ -260,8 +351,10 @@ class WireClient:
     def __init__(self, *, url: str, method: str, headers: Mapping[str, str], body: str | None,
                  ssl_context: ssl.SSLContext, max_redirects: int, max_body_bytes: int,
                  family: str = "any", family_fallback: bool = True,
-                 resolver: AbstractResolver | None = None, user_agent: str = "ioc") -> None:
+                 resolver: AbstractResolver | None = None, user_agent: str = "ioc",
+                 head: HeadLimits | None = None) -> None:
         self.url = url
+        self.head = head or HeadLimits()
         self.method = method
         self.headers = dict(headers)
         if not any(name.lower() == "user-agent" for name in self.headers):
@@ -286,8 +379,11 @@ class WireClient:
         hops = 0
         while True:
             exchange, ssl_object = await self._exchange(origin, request, method, timer)
+            note_http(url, exchange.status,
+                      [(name, value) for name, values in exchange.headers.items()
+                       for value in values], ssl_object, method, headers)
             status = exchange.status
-            location = exchange.headers.get("location")
+            location = exchange.header("location")
             if status not in REDIRECTS or location is None or self.max_redirects == 0:
                 break
             if hops >= self.max_redirects:
@@ -314,26 +410,30 @@ class WireClient:
         addresses = await self._addresses(origin, timer, loop)
         timer.enter("connect")
         done: asyncio.Future[None] = loop.create_future()
-        exchange = _Exchange(done, timer, method == "HEAD", self.limit)
+        exchange = _Exchange(done, timer, method == "HEAD", self.limit, self.head)
         transport: asyncio.Transport | None = None
+        late: asyncio.TimerHandle | None = None
         try:
             transport = await self._connect(loop, exchange, addresses, origin)
             ssl_object = None
             if origin.scheme == "https":
                 timer.enter("tls")
+                peer = transport.get_extra_info("peername") or (origin.host, origin.port)
                 try:
                     tls_transport = await loop.start_tls(
                         transport, exchange, self.ssl_context, server_hostname=origin.host,
                         ssl_handshake_timeout=None)
                 except ssl.SSLCertVerificationError as exc:
-                    raise CollectorFailure(
-                        "tls", f"certificate error: {exc.verify_message or exc}") from exc
+                    raise CertificateFailure(
+                        f"certificate error: {exc.verify_message or exc}", peer[0],
+                        origin.port, origin.host) from exc
                 except ssl.SSLError as exc:
-                    raise CollectorFailure("tls", f"TLS error: {exc.reason or exc}") from exc
+                    raise CollectorFailure(
+                        "tls", f"TLS handshake failed: {exc.reason or exc}") from exc
                 except (ConnectionError, OSError) as exc:
                     raise CollectorFailure(
-                        "tls", f"TLS error: connection lost during the handshake ({exc})"
-                    ) from exc
+                        "tls", f"TLS handshake failed: connection lost during the handshake "
+                               f"({exc})") from exc
                 if tls_transport is None:
                     raise CollectorFailure("tls", "TLS error: the handshake did not complete")
                 transport = tls_transport
@@ -341,9 +441,13 @@ class WireClient:
                 ssl_object = transport.get_extra_info("ssl_object")
             transport.write(request)
             timer.enter("processing")
+            if self.head.timeout is not None:
+                late = loop.call_later(self.head.timeout, exchange.head_expired)
             await done
             return exchange, ssl_object
         finally:
+            if late is not None:
+                late.cancel()
             # A check that ends another way (a failed handshake, the deadline, even one that
             # strikes while the connection is being made) must leave no outcome behind on
             # ``done`` for asyncio to report as never retrieved, and no socket open.
@@ -354,6 +458,10 @@ class WireClient:
             for opened in (transport, exchange.transport):
                 if opened is not None:
                     opened.abort()
+            exchange.release()
+            # This frame may outlive the check in a failure's traceback: what it holds must
+            # not lead back to the failure (future -> failure -> traceback -> this frame).
+            done = transport = exchange = None  # type: ignore[assignment]
 
     async def _connect(self, loop: asyncio.AbstractEventLoop, exchange: _Exchange,
                        addresses: list[tuple[int, str]], origin: _Origin) -> asyncio.Transport:

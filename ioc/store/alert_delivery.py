@@ -190,15 +190,7 @@ class DeliveryStore(TableStore):
         async with self._begin("enqueue") as conn:
             if fence is not None:
                 await fence.verify(conn)
-            if rows:
-                await conn.execute(self._insert(outbox).on_conflict_do_nothing(
-                    index_elements=[outbox.c.dedup_key]), [
-                    {"dedup_key": r.dedup_key, "integration": r.integration,
-                     "receiver": r.receiver, "group_key": r.group_key, "status": r.status,
-                     "payload": json.dumps(r.payload, ensure_ascii=False),
-                     "state": "pending", "attempts": 0, "created_at": ms(r.created_at),
-                     "next_attempt_at": ms(r.created_at), "updated_at": ms(r.created_at),
-                     "last_error": None} for r in rows])
+            await self._add_outbox(conn, rows)
             for entry in log:
                 values = {"firing": json.dumps(sorted(entry.firing)),
                           "resolved": json.dumps(sorted(entry.resolved)),
@@ -209,6 +201,20 @@ class DeliveryStore(TableStore):
                 await conn.execute(stmt.on_conflict_do_update(
                     index_elements=[nflog.c.receiver, nflog.c.group_key], set_=values))
             await self._add_history(conn, events)
+
+    async def _add_outbox(self, conn: AsyncConnection,
+                          rows: Sequence[NewNotification]) -> None:
+        """Insert pending notifications; one already stored under its dedup key is kept."""
+        if not rows:
+            return
+        await conn.execute(self._insert(outbox).on_conflict_do_nothing(
+            index_elements=[outbox.c.dedup_key]), [
+            {"dedup_key": r.dedup_key, "integration": r.integration,
+             "receiver": r.receiver, "group_key": r.group_key, "status": r.status,
+             "payload": json.dumps(r.payload, ensure_ascii=False),
+             "state": "pending", "attempts": 0, "created_at": ms(r.created_at),
+             "next_attempt_at": ms(r.created_at), "updated_at": ms(r.created_at),
+             "last_error": None} for r in rows])
 
     async def load_nflog(self) -> list[NflogRow]:
         async with self._read("load_nflog") as conn:

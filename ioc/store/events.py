@@ -29,11 +29,13 @@ from sqlalchemy import (
     PrimaryKeyConstraint,
     Table,
     Text,
+    and_,
     delete,
+    or_,
     select,
 )
 
-from ioc.model import Event, make_labels
+from ioc.model import Event, Labels, make_labels
 from ioc.store.base import StoreError
 from ioc.store.schema import metadata
 from ioc.store.table_store import TableStore
@@ -89,6 +91,24 @@ class EventQuery:
     sources: tuple[str, ...] = ()
     categories: tuple[str, ...] = ()
     limit: int = 100
+    # Keyset cursor: only events after this one in the query's order (newest first), so a
+    # long answer is read in pages without OFFSET (web/events_api.py streams them).
+    after: EventCursor | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EventCursor:
+    """A position in the newest-first order: (occurred_at ms, received_at ms, source, id)."""
+
+    occurred_ms: int
+    received_ms: int
+    source: str
+    event_id: str
+
+    @classmethod
+    def of(cls, stored: StoredEvent) -> EventCursor:
+        return cls(_ms(stored.event.occurred_at), _ms(stored.received_at),
+                   stored.event.source, stored.event.id)
 
 
 def _ms(seconds: float) -> int:
@@ -213,6 +233,14 @@ class EventStore(TableStore):
                                (t.c.category, query.categories)):
             if values:
                 stmt = stmt.where(column.in_(values))
+        if query.after is not None:
+            a = query.after
+            stmt = stmt.where(or_(
+                t.c.occurred_at < a.occurred_ms,
+                and_(t.c.occurred_at == a.occurred_ms, t.c.received_at < a.received_ms),
+                and_(t.c.occurred_at == a.occurred_ms, t.c.received_at == a.received_ms,
+                     or_(t.c.source > a.source,
+                         and_(t.c.source == a.source, t.c.event_id > a.event_id)))))
         stmt = stmt.order_by(t.c.occurred_at.desc(), t.c.received_at.desc(),
                              t.c.source, t.c.event_id).limit(max(0, query.limit))
         try:
@@ -227,5 +255,17 @@ class EventStore(TableStore):
             source=r["source"], id=r["event_id"], severity=r["severity"],
             category=r["category"], title=r["title"], occurred_at=r["occurred_at"] / 1000,
             message=r["message"], department=r["department"], host=r["host"],
-            labels=make_labels(json.loads(r["labels"]))), r["received_at"] / 1000)
+            labels=_stored_labels(r["labels"])), r["received_at"] / 1000)
             for r in rows]
+
+
+def _stored_labels(text: Any) -> Labels:
+    """A row's labels; a row no version of ioc wrote (not a JSON object) reads as none."""
+    try:
+        data = json.loads(text)
+    except (TypeError, ValueError, RecursionError):
+        return make_labels()
+    if not isinstance(data, dict):
+        return make_labels()
+    return make_labels({str(k): v if isinstance(v, str) else json.dumps(v)
+                        for k, v in data.items()})

@@ -179,3 +179,39 @@ async def test_simulator_fault_fires_then_resolves(tmp_path: Path) -> None:
                 for a in alerts), 10)
     finally:
         await app.stop(grace=1.0)
+
+
+async def test_edited_annotations_reach_firing_alerts_at_reload_and_restart(
+        store_url: str) -> None:
+    """The value of a down target never changes, so nothing else would render them again."""
+    old = {**DOWN, "annotations": {"summary": "cũ: {{ labels.target }}"}}
+    new = {**DOWN, "annotations": {"summary": "mới: {{ labels.target }}",
+                                   "runbook_url": "http://ioc.example/runbooks/TargetDown"}}
+    cache, sink = SeriesCache(3600, 100), Recorder()
+    first = engine(store_url, cache, sink, old)
+    await first.load(0)
+    down(cache, 0)
+    (fired,) = (await first.run_cycle(0)).firing()
+    assert dict(fired.annotations)["summary"] == "cũ: stp-portal"
+    first.replace_rules(rules(new), 10)                        # a reload
+    down(cache, 14)
+    (alert,) = (await first.run_cycle(15)).firing()
+    assert dict(alert.annotations) == {"summary": "mới: stp-portal",
+                                       "runbook_url": "http://ioc.example/runbooks/TargetDown"}
+    assert alert.fired_at == 0                                  # still the same alert
+    await first.stop()
+
+    # A restart with the old text in the store and a config edited while ioc was down.
+    third = {**DOWN, "annotations": {"summary": "sau khi khởi động lại"}}
+    second = engine(store_url, SeriesCache(3600, 100), Recorder(), third, warmup=60)
+    await second.load(20)
+    (held,) = (await second.run_cycle(25)).firing()
+    assert dict(held.annotations) == {"summary": "sau khi khởi động lại"}
+    await second.stop()
+    store = AlertStateStore(store_url)
+    await store.open()
+    try:
+        (row,) = await store.load()
+        assert dict(row.annotations) == {"summary": "sau khi khởi động lại"}  # stored too
+    finally:
+        await store.close()

@@ -69,7 +69,7 @@ tests:
 def test_default_rules_pass_their_tests(ioc) -> None:  # type: ignore[no-untyped-def]
     result = ioc("rules", "test", "alerts/default_rules.test.yaml")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "10/10 tests passed" in result.stdout
+    assert "11/11 tests passed" in result.stdout
 
 
 def test_failing_expectation_exits_1_and_says_what_fired(ioc, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -108,7 +108,7 @@ def test_check_counts_rules_and_reports_bad_rule_files(ioc, tmp_path: Path) -> N
     config.write_text("alerts:\n  rule_files: ['rules.yaml']\n", encoding="utf-8")
     result = ioc("check", "-c", str(config))
     assert result.returncode == 0, result.stderr
-    assert "alert rules: 11 (0 in config, 1 from rule files, 10 default)" in result.stdout
+    assert "alert rules: 12 (0 in config, 1 from rule files, 11 default)" in result.stdout
     (tmp_path / "rules.yaml").write_text(RULES.replace('"=="', '"=>"'), encoding="utf-8")
     result = ioc("check", "-c", str(config))
     assert result.returncode == 2

@@ -9,16 +9,22 @@ import gzip
 import socket
 import tracemalloc
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 
+from collectors.simulator import hostile as hostile_answers
 from ioc.scheduler import Job, Scheduler
+from service.app import IocApp
+from service.config import parse_config
 from tests.collectors.probe_support import (
     ProbeHarness,
     serve,
 )
+from tests.conftest import PollWatcher, demo_raw, free_port
 
 # ioc runs on uvloop; the probes are checked on asyncio's loop too (tests/conftest.py).
 pytestmark = pytest.mark.both_loops
@@ -274,3 +280,149 @@ async def test_healthy_targets_keep_their_schedule_beside_hostile_ones(
     assert on_time / lag_count >= 0.99
     assert all(probe.board.targets[f"ok-{i}"].up for i in range(50))
     assert all(probe.board.targets[f"bad-{i}"].up is False for i in range(len(hostile)))
+
+
+# --------------------------------------------------------------------------------------------
+# One table of hostile answers (collectors.simulator.hostile), the same verdict from both
+# engines: the fresh-connection engine (collectors.probe.wire) and aiohttp (keepalive/proxy).
+
+ENGINES = {"wire": {}, "aiohttp": {"keepalive": True}}
+EXPECTED: dict[str, tuple[str | None, str]] = {
+    # path: (reason, text the message must contain on both engines)
+    "hang": ("timeout", ""),
+    "slow-head": ("timeout", ""),
+    "endless-line": ("too_large", "(max_header_line_bytes 8190)"),
+    "endless-headers": ("too_large", "(max_header_count 100)"),
+    "interim-flood": ("too_large", "more than 16 interim (1xx) answers"),
+    "header-flood": ("too_large", "(max_header_count 100)"),
+    "repeated-header": ("too_large", "(max_header_count 100)"),
+    "big-head": ("too_large", "(max_head_bytes 65536)"),
+    "long-status": ("too_large", "(max_header_line_bytes 8190)"),
+    "bad-chunking": ("protocol_error", ""),
+    "short-body": ("protocol_error", ""),
+    "drip-body": ("timeout", ""),
+    "huge-body": ("too_large", "max_body_bytes 1048576"),
+    "gzip-bomb": ("too_large", "decompressed body"),
+    "not-http": ("protocol_error", ""),
+    "redirect-loop": ("redirect_loop", "10 redirects"),
+    "entity-keyword": ("content", "nhà cái"),
+    "nul-keyword": ("content", "tài xỉu"),
+    "tag-split-keyword": ("content", "nhà cái"),
+    "decomposed-keyword": ("content", "lô đề"),
+    "unaccented-keyword": ("content", "nha cai"),
+    "big-page": (None, ""),
+    "ok": (None, ""),
+}
+
+
+@pytest.fixture
+async def hostile() -> AsyncIterator[str]:
+    server = await hostile_answers.start()
+    try:
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/"
+    finally:
+        server.close()
+
+
+def test_the_table_covers_every_hostile_answer() -> None:
+    assert set(EXPECTED) == set(hostile_answers.ANSWERS)
+
+
+@pytest.mark.parametrize("path", sorted(EXPECTED))
+async def test_both_engines_give_the_same_verdict(probe: ProbeHarness, hostile: str,
+                                                  path: str) -> None:
+    reason, wanted = EXPECTED[path]
+    seen = {}
+    for engine, extra in ENGINES.items():
+        got, error, _ = await timed(probe, {"type": "http", "url": hostile + path,
+                                            "name": f"{path}-{engine}", **extra})
+        seen[engine] = (got, error)
+        assert got == reason, f"{engine}: {got} {error}"
+        assert wanted in error, f"{engine}: {error}"
+    assert len({got for got, _ in seen.values()}) == 1
+
+
+@pytest.mark.parametrize("engine", sorted(ENGINES))
+async def test_limits_are_the_targets_own(probe: ProbeHarness, hostile: str,
+                                          engine: str) -> None:
+    """Lower limits and a head deadline, configured per target, on both engines."""
+    block = {"type": "http", **ENGINES[engine]}
+    reason, error, _ = await timed(probe, {**block, "url": hostile + "ok", "name": "few",
+                                           "max_header_count": 1})
+    assert reason == "too_large" and "(max_header_count 1)" in error
+    reason, error, _ = await timed(probe, {**block, "url": hostile + "big-head",
+                                           "name": "lines", "max_header_line_bytes": 512})
+    assert reason == "too_large" and "(max_header_line_bytes 512)" in error
+    reason, error, _ = await timed(probe, {**block, "url": hostile + "big-head",
+                                           "name": "bytes", "max_head_bytes": 2048})
+    assert reason == "too_large" and "(max_head_bytes 2048)" in error
+    reason, error, _ = await timed(probe, {**block, "url": hostile + "slow-head",
+                                           "name": "late", "head_timeout": "300ms"})
+    assert reason == "timeout" and "head_timeout" in error
+    reason, _, _ = await timed(probe, {**block, "url": hostile + "ok", "name": "fine",
+                                       "head_timeout": "300ms"})
+    assert reason is None
+
+
+async def test_the_service_answers_while_it_polls_hostile_targets(tmp_path: Path,
+                                                                   hostile: str) -> None:
+    """A running ioc polls every hostile answer beside a healthy target: /healthz keeps
+    answering (loosely bounded here; bench/hostile_targets.py measures it), the healthy
+    target stays up, each hostile one is down with its reason, and the loop's lag is on
+    /metrics."""
+    raw = demo_raw(tmp_path, free_port(), codes=["STP"], interval="500ms")
+    # generous: the hostile server shares this test's loop and the machine may be busy
+    raw["collection"]["timeout"] = "4s"
+    raw["collectors"] += [{"type": "http", "name": f"bad-{path}", "department": "STP",
+                           "url": hostile + path}
+                          for path, (reason, _) in EXPECTED.items() if reason is not None]
+    app = IocApp(parse_config(raw, env={}))
+    watcher = PollWatcher()
+    app.pipeline.add_hook(watcher)
+    await app.start()
+    slowest = 0.0
+    try:
+        async with aiohttp.ClientSession() as client:
+            loop = asyncio.get_running_loop()
+            hostile_names = {f"bad-{p}" for p, (r, _) in EXPECTED.items() if r is not None}
+
+            def all_polled_twice(seen: list[Any]) -> bool:
+                counts: dict[str, int] = {}
+                for outcome in seen:
+                    counts[outcome.target] = counts.get(outcome.target, 0) + 1
+                return all(counts.get(name, 0) >= 2 for name in hostile_names)
+
+            waiting = asyncio.create_task(watcher.until(all_polled_twice, limit=60))
+            while not waiting.done():
+                started_at = loop.time()
+                async with client.get(app.url + "/healthz") as response:
+                    assert response.status == 200
+                slowest = max(slowest, loop.time() - started_at)
+                await asyncio.sleep(0.05)
+            await waiting
+            async with client.get(app.url + "/metrics") as response:
+                assert "ioc_event_loop_lag_seconds_bucket" in await response.text()
+    finally:
+        await app.stop(grace=1.0)
+    assert slowest < 1.0, f"/healthz took {slowest:.3f}s"
+    targets = app.board.targets
+    assert targets["stp-health"].up
+    for path, (reason, _) in EXPECTED.items():
+        if reason is not None:
+            assert targets[f"bad-{path}"].up is False
+            assert targets[f"bad-{path}"].reason == reason, path
+
+
+@pytest.mark.parametrize("engine", sorted(ENGINES))
+@pytest.mark.parametrize("path,word", [("entity-keyword", "nhà cái"),
+                                       ("nul-keyword", "tài xỉu"),
+                                       ("tag-split-keyword", "nhà cái"),
+                                       ("decomposed-keyword", "lô đề"),
+                                       ("unaccented-keyword", "nha cai")])
+async def test_hidden_gambling_text_raises_a_defacement_event(
+        probe: ProbeHarness, hostile: str, engine: str, path: str, word: str) -> None:
+    outcome = await probe.runner({"type": "http", "url": hostile + path,
+                                  **ENGINES[engine]}).poll()
+    (event,) = outcome.events
+    assert event.category == "defacement" and event.severity == "critical"
+    assert word in event.message

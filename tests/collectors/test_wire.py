@@ -360,3 +360,76 @@ async def test_checks_cut_short_at_any_point_leave_nothing_behind(
     finally:
         loop.set_exception_handler(previous)
     assert not [m for m in reported if "never retrieved" in m], reported
+
+
+# --------------------------------------------------------------------------------------------
+# The head's limits (collectors.probe.head) as the wire engine applies them, slice by slice.
+
+
+async def test_repeated_headers_are_kept_and_joined_once(
+        probe: ProbeHarness, raw: Callable[[], RawServer]) -> None:
+    cookies = b"".join(b"Set-Cookie: c%d=v\r\n" % n for n in range(60))
+    server = raw()
+    url = await server.start(ok(b"<title>S</title>", cookies + b"Content-Type: text/html\r\n"
+                                                             b"Content-Type: charset=utf-8\r\n"))
+    result = await poll(probe, {"url": url, "expected_title": "S"})
+    assert result.up, result.error
+
+
+async def test_a_head_split_anywhere_is_read_whole(probe: ProbeHarness,
+                                                   raw: Callable[[], RawServer]) -> None:
+    """Lines cut across reads and slices, up to the exact limits, are accepted."""
+    line = b"X-Long: " + b"v" * (8190 - 10) + b"\r\n"  # name, ": ", value: 8188 bytes
+    many = b"".join(b"X-%d: v\r\n" % n for n in range(98))
+    server = raw()
+    url = await server.start(ok(b"ok", line + many))
+    result = await poll(probe, {"url": url})
+    assert result.up, result.error
+
+
+@pytest.mark.parametrize("answer,limit", [
+    # a run of interim answers
+    (b"HTTP/1.1 100 Continue\r\n\r\n" * 5000, "more than 16 interim (1xx) answers"),
+    # interim answers within the count, whose heads are together too large
+    (b"HTTP/1.1 103 Early Hints\r\n" + b"Link: <" + b"l" * 8000 + b">\r\n\r\n" * 1
+     + b"HTTP/1.1 103 Early Hints\r\n" + b"".join(
+         b"Link: <" + b"l" * 8000 + b">\r\n" for _ in range(9)) + b"\r\n",
+     "(max_head_bytes 65536)"),
+    # chunked trailers count as headers
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n"
+     + b"".join(b"X-T-%d: v\r\n" % n for n in range(200)) + b"\r\n",
+     "(max_header_count 100)"),
+    # a header line over the limit, even when it completes within one read
+    (b"HTTP/1.1 200 OK\r\nX-A: " + b"a" * 8200 + b"\r\nContent-Length: 0\r\n\r\n",
+     "(max_header_line_bytes 8190)"),
+    # the status line too
+    (b"HTTP/1.1 200 " + b"O" * 8200 + b"\r\nContent-Length: 0\r\n\r\n",
+     "(max_header_line_bytes 8190)"),
+])
+async def test_a_head_over_a_limit_is_too_large(probe: ProbeHarness,
+                                                raw: Callable[[], RawServer],
+                                                answer: bytes, limit: str) -> None:
+    server = raw()
+    url = await server.start(fixed(answer))
+    result = await poll(probe, {"url": url})
+    assert (result.up, result.reason) == (False, "too_large"), result.error
+    assert limit in result.error
+
+
+async def test_a_head_dripped_a_byte_at_a_time_is_read(probe: ProbeHarness) -> None:
+    answer = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"
+
+    async def drip(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        for byte in answer:
+            writer.write(bytes([byte]))
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(drip, "127.0.0.1", 0)
+    try:
+        result = await poll(probe, {"url": f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/",
+                                    "body_contains": ["ok"]})
+    finally:
+        server.close()
+    assert result.up, result.error

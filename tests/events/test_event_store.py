@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from ioc.model import Event, make_labels
-from ioc.store.events import EventQuery, EventStore
+from ioc.store.events import EventCursor, EventQuery, EventStore, StoredEvent
 
 T0 = 1_750_000_000.0
 
@@ -81,6 +81,25 @@ async def test_query_filters_newest_first(events_store: EventStore) -> None:
     assert await ids(departments=("STP",)) == ["syslog/a4", "wazuh/a1"]
     assert await ids(sources=("wazuh",), since=T0 + 2, limit=1) == ["wazuh/a3"]
     assert await ids(until=T0 + 1) == ["wazuh/a1"]
+
+
+async def test_keyset_pages_give_the_unpaged_order_with_ties(events_store: EventStore) -> None:
+    # Ties on occurred_at and received_at, several sources: the cursor walks the same order.
+    batch = [ev(i, at=T0 + i // 4, source=("wazuh", "syslog")[i % 2]) for i in range(50)]
+    await events_store.insert(batch[:25], T0)
+    await events_store.insert(batch[25:], T0 + 1)
+    whole = await events_store.query(EventQuery(limit=1000))
+    paged: list[StoredEvent] = []
+    cursor: EventCursor | None = None
+    while True:
+        page = await events_store.query(EventQuery(limit=7, after=cursor))
+        paged += page
+        if len(page) < 7:
+            break
+        cursor = EventCursor.of(page[-1])
+    assert [(s.event.source, s.event.id) for s in paged] == \
+        [(s.event.source, s.event.id) for s in whole]
+    assert len(whole) == 50
 
 
 async def test_prune_by_age(events_store: EventStore) -> None:

@@ -13,6 +13,7 @@ import pytest
 from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
+from ioc.store.events import EventQuery
 from service.app import IocApp
 from tests.events.conftest import INGEST_TOKEN, VIEWER_TOKEN
 from web.openapi import openapi_document
@@ -272,3 +273,45 @@ async def test_ingest_gate_parses_one_push_at_a_time_and_refuses_a_full_line() -
     assert await first and await second
     assert order == ["first", "second"]
     assert not gate.full(10_000)                     # an empty line takes any size
+
+
+async def test_durable_push_answers_once_committed(events_app: IocApp) -> None:
+    """No flush: the 200 itself means the events can be read back from the database."""
+    store = events_app.events.store
+    for path, headers, first in (("/api/v1/events?durable=1", AUTH, 0),
+                                 ("/api/v1/events?durable=true", AUTH, 10),
+                                 ("/api/v1/events", {**AUTH, "Prefer": "durable"}, 20),
+                                 ("/api/v1/events", {**AUTH, "Prefer": "respond-async, "
+                                                              "durable"}, 30)):
+        batch = [event(first + i, source="durable") for i in range(10)]
+        status, body, answer = await request(events_app, "POST", path, headers=headers,
+                                             body=batch)
+        assert status == 200 and body == {"accepted": 10, "stored": True}, body
+        assert answer["Preference-Applied"] == "durable"
+        stored = await store.query(EventQuery(sources=("durable",), limit=100))
+        assert {e.event.id for e in stored} >= {e["id"] for e in batch}
+    status, body, _ = await request(events_app, "POST", "/api/v1/events?durable=0",
+                                    headers=AUTH, body=event(99))
+    assert status == 202 and body == {"accepted": 1}
+    status, body, _ = await request(events_app, "POST", "/api/v1/events?durable=maybe",
+                                    headers=AUTH, body=event(98))
+    assert status == 400 and body["error"] == "invalid durable"
+
+
+async def test_concurrent_durable_pushes_share_commits(events_app: IocApp) -> None:
+    """Fifty senders at once: every one answered 200, every event stored once."""
+    import asyncio
+
+    async def push(n: int) -> int:
+        batch = [event(1000 + n * 5 + i, source="group") for i in range(5)]
+        status, _, _ = await request(events_app, "POST", "/api/v1/events?durable=1",
+                                     headers=AUTH, body=batch)
+        return status
+
+    statuses = await asyncio.gather(*(push(n) for n in range(50)))
+    assert statuses == [200] * 50
+    stored = await events_app.events.store.query(EventQuery(sources=("group",), limit=1000))
+    assert len(stored) == 250
+    assert events_app.registry.get_sample_value(
+        "ioc_security_events_total", {"department": "STP", "source": "group",
+                                      "severity": "high", "category": "auth_failure"}) == 250

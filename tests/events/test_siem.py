@@ -275,3 +275,25 @@ def test_bad_jmespath_is_a_config_error() -> None:
              "shape": "json", "items": "data.[", "fields": {"id": "a..b"}}]}, env={})
     paths = {issue.path for issue in err.value.issues}
     assert paths == {"collectors[0].items", "collectors[0].fields.id"}
+
+
+async def test_siem_times_outside_the_window_are_clamped_and_move_the_cursor_to_now(
+        indexer: tuple[FakeIndexer, str], sink: EventSink) -> None:
+    """An alert dated 2200 is kept at the receive time; it does not hide later alerts."""
+    fake, url = indexer
+    fake.add(1, NOW + 175 * 365 * 86400)     # an agent's clock in 2200
+    fake.add(1, NOW - 60)
+    collector = SiemCollector(SiemConfig.model_validate(siem_block(url)))
+    collector.bind(sink)
+    async with aiohttp.ClientSession() as session:
+        assert (await collector.collect(session, NOW)).value == 2
+        fake.add(1, NOW + 30)                # a later, ordinary alert is not "already seen"
+        assert (await collector.collect(session, NOW + 60)).value == 1
+    stored = {s.event.id: s.event for s in await sink.store.query(EventQuery(limit=10))}
+    clamped = [e for e in stored.values() if "sent_at" in dict(e.labels)]
+    assert len(stored) == 3 and len(clamped) == 1
+    assert clamped[0].occurred_at == pytest.approx(NOW, abs=0.001)  # stored in ms
+    assert dict(clamped[0].labels)["sent_at"][:2] == "22"
+    counted = [s.value for metric in sink.out_of_window.collect() for s in metric.samples
+               if s.name.endswith("_total") and s.labels == {"ingest": "siem", "side": "future"}]
+    assert counted == [2.0]  # read again at each poll (still ahead of the cursor), stored once

@@ -55,7 +55,9 @@ def test_dashboard_covers_what_operators_asked_for() -> None:
     for metric in ("ioc_target_up", "ioc_probe_duration_seconds", "ioc_dossier_ontime_ratio",
                    "ioc_dossiers", "ioc_feedback_reports", "ioc_security_events_total",
                    "ioc_alerts", "ioc_scheduler_lag_seconds_bucket",
-                   "ioc_store_write_queue_samples", "ioc_notifications_total"):
+                   "ioc_store_write_queue_samples", "ioc_notifications_total",
+                   "ioc_oncall_time_to_ack_seconds_bucket", "ioc_oncall_escalation_steps_total",
+                   "ioc_oncall_acks_total"):
         assert metric in exprs, metric
     assert 'department=~"$department"' in exprs
 

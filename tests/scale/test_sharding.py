@@ -5,6 +5,7 @@ from __future__ import annotations
 import zlib
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -73,6 +74,47 @@ def test_cli_refuses_a_bad_shard(tmp_path: Path, capsys: pytest.CaptureFixture[s
     config.write_text("storage:\n  url: sqlite+aiosqlite:///" + str(tmp_path / "ioc.db") + "\n")
     assert main(["run", "-c", str(config), "--shard", "2/2"]) == EXIT_BAD_CONFIG
     assert "--shard: shard index must be 0 to 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("raw", "path", "fragment"), [
+    ({"collection": {"shard": "auto"}}, "collection.shard", "auto needs a PostgreSQL store"),
+    ({"collection": {"shard": "Auto", "shard_lease": "500ms"},
+      "storage": {"url": "postgresql+asyncpg://ioc@db/ioc"}},
+     "collection.shard_lease", "the lease must be 1s to 5m, got 0.5s"),
+    ({"collection": {"shard": "automatic"}}, "collection.shard", "or auto, got 'automatic'"),
+])
+def test_auto_shard_is_checked_with_its_path(raw: dict[str, Any], path: str,
+                                             fragment: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config(raw, env={})
+    (issue,) = err.value.issues
+    assert issue.path == path and fragment in issue.message, issue
+
+
+def test_auto_shard_on_postgresql_is_accepted() -> None:
+    config = parse_config({"collection": {"shard": " AUTO ", "shard_lease": "20s"},
+                           "storage": {"url": "postgresql+asyncpg://ioc@db/ioc"}}, env={})
+    assert (config.collection.shard, config.collection.shard_lease) == ("auto", 20.0)
+
+
+def test_cli_refuses_auto_shard_on_sqlite(tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("storage:\n  url: sqlite+aiosqlite:///" + str(tmp_path / "ioc.db") + "\n")
+    assert main(["run", "-c", str(config), "--shard", "auto"]) == EXIT_BAD_CONFIG
+    assert "--shard: auto needs a PostgreSQL store" in capsys.readouterr().err
+    assert not (tmp_path / "ioc.db").exists()  # refused before anything was opened
+
+
+def test_an_auto_instance_starts_with_every_target_shown_as_another_s(tmp_path: Path) -> None:
+    app = IocApp(demo_config(tmp_path, free_port(), extra={
+        "storage": {"url": "postgresql+asyncpg://ioc@127.0.0.1:1/ioc"},
+        "collection": {"interval": "200ms", "timeout": "150ms", "shard": "auto"}}))
+    # nothing is polled until the first check of the membership proves what is owned
+    assert app.runners == {} and app.membership is not None
+    assert all(state.remote and state.shard is None for state in app.board.targets.values())
+    assert app.scheduler.anchored
+    assert app.registry.get_sample_value("ioc_shard_member") == 0
 
 
 @pytest.mark.parametrize("count", [2, 3])

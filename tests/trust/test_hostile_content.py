@@ -22,11 +22,13 @@ import markupsafe
 import pytest
 from aiohttp import web
 
-from alerts.messages import Notification, NotifiedAlert, render_html, render_text
+from alerts.messages import Notification, NotifiedAlert, headline, render_html, render_text
 from alerts.notifiers.email import build_message
 from alerts.notifiers.telegram import build_request
 from alerts.notifiers.webhook import build_payload
+from alerts.notifiers.zalo import build_message as zalo_payload
 from alerts.rules import RuleConfig, compile_rule
+from ioc.bidi import strip_bidi
 from ioc.model import Event, make_labels
 from ioc.store.events import EventQuery, EventStore
 from service.app import IocApp
@@ -80,22 +82,23 @@ def notification(text: str) -> Notification:
                                                            "control", "long", "mixed"])
 def test_message_builders_keep_text_verbatim_and_escape_html(text: str) -> None:
     n = notification(text)
-    assert text in render_text(n)
+    shown = strip_bidi(text)  # people's messages lose bidi controls only (ioc/bidi.py)
+    assert shown in render_text(n)
     page = render_html(n)
-    assert_escaped(page, text)
+    assert_escaped(page, shown)
     assert "<script>" not in page
-    payload = build_payload(n)
+    payload = build_payload(n)  # machines get what was sent
     assert json.loads(json.dumps(payload))["alerts"][0]["annotations"]["summary"] == text
     telegram = build_request(n, "chat")
     assert telegram["parse_mode"] == "HTML" and "<script" not in telegram["text"]
-    assert html.escape(text[:100]) in telegram["text"] or len(text) > 4000
+    assert html.escape(shown[:100]) in telegram["text"] or len(text) > 4000
     message = build_message(n, "ioc@example.org", ["duty@example.org"])
     subject = str(message["Subject"])
     assert "\n" not in subject and "\r" not in subject and "\x00" not in subject
     body = message.get_body(("plain",))
     assert body is not None
     if not any(c in text for c in "\r\x0b\x0c\x1c\x1d\x1e\x85"):  # line breaks to MIME
-        assert text in body.get_content()
+        assert shown in body.get_content()
     html_part = message.get_body(("html",))
     assert html_part is not None and "<script>" not in html_part.get_content()
 
@@ -181,6 +184,28 @@ async def hostile_app(tmp_path: Path, aiohttp_server: Any) -> AsyncIterator[Host
         yield Hostile(app, received, notified, arrivals)
     finally:
         await app.stop(grace=1.0)
+
+
+BIDI = ["\u202a", "\u202b", "\u202c", "\u202d", "\u202e", "\u2066", "\u2067", "\u2068",
+        "\u2069", "\u200e", "\u200f", "\u061c"]
+
+
+@pytest.mark.parametrize("control", BIDI, ids=[f"U+{ord(c):04X}" for c in BIDI])
+def test_plain_text_messages_carry_no_bidi_control(control: str) -> None:
+    name = f"Sở{control} Tư pháp{control}gnp.exe"
+    n = notification(name)
+    telegram = build_request(n, "chat")["text"]
+    zalo = zalo_payload(n, "u1")["message"]["text"]
+    message = build_message(n, "ioc@example.org", ["duty@example.org"])
+    plain = message.get_body(("plain",))
+    html_part = message.get_body(("html",))
+    assert plain is not None and html_part is not None
+    for text in (render_text(n), headline(n), telegram, zalo, str(message["Subject"]),
+                 plain.get_content(), html_part.get_content(), render_html(n)):
+        assert control not in text
+        assert "Sở Tư phápgnp.exe" in html.unescape(text)
+    assert "<bdi>" in render_html(n)  # and HTML mail isolates each value as well
+    assert build_payload(n)["alerts"][0]["annotations"]["summary"] == name  # verbatim
 
 
 async def test_hostile_content_is_stored_verbatim_and_shown_escaped(

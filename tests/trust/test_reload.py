@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -189,6 +190,108 @@ async def test_reload_starts_only_this_shards_targets(tmp_path: Path) -> None:
         assert set(app.runners) == mine
         assert app.scheduler.job_names() == mine
     finally:
+        await app.stop(grace=1.0)
+
+
+OPERATOR_A = "operator-a-token-0123456789"
+OPERATOR_B = "operator-b-token-0123456789"
+VIEWER_OLD = "viewer-old-token-0123456789"
+VIEWER_NEW = "viewer-new-token-0123456789"
+
+
+async def _console_session(base: str, token: str) -> tuple[aiohttp.ClientSession, str]:
+    """A client signed in to the console with ``token``, and its page's CSRF token."""
+    session = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+    async with session.post(base + "/console/login", data={"token": token},
+                            headers={"Sec-Fetch-Site": "same-origin"},
+                            allow_redirects=False) as resp:
+        assert resp.status == 303
+    async with session.get(base + "/console") as resp:
+        page = await resp.text()
+    match = re.search(r'name="csrf-token" content="([0-9a-f]+)"', page)
+    assert match is not None
+    return session, match.group(1)
+
+
+async def _wall_screen(base: str, token: str) -> aiohttp.ClientSession:
+    session = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+    async with session.get(f"{base}/?token={token}", allow_redirects=False) as resp:
+        assert resp.status == 303, await resp.text()
+    return session
+
+
+async def test_reload_revokes_sessions_and_wall_cookies_and_admits_new_tokens(
+        tmp_path: Path) -> None:
+    """Removing or changing a token ends what it opened; a token added works at once."""
+    path = tmp_path / "config.yaml"
+    raw = raw_config(tmp_path, free_port(), ["STP"])
+    admin = {"name": "admin-desk", "token": ADMIN, "roles": ["admin"]}
+    raw["auth"] = {"anonymous": [], "tokens": [
+        admin,
+        {"name": "ca-a", "token": OPERATOR_A, "roles": ["operator"]},
+        {"name": "ca-b", "token": OPERATOR_B, "roles": ["operator"]},
+        {"name": "tv-cu", "token": VIEWER_OLD, "roles": ["viewer"]},
+        {"name": "tv-giu", "token": VIEWER_NEW + "-kept", "roles": ["viewer"]}]}
+    write_yaml(path, raw)
+    app = IocApp(load_config(path, env={}))
+    await app.start()
+    base = app.url
+    silence = {"matchers": ['alertname="TargetDown"'], "duration": "1h", "comment": "x"}
+    removed, removed_csrf = await _console_session(base, OPERATOR_A)
+    changed, changed_csrf = await _console_session(base, OPERATOR_B)
+    kept = await _wall_screen(base, VIEWER_NEW + "-kept")
+    old_tv = await _wall_screen(base, VIEWER_OLD)
+    new_tv = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+    try:
+        for client in (old_tv, kept):
+            async with client.get(base + "/") as resp:
+                assert resp.status == 200
+        async with removed.post(base + "/api/v1/silences", json=silence,
+                                headers={"X-CSRF-Token": removed_csrf}) as resp:
+            assert resp.status in (200, 201), await resp.text()
+        async with new_tv.get(f"{base}/?token={VIEWER_NEW}", allow_redirects=False) as resp:
+            assert resp.status == 401  # not configured yet
+
+        # ca-a removed, ca-b's value changed, tv-cu demoted to ingest, a new viewer added
+        raw["auth"]["tokens"] = [
+            admin,
+            {"name": "ca-b", "token": OPERATOR_B + "-new", "roles": ["operator"]},
+            {"name": "tv-cu", "token": VIEWER_OLD, "roles": ["ingest"]},
+            {"name": "tv-giu", "token": VIEWER_NEW + "-kept", "roles": ["viewer"]},
+            {"name": "tv-moi", "token": VIEWER_NEW, "roles": ["viewer"]}]
+        write_yaml(path, raw)
+        async with removed.post(base + "/-/reload",
+                                headers={"Authorization": f"Bearer {ADMIN}"}) as resp:
+            assert resp.status == 200 and (await resp.json())["reload"]["ok"]
+
+        for client, csrf in ((removed, removed_csrf), (changed, changed_csrf)):
+            async with client.post(base + "/api/v1/silences", json=silence,
+                                   headers={"X-CSRF-Token": csrf}) as resp:
+                assert resp.status == 401
+            async with client.get(base + "/console") as resp:
+                assert 'name="token"' in await resp.text()  # the sign-in form again
+        async with old_tv.get(base + "/") as resp:
+            assert resp.status == 401
+        async with old_tv.get(base + "/api/v1/stream") as resp:
+            assert resp.status == 401
+        async with kept.get(base + "/") as resp:
+            assert resp.status == 200
+        # the token added by the reload works everywhere at once
+        async with new_tv.get(f"{base}/?token={VIEWER_NEW}", allow_redirects=False) as resp:
+            assert resp.status == 303
+        for route in ("/", "/api/v1/status", "/api/v1/stream"):
+            async with new_tv.get(base + route) as resp:
+                assert resp.status == 200, route
+        async with new_tv.get(base + "/api/v1/status",
+                              headers={"Authorization": f"Bearer {VIEWER_NEW}"}) as resp:
+            assert resp.status == 200
+        again, _ = await _console_session(base, OPERATOR_B + "-new")
+        await again.close()
+        async with removed.get(base + "/healthz") as resp:
+            assert resp.status == 200  # the service is up throughout
+    finally:
+        for client in (removed, changed, kept, old_tv, new_tv):
+            await client.close()
         await app.stop(grace=1.0)
 
 

@@ -37,20 +37,28 @@ ROUTE_ROLES: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/maintenance"): "operator",
     ("DELETE", "/api/v1/maintenance/{id}"): "operator",
     ("GET", "/api/v1/audit"): "admin",
+    ("GET", "/api/v1/oncall"): "viewer",
+    ("GET", "/api/v1/oncall/roster"): "admin",
+    ("PUT", "/api/v1/oncall/roster"): "admin",
     ("GET", "/-/reload"): "admin",
     ("POST", "/-/reload"): "admin",
+    ("POST", "/api/v1/try/{name}"): "admin",
     ("GET", "/metrics"): "metrics",
 }
 # Open on purpose (docs/security.md says why): liveness and readiness for load balancers,
-# the API's description, the page assets, and the console's sign-in (its own checks).
+# the API's description, the page assets, the console's sign-in (its own checks), and the
+# default rules' runbooks (fixed text, opened from notifications) and the on-call ack page
+# (the signed, single-use link is the credential).
 PUBLIC: set[tuple[str, str]] = {
     ("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/api/openapi.json"),
     ("GET", "/static"), ("GET", "/console"), ("POST", "/console/login"),
-    ("POST", "/console/logout"),
+    ("POST", "/console/logout"), ("GET", "/runbooks"), ("GET", "/runbooks/{rule}"),
+    ("GET", "/oncall/ack/{token}"), ("POST", "/oncall/ack/{token}"),
 }
 # A token that lacks each role.
 LACKING = {"viewer": "ingest", "operator": "viewer", "ingest": "viewer", "admin": "operator"}
-PATH_VALUES = {"{view}": "overview", "{fingerprint}": "0123abcd", "{id}": "no-such-silence"}
+PATH_VALUES = {"{view}": "overview", "{fingerprint}": "0123abcd", "{id}": "no-such-silence",
+               "{name}": "no-such-target"}
 
 
 def routes_of(app: IocApp) -> set[tuple[str, str]]:

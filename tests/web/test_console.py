@@ -15,7 +15,7 @@ from service.app import IocApp
 from tests.alerts.test_delivery_e2e import RULE, fault
 from tests.conftest import demo_config, free_port
 from tests.web.test_stream import events, next_event
-from web.auth import Principal
+from web.auth import Authenticator, Principal
 from web.sessions import SESSION_SECONDS, SessionStore, WallCookies
 from web.wall import alerts_panel
 
@@ -42,15 +42,39 @@ def test_sessions_expire_and_csrf_tokens_belong_to_their_session() -> None:
 
 
 def test_wall_cookies_prove_a_viewer_token_and_grant_only_viewing() -> None:
-    cookies = WallCookies([("tv", "secret-a", ["viewer"]), ("boss", "secret-b", ["admin"]),
-                           ("push", "secret-c", ["ingest"])])
-    principal = cookies.principal(cookies.issue("boss"))
-    assert principal == Principal("boss", frozenset({"viewer"}))
-    assert cookies.principal(cookies.issue("tv")) is not None
+    auth = Authenticator([("tv", "secret-a", ["viewer"]), ("boss", "secret-b", ["admin"]),
+                          ("push", "secret-c", ["ingest"])])
+    cookies = WallCookies(auth)
+    boss = cookies.issue(auth.identify("Bearer secret-b"))
+    tv = cookies.issue(auth.identify("Bearer secret-a"))
+    assert cookies.principal(boss) == Principal("boss", frozenset({"viewer"}))
+    assert cookies.principal(tv) is not None
     assert cookies.principal("tv." + "0" * 64) is None
     assert cookies.principal("push.x") is None and cookies.principal(None) is None
-    changed = WallCookies([("tv", "secret-new", ["viewer"])])  # the token was replaced
-    assert changed.principal(cookies.issue("tv")) is None
+    auth.replace([("tv", "secret-new", ["viewer"]), ("boss", "secret-b", ["operator"])],
+                 ["viewer"])  # tv's token replaced, boss kept with a role that still views
+    assert cookies.principal(tv) is None
+    assert cookies.principal(boss) is not None
+    auth.replace([("tv", "secret-new", ["ingest"])], ["viewer"])  # boss removed, tv not a viewer
+    assert cookies.principal(boss) is None
+    with pytest.raises(KeyError):  # a token without the viewer role gets no cookie
+        cookies.issue(auth.identify("Bearer secret-new"))
+
+
+def test_sessions_end_when_their_token_is_removed_or_changed() -> None:
+    auth = Authenticator([("a", "secret-a-0123456789", ["operator"]),
+                          ("b", "secret-b-0123456789", ["operator"])])
+    store = SessionStore(b"k" * 32, current=auth.current)
+    sa = store.create(auth.identify("Bearer secret-a-0123456789"), now=0.0)
+    sb = store.create(auth.identify("Bearer secret-b-0123456789"), now=0.0)
+    auth.replace([("a", "secret-a-0123456789", ["operator"]),
+                  ("b", "secret-b-0123456789", ["viewer"])], ["viewer"])  # b's roles changed
+    assert store.get(sa, 1.0) is not None
+    assert store.get(sb, 1.0) is None
+    auth.replace([("a", "secret-a-changed-0123", ["operator"])], ["viewer"])  # a's value
+    assert store.get(sa, 2.0) is None
+    auth.replace([("a", "secret-a-0123456789", ["operator"])], ["viewer"])  # and back again
+    assert store.get(sa, 3.0) is None  # an ended session stays ended
 
 
 def alert(fp: str, severity: str, since: float, *, ack: str | None = None,

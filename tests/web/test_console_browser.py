@@ -97,3 +97,64 @@ async def test_ack_and_silence_round_trip_through_the_console(tmp_path: Path,
         assert problems == [] and wall_problems == []
     finally:
         await app.stop(grace=1.0)
+
+
+# Text nodes holding a bidi control must sit in an isolating element (<bdi> or an element
+# styled unicode-bidi: isolate), and an <option> label (which cannot isolate) holds none.
+UNISOLATED = """() => {
+  const bad = [];
+  const controls = /[\\u202a-\\u202e\\u2066-\\u2069\\u200e\\u200f\\u061c]/;
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+    if (!controls.test(node.data)) continue;
+    const el = node.parentElement;
+    if (el.closest('option, select')) { bad.push('option'); continue; }
+    if (getComputedStyle(el).unicodeBidi !== 'isolate') bad.push(el.tagName + '.' + el.className);
+  }
+  return bad;
+}"""
+WIDTH = "() => document.documentElement.scrollWidth"
+
+
+async def test_hostile_names_are_isolated_and_long_ones_wrap(tmp_path: Path,
+                                                              browser: Any) -> None:  # noqa: F811
+    sim_port = free_port()
+    rlo = "Sở Tư pháp \u202egnp.exe\u202c \u2067x\u2069"
+    long = "Công an " + "x" * 10_000  # one 10 KB word: nothing to break at
+    extra = {"alerts": {"evaluation_interval": "200ms", "default_rules": False,
+                        "rules": [RULE]},
+             "auth": {"tokens": TOKENS}, "wall": {"heartbeat": "500ms"}}
+    config = demo_config(tmp_path, sim_port, codes=["STP", "CAT", "SYT"], extra=extra)
+    names = {"STP": rlo, "CAT": long}
+    config = type(config)(**{**config.__dict__, "departments": tuple(
+        d.model_copy(update={"name": names.get(d.code, d.name)}) for d in config.departments)})
+    app = IocApp(config)
+    await app.start()
+    try:
+        wall, wall_problems = await open_page(browser, app.url + "/", 1920, 1080)
+        for unit in ("STP", "CAT"):
+            await fault(f"http://127.0.0.1:{sim_port}", unit, "down")
+        # The wall is live; the console is rendered when opened: open it once both fired.
+        await wall.wait_for_function(
+            "() => document.querySelectorAll('#panel-alerts .alert.a-critical').length === 2",
+            timeout=15000)
+        assert await wall.evaluate(UNISOLATED) == []
+        assert await wall.evaluate(OVERFLOWS) == []
+        assert await wall.evaluate(WIDTH) <= 1920
+
+        console, problems = await open_page(browser, app.url + "/console", 1600, 1000)
+        await console.fill("#token", OPERATOR)
+        await console.click("form[action^='/console/login'] button")
+        await console.wait_for_selector("#alerts tr.alert")
+        assert await console.evaluate("() => document.querySelectorAll('#alerts tr.alert')"
+                                      ".length") == 2
+        await console.fill("#silence-matchers", f'department="{rlo}"')
+        assert await console.evaluate(WIDTH) <= 1600  # was 120,000 px with the long name
+        assert await console.evaluate(UNISOLATED) == []
+        heights = await console.evaluate(
+            "() => [...document.querySelectorAll('#alerts .clamp, #alerts td b')]"
+            ".map(e => e.getBoundingClientRect().height)")
+        assert heights and max(heights) < 200  # four lines at most, not 250
+        assert problems == [] and wall_problems == []
+    finally:
+        await app.stop(grace=1.0)

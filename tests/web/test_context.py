@@ -27,10 +27,12 @@ from ioc.store import open_store
 from ioc.store.announcement import AnnouncementStore
 from ioc.store.audit import AuditStore
 from ioc.store.events import EventStore
+from ioc.trace import UnknownTarget
 from service.config import Config, parse_config
 from web.app import create_web_app
 from web.client_limits import TrustMetrics
 from web.context import WebContext
+from web.forwarded import TrustedProxies
 from web.wall_feed import WallFeed
 
 NOW = 1_765_000_000.0  # a fixed instant: 2025-12-06 05:46:40 UTC
@@ -73,6 +75,9 @@ async def web_client(tmp_path: Path, aiohttp_client: Any) -> AsyncIterator[
         reloads.append(Outcome(ok=False, errors=["collectors[0].url: not a URL"]))
         return reloads[-1]
 
+    async def try_target(name: str) -> Any:
+        raise UnknownTarget([name], ["stp-portal"])
+
     hooks: list[Any] = []
     context = WebContext(
         config=lambda: config, clock=lambda: NOW, board=board,
@@ -80,8 +85,10 @@ async def web_client(tmp_path: Path, aiohttp_client: Any) -> AsyncIterator[
         department_names={"STP": "Sở Tư pháp"}, samples=samples,
         events=EventSink(EventStore(url), registry), audit=AuditStore(url),
         announcements=AnnouncementStore(url), alerts=delivery, registry=registry,
-        trust=TrustMetrics(registry), polling=lambda: True, reload=reload,
-        last_reload=lambda: reloads[-1] if reloads else None, add_poll_hook=hooks.append)
+        trust=TrustMetrics(registry), polling=lambda: True, shard_ready=lambda: None,
+        proxies=TrustedProxies([]), try_target=try_target, monotonic=lambda: 0.0,
+        reload=reload, last_reload=lambda: reloads[-1] if reloads else None,
+        add_poll_hook=hooks.append)
     wall = WallFeed(context, epoch="e1")
     wall.attach()
     await wall.open()
@@ -143,3 +150,11 @@ async def test_reload_goes_through_the_context(web_client: Any) -> None:
     assert len(reloads) == 1
     async with client.post("/-/reload") as resp:  # anonymous: no admin role
         assert resp.status == 401
+
+
+async def test_a_try_goes_through_the_context(web_client: Any) -> None:
+    client, _, _ = web_client
+    async with client.post("/api/v1/try/nope", headers={"Authorization": f"Bearer {ADMIN}"}
+                           ) as resp:
+        body = await resp.json()
+    assert resp.status == 404 and body["error"] == "unknown target"

@@ -24,6 +24,7 @@ from web.wall import (
     views_from_config,
     wall_document,
 )
+from web.wall_feed import make_templates
 
 VIETNAMESE = re.compile(r"[ăâđêôơưàáạảãầấậẩẫằắặẳẵèéẹẻẽềếệểễìíịỉĩòóọỏõồốộổỗờớợởỡùúụủũừứựửữỳýỵỷỹ]",
                         re.IGNORECASE)
@@ -54,6 +55,16 @@ def test_tiles_put_failing_departments_first_with_their_state() -> None:
     assert tiles[0]["reason"] == "http_status" and tiles[0]["failing_target"] == "c"
     assert tiles[1]["up"] == 1 and tiles[1]["total"] == 2
     assert tiles[3]["availability"] == pytest.approx(0.991) and tiles[3]["latency_ms"] == 50
+
+
+def test_tiles_say_which_instances_poll_their_targets() -> None:
+    doc = status({**row("a1", "A", True), "shard": 2}, {**row("a2", "A", True), "shard": 0},
+                 {**row("a3", "A", True), "shard": 2}, {**row("b", "B", True), "shard": None},
+                 row("c", "C", True))
+    tiles = {t["code"]: t for t in department_tiles(doc, {"A": "A", "B": "B", "C": "C"},
+                                                     ALL, {})}
+    assert tiles["A"]["pollers"] == [0, 2]
+    assert tiles["B"]["pollers"] == [] and tiles["C"]["pollers"] == []
 
 
 def test_a_view_shows_only_its_departments() -> None:
@@ -252,3 +263,17 @@ async def test_allowed_networks_keep_others_out(tmp_path: Path) -> None:
 
 def test_every_language_is_offered() -> None:
     assert LANGS == ("vi", "en")
+
+
+def test_a_failing_tile_tells_the_targets_error_when_pointed_at() -> None:
+    """Every cause of a certificate failure (or the limit a hostile answer crossed) is in
+    the reason's tooltip, escaped."""
+    error = ("certificate error: expired (CN=a on 2026-01-01 00:00 UTC); "
+             "untrusted issuer (<O=x> is not a trusted CA and was not sent)")
+    failing = {**row("c", "C", False, reason="tls"), "last_error": error}
+    tiles = department_tiles(status(failing), {"C": "Gamma"}, ALL, {})
+    assert tiles[0]["failing_error"] == error
+    macro = make_templates().get_template("wall_parts.html").module.tile  # type: ignore[attr-defined]
+    html = str(macro(tiles[0], Translator("vi")))
+    assert 'title="certificate error: expired (CN=a on 2026-01-01 00:00 UTC); ' \
+           'untrusted issuer (&lt;O=x&gt; is not a trusted CA and was not sent)"' in html

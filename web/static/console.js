@@ -19,7 +19,9 @@
     const data = {};
     for (const el of form.elements) {
       if (!el.name || el.type === "submit") continue;
-      if (el.name === "matchers") {
+      if (el.dataset.json !== undefined) {
+        data[el.name] = JSON.parse(el.value); // a SyntaxError is shown like an API error
+      } else if (el.name === "matchers") {
         const items = el.value.split("\n").map((s) => s.trim()).filter(Boolean);
         data.matchers = (data.matchers || []).concat(items);
       } else if (el.value !== "") {

@@ -110,6 +110,12 @@
       document.getElementById("announcement-text").textContent = data.text;
       box.hidden = !data.text;
     },
+    duty(data) {
+      const box = document.getElementById("duty");
+      if (!box) return;
+      document.getElementById("duty-text").textContent = data.text;
+      box.hidden = !data.text;
+    },
     heartbeat(data) {
       offset = data.now * 1000 - Date.now();
     },
