@@ -378,7 +378,9 @@ class WireClient:
         hops = 0
         while True:
             exchange, ssl_object = await self._exchange(origin, request, method, timer)
-            note_http(url, exchange.status, exchange.headers, ssl_object, method, headers)
+            note_http(url, exchange.status,
+                      [(k, v) for k, values in exchange.headers.items() for v in values],
+                      ssl_object, method, headers)
             status = exchange.status
             location = exchange.header("location")
             if status not in REDIRECTS or location is None or self.max_redirects == 0:
