@@ -109,6 +109,8 @@ class Dispatcher:
         self._last_prune = 0.0
         self._unrecorded: list[HistoryEvent] = []
         self._unacked: list[str] = []
+        # fingerprint -> until when the ack of a resolved alert waits for it to fire again
+        self._ack_grace: dict[str, float] = {}
         # Set while this instance is the alert leader (ioc.leader): every enqueue proves it.
         self.fence: Fence | None = None
 
@@ -158,6 +160,7 @@ class Dispatcher:
         self.alerts = {}  # the engine's first cycle tells what fires now
         self._unrecorded.clear()
         self._unacked.clear()
+        self._ack_grace.clear()
 
     async def step_down(self) -> None:
         """Stop grouping and sending at once (leadership lost, or stopping)."""
@@ -226,8 +229,7 @@ class Dispatcher:
         for fp in ended:  # the engine dropped it without a resolution (rule removed)
             events.append(_state_event(self.alerts[fp], "resolved", now))
         self.alerts = {fp: a for fp, a in current.items()}
-        gone = [fp for fp in self.acks if fp not in current
-                or current[fp].state is AlertState.RESOLVED]
+        gone = self._acks_ended(current, now)
         for fp in gone:
             self.acks.pop(fp, None)
         # Memory first: the engine hands over a resolution only once, so it must reach its
@@ -246,6 +248,23 @@ class Dispatcher:
             return
         self._unrecorded.clear()
         self._unacked.clear()
+
+    def _acks_ended(self, current: dict[str, Alert], now: float) -> list[str]:
+        """The acks whose alert is over: resolved, or gone, and not back within the rule's
+        ``keep_firing_for`` of resolving. A flap of the same alert inside that span is the
+        same problem the operator already took, so it keeps its ack (docs/alerting.md)."""
+        grace = self._ack_grace
+        for fp, alert in current.items():
+            if alert.state is AlertState.FIRING:
+                grace.pop(fp, None)
+            elif fp in self.acks and alert.keep_firing_for > 0:
+                grace[fp] = (alert.resolved_at or now) + alert.keep_firing_for
+        gone = [fp for fp in self.acks
+                if (fp not in current or current[fp].state is AlertState.RESOLVED)
+                and grace.get(fp, now) <= now]
+        for fp in [fp for fp, until in grace.items() if until <= now or fp not in self.acks]:
+            del grace[fp]
+        return gone
 
     # -- flushing ------------------------------------------------------------------------
 
