@@ -146,14 +146,20 @@ class CacheFamily(Metric):
 
 
 class SampleExporter(Collector):
-    def __init__(self, cache: SeriesCache) -> None:
+    """The cache's series; ``exclude`` names families another collector exports (the
+    province's indices are cached for the wall, exported by ioc.indices.IndexExporter)."""
+
+    def __init__(self, cache: SeriesCache, exclude: frozenset[str] = frozenset()) -> None:
         self.cache = cache
+        self.exclude = exclude
 
     def describe(self) -> list[Metric]:
         return []  # dynamic families: don't let the registry call collect() at register time
 
     def collect(self) -> Iterator[Metric]:
         for metric in sorted(self.cache.metrics()):
+            if metric in self.exclude:
+                continue
             by_labels = self.cache.snapshot(metric)  # not series(): see its docstring
             labels, windows = list(by_labels), list(by_labels.values())
             if any(window.latest is not None for window in windows):
