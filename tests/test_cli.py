@@ -42,8 +42,9 @@ def test_check_lists_all_three_mistakes_and_exits_2() -> None:
     result = run("check", "-c", "tests/data/config/three_mistakes.bad.yaml")
     assert result.returncode == 2
     assert "3 error(s)" in result.stderr
-    for path in ("collection.interval", "collectors[0].intreval", "collectors[1].department"):
-        assert f"  - {path}: " in result.stderr
+    for where in ("collection.interval", "collectors[0].intreval (a)",
+                  "collectors[1].department (b)"):
+        assert f"  - {where}: " in result.stderr
 
 
 def test_run_refuses_bad_config_without_starting() -> None:

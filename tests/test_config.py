@@ -23,6 +23,8 @@ BAD_CONFIGS = {
     "bad_url": [("collectors[0].url", "expected an http:// or https:// URL")],
     "missing_key": [("collectors[0].url", "required key is missing")],
     "timeout_over_interval": [("collectors[0].timeout", "longer than the interval")],
+    "timeout_after_a_broken_block": [("collectors[0].type", "unknown: 'htpp'"),
+                                     ("collectors[1].timeout", "longer than the interval")],
     "bad_listen": [("service.listen", "expected HOST:PORT")],
     "bad_status": [("collectors[0].expected_status", "expected a status code or range")],
     "bad_yaml": [("", "invalid YAML: line")],
@@ -53,6 +55,31 @@ def test_bad_config_reports_each_error(name: str) -> None:
     assert len(issues) == len(expected), issues
     for path, fragment in expected:
         assert any(i.path == path and fragment in i.message for i in issues), (path, issues)
+
+
+def test_errors_inside_a_collector_name_it() -> None:
+    raw = {"departments": [{"code": "STP", "name": "Sở Tư pháp", "kind": "department"}],
+           "collectors": [
+               {"type": "http", "name": "stp-health", "department": "STP",
+                "url": "http://127.0.0.1:9/"},
+               {"type": "http", "name": "stttt-health", "department": "STTTT",
+                "url": "http://127.0.0.1:9/", "interval": "soon"},
+               {"type": "http", "department": "STP", "url": "http://127.0.0.1:9/"},
+               {"type": "tcp", "name": "${IOC_TEST_NAME}", "department": "STP"},
+               {"type": "http", "name": "x" * 100, "department": "STP", "url": "ftp://a"}]}
+    with pytest.raises(ConfigError) as info:
+        parse_config(raw, env={"IOC_TEST_NAME": "s3cret-name"})
+    lines = str(info.value).splitlines()
+    assert any(line.startswith("  - collectors[1].department (stttt-health): unknown "
+                               "department 'STTTT'") for line in lines), lines
+    assert any(line.startswith("  - collectors[1].interval (stttt-health): ")
+               for line in lines), lines
+    assert any(line.startswith("  - collectors[2].name: required key") for line in lines)
+    assert any(line.startswith("  - collectors[3].host (***): ") for line in lines), lines
+    assert any(line.startswith(f"  - collectors[4].url ({'x' * 61}...): ") for line in lines)
+    assert "s3cret-name" not in str(info.value)
+    issue = next(i for i in info.value.issues if i.path == "collectors[1].interval")
+    assert issue.subject == "stttt-health"
 
 
 def test_demo_config_is_valid() -> None:
