@@ -266,8 +266,9 @@ class ServiceMetrics:
             ["kind"], buckets=_LATENCY_BUCKETS, registry=registry)
         self.last_success = LastSuccessGauge(registry)
         self.failures = Counter(
-            "ioc_probe_failures_total", "Failed polls by target and failure reason.",
-            ["target", "reason"], registry=registry)
+            "ioc_probe_failures_total",
+            "Failed polls by target (with its department) and failure reason.",
+            ["target", "department", "reason"], registry=registry)
         self.scheduler_lag = Histogram(
             "ioc_scheduler_lag_seconds",
             "How late each poll started after its scheduled time (incl. waiting for a slot).",
