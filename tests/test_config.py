@@ -26,6 +26,8 @@ BAD_CONFIGS = {
     "timeout_after_a_broken_block": [("collectors[0].type", "unknown: 'htpp'"),
                                      ("collectors[1].timeout", "longer than the interval")],
     "bad_listen": [("service.listen", "expected HOST:PORT")],
+    "bad_reference": [("simulator.token", "${simulator.nothing} refers to no string or number"),
+                      ("service.title", "${simulator.enabled} refers to no string or number")],
     "bad_status": [("collectors[0].expected_status", "expected a status code or range")],
     "bad_yaml": [("", "invalid YAML: line")],
     "bad_storage_url": [("storage.url", "expected sqlite+aiosqlite:///PATH")],
@@ -80,6 +82,35 @@ def test_errors_inside_a_collector_name_it() -> None:
     assert "s3cret-name" not in str(info.value)
     issue = next(i for i in info.value.issues if i.path == "collectors[1].interval")
     assert issue.subject == "stttt-health"
+
+
+def test_one_setting_moves_the_demo_simulator_and_every_url_that_polls_it() -> None:
+    moved = load_config(ROOT / "config.yaml", env={"IOC_SIM_LISTEN": "127.0.0.1:18081"})
+    default = load_config(ROOT / "config.yaml", env={})
+    assert moved.simulator.listen == "127.0.0.1:18081"
+    assert default.simulator.listen == "127.0.0.1:8081"
+    for config, host in ((moved, "127.0.0.1:18081"), (default, "127.0.0.1:8081")):
+        urls = [str(c.url) for c in config.collectors]  # type: ignore[attr-defined]
+        assert len(urls) == 38 and all(u.startswith(f"http://{host}/") for u in urls), urls
+
+
+def test_references_to_other_keys() -> None:
+    raw = {"simulator": {"listen": "${SIM:-127.0.0.1:8081}"},
+           "service": {"title": "$${simulator.listen} at ${simulator.listen}"},
+           "departments": [{"code": "STP", "name": "Sở Tư pháp", "kind": "department"}],
+           "collectors": [{"type": "http", "name": "a", "department": "STP",
+                           "url": "http://${simulator.listen}/STP/health"}],
+           "province": {"name": "${service.title}"}}
+    with pytest.raises(ConfigError) as info:
+        parse_config(raw, env={"SIM": "10.0.0.5:9000"})
+    (issue,) = info.value.issues  # a chain is refused, whatever it would have given
+    assert issue.path == "province.name" and "a reference of its own" in issue.message
+    del raw["province"]
+    config = parse_config(raw, env={"SIM": "10.0.0.5:9000"})
+    assert config.service.title == "${simulator.listen} at 10.0.0.5:9000"
+    url = config.collectors[0].url  # type: ignore[attr-defined]
+    assert str(url) == "http://10.0.0.5:9000/STP/health"
+    assert "10.0.0.5:9000" in config.secrets  # from the environment: masked in logs
 
 
 def test_demo_config_is_valid() -> None:
