@@ -78,8 +78,8 @@ def test_sigterm_stops_gracefully_and_keeps_every_sample(tmp_path: Path) -> None
     config["simulator"] = {"enabled": True, "listen": f"127.0.0.1:{sim_port}",
                            "latency_scale": 0.2, "token": "${IOC_SIM_TOKEN:-}"}
     config["collection"]["interval"] = "1s"
-    for block in config["collectors"]:
-        block["url"] = block["url"].replace("127.0.0.1:8081", f"127.0.0.1:{sim_port}")
+    for block in config["collectors"]:  # their URLs follow ${simulator.listen}
+        assert "${simulator.listen}" in block["url"]
         block.pop("interval", None)
         block.pop("timeout", None)
     path = tmp_path / "config.yaml"
@@ -157,7 +157,7 @@ def test_sigterm_during_start_up_is_not_a_kill(tmp_path: Path) -> None:
         port = silent.getsockname()[1]
         config = yaml.safe_load((ROOT / "config.yaml").read_text(encoding="utf-8"))
         config["storage"] = {"url": f"postgresql+asyncpg://ioc@127.0.0.1:{port}/ioc"}
-        config["simulator"] = {"enabled": False}
+        config["simulator"] = {"enabled": False, "listen": "127.0.0.1:9"}  # URLs refer to it
         path = tmp_path / "config.yaml"
         path.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
         proc = subprocess.Popen([*IOC, "run", "-c", str(path), "--listen",
