@@ -23,6 +23,10 @@ $(VENV)/.installed-test: pyproject.toml requirements.lock | $(BIN)/python
 	touch $@ $(VENV)/.installed
 
 run: $(VENV)/.installed
+	@if [ "$(CONFIG)" = config.yaml ]; then \
+	  if [ -n "$$IOC_DEMO_TOKEN" ]; then echo "demo console token: the value of IOC_DEMO_TOKEN"; \
+	  else echo "demo console token: demo-operator-token-public (public demo default;" \
+	    "set IOC_DEMO_TOKEN to your own)"; fi; fi
 	IOC_SIM_LISTEN=$(SIM) $(BIN)/ioc run -c $(CONFIG)
 
 check: $(VENV)/.installed
