@@ -40,7 +40,7 @@ from alerts.messages import Notification, NotifiedAlert
 from alerts.model import Alert, AlertState
 from alerts.notifiers import HttpSession, Integration, build_integrations
 from alerts.outbox import Outbox, OutboxCounters
-from alerts.routing import Route, RouteConfig, build_route
+from alerts.routing import Route, RouteConfig, build_route, receivers_used
 from alerts.silences import Silence, new_silence, silenced_by
 from ioc.logs import fields
 from ioc.store.alert_delivery import (
@@ -150,6 +150,26 @@ class Dispatcher:
         await self.load_log()
         self.outbox.start()
         self._task = asyncio.create_task(self._run(), name="ioc-alert-dispatcher")
+        self._say_where_alerts_go()
+
+    def _say_where_alerts_go(self) -> None:
+        """Once, when this instance starts leading: the receivers that send nowhere.
+
+        Their groups are still formed, recorded and shown (wall, console, alert API); only
+        no message leaves. Without this line a demo looks as if it paged someone."""
+        silent = sorted(r for r in receivers_used(self.settings.route)
+                        if not self.settings.integrations.get(r))
+        if not silent:
+            return
+        if silent == [NO_RECEIVER]:
+            log.info("alerts are shown on the wall, the console and /api/v1/alerts but sent "
+                     "to no one: no alerts.route is configured; add alerts.receivers (webhook, "
+                     "e-mail, Telegram, Zalo, Alertmanager, …) and an alerts.route to send "
+                     "them (docs/alerting.md)")
+        else:
+            log.info("alerts routed to a receiver without channels are shown but sent to no "
+                     "one; give it a channel to send them (docs/alerting.md)",
+                     extra=fields(receivers=",".join(silent)))
 
     async def load_log(self) -> None:
         """Forget this instance's groups; read what every group was last told from the store."""
@@ -319,6 +339,8 @@ class Dispatcher:
                 raise
             for snap, decision in decided:
                 self.nflog[(snap.receiver, snap.key)] = decision.entry
+                if not self.settings.integrations.get(snap.receiver):
+                    continue  # nothing was queued: said once at lead()
                 log.info("notification queued", extra=fields(
                     receiver=snap.receiver, group=snap.key, status=decision.status,
                     firing=len(decision.firing), resolved=len(decision.resolved)))
