@@ -8,9 +8,11 @@ what each of the config's collectors would read, turns it into samples with the 
 own parsing functions, and evaluates the config's rules with the engine's own ``Evaluator``
 at every evaluation interval. Used by ``bench/calm_demo.py`` and the calm-demo test.
 
-Only what the demo config uses is modelled: ``http`` targets on the simulator's units and the
+Only what the demo config uses is modelled: ``http`` targets on the simulator's units (up
+unless a fault drops the connection, answers 4xx/5xx or delays past the timeout) and the
 portal's ``backlog`` and ``feedback`` statistics; any other collector is refused rather than
-guessed.
+guessed. Security events are not modelled (no event-count rule can fire here), and a poll
+is taken to answer at once, at its due time.
 """
 
 from __future__ import annotations
@@ -107,13 +109,20 @@ def run_demo(config: Config, *, start: float, seconds: float, seed: int = 0,
     cache = SeriesCache(4 * 3600.0, 1_000_000)
     run = DemoRun()
     pending = sorted(faults, key=lambda f: f.at)
-    step = min([interval, config.alerts.evaluation_interval,
-                *(e for _, _, e, _ in http), *(e for _, e in backlog), *(e for _, e in feedback)])
-    ticks = int(seconds // step)
+    every_eval = config.alerts.evaluation_interval
+    # Each poller and the evaluation keep their own next-due time (their first at the start,
+    # as the scheduler's do at most one interval in), visited in time order.
+    due = {("eval", 0): 0.0}
+    due.update({("http", i): 0.0 for i in range(len(http))})
+    due.update({("backlog", i): 0.0 for i in range(len(backlog))})
+    due.update({("feedback", i): 0.0 for i in range(len(feedback))})
     active: list[tuple[str, ...]] = []
-    for tick in range(ticks + 1):
-        elapsed = tick * step
+    while True:
+        elapsed = min(due.values())
+        if elapsed > seconds:
+            break
         now = start + elapsed
+        ready = [key for key, at in due.items() if at == elapsed]
         while pending and pending[0].at <= elapsed:
             fault = pending.pop(0).fault
             if isinstance(fault, PortalFault):
@@ -121,9 +130,11 @@ def run_demo(config: Config, *, start: float, seconds: float, seed: int = 0,
             else:
                 board.set(fault, now)
         samples: list[Sample] = []
-        for labels, unit, every, timeout in http:
-            if elapsed % every:
-                continue
+        for kind, i in ready:
+            if kind != "eval":
+                due[(kind, i)] += (http[i][2] if kind == "http" else backlog[i][1]
+                                   if kind == "backlog" else feedback[i][1])
+        for labels, unit, _every, timeout in (http[i] for kind, i in ready if kind == "http"):
             effect = board.effect(unit, now)
             duration = min(timeout, base_latency(unit) * sim.latency_scale + effect.delay)
             up = not effect.disconnect and not (effect.status and effect.status >= 400) \
@@ -131,19 +142,18 @@ def run_demo(config: Config, *, start: float, seconds: float, seed: int = 0,
             samples.append(Sample("ioc_target_up", labels, 1.0 if up else 0.0, now))
             samples.append(Sample("ioc_probe_duration_seconds", labels, duration, now))
         at = portal.time.at(now)
-        for collector, every in backlog:
-            if not elapsed % every:
-                found, catalogue = read_backlog(dossiers_document(portal, at, now),
-                                                collector.mapping)
-                samples.extend(backlog_samples(found, catalogue, collector.base, now))
-        for fcollector, every in feedback:
-            if not elapsed % every:
-                samples.extend(feedback_samples(
-                    read_feedback(feedback_document(portal, at), fcollector.mapping),
-                    fcollector.base, now))
+        for collector, _every in (backlog[i] for kind, i in ready if kind == "backlog"):
+            found, catalogue = read_backlog(dossiers_document(portal, at, now),
+                                            collector.mapping)
+            samples.extend(backlog_samples(found, catalogue, collector.base, now))
+        for fcollector, _every in (feedback[i] for kind, i in ready if kind == "feedback"):
+            samples.extend(feedback_samples(
+                read_feedback(feedback_document(portal, at), fcollector.mapping),
+                fcollector.base, now))
         cache.add(samples)
-        if elapsed % config.alerts.evaluation_interval:
+        if ("eval", 0) not in ready:
             continue
+        due[("eval", 0)] += every_eval
         cycle = evaluator.evaluate([cache], now, data_since=start)
         active = []
         for alert in cycle.alerts:

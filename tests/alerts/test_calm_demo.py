@@ -5,14 +5,16 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+import yaml
 
 from collectors.simulator.faults import FaultSpec
 from collectors.simulator.portal import PortalFault
 from collectors.simulator.timeline import Injected, run_demo
-from ioc.config import Config, load_config
+from ioc.config import Config, load_config, parse_config
 
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,3 +51,27 @@ def test_an_overdue_surge_fires_within_five_minutes_and_stays_one_alert(demo: Co
     took = run.first_fired[("OverdueDossiersRising", "STP")] - 60.0
     assert 300.0 <= took <= 300.0 + 2 * demo.alerts.evaluation_interval
     assert run.flaps == 0
+
+
+def demo_raw() -> dict[str, Any]:
+    return dict(yaml.safe_load((ROOT / "config.yaml").read_text(encoding="utf-8")))
+
+
+def test_polls_and_evaluations_keep_their_own_intervals() -> None:
+    raw = demo_raw()
+    raw["collection"]["interval"] = "7s"
+    raw["alerts"] = {"evaluation_interval": "10s"}
+    config = parse_config(raw, env={}, source=str(ROOT / "config.yaml"))
+    run = run_demo(config, start=MONDAY_MORNING, seconds=300,
+                   faults=[Injected(61.0, FaultSpec("STP", "down"))])
+    # first failed poll at 63 s (7 s grid), pending from the evaluation at 70 s, firing at 190 s
+    assert run.first_fired[("TargetDown", "STP")] == 190.0
+
+
+def test_a_collector_it_cannot_model_is_refused() -> None:
+    raw = demo_raw()
+    raw["collectors"].append({"type": "tcp", "name": "stp-smtp", "department": "STP",
+                              "host": "127.0.0.1", "port": 25})
+    config = parse_config(raw, env={}, source=str(ROOT / "config.yaml"))
+    with pytest.raises(ValueError, match="stp-smtp"):
+        run_demo(config, start=MONDAY_MORNING, seconds=60)
