@@ -36,7 +36,7 @@ from ioc.config import AuthConfig, Config
 from ioc.config_types import CollectorConfig, split_listen
 from ioc.event_loop import loop_name, watch_lag
 from ioc.event_sink import EventSink
-from ioc.indices import IndexExporter
+from ioc.indices import INDEX_METRICS, IndexExporter, IndexFeed
 from ioc.leader import LeaderMetrics, election_dsn
 from ioc.limits import PollLimits
 from ioc.logs import fields
@@ -98,7 +98,7 @@ class IocApp:
         self.metrics = ServiceMetrics(self.registry, __version__)
         self.cache = SeriesCache(config.collection.window, config.collection.window_points,
                                  max_series=config.collection.max_series)
-        self.registry.register(SampleExporter(self.cache))
+        self.registry.register(SampleExporter(self.cache, exclude=INDEX_METRICS))
         self.registry.register(CacheStats(self.cache))
         self.registry.register(IndexExporter(config.indices))
         self.board = StatusBoard()
@@ -119,6 +119,7 @@ class IocApp:
             queue_limit=config.storage.queue_limit,
         )
         self.pipeline = Pipeline(self.cache, self.board, self.writer, self.metrics)
+        self.pipeline.add_hook(IndexFeed(self.cache, config.indices, clock.now()))
         # Security events: probes' findings come through the pipeline, pushes and syslog
         # straight into the sink; everything is stored and counted once by (source, id).
         self.event_store = EventStore(config.storage.url)

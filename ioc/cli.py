@@ -167,6 +167,19 @@ class _StopSignals:
         return self._received[0] if self._received else "unknown"
 
 
+def console_hint(config: Config, url: str) -> str:
+    """How to sign in to the console: which tokens may, by name (never the token itself), or
+    why nobody can — the console asks for an operator token, and a config without one
+    otherwise leaves a new user at a sign-in form nothing can pass."""
+    console = url.rstrip("/") + "/console"
+    names = [t.name for t in config.auth.tokens if {"operator", "admin"} & set(t.roles)]
+    if not names:
+        return (f"console: {console} needs an operator token, and auth.tokens has none; "
+                "add one (docs/configuration.md#auth) to sign in")
+    return (f"console: {console}  sign in with the token of {', '.join(names)} "
+            f"(auth.tokens in {config.source})")
+
+
 async def _run(config: Config, listen: str | None) -> int:
     from ioc.app import IocApp
     from ioc.store.base import StoreError
@@ -182,6 +195,7 @@ async def _run(config: Config, listen: str | None) -> int:
             await app.stop(grace=0)
             return EXIT_FAILED
         print(f"ioc {__version__} is running at {app.url}  (Ctrl+C to stop)", flush=True)
+        print(console_hint(config, app.url), flush=True)
         # What start-up built (imported modules, config models, templates, SQLAlchemy's
         # metadata) lives as long as the process; moved out of the collector's generations,
         # it is no longer scanned by every full collection that polling's garbage triggers

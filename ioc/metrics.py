@@ -148,14 +148,20 @@ class CacheFamily(Metric):
 
 
 class SampleExporter(Collector):
-    def __init__(self, cache: SeriesCache) -> None:
+    """The cache's series; ``exclude`` names families another collector exports (the
+    province's indices are cached for the wall, exported by ioc.indices.IndexExporter)."""
+
+    def __init__(self, cache: SeriesCache, exclude: frozenset[str] = frozenset()) -> None:
         self.cache = cache
+        self.exclude = exclude
 
     def describe(self) -> list[Metric]:
         return []  # dynamic families: don't let the registry call collect() at register time
 
     def collect(self) -> Iterator[Metric]:
         for metric in sorted(self.cache.metrics()):
+            if metric in self.exclude:
+                continue
             by_labels = self.cache.snapshot(metric)  # not series(): see its docstring
             labels, windows = list(by_labels), list(by_labels.values())
             if any(window.latest is not None for window in windows):
@@ -262,8 +268,9 @@ class ServiceMetrics:
             ["kind"], buckets=_LATENCY_BUCKETS, registry=registry)
         self.last_success = LastSuccessGauge(registry)
         self.failures = Counter(
-            "ioc_probe_failures_total", "Failed polls by target and failure reason.",
-            ["target", "reason"], registry=registry)
+            "ioc_probe_failures_total",
+            "Failed polls by target (with its department) and failure reason.",
+            ["target", "department", "reason"], registry=registry)
         self.scheduler_lag = Histogram(
             "ioc_scheduler_lag_seconds",
             "How late each poll started after its scheduled time (incl. waiting for a slot).",

@@ -38,7 +38,6 @@ from prometheus_client import CollectorRegistry, Gauge
 from alerts.rules import compile_rules
 from ioc.config import Config, ConfigError, load_config
 from ioc.logs import fields
-from ioc.model import FAILURE_REASONS
 
 if TYPE_CHECKING:
     from ioc.app import IocApp
@@ -259,9 +258,14 @@ async def _stop_target(app: IocApp, name: str, *, drop_series: bool) -> None:
 
 
 def drop_target_metrics(app: IocApp, name: str) -> None:
-    # ioc_collector_last_success_timestamp_seconds went with the board entry.
-    for reason in (*FAILURE_REASONS, "error"):
+    # ioc_collector_last_success_timestamp_seconds went with the board entry. The target's
+    # failure series, under whichever department it had: read from the counter itself.
+    failures = app.metrics.failures
+    keys = {(s.labels["department"], s.labels["reason"])
+            for family in failures.collect() for s in family.samples
+            if s.labels.get("target") == name and s.name.endswith("_total")}
+    for department, reason in keys:
         try:
-            app.metrics.failures.remove(name, reason)
+            failures.remove(name, department, reason)
         except KeyError:
             pass
