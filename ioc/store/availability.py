@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from ioc.availability import HOLD_INTERVALS, Segment, segments_from_polls
 from ioc.store.alert_delivery import ms, sec
 from ioc.store.base import StoreError
+from ioc.store.events import events_table
 from ioc.store.rollups import TIER_5M, ceil_to, floor_to
 from ioc.store.schema import (
     parse_canonical_labels,
@@ -57,7 +58,7 @@ class TargetHistory:
 class HistoryStore(TableStore):
     """The polls side of reports: opens like the other small stores, reads only."""
 
-    TABLES = (series, samples, rollup_5m, rollup_1h, rollup_watermarks)
+    TABLES = (series, samples, rollup_5m, rollup_1h, rollup_watermarks, events_table)
     NAME = "poll history"
     OPENING = "the poll history"
 
@@ -69,6 +70,46 @@ class HistoryStore(TableStore):
                                         department=department)
         except Exception as exc:
             raise StoreError(f"store {self.url_for_display}: cannot read the poll history: "
+                             f"{type(exc).__name__}: {exc}") from exc
+
+
+    async def last_values(self, metrics: Sequence[str], start: float, end: float
+                          ) -> list[tuple[str, dict[str, str], float]]:
+        """The last value of each series of ``metrics`` stored inside ``[start, end)``."""
+        try:
+            async with self._reader().connect() as conn:
+                out = []
+                for sid, metric, text in await conn.execute(
+                        select(series.c.id, series.c.metric, series.c.labels)
+                        .where(series.c.metric.in_(list(metrics)))):
+                    value = (await conn.execute(
+                        select(samples.c.value).where(samples.c.series_id == sid,
+                                                      samples.c.ts >= ms(start),
+                                                      samples.c.ts < ms(end))
+                        .order_by(samples.c.ts.desc()).limit(1))).scalar()
+                    if value is not None:
+                        out.append((metric, dict(parse_canonical_labels(text)), value))
+                return out
+        except Exception as exc:
+            raise StoreError(f"store {self.url_for_display}: cannot read counters: "
+                             f"{type(exc).__name__}: {exc}") from exc
+
+    async def events_by_severity(self, start: float, end: float
+                                 ) -> dict[str, dict[str, int]]:
+        """Security events that occurred in ``[start, end)``: department → severity → n."""
+        e = events_table
+        try:
+            async with self._reader().connect() as conn:
+                rows = await conn.execute(
+                    select(e.c.department, e.c.severity, func.count())
+                    .where(e.c.occurred_at >= ms(start), e.c.occurred_at < ms(end))
+                    .group_by(e.c.department, e.c.severity))
+                out: dict[str, dict[str, int]] = defaultdict(dict)
+                for department, severity, count in rows:
+                    out[department or ""][severity] = count
+                return dict(out)
+        except Exception as exc:
+            raise StoreError(f"store {self.url_for_display}: cannot count events: "
                              f"{type(exc).__name__}: {exc}") from exc
 
 
