@@ -17,6 +17,7 @@ from web import (
     audit_api,
     console,
     events_api,
+    incidents_api,
     limits,
     maintenance_api,
     reload_api,
@@ -152,6 +153,7 @@ def create_web_app(ioc_app: IocApp) -> web.Application:
     audit_api.add_routes(app)
     reload_api.add_routes(app)
     try_api.add_routes(app)
+    incidents_api.add_routes(app)
     app.router.add_get("/api/openapi.json", openapi)
     return app
 

@@ -126,11 +126,9 @@ class IncidentStore(TableStore):
                 if fence is not None:
                     await fence.verify(conn)
                 return await self._sync(conn, ms(now), windows)
-        except StoreError:
+        except StoreError:  # NotLeaderError among them: the fence refused
             raise
         except Exception as exc:
-            if type(exc).__name__ == "NotLeaderError":
-                raise
             raise StoreError(f"store {self.url_for_display}: cannot derive incidents: "
                              f"{type(exc).__name__}: {exc}") from exc
 
@@ -356,4 +354,4 @@ class IncidentStore(TableStore):
         except Exception as exc:
             raise StoreError(f"store {self.url_for_display}: cannot add the note: "
                              f"{type(exc).__name__}: {exc}") from exc
-        return {"at": now, "by": actor, "text": text}
+        return {"at": sec(ms(now)), "by": actor, "text": text}  # as stored: milliseconds

@@ -12,6 +12,7 @@ from ioc.incidents import Window, reason_code
 from ioc.model import Sample, make_labels
 from ioc.store import SqlStore
 from ioc.store.alert_delivery import history
+from ioc.store.base import NotLeaderError
 from ioc.store.incidents import LOOKBACK_MS, IncidentStore, NotFound, Query
 
 T0 = 1_790_000_000.0
@@ -161,12 +162,12 @@ async def test_notes_are_checked(store: SqlStore, ledger: IncidentStore) -> None
 
 class Refusing:
     async def verify(self, conn: AsyncConnection) -> None:
-        raise RuntimeError("this instance no longer holds the alert leader lock")
+        raise NotLeaderError("this instance no longer holds the alert leader lock")
 
 
 async def test_a_writer_that_lost_the_fence_writes_nothing(store: SqlStore,
                                                            ledger: IncidentStore) -> None:
     await store.append(run("portal", "ud"))
-    with pytest.raises(Exception, match="leader"):
+    with pytest.raises(NotLeaderError):
         await ledger.sync(T0 + 100, fence=Refusing())
     assert (await ledger.list(Query(), now=T0 + 100))[0] == []
