@@ -174,45 +174,75 @@ async def _guess_interval(conn: AsyncConnection, ids: Sequence[int]) -> float:
     return sec(min(gaps)) if gaps else DEFAULT_INTERVAL
 
 
+_DAY_MS = 86_400_000
+
+
+async def _irregular(conn: AsyncConnection, sid: int, lo: int, hi: int, need: int) -> set[int]:
+    """Buckets in ``[lo, hi)`` that are not full of good polls: missing, short, or holding
+    a failed poll. The database walks the month's rows; Python sees a few per outage.
+
+    Missing buckets are found per UTC day: a day with all its rows is complete (the usual
+    case, one row of counts), only the others have their bucket starts read.
+    """
+    width = TIER_5M.width
+    r = rollup_5m
+    in_range = (r.c.series_id == sid, r.c.ts >= lo, r.c.ts < hi)
+    out = {ts for (ts,) in await conn.execute(select(r.c.ts).where(
+        *in_range, (r.c.count < need) | (r.c.sum != r.c.count)))}
+    day = (r.c.ts // _DAY_MS).label("day")
+    days: set[int] = set()
+    for raw_day, count in await conn.execute(select(day, func.count()).where(*in_range)
+                                             .group_by(day)):
+        number = int(raw_day)
+        days.add(number)
+        first, last = max(lo, number * _DAY_MS), min(hi, (number + 1) * _DAY_MS)
+        if count == (last - first) // width:
+            continue
+        present = {ts for (ts,) in await conn.execute(select(r.c.ts).where(
+            r.c.series_id == sid, r.c.ts >= first, r.c.ts < last))}
+        out.update(b for b in range(first, last, width) if b not in present)
+    # days without a single row
+    for number in range(lo // _DAY_MS, (hi - 1) // _DAY_MS + 1):
+        if number not in days:
+            first, last = max(lo, number * _DAY_MS), min(hi, (number + 1) * _DAY_MS)
+            out.update(range(first, last, width))
+    return out
+
+
 async def _segments(conn: AsyncConnection, sid: int, start: float, end: float,
                     interval: float, rolled_to: int | None) -> list[Segment]:
+    """Solid buckets are good polls through and through; the rest is read raw.
+
+    A bucket is solid when it and the bucket before it hold as many polls as the width
+    allows at the interval, all good (the previous bucket's last poll covers this one's
+    start). Only good buckets are taken from the rollups: an outage, short or long, is
+    read from its raw polls, so its edges fall where the polls put them.
+    """
     width = TIER_5M.width
     hold = interval * HOLD_INTERVALS
     lo, hi = floor_to(ms(start), width), ceil_to(ms(end), width)
-    buckets: dict[int, tuple[int, float]] = {}
-    if rolled_to is not None:
-        for ts, count, total in await conn.execute(
-                select(rollup_5m.c.ts, rollup_5m.c.count, rollup_5m.c.sum)
-                .where(rollup_5m.c.series_id == sid, rollup_5m.c.ts >= lo - width,
-                       rollup_5m.c.ts < min(hi, rolled_to))):
-            buckets[ts] = (count, total)
-    need = max(1, int(width / 1000 // interval))
-
-    def clean(b: int) -> bool | None:
-        """The bucket's one verdict if it is clean, else None."""
-        row = buckets.get(b)
-        if row is None or row[0] < need:
-            return None
-        if row[1] == row[0]:
-            return True
-        return False if row[1] == 0 else None
-
+    top = lo if rolled_to is None else max(lo, min(hi, floor_to(rolled_to, width)))
+    dirty: set[int] = set(range(top, hi, width))
+    if top > lo:
+        need = max(1, int(width / 1000 // interval))
+        for b in await _irregular(conn, sid, lo - width, top, need):
+            dirty.add(b)
+            dirty.add(b + width)
+    runs: list[tuple[int, int]] = []
+    for b in sorted(d for d in dirty if lo <= d < hi):
+        if runs and runs[-1][1] == b:
+            runs[-1] = (runs[-1][0], b + width)
+        else:
+            runs.append((b, b + width))
     out: list[Segment] = []
-    dirty_from: int | None = None
-    for b in range(lo, hi, width):
-        verdict = clean(b)
-        solid = verdict is not None and clean(b - width) == verdict
-        if solid:
-            if dirty_from is not None:
-                out += await _raw_segments(conn, [sid], sec(dirty_from) - hold, sec(b), hold,
-                                           clip_from=sec(dirty_from))
-                dirty_from = None
-            out.append(Segment(sec(b), sec(b + width), bool(verdict)))
-        elif dirty_from is None:
-            dirty_from = b
-    if dirty_from is not None:
-        out += await _raw_segments(conn, [sid], sec(dirty_from) - hold, sec(hi), hold,
-                                   clip_from=sec(dirty_from))
+    cursor = lo
+    for a, b in runs:
+        if a > cursor:
+            out.append(Segment(sec(cursor), sec(a), True))
+        out += await _raw_segments(conn, [sid], sec(a) - hold, sec(b), hold, clip_from=sec(a))
+        cursor = b
+    if cursor < hi:
+        out.append(Segment(sec(cursor), sec(hi), True))
     return _joined(out)
 
 
