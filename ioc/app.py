@@ -192,7 +192,8 @@ class IocApp:
             self.incidents, interval=INCIDENT_SYNC_INTERVAL,
             leading=lambda: self.alert_role.leading, fence=lambda: self.alerts.fence,
             windows=lambda: [Window(w.department, w.starts_at, w.ends_at)
-                             for w in self.dispatcher.windows.values()], clock=clock.now)
+                             for w in self.dispatcher.windows.values()], clock=clock.now,
+            late=self.store.ledger_late_writes)
         self.trust = TrustMetrics(self.registry)
         self.reloader = Reloader(self, self.registry, clock.now)
         self.events.subscribe(self.wall.on_events)  # after event_counts: the panel reads it

@@ -19,6 +19,7 @@ from ioc.incidents import Window
 from ioc.logs import fields
 from ioc.store.base import StoreError
 from ioc.store.incidents import Fence, IncidentStore
+from ioc.store.rollups import LateWrites
 
 log = logging.getLogger("ioc.incidents")
 
@@ -30,13 +31,15 @@ INCIDENT_SYNC_INTERVAL = 30.0
 class IncidentJob:
     def __init__(self, store: IncidentStore, *, interval: float, leading: Callable[[], bool],
                  fence: Callable[[], Fence | None],
-                 windows: Callable[[], Sequence[Window]], clock: Callable[[], float]) -> None:
+                 windows: Callable[[], Sequence[Window]], clock: Callable[[], float],
+                 late: LateWrites | None = None) -> None:
         self.store = store
         self.interval = interval
         self.leading = leading
         self.fence = fence
         self.windows = windows
         self.clock = clock
+        self.late = late
         self.failing = False
 
     async def run_once(self) -> int | None:
@@ -44,7 +47,8 @@ class IncidentJob:
         if not self.leading():
             return None
         try:
-            written = await self.store.sync(self.clock(), self.windows(), self.fence())
+            written = await self.store.sync(self.clock(), self.windows(), self.fence(),
+                                            self.late)
         except StoreError as exc:  # NotLeaderError too: the next leader takes over
             if not self.failing:
                 log.warning("cannot update the incident ledger", extra=fields(error=str(exc)))

@@ -42,6 +42,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from ioc.incidents import Incident, Poll, Window, derive, reason_from_code
 from ioc.store.alert_delivery import history, ms, sec
 from ioc.store.base import StoreError
+from ioc.store.rollups import LateWrites
 from ioc.store.schema import metadata, parse_canonical_labels, samples, series
 from ioc.store.table_store import TableStore
 
@@ -117,26 +118,40 @@ class IncidentStore(TableStore):
     # -- deriving (the alert leader only) -----------------------------------------------
 
     async def sync(self, now: float, windows: Sequence[Window] = (),
-                   fence: Fence | None = None) -> int:
+                   fence: Fence | None = None, late: LateWrites | None = None) -> int:
         """Derive the incidents of the polls stored since the last sync; returns how many
-        incidents were written (new or changed)."""
+        incidents were written (new or changed).
+
+        ``late`` is this process's record of batches it wrote with polls older than the
+        look-back (a writer that buffered through a database outage): the sync then reads
+        from the oldest of them. Other instances' writes later than the look-back are not
+        seen (docs/reports.md).
+        """
         engine = self._writer()
+        since = late.take() if late is not None else None
         try:
             async with engine.begin() as conn:
                 if fence is not None:
                     await fence.verify(conn)
-                return await self._sync(conn, ms(now), windows)
-        except StoreError:  # NotLeaderError among them: the fence refused
-            raise
-        except Exception as exc:
+                written, start = await self._sync(conn, ms(now), windows, since)
+        except BaseException as exc:
+            if late is not None:
+                late.restore(since)
+            if isinstance(exc, StoreError) or not isinstance(exc, Exception):
+                raise  # NotLeaderError among them: the fence refused
             raise StoreError(f"store {self.url_for_display}: cannot derive incidents: "
                              f"{type(exc).__name__}: {exc}") from exc
+        if late is not None:
+            late.horizon = start if late.horizon is None else max(late.horizon, start)
+        return written
 
-    async def _sync(self, conn: AsyncConnection, now_ms: int,
-                    windows: Sequence[Window]) -> int:
+    async def _sync(self, conn: AsyncConnection, now_ms: int, windows: Sequence[Window],
+                    since: int | None) -> tuple[int, int]:
         mark = (await conn.execute(select(incident_watermark.c.synced_to).where(
             incident_watermark.c.name == "polls"))).scalar()
         start = 0 if mark is None else max(0, mark - LOOKBACK_MS)
+        if since is not None:
+            start = min(start, since)
         ids: dict[int, tuple[str, str, str]] = {}   # series id → (metric, target, department)
         for sid, metric, text in await conn.execute(
                 select(series.c.id, series.c.metric, series.c.labels)
@@ -146,7 +161,7 @@ class IncidentStore(TableStore):
                 ids[sid] = (metric, labels["target"], labels.get("department", ""))
         if not ids:
             await self._mark(conn, now_ms)
-            return 0
+            return 0, max(0, now_ms - LOOKBACK_MS)
         # Incidents already open at the start of the slice: re-derive them from their start.
         seeds = {t: s for t, s in await conn.execute(
             select(incidents_table.c.target, func.min(incidents_table.c.started_at))
@@ -181,7 +196,7 @@ class IncidentStore(TableStore):
             found = derive(target, departments[target], seq, windows)
             written += await self._replace(conn, target, seeds.get(target, start), found)
         await self._mark(conn, now_ms)
-        return written
+        return written, max(0, now_ms - LOOKBACK_MS)
 
     async def _replace(self, conn: AsyncConnection, target: str, from_ms: int,
                        found: list[Incident]) -> int:

@@ -171,3 +171,18 @@ async def test_a_writer_that_lost_the_fence_writes_nothing(store: SqlStore,
     with pytest.raises(NotLeaderError):
         await ledger.sync(T0 + 100, fence=Refusing())
     assert (await ledger.list(Query(), now=T0 + 100))[0] == []
+
+
+async def test_polls_written_later_than_the_look_back_are_seen_through_late_writes(
+        store: SqlStore, ledger: IncidentStore) -> None:
+    """A writer that buffered through a database outage writes old polls: its own record of
+    late writes makes the next sync read from them."""
+    late = store.ledger_late_writes
+    await store.append(run("portal", "uu"))
+    await ledger.sync(T0 + 60, late=late)
+    long = LOOKBACK_MS / 1000 * 5
+    await ledger.sync(T0 + long, late=late)          # the watermark moves on
+    await store.append(run("portal", "dddu", t0=T0 + 120))  # written an hour late
+    await ledger.sync(T0 + long + 30, late=late)
+    items, _ = await ledger.list(Query(), now=T0 + long + 30)
+    assert [(i["started_at"], i["ended_at"]) for i in items] == [(T0 + 120, T0 + 210)]
