@@ -48,7 +48,9 @@ from ioc.store.table_store import TableStore
 
 UP_METRIC = "ioc_target_up"
 REASON_METRIC = "ioc_target_failure_reason"
-LOOKBACK_MS = 10 * 60_000  # samples written this late are still seen by the next sync
+# Samples another instance writes this late are still seen by the next sync (a shard's
+# writer flushes every few seconds; this instance's own later writes are tracked exactly).
+LOOKBACK_MS = 2 * 60_000
 NOTE_LIMIT = 2000          # characters of one note
 NOTES_PER_INCIDENT = 200   # a short timeline, not a chat
 
@@ -189,33 +191,51 @@ class IncidentStore(TableStore):
                 departments[target] = department
             else:
                 reasons[target][ts] = value
+        # What the ledger holds from the slice's start: only what changed is written.
+        lowest = min([start, *seeds.values()])
+        held: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+        for row in await conn.execute(select(incidents_table).where(
+                incidents_table.c.started_at >= lowest)):
+            values = dict(row._mapping)
+            held[values.pop("target")][values.pop("id")] = values
         written = 0
         for target, polls in ups.items():
             seq = [Poll(sec(ts), up, None if up else reason_from_code(reasons[target].get(ts)))
                    for ts, up in sorted(polls.items())]
             found = derive(target, departments[target], seq, windows)
-            written += await self._replace(conn, target, seeds.get(target, start), found)
+            from_ms = seeds.get(target, start)
+            before = {i: v for i, v in held.get(target, {}).items()
+                      if v["started_at"] >= from_ms}
+            if found or before:
+                written += await self._replace(conn, target, found, before)
         await self._mark(conn, now_ms)
         return written, max(0, now_ms - LOOKBACK_MS)
 
-    async def _replace(self, conn: AsyncConnection, target: str, from_ms: int,
-                       found: list[Incident]) -> int:
-        keep = [i.id for i in found]
-        await conn.execute(delete(incidents_table).where(
-            incidents_table.c.target == target, incidents_table.c.started_at >= from_ms,
-            incidents_table.c.id.notin_(keep) if keep else incidents_table.c.id.isnot(None)))
+    async def _replace(self, conn: AsyncConnection, target: str, found: list[Incident],
+                       before: dict[str, dict[str, Any]]) -> int:
+        """Write the incidents that are new or changed, drop the ones the polls undid."""
+        gone = set(before) - {i.id for i in found}
+        if gone:
+            await conn.execute(delete(incidents_table).where(
+                incidents_table.c.id.in_(sorted(gone))))
+        written = 0
         for incident in found:
-            values = {"target": incident.target, "department": incident.department,
+            values = {"department": incident.department,
                       "started_at": ms(incident.started_at),
                       "ended_at": None if incident.ended_at is None else ms(incident.ended_at),
                       "last_failed_at": ms(incident.last_failed_at),
                       "failed_polls": incident.failed_polls,
                       "causes": json.dumps(dict(sorted(incident.causes.items()))),
                       "planned": incident.planned}
-            await conn.execute(self._insert(incidents_table).values(id=incident.id, **values)
+            old = before.get(incident.id)
+            if old is not None and {**old, "planned": bool(old["planned"])} == values:
+                continue
+            await conn.execute(self._insert(incidents_table)
+                               .values(id=incident.id, target=target, **values)
                                .on_conflict_do_update(index_elements=[incidents_table.c.id],
-                                                      set_=values))
-        return len(found)
+                                                      set_={"target": target, **values}))
+            written += 1
+        return written
 
     async def _mark(self, conn: AsyncConnection, now_ms: int) -> None:
         stmt = self._insert(incident_watermark).values(name="polls", synced_to=now_ms)

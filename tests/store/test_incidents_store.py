@@ -49,6 +49,7 @@ async def ledger(store: SqlStore, store_url: str) -> AsyncIterator[IncidentStore
 async def test_incidents_come_from_stored_polls(store: SqlStore, ledger: IncidentStore) -> None:
     await store.append(run("portal", "uddnuuddd") + run("mail", "uuuu", department="SYT"))
     assert await ledger.sync(T0 + 1000) == 2
+    assert await ledger.sync(T0 + 1010) == 0  # the same polls again: nothing to rewrite
     items, cursor = await ledger.list(Query(), now=T0 + 1000)
     assert cursor is None
     assert [(i["started_at"], i["ended_at"], i["causes"], i["open"]) for i in items] == [

@@ -36,7 +36,7 @@ async def app(tmp_path: Path) -> AsyncIterator[IocApp]:
     await ioc_app.start()
     try:
         await watcher.until(lambda seen: len(seen) >= 1)
-        t0 = clock.now() - 240  # within the ledger's look-back for late samples
+        t0 = clock.now() - 240  # older than the look-back: seen as this process's late write
         samples = []
         for i, up in enumerate([True, False, True, False, False, True, False]):
             samples.append(Sample("ioc_target_up", LABELS, 1.0 if up else 0.0, t0 + i * 30))
