@@ -29,6 +29,10 @@ CONTENT_TYPES = {
     "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
     "csv": "text/csv; charset=utf-8",
 }
+# The incident list a page shows: the longest ones, in time order. A month of a large province
+# has thousands of short incidents; a document for readers lists what mattered, and says how
+# many more the XLSX, CSV and API hold (they hold them all).
+PAGE_INCIDENTS = 200
 FONTS_DIR = Path(__file__).resolve().parents[2] / "web" / "static" / "fonts"
 # The wall's two subsets of Be Vietnam Pro, each as a family of its own ("Latin" first, so
 # the Vietnamese letters fall through to the other): WeasyPrint merges faces of one family
@@ -52,7 +56,9 @@ TEXT: dict[str, dict[str, str]] = {
         "top": "Hệ thống gián đoạn nhiều nhất", "system": "Hệ thống",
         "incident_list": "Danh sách sự cố", "start": "Bắt đầu", "end": "Kết thúc",
         "duration": "Thời lượng", "causes": "Nguyên nhân", "ongoing": "đang diễn ra",
-        "planned_one": "bảo trì", "none": "Không có.", "target": "Hệ thống",
+        "planned_one": "bảo trì", "none": "Không có.",
+        "more": "Các sự cố dài nhất; {n} sự cố ngắn hơn có trong bản XLSX, CSV và API.",
+        "target": "Hệ thống",
         "up": "Hoạt động (giây)", "down": "Gián đoạn (giây)",
         "not_monitored": "Chưa giám sát (giây)",
     },
@@ -72,7 +78,9 @@ TEXT: dict[str, dict[str, str]] = {
         "top": "Systems with the most downtime", "system": "System",
         "incident_list": "Incidents", "start": "Start", "end": "End",
         "duration": "Duration", "causes": "Causes", "ongoing": "ongoing",
-        "planned_one": "planned", "none": "None.", "target": "System",
+        "planned_one": "planned", "none": "None.",
+        "more": "The longest incidents; {n} shorter ones are in the XLSX, CSV and API.",
+        "target": "System",
         "up": "Up (s)", "down": "Down (s)", "not_monitored": "Not monitored (s)",
     },
 }
@@ -146,8 +154,12 @@ def render_html(report: dict[str, Any], *, lang: str, tz: ZoneInfo,
             return "4"  # a grey stub: the day is there, nobody looked
         return f"{min(100.0, max(2.0, (ratio - 0.9) * 1000)):.1f}"
 
+    everything = report["incidents"]
+    shown = sorted(everything, key=lambda i: -i["duration_seconds"])[:PAGE_INCIDENTS]
+    shown.sort(key=lambda i: i["started_at"])
     return _env().get_template("report.html").render(
-        r=report, t=TEXT[lang], lang=lang, fonts=font_files, pct=fmt.pct, num=fmt.num,
+        r=report, shown=shown, hidden=len(everything) - len(shown), t=TEXT[lang], lang=lang,
+        fonts=font_files, pct=fmt.pct, num=fmt.num,
         dur=fmt.dur, when=fmt.when, day=fmt.day, cause=fmt.cause, bar=bar,
         dept_name=lambda code: departments.get(code, code))
 

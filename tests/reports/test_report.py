@@ -187,3 +187,18 @@ def test_the_command_writes_the_file(config: Config, tmp_path: Path) -> None:
     assert main(["report", "-c", str(path), "--period", "2026-99"]) == 1
     assert main(["report", "-c", str(path)]) == 1
     assert main(["report", "-c", str(tmp_path / "missing.yaml"), "--period", "2026-11"]) == 2
+
+
+async def test_pages_list_the_longest_incidents_and_say_how_many_more(config: Config) -> None:
+    from ioc.reports import render as rendering
+
+    report = await collect(config, "2026-11", now=NOW)
+    base = report["incidents"][0]
+    report["incidents"] = [{**base, "target": f"sys{i:04d}", "duration_seconds": float(i),
+                            "started_at": base["started_at"] + i}
+                           for i in range(rendering.PAGE_INCIDENTS + 5)]
+    html = render(report, "html", lang="en", tz=VN, departments={}).decode()
+    assert "5 shorter ones are in the XLSX" in html
+    assert "sys0004" not in html and "sys0005" in html and "sys0204" in html
+    book = load_workbook(io.BytesIO(render(report, "xlsx", lang="en", tz=VN, departments={})))
+    assert book["Incidents"].max_row == rendering.PAGE_INCIDENTS + 5 + 1  # all, and a header
