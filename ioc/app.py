@@ -36,6 +36,8 @@ from ioc.config import AuthConfig, Config
 from ioc.config_types import CollectorConfig, split_listen
 from ioc.event_loop import loop_name, watch_lag
 from ioc.event_sink import EventSink
+from ioc.incident_job import INCIDENT_SYNC_INTERVAL, IncidentJob
+from ioc.incidents import Window
 from ioc.indices import INDEX_METRICS, IndexExporter, IndexFeed
 from ioc.leader import LeaderMetrics, election_dsn
 from ioc.limits import PollLimits
@@ -61,6 +63,7 @@ from ioc.store.alert_state import AlertStateStore
 from ioc.store.audit import AuditStore
 from ioc.store.base import StoreError
 from ioc.store.events import EventStore
+from ioc.store.incidents import IncidentStore
 from ioc.store.retention import prune_loop
 from ioc.store.rollup_job import RollupJob
 from ioc.store.writer import StoreWriter
@@ -148,6 +151,7 @@ class IocApp:
         self._prune_task: asyncio.Task[None] | None = None
         self._rollup_task: asyncio.Task[None] | None = None
         self._lag_task: asyncio.Task[None] | None = None
+        self._incident_task: asyncio.Task[None] | None = None
         self.started_at: float | None = None
         self.bound_port: int | None = None
         # With collection.shard i/N this instance polls only its share of the targets; the
@@ -216,6 +220,13 @@ class IocApp:
         self.pipeline.add_hook(self.wall.on_outcome)
         # Trust: the audit log of writes, the web layer's refusal counters, config reloads.
         self.audit = AuditStore(config.storage.url)
+        self.incidents = IncidentStore(config.storage.url)
+        self.incident_job = IncidentJob(
+            self.incidents, interval=INCIDENT_SYNC_INTERVAL,
+            leading=lambda: self.alert_role.leading, fence=lambda: self.alerts.fence,
+            windows=lambda: [Window(w.department, w.starts_at, w.ends_at)
+                             for w in self.dispatcher.windows.values()], clock=clock.now,
+            late=self.store.ledger_late_writes)
         self.trust = TrustMetrics(self.registry)
         # The edges of the web server: who is a proxy, and how long and how many connections
         # any client may hold (web/forwarded.py, web/connections.py).
@@ -412,6 +423,9 @@ class IocApp:
         await self.wall.open()  # the announcement operators set
         await self.alert_role.start()  # delivery and, on the alert leader, evaluation
         await self.audit.open()
+        await self.incidents.open()
+        self._incident_task = asyncio.create_task(self.incident_job.run_forever(),
+                                                  name="ioc-incidents")
         if self.shared_board is not None:
             await self.shared_board.start()
         self._prune_task = asyncio.create_task(
@@ -488,11 +502,12 @@ class IocApp:
             self._session = None
         for runner in self.runners.values():
             await runner.close()
-        for task in (self._prune_task, self._rollup_task, self._lag_task):
+        for task in (self._prune_task, self._rollup_task, self._lag_task,
+                     self._incident_task):
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
-        self._prune_task = self._rollup_task = self._lag_task = None
+        self._prune_task = self._rollup_task = self._lag_task = self._incident_task = None
         if self.shared_board is not None:
             await self.shared_board.stop()
         await self.writer.stop()
@@ -502,6 +517,7 @@ class IocApp:
         await self.dispatcher.stop()
         await self.wall.aclose()
         await self.audit.close()
+        await self.incidents.close()
         await self.store.close()
         if self._sim_runner is not None:
             await self._sim_runner.cleanup()

@@ -12,6 +12,7 @@ import sys
 from ioc import __version__, event_loop
 from ioc.config import Config, ConfigError, load_config
 from ioc.logs import fields, setup_logging
+from ioc.reports import command as report_command
 
 log = logging.getLogger("ioc")
 
@@ -56,6 +57,8 @@ def _parser() -> argparse.ArgumentParser:
         db_command = db_sub.add_parser(name, help=text)
         db_command.add_argument("-c", "--config", default="config.yaml",
                                 help="config file (config.yaml)")
+
+    report_command.add_parser(sub)
 
     rules = sub.add_parser("rules", help="work with alert rules")
     rules_sub = rules.add_subparsers(dest="rules_command", required=True)
@@ -249,6 +252,8 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_check(args.config)
     if args.command == "db":
         return cmd_db(args.db_command, args.config)
+    if args.command == "report":
+        return report_command.run(args)
     if args.command == "try":
         return cmd_try(args.config, args.names, args.json, args.lang)
     if args.command == "simulate":

@@ -33,6 +33,9 @@ SAMPLE_METRICS: dict[str, str] = {
     "ioc_probe_http_status_code": "HTTP status code of the last response of the target.",
     "ioc_target_state_up": "Debounced state of the target (failure_threshold / "
                            "recovery_threshold): 1 up, 0 down.",
+    "ioc_target_failure_reason": "Why the last failed poll of the target failed, as the index "
+                                 "of its reason in docs/reports.md's list (kept with each "
+                                 "failed poll for the incident ledger).",
     "ioc_probe_http_content_length_bytes": "Bytes of the last response body (decompressed).",
     "ioc_probe_http_redirects": "Redirects followed by the last check.",
     "ioc_probe_http_final_url_info": "The URL the last check ended at after redirects "
@@ -87,6 +90,7 @@ SAMPLE_LABELS: dict[str, tuple[str, ...]] = {
     "ioc_probe_duration_seconds": _TARGET,
     "ioc_probe_http_status_code": _TARGET,
     "ioc_target_state_up": _TARGET,
+    "ioc_target_failure_reason": _TARGET,
     "ioc_probe_http_content_length_bytes": _TARGET,
     "ioc_probe_http_redirects": _TARGET,
     "ioc_probe_http_final_url_info": (*_TARGET, "url"),

@@ -20,6 +20,7 @@ import aiohttp
 
 from collectors.base import Collector, CollectorFailure, interrupted_phase
 from ioc import clock
+from ioc.incidents import reason_code
 from ioc.limits import PollLimits
 from ioc.logs import fields
 from ioc.metrics import ServiceMetrics
@@ -73,6 +74,9 @@ class PollRunner:
             Sample("ioc_probe_duration_seconds", self.labels, duration, started_wall),
             *result.samples,
         )
+        if not result.up:  # stored beside the poll, so incidents know their causes
+            samples += (Sample("ioc_target_failure_reason", self.labels,
+                               reason_code(result.reason), started_wall),)
         outcome = PollOutcome(target=self.name, kind=self.kind, ts=finished,
                               duration=duration, result=result, samples=samples,
                               state_up=state_up)

@@ -18,6 +18,7 @@ from web import (
     console,
     events_api,
     forwarded,
+    incidents_api,
     limits,
     maintenance_api,
     oncall_api,
@@ -164,6 +165,7 @@ def create_web_app(ioc_app: IocApp) -> web.Application:
     audit_api.add_routes(app)
     reload_api.add_routes(app)
     try_api.add_routes(app)
+    incidents_api.add_routes(app)
     app.router.add_get("/api/openapi.json", openapi)
     return app
 
