@@ -50,7 +50,7 @@ def test_check_lists_all_three_mistakes_and_exits_2() -> None:
 def test_check_names_each_pattern_re2_refuses() -> None:
     result = run("check", "-c", "tests/data/config/bad_regex.bad.yaml")
     assert result.returncode == 2 and "4 error(s)" in result.stderr
-    for path in ("collectors[0].body_regex", "collectors[1].expect",
+    for path in ("collectors[0].body_regex (a)", "collectors[1].expect (b)",
                  "events.syslog.patterns[0].match", "alerts.inhibit_rules[0].source_matchers"):
         assert f"  - {path}: invalid regular expression" in result.stderr
 

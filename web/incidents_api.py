@@ -42,6 +42,10 @@ def _app(request: web.Request, role: str) -> tuple[IocApp, str]:
     return request.app[IOC_APP], principal.name
 
 
+MAX_TIME = 253_402_300_799  # 9999-12-31T23:59:59Z: later times fit no calendar or column
+CURSOR_MAX = 2**63 - 1
+
+
 def _number(raw: str | None, name: str) -> float | None:
     if raw is None or raw == "":
         return None
@@ -49,8 +53,9 @@ def _number(raw: str | None, name: str) -> float | None:
         value = float(raw)
     except ValueError:
         raise ApiError(400, f"invalid {name}", f"expected unix seconds, got {raw!r}") from None
-    if not math.isfinite(value):
-        raise ApiError(400, f"invalid {name}", "expected a finite number")
+    if not math.isfinite(value) or not 0 <= value <= MAX_TIME:
+        raise ApiError(400, f"invalid {name}",
+                       f"expected unix seconds between 0 and {MAX_TIME} (year 9999)")
     return value
 
 
@@ -61,6 +66,8 @@ def encode_cursor(cursor: tuple[int, str]) -> str:
 def decode_cursor(raw: str) -> tuple[int, str]:
     try:
         at, ident = base64.urlsafe_b64decode(raw.encode()).decode().split(":", 1)
+        if not -CURSOR_MAX <= int(at) <= CURSOR_MAX:  # the store's integers are 64-bit
+            raise ValueError(at)
         return int(at), ident
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise ApiError(400, "invalid cursor", "pass the next_cursor of a previous page") \

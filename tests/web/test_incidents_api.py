@@ -95,7 +95,10 @@ async def test_viewers_list_incidents_with_filters_and_pages(app: IocApp) -> Non
 
 
 @pytest.mark.parametrize("query", ["limit=0", "limit=x", "open=maybe", "start=5&end=1",
-                                   "cursor=%%%", "start=nan"])
+                                   "cursor=%%%", "start=nan", "start=1e300", "end=-1",
+                                   "end=99999999999999999999",
+                                   # a well-formed cursor whose time fits no 64-bit column
+                                   "cursor=OTk5OTk5OTk5OTk5OTk5OTk5OTk5Ong="])
 async def test_bad_queries_get_a_clear_400(app: IocApp, query: str) -> None:
     status, body, _ = await call(app, "GET", f"/api/v1/incidents?{query}", "viewer")
     assert status == 400 and body["error"]
