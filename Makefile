@@ -5,6 +5,8 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 CONFIG ?= config.yaml
+# The demo simulator's address (HOST:PORT); empty: config.yaml's own (127.0.0.1:8081).
+SIM    ?=
 
 .PHONY: run test lint check bench clean lock
 
@@ -21,10 +23,14 @@ $(VENV)/.installed-test: pyproject.toml requirements.lock | $(BIN)/python
 	touch $@ $(VENV)/.installed
 
 run: $(VENV)/.installed
-	$(BIN)/ioc run -c $(CONFIG)
+	@if [ "$(CONFIG)" = config.yaml ]; then \
+	  if [ -n "$$IOC_DEMO_TOKEN" ]; then echo "demo console token: the value of IOC_DEMO_TOKEN"; \
+	  else echo "demo console token: demo-operator-token-public (public demo default;" \
+	    "set IOC_DEMO_TOKEN to your own)"; fi; fi
+	IOC_SIM_LISTEN=$(SIM) $(BIN)/ioc run -c $(CONFIG)
 
 check: $(VENV)/.installed
-	$(BIN)/ioc check -c $(CONFIG)
+	IOC_SIM_LISTEN=$(SIM) $(BIN)/ioc check -c $(CONFIG)
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)

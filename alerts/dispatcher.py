@@ -47,7 +47,7 @@ from alerts.oncall import ONCALL_PREFIX, SNOOZE_SECONDS
 from alerts.oncall_notifiers import SNOOZE_TEXT
 from alerts.oncall_telegram import Presses, TelegramPoller
 from alerts.outbox import Outbox, OutboxCounters
-from alerts.routing import Route, RouteConfig, build_route
+from alerts.routing import Route, RouteConfig, build_route, receivers_used
 from alerts.silences import Silence, new_silence, silenced_by
 from ioc.logs import fields
 from ioc.store.alert_delivery import (
@@ -122,6 +122,8 @@ class Dispatcher:
         self._last_prune = 0.0
         self._unrecorded: list[HistoryEvent] = []
         self._unacked: list[str] = []
+        # fingerprint -> until when the ack of a resolved alert waits for it to fire again
+        self._ack_grace: dict[str, float] = {}
         # Set while this instance is the alert leader (ioc.leader): every enqueue proves it.
         self.fence: Fence | None = None
         # On call (alerts.escalation): the roster, escalations, acks from the message.
@@ -228,6 +230,26 @@ class Dispatcher:
         if self.telegram is not None:
             self.telegram.start()
         self._task = asyncio.create_task(self._run(), name="ioc-alert-dispatcher")
+        self._say_where_alerts_go()
+
+    def _say_where_alerts_go(self) -> None:
+        """Once, when this instance starts leading: the receivers that send nowhere.
+
+        Their groups are still formed, recorded and shown (wall, console, alert API); only
+        no message leaves. Without this line a demo looks as if it paged someone."""
+        silent = sorted(r for r in receivers_used(self.settings.route)
+                        if not self.settings.integrations.get(r))
+        if not silent:
+            return
+        if silent == [NO_RECEIVER]:
+            log.info("alerts are shown on the wall, the console and /api/v1/alerts but sent "
+                     "to no one: no alerts.route is configured; add alerts.receivers (webhook, "
+                     "e-mail, Telegram, Zalo, Alertmanager, …) and an alerts.route to send "
+                     "them (docs/alerting.md)")
+        else:
+            log.info("alerts routed to a receiver without channels are shown but sent to no "
+                     "one; give it a channel to send them (docs/alerting.md)",
+                     extra=fields(receivers=",".join(silent)))
 
     async def load_log(self) -> None:
         """Forget this instance's groups; read what every group was last told from the store."""
@@ -238,6 +260,7 @@ class Dispatcher:
         self.alerts = {}  # the engine's first cycle tells what fires now
         self._unrecorded.clear()
         self._unacked.clear()
+        self._ack_grace.clear()
         self._changed()
 
     async def step_down(self) -> None:
@@ -326,8 +349,7 @@ class Dispatcher:
         for fp in ended:  # the engine dropped it without a resolution (rule removed)
             events.append(_state_event(self.alerts[fp], "resolved", now))
         self.alerts = {fp: a for fp, a in current.items()}
-        gone = [fp for fp in self.acks if fp not in current
-                or current[fp].state is AlertState.RESOLVED]
+        gone = self._acks_ended(current, now)
         for fp in gone:
             self.acks.pop(fp, None)
         # Memory first: the engine hands over a resolution only once, so it must reach its
@@ -353,6 +375,23 @@ class Dispatcher:
             except StoreError as exc:
                 log.warning("escalations not updated yet, will retry",
                             extra=fields(error=str(exc)))
+
+    def _acks_ended(self, current: dict[str, Alert], now: float) -> list[str]:
+        """The acks whose alert is over: resolved, or gone, and not back within the rule's
+        ``keep_firing_for`` of resolving. A flap of the same alert inside that span is the
+        same problem the operator already took, so it keeps its ack (docs/alerting.md)."""
+        grace = self._ack_grace
+        for fp, alert in current.items():
+            if alert.state is AlertState.FIRING:
+                grace.pop(fp, None)
+            elif fp in self.acks and alert.keep_firing_for > 0:
+                grace[fp] = (alert.resolved_at or now) + alert.keep_firing_for
+        gone = [fp for fp in self.acks
+                if (fp not in current or current[fp].state is AlertState.RESOLVED)
+                and grace.get(fp, now) <= now]
+        for fp in [fp for fp, until in grace.items() if until <= now or fp not in self.acks]:
+            del grace[fp]
+        return gone
 
     # -- flushing ------------------------------------------------------------------------
 
@@ -407,6 +446,8 @@ class Dispatcher:
                 raise
             for snap, decision in decided:
                 self.nflog[(snap.receiver, snap.key)] = decision.entry
+                if not self.settings.integrations.get(snap.receiver):
+                    continue  # nothing was queued: said once at lead()
                 log.info("notification queued", extra=fields(
                     receiver=snap.receiver, group=snap.key, status=decision.status,
                     firing=len(decision.firing), resolved=len(decision.resolved)))

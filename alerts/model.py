@@ -46,6 +46,7 @@ class Alert:
     resolved_at: float | None = None  # when it resolved
     last_eval: float = 0.0
     fingerprint: str = field(default="")
+    keep_firing_for: float = 0.0      # the rule's; an ack outlives a resolution this long
 
     def __post_init__(self) -> None:
         if not self.fingerprint:

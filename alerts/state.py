@@ -45,11 +45,11 @@ class ActiveAlert:
             self.fingerprint = fingerprint(self.labels)
 
     def to_alert(self, now: float, state: AlertState | None = None,
-                 resolved_at: float | None = None) -> Alert:
+                 resolved_at: float | None = None, keep_firing_for: float = 0.0) -> Alert:
         return Alert(labels=self.labels, annotations=self.annotations,
                      state=state or self.state, value=self.value, active_at=self.active_at,
                      fired_at=self.fired_at, resolved_at=resolved_at, last_eval=now,
-                     fingerprint=self.fingerprint)
+                     fingerprint=self.fingerprint, keep_firing_for=keep_firing_for)
 
 
 @dataclass(slots=True)
@@ -124,7 +124,8 @@ class RuleState:
                     continue
             del alerts[labels]
             out.removed.append(alert)
-            out.resolved.append(alert.to_alert(now, AlertState.RESOLVED, resolved_at=now))
+            out.resolved.append(alert.to_alert(now, AlertState.RESOLVED, resolved_at=now,
+                                               keep_firing_for=self.keep_firing_for))
         return out
 
     def rerender(self) -> list[ActiveAlert]:

@@ -301,9 +301,14 @@ class WallConfig(StrictModel):
 class ConfigIssue:
     path: str
     message: str
+    # What the path points into, by name: a collector's `name` (collectors[10] is hard to
+    # find in a file of 40 blocks; stttt-health is not). The path stays positional, so it is
+    # exact even when the name is missing or duplicated.
+    subject: str = ""
 
     def __str__(self) -> str:
-        return f"{self.path}: {self.message}" if self.path else self.message
+        where = f"{self.path} ({self.subject})" if self.subject else self.path
+        return f"{where}: {self.message}" if self.path else self.message
 
 
 class ConfigError(Exception):
@@ -379,31 +384,68 @@ def issues_from_validation(exc: ValidationError, prefix: tuple[Any, ...],
 # --------------------------------------------------------------------------------------------
 # Environment substitution
 
-_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$\$")
+_ENV_REF = re.compile(
+    r"\$\{([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)(?::-([^}]*))?\}|\$\$")
+
+
+def _referenced(root: Any, name: str) -> Any:
+    """The value at a dotted key path (``simulator.listen``) of the parsed document."""
+    node = root
+    for part in name.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
 
 
 def substitute_env(data: Any, env: Mapping[str, str], path: tuple[Any, ...] = (),
                    issues: list[ConfigIssue] | None = None,
-                   used: list[str] | None = None) -> Any:
+                   used: list[str] | None = None, root: Any = None) -> Any:
     """Replace ``${VAR}`` and ``${VAR:-default}`` in every string value; ``$$`` is a ``$``.
 
     Done on the parsed YAML (not the raw text) so a secret containing ``:`` or ``#`` cannot
     change the document's structure. Values taken from the environment are remembered in
     ``used`` so the log formatter can mask them.
+
+    A dotted name refers to another key of the same file instead: ``${simulator.listen}``
+    is that key's value (itself substituted), so one setting can feed many (the demo's 38
+    collector URLs follow the simulator's address). A reference must name a string or
+    number, and may not lead to another reference (no chains, no cycles).
     """
     if issues is None:
         issues = []
+    if root is None:
+        root = data
     if isinstance(data, dict):
-        return {k: substitute_env(v, env, (*path, k), issues, used) for k, v in data.items()}
+        return {k: substitute_env(v, env, (*path, k), issues, used, root)
+                for k, v in data.items()}
     if isinstance(data, list):
-        return [substitute_env(v, env, (*path, i), issues, used) for i, v in enumerate(data)]
+        return [substitute_env(v, env, (*path, i), issues, used, root)
+                for i, v in enumerate(data)]
     if not isinstance(data, str) or "$" not in data:
         return data
+
+    def reference(name: str) -> str:
+        value = _referenced(root, name)
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            issues.append(ConfigIssue(
+                format_path(path), f"${{{name}}} refers to no string or number in this file"))
+            return ""
+        text = str(value)
+        if any("." in m.group(1) for m in _ENV_REF.finditer(text) if m.group(1)):
+            issues.append(ConfigIssue(
+                format_path(path), f"${{{name}}} refers to a value with a reference of its "
+                                   "own; refer to the variable it uses instead"))
+            return ""
+        # the referenced key's own substitution reports its problems and records secrets
+        return str(substitute_env(text, env, path, [], None, root))
 
     def repl(match: re.Match[str]) -> str:
         if match.group(0) == "$$":
             return "$"
         name, default = match.group(1), match.group(2)
+        if "." in name:
+            return reference(name)
         value = env.get(name)
         if value is None or (value == "" and default is not None):
             if default is None:

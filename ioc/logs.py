@@ -88,8 +88,11 @@ def setup_logging(level: str = "info", fmt: str = "logfmt", secrets: Iterable[st
     root.addHandler(handler)
     root.setLevel(level.upper())
     logging.getLogger("aiohttp.access").setLevel(max(logging.WARNING, root.level))
-    # Alembic announces its plugins once per process; the revisions it runs stay at INFO.
-    logging.getLogger("alembic.runtime.plugins").setLevel(max(logging.WARNING, root.level))
+    # Alembic narrates every migration (its context, DDL mode, each revision's docstring);
+    # ioc.store says in one line what changed ("schema upgraded from … to …"). Its own lines
+    # come back with `logging.level: debug`, for whoever is debugging a migration.
+    logging.getLogger("alembic").setLevel(
+        logging.DEBUG if root.level <= logging.DEBUG else max(logging.WARNING, root.level))
 
 
 def fields(**kw: Any) -> dict[str, Any]:

@@ -33,6 +33,9 @@ SAMPLE_METRICS: dict[str, str] = {
     "ioc_probe_http_status_code": "HTTP status code of the last response of the target.",
     "ioc_target_state_up": "Debounced state of the target (failure_threshold / "
                            "recovery_threshold): 1 up, 0 down.",
+    "ioc_target_failure_reason": "Why the last failed poll of the target failed, as the index "
+                                 "of its reason in docs/reports.md's list (kept with each "
+                                 "failed poll for the incident ledger).",
     "ioc_probe_http_content_length_bytes": "Bytes of the last response body (decompressed).",
     "ioc_probe_http_redirects": "Redirects followed by the last check.",
     "ioc_probe_http_final_url_info": "The URL the last check ended at after redirects "
@@ -87,6 +90,7 @@ SAMPLE_LABELS: dict[str, tuple[str, ...]] = {
     "ioc_probe_duration_seconds": _TARGET,
     "ioc_probe_http_status_code": _TARGET,
     "ioc_target_state_up": _TARGET,
+    "ioc_target_failure_reason": _TARGET,
     "ioc_probe_http_content_length_bytes": _TARGET,
     "ioc_probe_http_redirects": _TARGET,
     "ioc_probe_http_final_url_info": (*_TARGET, "url"),
@@ -148,14 +152,20 @@ class CacheFamily(Metric):
 
 
 class SampleExporter(Collector):
-    def __init__(self, cache: SeriesCache) -> None:
+    """The cache's series; ``exclude`` names families another collector exports (the
+    province's indices are cached for the wall, exported by ioc.indices.IndexExporter)."""
+
+    def __init__(self, cache: SeriesCache, exclude: frozenset[str] = frozenset()) -> None:
         self.cache = cache
+        self.exclude = exclude
 
     def describe(self) -> list[Metric]:
         return []  # dynamic families: don't let the registry call collect() at register time
 
     def collect(self) -> Iterator[Metric]:
         for metric in sorted(self.cache.metrics()):
+            if metric in self.exclude:
+                continue
             by_labels = self.cache.snapshot(metric)  # not series(): see its docstring
             labels, windows = list(by_labels), list(by_labels.values())
             if any(window.latest is not None for window in windows):
@@ -262,8 +272,9 @@ class ServiceMetrics:
             ["kind"], buckets=_LATENCY_BUCKETS, registry=registry)
         self.last_success = LastSuccessGauge(registry)
         self.failures = Counter(
-            "ioc_probe_failures_total", "Failed polls by target and failure reason.",
-            ["target", "reason"], registry=registry)
+            "ioc_probe_failures_total",
+            "Failed polls by target (with its department) and failure reason.",
+            ["target", "department", "reason"], registry=registry)
         self.scheduler_lag = Histogram(
             "ioc_scheduler_lag_seconds",
             "How late each poll started after its scheduled time (incl. waiting for a slot).",

@@ -75,7 +75,8 @@ class Pipeline:
         if not result.up:
             # the label set stays closed even if a collector invents a reason
             reason = result.reason if result.reason in FAILURE_REASONS else "error"
-            self.metrics.failures.labels(target=outcome.target, reason=reason).inc()
+            self.metrics.failures.labels(target=outcome.target, department=state.department,
+                                         reason=reason).inc()
         for hook in self.hooks:
             try:
                 hook(outcome)

@@ -20,6 +20,7 @@ import aiohttp
 
 from ioc import clock
 from ioc.collector import Collector, CollectorFailure, interrupted_phase
+from ioc.incidents import reason_code
 from ioc.logs import fields
 from ioc.metrics import ServiceMetrics
 from ioc.model import CollectResult, Sample, make_labels
@@ -73,6 +74,9 @@ class PollRunner:
             Sample("ioc_probe_duration_seconds", self.labels, duration, started_wall),
             *result.samples,
         )
+        if not result.up:  # stored beside the poll, so incidents know their causes
+            samples += (Sample("ioc_target_failure_reason", self.labels,
+                               reason_code(result.reason), started_wall),)
         outcome = PollOutcome(target=self.name, kind=self.kind, ts=finished,
                               duration=duration, result=result, samples=samples,
                               state_up=state_up)

@@ -12,6 +12,7 @@ import logging
 import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -35,7 +36,9 @@ from ioc.config import AuthConfig
 from ioc.config_types import CollectorConfig, split_listen
 from ioc.event_loop import loop_name, watch_lag
 from ioc.event_sink import EventSink
-from ioc.indices import IndexExporter
+from ioc.incident_job import INCIDENT_SYNC_INTERVAL, IncidentJob
+from ioc.incidents import Window
+from ioc.indices import INDEX_METRICS, IndexExporter, IndexFeed
 from ioc.leader import LeaderMetrics, election_dsn
 from ioc.logs import fields
 from ioc.membership import AutoShard, Change, MembershipMetrics
@@ -46,10 +49,10 @@ from ioc.metrics import (
     ServiceMetrics,
     watch_store_partitions,
 )
-from ioc.model import FAILURE_REASONS
 from ioc.pipeline import Pipeline
 from ioc.poll_limits import PollLimits
 from ioc.remote_write import RemoteWriter
+from ioc.reports.collect import collect as collect_report
 from ioc.runner import PollRunner
 from ioc.scheduler import Job, Scheduler, SchedulerMetrics
 from ioc.sharding import AUTO, Ownership, Shard, parse_shard
@@ -60,6 +63,7 @@ from ioc.store.announcement import AnnouncementStore
 from ioc.store.audit import AuditStore
 from ioc.store.base import StoreError
 from ioc.store.events import EventStore
+from ioc.store.incidents import IncidentStore
 from ioc.store.retention import prune_loop
 from ioc.store.rollup_job import RollupJob
 from ioc.store.writer import StoreWriter
@@ -106,7 +110,7 @@ class IocApp:
         self.metrics = ServiceMetrics(self.registry, __version__)
         self.cache = SeriesCache(config.collection.window, config.collection.window_points,
                                  max_series=config.collection.max_series)
-        self.registry.register(SampleExporter(self.cache))
+        self.registry.register(SampleExporter(self.cache, exclude=INDEX_METRICS))
         self.registry.register(CacheStats(self.cache))
         self.registry.register(IndexExporter(config.indices))
         self.board = StatusBoard()
@@ -127,6 +131,7 @@ class IocApp:
             queue_limit=config.storage.queue_limit,
         )
         self.pipeline = Pipeline(self.cache, self.board, self.writer, self.metrics)
+        self.pipeline.add_hook(IndexFeed(self.cache, config.indices, clock.now()))
         # Security events: probes' findings come through the pipeline, pushes and syslog
         # straight into the sink; everything is stored and counted once by (source, id).
         self.event_store = EventStore(config.storage.url)
@@ -155,6 +160,7 @@ class IocApp:
         self._prune_task: asyncio.Task[None] | None = None
         self._rollup_task: asyncio.Task[None] | None = None
         self._lag_task: asyncio.Task[None] | None = None
+        self._incident_task: asyncio.Task[None] | None = None
         self.started_at: float | None = None
         self.bound_port: int | None = None
         # With collection.shard i/N this instance polls only its share of the targets; the
@@ -220,6 +226,13 @@ class IocApp:
             storage_url=config.storage.url if tail is not None else None)
         # Trust: the audit log of writes, the web layer's refusal counters, config reloads.
         self.audit = AuditStore(config.storage.url)
+        self.incidents = IncidentStore(config.storage.url)
+        self.incident_job = IncidentJob(
+            self.incidents, interval=INCIDENT_SYNC_INTERVAL,
+            leading=lambda: self.alert_role.leading, fence=lambda: self.alerts.fence,
+            windows=lambda: [Window(w.department, w.starts_at, w.ends_at)
+                             for w in self.dispatcher.windows.values()], clock=clock.now,
+            late=self.store.ledger_late_writes)
         self.trust = TrustMetrics(self.registry)
         # The edges of the web server: who is a proxy, and how long and how many connections
         # any client may hold (web/forwarded.py, web/connections.py).
@@ -234,7 +247,8 @@ class IocApp:
             config=lambda: self.config, clock=clock.now, monotonic=clock.monotonic,
             board=self.board, cache=self.cache, event_counts=self.event_counts.cache,
             department_names=self.department_names, samples=self.store, events=self.events,
-            audit=self.audit, announcements=AnnouncementStore(config.storage.url),
+            audit=self.audit, incidents=self.incidents, report=self._report,
+            announcements=AnnouncementStore(config.storage.url),
             alerts=self.dispatcher, registry=self.registry, trust=self.trust,
             polling=lambda: self.scheduler.running, shard_ready=self._shard_ready,
             proxies=self.proxies, try_target=self.try_target, reload=self.reload,
@@ -277,6 +291,11 @@ class IocApp:
             name=runner.name, department=collector_config.department, kind=runner.kind,
             interval=runner.interval, shard=self._own_index()))
         return runner
+
+    async def _report(self, period: str, now: float,
+                      department: str | None) -> dict[str, Any]:
+        """A period's report as data, from the config in force (``GET /api/v1/reports``)."""
+        return await collect_report(self.config, period, now=now, department=department)
 
     def _shard_ready(self) -> str | None:
         """With ``--shard auto``: ``ok`` while a proven member, else why not (``/readyz``)."""
@@ -430,10 +449,15 @@ class IocApp:
         self._targets_changed()
 
     def _drop_target_metrics(self, name: str) -> None:
-        # ioc_collector_last_success_timestamp_seconds went with the board entry.
-        for reason in (*FAILURE_REASONS, "error"):
+        # ioc_collector_last_success_timestamp_seconds went with the board entry. The target's
+        # failure series, under whichever department it had: read from the counter itself.
+        failures = self.metrics.failures
+        keys = {(s.labels["department"], s.labels["reason"])
+                for family in failures.collect() for s in family.samples
+                if s.labels.get("target") == name and s.name.endswith("_total")}
+        for department, reason in keys:
             try:
-                self.metrics.failures.remove(name, reason)
+                failures.remove(name, department, reason)
             except KeyError:
                 pass
 
@@ -492,6 +516,9 @@ class IocApp:
         await self.wall.open()  # the announcement operators set
         await self.alert_role.start()  # delivery and, on the alert leader, evaluation
         await self.audit.open()
+        await self.incidents.open()
+        self._incident_task = asyncio.create_task(self.incident_job.run_forever(),
+                                                  name="ioc-incidents")
         if self.shared_board is not None:
             await self.shared_board.start()
         self._prune_task = asyncio.create_task(
@@ -567,11 +594,12 @@ class IocApp:
             self._session = None
         for runner in self.runners.values():
             await runner.close()
-        for task in (self._prune_task, self._rollup_task, self._lag_task):
+        for task in (self._prune_task, self._rollup_task, self._lag_task,
+                     self._incident_task):
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
-        self._prune_task = self._rollup_task = self._lag_task = None
+        self._prune_task = self._rollup_task = self._lag_task = self._incident_task = None
         if self.shared_board is not None:
             await self.shared_board.stop()
         await self.writer.stop()
@@ -581,6 +609,7 @@ class IocApp:
         await self.dispatcher.stop()
         await self.wall.aclose()
         await self.audit.close()
+        await self.incidents.close()
         await self.store.close()
         if self._sim_runner is not None:
             await self._sim_runner.cleanup()

@@ -11,6 +11,7 @@ import sys
 
 from ioc import __version__, event_loop
 from ioc.logs import fields, setup_logging
+from service import report_command
 from service.config import Config, ConfigError, load_config
 
 log = logging.getLogger("ioc")
@@ -56,6 +57,8 @@ def _parser() -> argparse.ArgumentParser:
         db_command = db_sub.add_parser(name, help=text)
         db_command.add_argument("-c", "--config", default="config.yaml",
                                 help="config file (config.yaml)")
+
+    report_command.add_parser(sub)
 
     rules = sub.add_parser("rules", help="work with alert rules")
     rules_sub = rules.add_subparsers(dest="rules_command", required=True)
@@ -167,6 +170,19 @@ class _StopSignals:
         return self._received[0] if self._received else "unknown"
 
 
+def console_hint(config: Config, url: str) -> str:
+    """How to sign in to the console: which tokens may, by name (never the token itself), or
+    why nobody can — the console asks for an operator token, and a config without one
+    otherwise leaves a new user at a sign-in form nothing can pass."""
+    console = url.rstrip("/") + "/console"
+    names = [t.name for t in config.auth.tokens if {"operator", "admin"} & set(t.roles)]
+    if not names:
+        return (f"console: {console} needs an operator token, and auth.tokens has none; "
+                "add one (docs/configuration.md#auth) to sign in")
+    return (f"console: {console}  sign in with the token of {', '.join(names)} "
+            f"(auth.tokens in {config.source})")
+
+
 async def _run(config: Config, listen: str | None) -> int:
     from ioc.store.base import StoreError
     from ioc.store.migrate import MigrationRequiredError
@@ -182,6 +198,7 @@ async def _run(config: Config, listen: str | None) -> int:
             await app.stop(grace=0)
             return EXIT_FAILED
         print(f"ioc {__version__} is running at {app.url}  (Ctrl+C to stop)", flush=True)
+        print(console_hint(config, app.url), flush=True)
         # What start-up built (imported modules, config models, templates, SQLAlchemy's
         # metadata) lives as long as the process; moved out of the collector's generations,
         # it is no longer scanned by every full collection that polling's garbage triggers
@@ -235,6 +252,8 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_check(args.config)
     if args.command == "db":
         return cmd_db(args.db_command, args.config)
+    if args.command == "report":
+        return report_command.run(args)
     if args.command == "try":
         return cmd_try(args.config, args.names, args.json, args.lang)
     if args.command == "simulate":

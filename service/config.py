@@ -11,8 +11,9 @@ run ``ioc check`` once per typo. Nothing starts on a bad config.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +109,29 @@ class Config:
 
 
 
+_COLLECTOR_PATH = re.compile(r"^collectors\[(\d+)\]")
+
+
+def _collector_names(raw_collectors: Any) -> dict[int, str]:
+    """Position -> ``name`` of every collector block that has a usable one."""
+    if not isinstance(raw_collectors, list):
+        return {}
+    names = {}
+    for index, block in enumerate(raw_collectors):
+        name = block.get("name") if isinstance(block, dict) else None
+        if isinstance(name, str) and name.strip():
+            names[index] = name if len(name) <= 64 else name[:61] + "..."
+    return names
+
+
+def _name_collectors(issues: list[ConfigIssue], names: Mapping[int, str]) -> None:
+    """Give every issue inside ``collectors[N]`` that block's name as its subject."""
+    for index, issue in enumerate(issues):
+        match = _COLLECTOR_PATH.match(issue.path)
+        if match and not issue.subject and int(match.group(1)) in names:
+            issues[index] = replace(issue, subject=names[int(match.group(1))])
+
+
 # --------------------------------------------------------------------------------------------
 # Loading
 
@@ -194,7 +218,11 @@ def parse_config(raw: Any, *, env: Mapping[str, str] | None = None,
     issues.extend(collector_issues)
 
     if file_model is not None:
-        for index, block in enumerate(collectors):
+        # by the block's own position: `collectors` holds only the blocks that validated
+        position = {name: index for index, name in reversed(
+            _collector_names(data.get("collectors")).items())}
+        for block in collectors:
+            index = position.get(block.name, 0)
             interval = block.interval or file_model.collection.interval
             if block.timeout is not None and block.timeout > interval:
                 issues.append(ConfigIssue(
@@ -227,6 +255,7 @@ def parse_config(raw: Any, *, env: Mapping[str, str] | None = None,
         issues.extend(ConfigIssue(issue.path, issue.message) for issue in rule_issues)
 
     if issues or file_model is None:
+        _name_collectors(issues, _collector_names(data.get("collectors")))
         # Values from the environment are secrets: `ioc check` must not print them back.
         # Both as written and as quoted by repr() in "(got '…')": a backslash or quote in
         # the value would otherwise let the quoted form through.
@@ -236,7 +265,10 @@ def parse_config(raw: Any, *, env: Mapping[str, str] | None = None,
             message = issue.message
             for value in hidden:
                 message = message.replace(value, "***")
-            issues[index] = ConfigIssue(issue.path, message)
+            subject = issue.subject
+            for value in hidden:
+                subject = subject.replace(value, "***")
+            issues[index] = ConfigIssue(issue.path, message, subject)
         raise ConfigError(source, issues)
     secrets = tuple(sorted(set(used), key=len, reverse=True))
     extra = [t.token.get_secret_value() for t in file_model.auth.tokens]

@@ -46,6 +46,13 @@ with a token or basic auth (see [`metrics`](configuration.md#metrics)).
 
 The ready Grafana dashboard and the Prometheus rules built on these metrics are in `deploy/`
 (see [deploy.md](deploy.md#prometheus-and-grafana)).
+
+**Label changes.** `ioc_probe_failures_total` carries `department` (the failing target's
+owner) besides `target` and `reason`, so failures can be summed or filtered by department
+(the dashboard's failure panel follows its `$department` variable). Queries that aggregate
+`by (target, reason)` are unaffected; a query or alert that compares whole label sets with
+another family (`on (target)` without `ignoring`, or a recording rule's output labels) sees
+the extra label. The series start again from zero under the new label set.
 """
 
 SECTIONS = (

@@ -42,14 +42,15 @@ def test_check_lists_all_three_mistakes_and_exits_2() -> None:
     result = run("check", "-c", "tests/data/config/three_mistakes.bad.yaml")
     assert result.returncode == 2
     assert "3 error(s)" in result.stderr
-    for path in ("collection.interval", "collectors[0].intreval", "collectors[1].department"):
-        assert f"  - {path}: " in result.stderr
+    for where in ("collection.interval", "collectors[0].intreval (a)",
+                  "collectors[1].department (b)"):
+        assert f"  - {where}: " in result.stderr
 
 
 def test_check_names_each_pattern_re2_refuses() -> None:
     result = run("check", "-c", "tests/data/config/bad_regex.bad.yaml")
     assert result.returncode == 2 and "4 error(s)" in result.stderr
-    for path in ("collectors[0].body_regex", "collectors[1].expect",
+    for path in ("collectors[0].body_regex (a)", "collectors[1].expect (b)",
                  "events.syslog.patterns[0].match", "alerts.inhibit_rules[0].source_matchers"):
         assert f"  - {path}: invalid regular expression" in result.stderr
 
@@ -85,8 +86,8 @@ def test_sigterm_stops_gracefully_and_keeps_every_sample(tmp_path: Path) -> None
     config["simulator"] = {"enabled": True, "listen": f"127.0.0.1:{sim_port}",
                            "latency_scale": 0.2, "token": "${IOC_SIM_TOKEN:-}"}
     config["collection"]["interval"] = "1s"
-    for block in config["collectors"]:
-        block["url"] = block["url"].replace("127.0.0.1:8081", f"127.0.0.1:{sim_port}")
+    for block in config["collectors"]:  # their URLs follow ${simulator.listen}
+        assert "${simulator.listen}" in block["url"]
         block.pop("interval", None)
         block.pop("timeout", None)
     path = tmp_path / "config.yaml"
@@ -164,7 +165,7 @@ def test_sigterm_during_start_up_is_not_a_kill(tmp_path: Path) -> None:
         port = silent.getsockname()[1]
         config = yaml.safe_load((ROOT / "config.yaml").read_text(encoding="utf-8"))
         config["storage"] = {"url": f"postgresql+asyncpg://ioc@127.0.0.1:{port}/ioc"}
-        config["simulator"] = {"enabled": False}
+        config["simulator"] = {"enabled": False, "listen": "127.0.0.1:9"}  # URLs refer to it
         path = tmp_path / "config.yaml"
         path.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
         proc = subprocess.Popen([*IOC, "run", "-c", str(path), "--listen",

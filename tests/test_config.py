@@ -23,7 +23,11 @@ BAD_CONFIGS = {
     "bad_url": [("collectors[0].url", "expected an http:// or https:// URL")],
     "missing_key": [("collectors[0].url", "required key is missing")],
     "timeout_over_interval": [("collectors[0].timeout", "longer than the interval")],
+    "timeout_after_a_broken_block": [("collectors[0].type", "unknown: 'htpp'"),
+                                     ("collectors[1].timeout", "longer than the interval")],
     "bad_listen": [("service.listen", "expected HOST:PORT")],
+    "bad_reference": [("simulator.token", "${simulator.nothing} refers to no string or number"),
+                      ("service.title", "${simulator.enabled} refers to no string or number")],
     "bad_status": [("collectors[0].expected_status", "expected a status code or range")],
     "bad_yaml": [("", "invalid YAML: line")],
     "bad_storage_url": [("storage.url", "expected sqlite+aiosqlite:///PATH")],
@@ -59,6 +63,60 @@ def test_bad_config_reports_each_error(name: str) -> None:
     assert len(issues) == len(expected), issues
     for path, fragment in expected:
         assert any(i.path == path and fragment in i.message for i in issues), (path, issues)
+
+
+def test_errors_inside_a_collector_name_it() -> None:
+    raw = {"departments": [{"code": "STP", "name": "Sở Tư pháp", "kind": "department"}],
+           "collectors": [
+               {"type": "http", "name": "stp-health", "department": "STP",
+                "url": "http://127.0.0.1:9/"},
+               {"type": "http", "name": "stttt-health", "department": "STTTT",
+                "url": "http://127.0.0.1:9/", "interval": "soon"},
+               {"type": "http", "department": "STP", "url": "http://127.0.0.1:9/"},
+               {"type": "tcp", "name": "${IOC_TEST_NAME}", "department": "STP"},
+               {"type": "http", "name": "x" * 100, "department": "STP", "url": "ftp://a"}]}
+    with pytest.raises(ConfigError) as info:
+        parse_config(raw, env={"IOC_TEST_NAME": "s3cret-name"})
+    lines = str(info.value).splitlines()
+    assert any(line.startswith("  - collectors[1].department (stttt-health): unknown "
+                               "department 'STTTT'") for line in lines), lines
+    assert any(line.startswith("  - collectors[1].interval (stttt-health): ")
+               for line in lines), lines
+    assert any(line.startswith("  - collectors[2].name: required key") for line in lines)
+    assert any(line.startswith("  - collectors[3].host (***): ") for line in lines), lines
+    assert any(line.startswith(f"  - collectors[4].url ({'x' * 61}...): ") for line in lines)
+    assert "s3cret-name" not in str(info.value)
+    issue = next(i for i in info.value.issues if i.path == "collectors[1].interval")
+    assert issue.subject == "stttt-health"
+
+
+def test_one_setting_moves_the_demo_simulator_and_every_url_that_polls_it() -> None:
+    moved = load_config(ROOT / "config.yaml", env={"IOC_SIM_LISTEN": "127.0.0.1:18081"})
+    default = load_config(ROOT / "config.yaml", env={})
+    assert moved.simulator.listen == "127.0.0.1:18081"
+    assert default.simulator.listen == "127.0.0.1:8081"
+    for config, host in ((moved, "127.0.0.1:18081"), (default, "127.0.0.1:8081")):
+        urls = [str(c.url) for c in config.collectors]  # type: ignore[attr-defined]
+        assert len(urls) == 38 and all(u.startswith(f"http://{host}/") for u in urls), urls
+
+
+def test_references_to_other_keys() -> None:
+    raw = {"simulator": {"listen": "${SIM:-127.0.0.1:8081}"},
+           "service": {"title": "$${simulator.listen} at ${simulator.listen}"},
+           "departments": [{"code": "STP", "name": "Sở Tư pháp", "kind": "department"}],
+           "collectors": [{"type": "http", "name": "a", "department": "STP",
+                           "url": "http://${simulator.listen}/STP/health"}],
+           "province": {"name": "${service.title}"}}
+    with pytest.raises(ConfigError) as info:
+        parse_config(raw, env={"SIM": "10.0.0.5:9000"})
+    (issue,) = info.value.issues  # a chain is refused, whatever it would have given
+    assert issue.path == "province.name" and "a reference of its own" in issue.message
+    del raw["province"]
+    config = parse_config(raw, env={"SIM": "10.0.0.5:9000"})
+    assert config.service.title == "${simulator.listen} at 10.0.0.5:9000"
+    url = config.collectors[0].url  # type: ignore[attr-defined]
+    assert str(url) == "http://10.0.0.5:9000/STP/health"
+    assert "10.0.0.5:9000" in config.secrets  # from the environment: masked in logs
 
 
 def test_demo_config_is_valid() -> None:

@@ -82,7 +82,7 @@ def registry_like_ioc() -> tuple[CollectorRegistry, SeriesCache]:
     samples.append(Sample("ioc_dossiers", make_labels({"x.y": "dotted label name"}), 4.0, 1.8e9))
     samples.append(Sample("ioc:recorded", make_labels(target="t0"), 2.0, 1.8e9))
     cache.add(samples)
-    metrics.failures.labels(target="t1", reason="timeout").inc(3)
+    metrics.failures.labels(target="t1", department="STP", reason="timeout").inc(3)
     Info("ioc_extra", "An info metric.", registry=registry).info({"a": "1", "b": 'q"'})
     Enum("ioc_mode", "A stateset.", states=["up", "down"], registry=registry).state("down")
     exemplars = Counter("ioc_with_exemplar", "A counter with an exemplar.", registry=registry)

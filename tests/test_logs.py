@@ -60,3 +60,29 @@ def test_level_filters(restore_root_logger) -> None:
     setup_logging("warning", "logfmt", stream=out)
     logging.getLogger("ioc").info("quiet")
     assert out.getvalue() == ""
+
+
+@pytest.mark.parametrize(("level", "alembic_lines"), [("info", 0), ("debug", 1)])
+def test_a_migration_logs_one_line_unless_debugging(restore_root_logger, tmp_path,
+                                                    level: str, alembic_lines: int) -> None:
+    from sqlalchemy import create_engine
+
+    from ioc.store.migrate import ensure_schema
+
+    out = io.StringIO()
+    setup_logging(level, "logfmt", stream=out)
+    engine = create_engine(f"sqlite:///{tmp_path / 'ioc.db'}")
+    try:
+        with engine.begin() as conn:
+            ensure_schema(conn, where="test.db")
+        with engine.begin() as conn:
+            ensure_schema(conn, where="test.db")  # at head: nothing to say
+    finally:
+        engine.dispose()
+    lines = out.getvalue().splitlines()
+    ours = [line for line in lines if "logger=ioc.store" in line]
+    assert len(ours) == 1 and "schema upgraded from no ioc schema" in ours[0], lines
+    theirs = [line for line in lines if "logger=alembic" in line]
+    assert (len(theirs) > 0) == bool(alembic_lines), lines
+    if level == "info":
+        assert len(lines) == 1, lines

@@ -130,7 +130,8 @@ async def test_unexpected_status_is_down_with_reason(harness, aiohttp_server) ->
     assert outcome.result.reason == "http_status"
     assert "503" in (outcome.result.error or "")
     assert harness.registry.get_sample_value(
-        "ioc_probe_failures_total", {"target": "stp-web", "reason": "http_status"}) == 1
+        "ioc_probe_failures_total",
+        {"target": "stp-web", "department": "STP", "reason": "http_status"}) == 1
 
 
 async def test_expected_status_ranges(harness, aiohttp_server) -> None:

@@ -22,6 +22,7 @@ from web import (
     console,
     events_api,
     forwarded,
+    incidents_api,
     maintenance_api,
     oncall_api,
     reload_api,
@@ -163,6 +164,7 @@ def create_web_app(context: WebContext, wall: WallFeed) -> web.Application:
     audit_api.add_routes(app)
     reload_api.add_routes(app)
     try_api.add_routes(app)
+    incidents_api.add_routes(app)
     app.router.add_get("/api/openapi.json", openapi)
     return app
 

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from ioc.store.announcement import AnnouncementStore
     from ioc.store.audit import AuditStore
     from ioc.store.events import EventStore
+    from ioc.store.incidents import IncidentStore
     from ioc.store.maintenance_store import OperatorWindow
     from ioc.trace import Trace
     from web.client_limits import TrustMetrics
@@ -155,6 +156,9 @@ class WebContext:
     samples: SampleReader                        # range queries and the readiness ping
     events: EventIntake
     audit: AuditStore
+    incidents: IncidentStore                     # the incident ledger and its notes
+    # a period's report as data (ioc.reports.collect; raises ValueError, StoreError)
+    report: Callable[[str, float, str | None], Awaitable[dict[str, Any]]]
     announcements: AnnouncementStore
     alerts: AlertDesk
     registry: CollectorRegistry

@@ -14,6 +14,7 @@ from web.alerts_api import ALERT_PATHS, ALERT_SCHEMAS
 from web.announcement import ANNOUNCEMENT_PATHS, ANNOUNCEMENT_SCHEMAS
 from web.audit_api import AUDIT_PATHS, AUDIT_SCHEMAS
 from web.events_api import EVENT_PATHS, EVENT_SCHEMAS
+from web.incidents_api import INCIDENT_PATHS, INCIDENT_SCHEMAS
 from web.maintenance_api import MAINTENANCE_PATHS, MAINTENANCE_SCHEMAS
 from web.oncall_api import ONCALL_PATHS, ONCALL_SCHEMAS
 from web.reload_api import RELOAD_PATHS, RELOAD_SCHEMAS
@@ -125,6 +126,7 @@ SCHEMAS: dict[str, Any] = {
     **AUDIT_SCHEMAS,
     **RELOAD_SCHEMAS,
     **TRY_SCHEMAS,
+    **INCIDENT_SCHEMAS,
 }
 
 
@@ -180,6 +182,7 @@ PATHS: dict[str, Any] = {
     **AUDIT_PATHS,
     **RELOAD_PATHS,
     **TRY_PATHS,
+    **INCIDENT_PATHS,
 }
 
 

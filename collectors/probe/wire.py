@@ -380,8 +380,8 @@ class WireClient:
         while True:
             exchange, ssl_object = await self._exchange(origin, request, method, timer)
             note_http(url, exchange.status,
-                      [(name, value) for name, values in exchange.headers.items()
-                       for value in values], ssl_object, method, headers)
+                      [(k, v) for k, values in exchange.headers.items() for v in values],
+                      ssl_object, method, headers)
             status = exchange.status
             location = exchange.header("location")
             if status not in REDIRECTS or location is None or self.max_redirects == 0:

@@ -6,6 +6,13 @@ each procedure has a deadline in working days, about 99 % are resolved on time, 
 the citizen to supplement papers or pay a fee, a few are returned or withdrawn; citizens send
 about 3,100 feedback reports a year through the province's app.
 
+Late dossiers come in episodes, as they do in a real office: most of the time a unit finishes
+almost everything on time (``P_LATE``), and about once a year (``EPISODES_PER_MONTH``) it falls
+behind for a few working days (an officer on leave, a system outage, a wave of land cases), when
+a quarter of what arrives ends late. So a unit's overdue count sits still for weeks, then rises
+for some days as those deadlines pass, and falls as the late dossiers are finished — not a
+random walk that an alert rule would mistake for a trend every few minutes.
+
 Every dossier is drawn whole (channel, deadline, what happens to it and when) at its arrival,
 from a random stream per unit seeded by ``(seed, unit, period)``; what the portal reports at
 ``now`` is then just where each dossier stands at ``now``. So the numbers are the same for the
@@ -69,7 +76,10 @@ P_RETURNED = 0.006
 P_WITHDRAWN = 0.004
 P_SUPPLEMENT = 0.04
 P_PAUSED = 0.015
-P_LATE = 0.01
+P_LATE = 0.002               # outside an episode
+P_LATE_EPISODE = 0.25        # while a unit is behind
+EPISODES_PER_MONTH = 1 / 12  # a unit falls behind about once a year
+EPISODE_DAYS = (2.0, 5.0)    # for this many working days
 P_FEEDBACK_LATE = 0.005
 OFF_HOURS_DOSSIERS = 0.06    # online dossiers still arrive at night, far fewer
 OFF_HOURS_FEEDBACK = 0.35    # citizens use the app in the evening too
@@ -183,7 +193,7 @@ class Report:
     end_at: float
 
 
-def _draw_dossier(rng: random.Random, arrival: float) -> Dossier:
+def _draw_dossier(rng: random.Random, arrival: float, p_late: float = P_LATE) -> Dossier:
     if in_office_hours(arrival):
         pick = rng.random()
         channel = ONLINE if pick < 0.6 else DIRECT if pick < 0.96 else POSTAL
@@ -209,7 +219,7 @@ def _draw_dossier(rng: random.Random, arrival: float) -> Dossier:
         dossier.wait_start = WORK.at(start_e + rng.uniform(0.1, 0.5) * budget)
         dossier.wait_end = WORK.at(WORK.eff(dossier.wait_start + rng.uniform(0.5, 8) * DAY))
         stopped = WORK.eff(dossier.wait_end) - WORK.eff(dossier.wait_start)
-    late = rng.random() < P_LATE
+    late = rng.random() < p_late
     share = rng.uniform(1.02, 1.5) if late else rng.uniform(0.25, 1.0)
     dossier.deadline = WORK.at(start_e + budget + stopped)
     dossier.end_at = WORK.at(start_e + share * budget + stopped)
@@ -233,11 +243,39 @@ class _Stream:
     next_e: float
     items: list[Dossier] = field(default_factory=list)
     reports: list[Report] = field(default_factory=list)
+    episodes: tuple[tuple[float, float], ...] = ()   # (start, end) when the unit is behind
+
+    def p_late(self, arrival: float) -> float:
+        for start, end in self.episodes:
+            if start <= arrival < end:
+                return P_LATE_EPISODE
+        return P_LATE
 
 
 def _seed(seed: int, kind: str, code: str, start: float) -> int:
     digest = hashlib.sha256(f"{seed}:{kind}:{code}:{start:.0f}".encode()).digest()
     return int.from_bytes(digest[:8], "big")
+
+
+def episodes(seed: int, code: str, since: float, until: float) -> tuple[tuple[float, float], ...]:
+    """The stretches between ``since`` and ``until`` when ``code`` falls behind.
+
+    Drawn per calendar month from ``(seed, code, month)`` alone, so a month's episodes are the
+    same whichever period asks for them (the warm-up of one period is the end of the last).
+    """
+    found: list[tuple[float, float]] = []
+    month = period_start(since)
+    while month < until:
+        end = period_end(month)
+        rng = random.Random(_seed(seed, "episodes", code, month))
+        if rng.random() < EPISODES_PER_MONTH:
+            begin = WORK.at(WORK.eff(month + rng.uniform(0.0, end - month)))
+            length = rng.uniform(*EPISODE_DAYS) * WORKDAY
+            stop = WORK.at(WORK.eff(begin) + length)
+            if stop > since and begin < until:
+                found.append((begin, stop))
+        month = end
+    return tuple(found)
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,7 +325,9 @@ class PortalModel:
             monthly = max(MONTHLY_DOSSIERS[code], self.min_monthly)
             rate = monthly / (DOSSIER_ARRIVALS.per_week * month)
             rng = random.Random(_seed(self.seed, "dossiers", code, start))
-            self._dossiers[code] = _Stream(rng, rate, DOSSIER_ARRIVALS.eff(origin))
+            self._dossiers[code] = _Stream(
+                rng, rate, DOSSIER_ARRIVALS.eff(origin),
+                episodes=episodes(self.seed, code, origin, period_end(start)))
             share = FEEDBACK_SHARE.get(code, 0) / feedback_total
             yearly = YEARLY_FEEDBACK * share
             frate = yearly / (FEEDBACK_ARRIVALS.per_week * 365.25 / 7)
@@ -301,7 +341,7 @@ class PortalModel:
         for stream in self._dossiers.values():
             while stream.rate > 0 and DOSSIER_ARRIVALS.at(stream.next_e) <= now:
                 arrival = DOSSIER_ARRIVALS.at(stream.next_e)
-                dossier = _draw_dossier(stream.rng, arrival)
+                dossier = _draw_dossier(stream.rng, arrival, stream.p_late(arrival))
                 if dossier.end_at >= start:   # finished before the period: counts nowhere
                     stream.items.append(dossier)
                 stream.next_e += stream.rng.expovariate(stream.rate)

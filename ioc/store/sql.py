@@ -80,6 +80,8 @@ class SqlStore:
         self._rollups = rollups
         # Earliest sample this process wrote below the rollups' horizon (ioc.store.rollups).
         self.late_writes = LateWrites()
+        # The incident ledger's own mark of late writes (ioc.store.incidents).
+        self.ledger_late_writes = LateWrites()
 
     def __repr__(self) -> str:
         return f"SqlStore({self.url_for_display!r})"
@@ -145,7 +147,9 @@ class SqlStore:
         # Only committed ids may enter the cache: a rolled-back insert leaves no series row.
         ids.update(learned)
         if rows:
-            self.late_writes.note(min(map(itemgetter(1), rows)))
+            earliest = min(map(itemgetter(1), rows))
+            self.late_writes.note(earliest)
+            self.ledger_late_writes.note(earliest)
 
     async def _resolve_series(self, conn: AsyncConnection,
                               keys: set[SeriesKey]) -> dict[SeriesKey, int]:

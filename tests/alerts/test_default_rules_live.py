@@ -161,6 +161,9 @@ async def test_overdue_surge_fires_overdue_dossiers_rising(province: Province) -
     for _ in range(2):
         await province.step()
     await province.fault("/_sim/portal/faults", {"unit": "STP", "fault": "overdue_surge"})
+    for _ in range(10):  # `for: 5m`
+        firing = await province.step()
+        assert ("OverdueDossiersRising", "STP") not in names(firing)
     firing = await province.step()
     assert ("OverdueDossiersRising", "STP") in names(firing)
     rising = [a for a in firing if a.label("alertname") == "OverdueDossiersRising"]

@@ -323,8 +323,8 @@ def test_config_errors_name_the_key() -> None:
     with pytest.raises(ConfigError) as info:
         parse_config(raw, env={})
     text = str(info.value)
-    assert "collectors[0].mapping.units: invalid JMESPath expression 'data['" in text
-    assert "collectors[1].mapping.fields.pausd: unknown counter 'pausd'" in text
+    assert "collectors[0].mapping.units (dvc): invalid JMESPath expression 'data['" in text
+    assert "collectors[1].mapping.fields.pausd (b): unknown counter 'pausd'" in text
     assert "set bearer_token or basic_auth, not both" in text
     assert "body is sent only with method: POST" in text
     assert "p@ss" not in repr(config("http://x/", basic_auth={"username": "u",

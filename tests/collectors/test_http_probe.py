@@ -326,7 +326,8 @@ async def test_flap_control_debounces_down_and_up(probe: ProbeHarness, aiohttp_s
     messages = [r.getMessage() for r in caplog.records if r.name == "ioc.collector"]
     assert messages == ["target down", "target recovered"]
     assert probe.registry.get_sample_value(
-        "ioc_probe_failures_total", {"target": "stp-web", "reason": "http_status"}) == 6
+        "ioc_probe_failures_total",
+        {"target": "stp-web", "department": "STP", "reason": "http_status"}) == 6
     row = build_status(probe.board, {}, now=0, province={})["targets"][0]
     assert row["up"] is True and row["raw_up"] is True and row["consecutive_successes"] == 2
     assert probe.value("ioc_target_state_up", labels()) == 1

@@ -232,9 +232,11 @@ def test_ioc_check_reports_every_mapping_error_at_once() -> None:
     with pytest.raises(ConfigError) as info:
         parse_config(raw_config("http://127.0.0.1:1/", mapping=mapping), env={})
     issues = [str(i) for i in info.value.issues]
-    assert [i.split(":")[0] for i in issues] == [
-        "collectors[0].mapping.fields.recieved", "collectors[0].mapping.fields.pausd",
-        "collectors[0].mapping.optional[1]", "collectors[0].mapping.province.totl"]
+    assert [i.split(": ")[0] for i in issues] == [
+        "collectors[0].mapping.fields.recieved (opencps)",
+        "collectors[0].mapping.fields.pausd (opencps)",
+        "collectors[0].mapping.optional[1] (opencps)",
+        "collectors[0].mapping.province.totl (opencps)"]
     assert "unknown counter 'recieved' (known: received," in issues[0]
 
 

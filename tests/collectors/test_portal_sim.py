@@ -270,3 +270,42 @@ def test_options_reach_the_portal_from_config_and_cli() -> None:
     assert (args.portal_time_scale, args.portal_min_monthly) == (3600, 100)
     with pytest.raises(ValueError):
         create_simulator_app(portal_time_scale=0)
+
+
+# --- late dossiers come in episodes -----------------------------------------------------------
+
+def test_episodes_are_a_function_of_seed_unit_and_month() -> None:
+    from collectors.simulator.portal_model import WORKDAY, episodes
+
+    year = episodes(3, "CAT", at(2025, 1, 1, 0, 0), at(2026, 1, 1, 0, 0))
+    again = episodes(3, "CAT", at(2025, 1, 1, 0, 0), at(2026, 1, 1, 0, 0))
+    halves = (episodes(3, "CAT", at(2025, 1, 1, 0, 0), at(2025, 7, 1, 0, 0))
+              + episodes(3, "CAT", at(2025, 7, 1, 0, 0), at(2026, 1, 1, 0, 0)))
+    assert year == again == tuple(dict.fromkeys(halves))   # a month's episode is its own
+    for start, end in year:   # 2 to 5 working days from an office-hours moment
+        assert in_office_hours(start) and 2 * WORKDAY <= end - start
+    everyone = [e for code in MONTHLY_DOSSIERS
+                for e in episodes(0, code, at(2025, 1, 1, 0, 0), at(2027, 1, 1, 0, 0))]
+    assert 28 <= len(everyone) <= 28 * 2 * 12 // 4   # about once a year per unit
+
+
+def test_overdue_counts_rise_only_in_and_after_an_episode() -> None:
+    from collectors.simulator.portal_model import WORKDAY, episodes
+
+    model = PortalModel(["CAT"], seed=11)
+    start, end = at(2025, 1, 6, 10, 0), at(2025, 12, 29, 10, 0)
+    found = episodes(11, "CAT", start - 40 * 86400, end)
+    assert found, "seed 11 gives CAT at least one episode in 2025"
+    rises = []
+    now, before = start, model.dossiers(start)["CAT"].in_progress_overdue
+    while now < end:
+        now += 86400.0
+        overdue = model.dossiers(now)["CAT"].in_progress_overdue
+        if overdue - before >= 5:
+            rises.append(now)
+        before = overdue
+    assert rises, "an episode makes the overdue count climb"
+    # every climb of 5 or more in a day is an episode's dossiers passing their deadlines
+    for when in rises:
+        assert any(begin <= when <= add_working(stop, 30 * WORKDAY) for begin, stop in found), \
+            (when, found)

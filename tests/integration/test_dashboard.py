@@ -71,3 +71,10 @@ def test_provisioning_files() -> None:
         (GRAFANA / "provisioning" / "dashboards" / "ioc.yml").read_text(encoding="utf-8"))
     (provider,) = providers["providers"]
     assert provider["type"] == "file" and provider["options"]["path"].startswith("/")
+
+
+def test_the_failure_panel_follows_the_department_variable() -> None:
+    exprs = [t["expr"] for p in dashboard()["panels"] for t in p.get("targets", [])
+             if "ioc_probe_failures_total" in t["expr"]]
+    assert exprs and all('ioc_probe_failures_total{department=~"$department"}' in e
+                         for e in exprs), exprs

@@ -39,6 +39,13 @@ def raw_config(tmp_path: Path, sim_port: int, codes: list[str],
     }
 
 
+def failures(app: IocApp, target: str) -> set[str]:
+    """The departments under which ``target`` has counted failed polls."""
+    return {s.labels["department"] for family in app.metrics.failures.collect()
+            for s in family.samples if s.name.endswith("_total")
+            and s.labels["target"] == target and s.value > 0}
+
+
 async def test_reload_adds_removes_and_changes_targets(tmp_path: Path) -> None:
     sim_port = free_port()
     path = tmp_path / "config.yaml"
@@ -57,6 +64,15 @@ async def test_reload_adds_removes_and_changes_targets(tmp_path: Path) -> None:
             o.target for o in seen if o.result.up})
         stp_success = app.board.targets["stp-health"].last_success
         assert app.registry.get_sample_value(last_success, {"target": "cat-health"})
+        # CAT goes down: its failures are counted under its department, and leave with it
+        async with aiohttp.ClientSession(
+                headers={"Authorization": f"Bearer {SIM_TOKEN}"}) as session, session.post(
+                f"http://127.0.0.1:{sim_port}/_sim/faults",
+                json={"unit": "CAT", "fault": "down"}) as resp:
+            assert resp.status == 200
+        await watcher.until(lambda seen: any(o.target == "cat-health" and not o.result.up
+                                             for o in seen))
+        assert failures(app, "cat-health") == {"CAT"}
 
         write_yaml(path, raw_config(tmp_path, sim_port, ["STP", "VITHANH"], {"STP": "300ms"}))
         result = await app.reload()
@@ -88,6 +104,7 @@ async def test_reload_adds_removes_and_changes_targets(tmp_path: Path) -> None:
                 session.get(app.url + "/metrics") as resp:
             text = await resp.text()
         assert 'target="cat-health"' not in text and 'target="vithanh-health"' in text
+        assert failures(app, "cat-health") == set()
     finally:
         await app.stop(grace=1.0)
 

@@ -43,6 +43,9 @@ ROUTE_ROLES: dict[tuple[str, str], str] = {
     ("GET", "/-/reload"): "admin",
     ("POST", "/-/reload"): "admin",
     ("POST", "/api/v1/try/{name}"): "admin",
+    ("GET", "/api/v1/incidents"): "viewer",
+    ("POST", "/api/v1/incidents/{id}/notes"): "operator",
+    ("GET", "/api/v1/reports"): "viewer",
     ("GET", "/metrics"): "metrics",
 }
 # Open on purpose (docs/security.md says why): liveness and readiness for load balancers,

@@ -27,6 +27,7 @@ from ioc.store import open_store
 from ioc.store.announcement import AnnouncementStore
 from ioc.store.audit import AuditStore
 from ioc.store.events import EventStore
+from ioc.store.incidents import IncidentStore
 from ioc.trace import UnknownTarget
 from service.config import Config, parse_config
 from web.app import create_web_app
@@ -75,6 +76,9 @@ async def web_client(tmp_path: Path, aiohttp_client: Any) -> AsyncIterator[
         reloads.append(Outcome(ok=False, errors=["collectors[0].url: not a URL"]))
         return reloads[-1]
 
+    async def report(period: str, now: float, department: str | None) -> dict[str, Any]:
+        raise ValueError(f"no report in this test ({period})")
+
     async def try_target(name: str) -> Any:
         raise UnknownTarget([name], ["stp-portal"])
 
@@ -84,6 +88,7 @@ async def web_client(tmp_path: Path, aiohttp_client: Any) -> AsyncIterator[
         cache=SeriesCache(900.0, 64), event_counts=SeriesCache(900.0, 64),
         department_names={"STP": "Sở Tư pháp"}, samples=samples,
         events=EventSink(EventStore(url), registry), audit=AuditStore(url),
+        incidents=IncidentStore(url), report=report,
         announcements=AnnouncementStore(url), alerts=delivery, registry=registry,
         trust=TrustMetrics(registry), polling=lambda: True, shard_ready=lambda: None,
         proxies=TrustedProxies([]), try_target=try_target, monotonic=lambda: 0.0,

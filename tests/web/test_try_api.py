@@ -125,13 +125,15 @@ async def test_a_try_reaches_no_pipeline_board_or_metric(tmp_path: Path) -> None
         await watcher.until(lambda seen: len(seen) >= 1)  # the poll at start
         state = ioc_app.board.targets["stp-health"]
         before = (len(watcher.outcomes), state.last_check, ioc_app.registry.get_sample_value(
-            "ioc_probe_failures_total", {"target": "stp-health", "reason": "http_status"}))
+            "ioc_probe_failures_total",
+            {"target": "stp-health", "department": "STP", "reason": "http_status"}))
         assert before[1:] != (None, None)
         status, body = await post(ioc_app, "/api/v1/try/stp-health", bearer("admin"))
         assert status == 200 and body["up"] is False
         assert body["trace"]["reason"] == "http_status"
         after = (len(watcher.outcomes), state.last_check, ioc_app.registry.get_sample_value(
-            "ioc_probe_failures_total", {"target": "stp-health", "reason": "http_status"}))
+            "ioc_probe_failures_total",
+            {"target": "stp-health", "department": "STP", "reason": "http_status"}))
         assert after == before
     finally:
         await ioc_app.stop(grace=1.0)

@@ -1,0 +1,264 @@
+"""The incident ledger and reports over HTTP.
+
+* ``GET /api/v1/incidents`` (viewer): newest first, filtered by department, target, time
+  range and ``open``; ``cursor`` pages on (an opaque token from the previous page).
+* ``POST /api/v1/incidents/{id}/notes`` (operator): one note on the incident's timeline,
+  a JSON ``{"text": ...}`` under the alerts' body limit; the audit middleware records the
+  write, the note itself records who wrote it.
+* ``GET /api/v1/reports?period=2026-11&format=pdf`` (viewer): the report ``ioc report``
+  writes, as a download. One report is built at a time (they read a month of history);
+  a second request meanwhile gets 429 rather than doubling the load.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import math
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from aiohttp import web
+
+from ioc.reports.render import CONTENT_TYPES, FORMATS, render
+from ioc.store.base import StoreError
+from ioc.store.incidents import NOTE_LIMIT, NotFound, Query
+from web.bodies import body_limits, read_body
+from web.context import WebContext
+from web.errors import ApiError
+from web.keys import AUTH, CONTEXT
+
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 500
+REPORT_BUSY: web.AppKey[asyncio.Lock] = web.AppKey("report_busy", asyncio.Lock)
+
+
+def _app(request: web.Request, role: str) -> tuple[WebContext, str]:
+    principal = request.app[AUTH].require(request, role)
+    return request.app[CONTEXT], principal.name
+
+
+MAX_TIME = 253_402_300_799  # 9999-12-31T23:59:59Z: later times fit no calendar or column
+CURSOR_MAX = 2**63 - 1
+
+
+def _number(raw: str | None, name: str) -> float | None:
+    if raw is None or raw == "":
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ApiError(400, f"invalid {name}", f"expected unix seconds, got {raw!r}") from None
+    if not math.isfinite(value) or not 0 <= value <= MAX_TIME:
+        raise ApiError(400, f"invalid {name}",
+                       f"expected unix seconds between 0 and {MAX_TIME} (year 9999)")
+    return value
+
+
+def encode_cursor(cursor: tuple[int, str]) -> str:
+    return base64.urlsafe_b64encode(f"{cursor[0]}:{cursor[1]}".encode()).decode()
+
+
+def decode_cursor(raw: str) -> tuple[int, str]:
+    try:
+        at, ident = base64.urlsafe_b64decode(raw.encode()).decode().split(":", 1)
+        if not -CURSOR_MAX <= int(at) <= CURSOR_MAX:  # the store's integers are 64-bit
+            raise ValueError(at)
+        return int(at), ident
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise ApiError(400, "invalid cursor", "pass the next_cursor of a previous page") \
+            from None
+
+
+async def list_incidents(request: web.Request) -> web.Response:
+    app, _ = _app(request, "viewer")
+    params = request.query
+    raw_limit = params.get("limit", str(DEFAULT_LIMIT))
+    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_LIMIT:
+        raise ApiError(400, "invalid limit", f"expected 1 to {MAX_LIMIT}, got {raw_limit!r}")
+    open_raw = params.get("open", "false").lower()
+    if open_raw not in ("true", "false", "1", "0"):
+        raise ApiError(400, "invalid open", "expected true or false")
+    since, until = _number(params.get("start"), "start"), _number(params.get("end"), "end")
+    if since is not None and until is not None and since > until:
+        raise ApiError(400, "invalid range", "start is after end")
+    query = Query(department=params.get("department") or None,
+                  target=params.get("target") or None, since=since, until=until,
+                  open_only=open_raw in ("true", "1"),
+                  before=decode_cursor(params["cursor"]) if params.get("cursor") else None,
+                  limit=int(raw_limit))
+    try:
+        items, cursor = await app.incidents.list(query, app.clock())
+    except StoreError as exc:
+        raise ApiError(503, "store unavailable", str(exc)) from None
+    return web.json_response(
+        {"incidents": items, "next_cursor": None if cursor is None else encode_cursor(cursor)},
+        dumps=lambda data: json.dumps(data, ensure_ascii=False))
+
+
+async def add_note(request: web.Request) -> web.Response:
+    app, who = _app(request, "operator")
+    raw = await read_body(request, body_limits(request).alerts)
+    try:
+        data = json.loads(raw) if raw.strip() else {}
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(400, "invalid JSON", str(exc)) from None
+    text = data.get("text") if isinstance(data, dict) else None
+    if not isinstance(text, str):
+        raise ApiError(400, "invalid text", f"expected {{\"text\": \"...\"}}, at most "
+                                            f"{NOTE_LIMIT} characters")
+    try:
+        note = await app.incidents.add_note(request.match_info["id"], actor=who, text=text,
+                                            now=app.clock())
+    except NotFound:
+        raise ApiError(404, "no such incident", request.match_info["id"]) from None
+    except ValueError as exc:
+        raise ApiError(400, "invalid note", str(exc)) from None
+    except StoreError as exc:
+        raise ApiError(503, "store unavailable", str(exc)) from None
+    return web.json_response(note, status=201,
+                             dumps=lambda data: json.dumps(data, ensure_ascii=False))
+
+
+async def report(request: web.Request) -> web.Response:
+    app, _ = _app(request, "viewer")
+    params = request.query
+    period = params.get("period", "")
+    fmt = params.get("format", "json")
+    lang = params.get("lang", "vi")
+    if fmt not in (*FORMATS, "json"):
+        raise ApiError(400, "invalid format", f"expected json, {', '.join(FORMATS)}")
+    if lang not in ("vi", "en"):
+        raise ApiError(400, "invalid lang", "expected vi or en")
+    busy = request.app[REPORT_BUSY]
+    if busy.locked():
+        raise ApiError(429, "a report is being built", "try again in a few seconds")
+    config = app.config()
+    async with busy:
+        try:
+            data = await app.report(period, app.clock(), params.get("department") or None)
+        except ValueError as exc:
+            raise ApiError(400, "invalid report", str(exc)) from None
+        except StoreError as exc:
+            raise ApiError(503, "store unavailable", str(exc)) from None
+        if fmt == "json":
+            return web.json_response(data, dumps=lambda d: json.dumps(d, ensure_ascii=False))
+        names = {d.code: d.name for d in config.departments}
+        # PDF layout takes CPU for a second or so: off the loop, polls keep their time.
+        body = await asyncio.to_thread(render, data, fmt, lang=lang,
+                                       tz=ZoneInfo(config.province.timezone),
+                                       departments=names)
+    name = f"ioc-report-{data['period']}{'-' + data['department'] if data['department'] else ''}"
+    return web.Response(body=body, headers={
+        "Content-Type": CONTENT_TYPES[fmt],
+        "Content-Disposition": f'attachment; filename="{name}.{fmt}"'})
+
+
+def add_routes(app: web.Application) -> None:
+    app[REPORT_BUSY] = asyncio.Lock()
+    app.router.add_get("/api/v1/incidents", list_incidents)
+    app.router.add_post("/api/v1/incidents/{id}/notes", add_note)
+    app.router.add_get("/api/v1/reports", report)
+
+
+_REF = "#/components/schemas/"
+
+
+def _resp(schema: str, description: str) -> dict[str, Any]:
+    return {"description": description,
+            "content": {"application/json": {"schema": {"$ref": _REF + schema}}}}
+
+
+def _param(name: str, description: str, kind: str) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "description": description,
+            "schema": {"type": kind}}
+
+
+_ERRORS = {"400": _resp("Error", "invalid query"), "401": _resp("Error", "no or unknown token"),
+           "403": _resp("Error", "the token lacks the role"),
+           "503": _resp("Error", "the store is unavailable")}
+
+INCIDENT_SCHEMAS: dict[str, Any] = {
+    "IncidentNote": {
+        "type": "object", "required": ["at", "by", "text"],
+        "properties": {"at": {"type": "number"}, "by": {"type": "string"},
+                       "text": {"type": "string"}},
+    },
+    "Incident": {
+        "type": "object",
+        "required": ["id", "target", "department", "started_at", "ended_at", "open",
+                     "duration_seconds", "failed_polls", "causes", "planned", "alert",
+                     "acked_by", "acked_at", "notes"],
+        "properties": {
+            "id": {"type": "string"}, "target": {"type": "string"},
+            "department": {"type": "string"},
+            "started_at": {"type": "number", "description": "the first failed poll"},
+            "ended_at": {"type": ["number", "null"],
+                         "description": "the first good poll after; null while open"},
+            "open": {"type": "boolean"}, "duration_seconds": {"type": "number"},
+            "failed_polls": {"type": "integer"},
+            "causes": {"type": "object", "additionalProperties": {"type": "integer"},
+                       "description": "failure reason: failed polls"},
+            "planned": {"type": "boolean",
+                        "description": "started inside a maintenance window"},
+            "alert": {"type": ["object", "null"]},
+            "acked_by": {"type": ["string", "null"]}, "acked_at": {"type": ["number", "null"]},
+            "notes": {"type": "array", "items": {"$ref": _REF + "IncidentNote"}},
+        },
+    },
+    "IncidentPage": {
+        "type": "object", "required": ["incidents", "next_cursor"],
+        "properties": {"incidents": {"type": "array", "items": {"$ref": _REF + "Incident"}},
+                       "next_cursor": {"type": ["string", "null"]}},
+    },
+    "Report": {"type": "object", "required": ["period", "summary", "departments", "incidents"],
+               "description": "docs/reports.md describes every figure"},
+}
+
+INCIDENT_PATHS: dict[str, Any] = {
+    "/api/v1/incidents": {"get": {
+        "summary": "Incidents (outages of a target, from stored polls), newest first",
+        "description": "Needs the viewer role.",
+        "operationId": "incidents",
+        "parameters": [_param("department", "department code", "string"),
+                       _param("target", "target name", "string"),
+                       _param("start", "still down at or after (unix seconds)", "number"),
+                       _param("end", "started before (unix seconds)", "number"),
+                       _param("open", "only incidents still open (true/false)", "boolean"),
+                       _param("cursor", "next_cursor of the previous page", "string"),
+                       _param("limit", f"at most this many (1-{MAX_LIMIT})", "integer")],
+        "responses": {"200": _resp("IncidentPage", "one page of incidents"), **_ERRORS},
+    }},
+    "/api/v1/incidents/{id}/notes": {"post": {
+        "summary": "Add a note to an incident's timeline",
+        "description": f"Needs the operator role. Body {{\"text\": ...}}, at most "
+                       f"{NOTE_LIMIT} characters.",
+        "operationId": "addIncidentNote",
+        "parameters": [{"name": "id", "in": "path", "required": True,
+                        "schema": {"type": "string"}}],
+        "requestBody": {"required": True, "content": {"application/json": {"schema": {
+            "type": "object", "required": ["text"],
+            "properties": {"text": {"type": "string", "maxLength": NOTE_LIMIT}}}}}},
+        "responses": {"201": _resp("IncidentNote", "the note as stored"),
+                      "404": _resp("Error", "no such incident"),
+                      "413": _resp("Error", "body too large"), **_ERRORS},
+    }},
+    "/api/v1/reports": {"get": {
+        "summary": "The availability and incident report of a period",
+        "description": "Needs the viewer role. format json (default), html, pdf, xlsx or "
+                       "csv; lang vi (default) or en.",
+        "operationId": "report",
+        "parameters": [{**_param("period", "2026-11, 2026-W48 or 2026-11-30", "string"),
+                        "required": True},
+                       _param("department", "one department's code", "string"),
+                       _param("format", "json, html, pdf, xlsx or csv", "string"),
+                       _param("lang", "vi or en", "string")],
+        "responses": {"200": {"description": "the report", "content": {
+            "application/json": {"schema": {"$ref": _REF + "Report"}},
+            "text/html": {}, "application/pdf": {}, "text/csv": {},
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": {}}},
+            "429": _resp("Error", "another report is being built"), **_ERRORS},
+    }},
+}
