@@ -82,7 +82,7 @@ def build(directory: Path, targets: int) -> IocApp:
         "storage": {"url": f"sqlite+aiosqlite:///{directory / 'ioc.db'}"},
         "service": {"listen": "127.0.0.1:0"},
         "logging": {"level": "warning"},
-        "wall": {"max_clients": 200},
+        "wall": {"max_clients": 200, "max_clients_per_address": 200},
         "departments": [{"code": u.code, "name": u.name} for u in depts],
         "collectors": [{"type": "http", "name": f"target-{i:04d}",
                         "department": depts[i % len(depts)].code,
