@@ -35,8 +35,12 @@ check: $(VENV)/.installed
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
+# ruff (style and bugs), mypy (types, [tool.mypy]) and import-linter (the layers and no import
+# cycles, [tool.importlinter]); CI runs it beside make test.
 lint: $(VENV)/.installed-test
-	$(BIN)/ruff check ioc collectors alerts web tests bench
+	$(BIN)/ruff check ioc collectors alerts web service tests bench
+	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python bench/store_ingest.py

@@ -7,7 +7,7 @@ windows and acks — whether its receiver hears about it. What is to be sent is 
 outbox together with the notification log in one transaction; the outbox task sends it.
 
 With several instances only the alert leader groups and sends (:meth:`Dispatcher.lead`, from
-ioc.alert_role); every instance serves the alert API. Silences, acks and maintenance windows
+service.alert_role); every instance serves the alert API. Silences, acks and maintenance windows
 may be written through any instance, so each re-reads them from the shared tables every
 evaluation interval (:meth:`Dispatcher.refresh`), and a follower shows the alerts the leader
 stored (:meth:`Dispatcher.show`).
@@ -20,9 +20,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from zoneinfo import ZoneInfo
 
 from prometheus_client import CollectorRegistry
@@ -37,6 +37,7 @@ from alerts.maintenance import (
     config_window_dict,
     maintenance_now,
     new_operator_window,
+    next_config_boundary,
 )
 from alerts.matchers import parse_matchers
 from alerts.messages import Notification, NotifiedAlert
@@ -61,7 +62,8 @@ from ioc.store.maintenance_store import MaintenanceStore
 from ioc.store.oncall import OncallStore
 
 if TYPE_CHECKING:
-    from ioc.config import Config
+    from alerts.config import AlertsConfig
+    from ioc.config import DepartmentConfig, ProvinceConfig, ServiceConfig, StorageConfig
 
 log = logging.getLogger("ioc.alerts.dispatcher")
 
@@ -134,6 +136,39 @@ class Dispatcher:
             presses = Presses(lambda uid: roster_of.roster.by_telegram(uid),
                               self._telegram_press, settings.timezone)
             self.telegram = TelegramPoller(escalator.config.telegram, presses, session, clock)
+        self._listeners: list[Callable[[], None]] = []
+
+    # -- who is told of changes --------------------------------------------------------------
+
+    def subscribe(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` after every change of what :meth:`view` returns (the wall's
+        alerts panel follows this way, without looking every second)."""
+        self._listeners.append(listener)
+
+    def _changed(self) -> None:
+        for listener in self._listeners:
+            try:
+                listener()
+            except Exception:  # a listener's failure must not stop delivery
+                log.exception("alert change listener failed")
+
+    def next_change(self, now: float) -> float | None:
+        """The next instant after ``now`` at which time alone changes :meth:`view` or who is on
+        duty: a silence or a maintenance window (announced or scheduled in the config) starts
+        or ends, an ack runs out, a shift is handed over. None when nothing is scheduled."""
+        instants = [t for s in self.silences.values() for t in (s.starts_at, s.ends_at)]
+        instants += [t for w in self.windows.values() for t in (w.starts_at, w.ends_at)]
+        instants += [a.expires_at for a in self.acks.values()]
+        scheduled = next_config_boundary(self.settings.maintenance, now, self._tz)
+        if scheduled is not None:
+            instants.append(scheduled)
+        if self.escalator is not None:  # a shift handed over changes who is on duty
+            roster = self.escalator.roster
+            for team in roster.teams:
+                duty = roster.on_duty(team, now)
+                if duty is not None:
+                    instants.append(duty.ends_at)
+        return min((t for t in instants if t > now), default=None)
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -177,6 +212,7 @@ class Dispatcher:
                            for i, s in self.silences.items())):
                 self._wake.set()  # a flush may now notify (or stay quiet) differently
             self.silences, self.acks, self.windows = silences, acks, windows
+        self._changed()
 
     def _report_unusable(self, unusable: dict[str, str]) -> None:
         """Log each stored silence that cannot be used once, when it is first found."""
@@ -225,6 +261,7 @@ class Dispatcher:
         self._unrecorded.clear()
         self._unacked.clear()
         self._ack_grace.clear()
+        self._changed()
 
     async def step_down(self) -> None:
         """Stop grouping and sending at once (leadership lost, or stopping)."""
@@ -243,6 +280,7 @@ class Dispatcher:
     def show(self, alerts: Iterable[Alert]) -> None:
         """On a follower: the firing alerts as the leader stored them, for the API and wall."""
         self.alerts = {alert.fingerprint: alert for alert in alerts}
+        self._changed()
 
     async def stop(self) -> None:
         await self.step_down()
@@ -318,6 +356,7 @@ class Dispatcher:
         # group even when the store is briefly unavailable; the history catches up later.
         self.grouper.ingest(alerts, now)
         self._wake.set()
+        self._changed()
         self._unrecorded.extend(events)
         self._unacked.extend(gone)
         try:
@@ -485,6 +524,7 @@ class Dispatcher:
                 f"silence:{silence.id}", now, "silence", None, created_by,
                 silence.to_dict(now)))
             self.silences[silence.id] = silence
+        self._changed()
         return silence
 
     async def expire_silence(self, silence_id: str, *, by: str, now: float) -> Silence | None:
@@ -499,6 +539,7 @@ class Dispatcher:
                 ended.to_dict(now)))
             self.silences[silence.id] = ended
         self._wake.set()  # alerts it muted may be due a notification now
+        self._changed()
         return ended
 
     async def acknowledge(self, fingerprint: str, *, by: str, comment: str, now: float,
@@ -531,6 +572,7 @@ class Dispatcher:
                     severity=alert.label("severity"), team=team).observe(
                     max(0.0, now - (alert.fired_at or alert.active_at)))
         self._wake.set()  # an escalation may stop now
+        self._changed()
         return ack
 
     async def snooze(self, fingerprint: str, *, by: str, now: float,
@@ -589,6 +631,7 @@ class Dispatcher:
             await self.maintenance_store.put(window, kind="maintenance", actor=created_by,
                                              now=now)
             self.windows[window.id] = window
+        self._changed()
         return window
 
     async def end_maintenance(self, window_id: str, *, by: str,
@@ -603,6 +646,7 @@ class Dispatcher:
                                              now=now)
             self.windows[window_id] = ended
         self._wake.set()  # alerts it muted may be due a notification now
+        self._changed()
         return ended
 
     # -- views for the API ----------------------------------------------------------------
@@ -650,10 +694,30 @@ def _silence_row(silence: Silence) -> dict[str, Any]:
             "created_at": silence.created_at}
 
 
-def build_dispatcher(config: Config, counters: OutboxCounters,
+class DeliveryConfig(Protocol):
+    """The parts of the whole config that delivery reads (``service.config.Config`` has
+    them): named here so that alerts depends on the sections, not on the composition root."""
+
+    @property
+    def alerts(self) -> AlertsConfig: ...
+    @property
+    def departments(self) -> Sequence[DepartmentConfig]: ...
+    @property
+    def service(self) -> ServiceConfig: ...
+    @property
+    def province(self) -> ProvinceConfig: ...
+    @property
+    def storage(self) -> StorageConfig: ...
+
+
+def build_dispatcher(config: DeliveryConfig, counters: OutboxCounters,
                      clock: Callable[[], float], oncall_metrics: OncallMetrics | None = None,
-                     *, external_url: str = "") -> Dispatcher:
-    """The dispatcher, its outbox and notifiers for a validated config."""
+                     *, external_url: str = "",
+                     department_names: Mapping[str, str] | None = None) -> Dispatcher:
+    """The dispatcher, its outbox and notifiers for a validated config.
+
+    ``department_names`` is the service's one mapping of names (which a reload updates in
+    place); without it the config's names are copied."""
     alerts = config.alerts
     route_config = alerts.route or RouteConfig(receiver=NO_RECEIVER)
     session = HttpSession()
@@ -663,7 +727,8 @@ def build_dispatcher(config: Config, counters: OutboxCounters,
         integrations=integrations,
         inhibit_rules=tuple(InhibitRule.from_config(r) for r in alerts.inhibit_rules),
         maintenance=tuple(alerts.maintenance),
-        department_names={d.code: d.name for d in config.departments},
+        department_names=department_names if department_names is not None
+        else {d.code: d.name for d in config.departments},
         external_url=external_url or alerts.external_url or f"http://{config.service.listen}/",
         title=config.service.title, timezone=config.province.timezone,
         retention=config.storage.retention)

@@ -10,10 +10,10 @@ Two layers, so the rule tests and the benchmark run exactly the code the service
   from the results are held rather than dropped or resolved, because the in-memory windows are
   empty after a restart and an empty window is not a recovery.
 
-With several instances the engine runs only on the alert leader (ioc.alert_role): it is
+With several instances the engine runs only on the alert leader (service.alert_role): it is
 started when this instance takes the lead — loading the state the previous leader wrote — and
 stopped, without writing anything more, when it loses it. Resolved alerts are kept as rows for
-``resolved_hold`` and handed to the sink again at such a start, so a resolution the previous
+``keep_resolved_for`` and handed to the sink again at such a start, so a resolution the previous
 leader had not yet notified is not lost (delivery's notification log tells each one once).
 """
 
@@ -64,7 +64,7 @@ class Evaluator:
 
     def __init__(self, rules: Sequence[Rule]) -> None:
         self.rules = list(rules)
-        self.states = [RuleState(hold_for=rule.config.hold,
+        self.states = [RuleState(pending_for=rule.config.pending_for,
                                  keep_firing_for=rule.config.keep_firing_for or 0.0,
                                  render=rule.render) for rule in self.rules]
         self._labels: list[dict[Labels, Labels]] = [{} for _ in self.rules]
@@ -107,7 +107,7 @@ class Evaluator:
                 for alert in state.alerts.values()]
 
     def evaluate(self, caches: Sequence[SeriesCache], now: float, *, data_since: float,
-                 hold: bool = False) -> Cycle:
+                 warming_up: bool = False) -> Cycle:
         index = SeriesIndex(*caches)
         cycle = Cycle(now)
         step = StepResult(firing=cycle.alerts)
@@ -136,7 +136,7 @@ class Evaluator:
                 pairs.append((labels, result.value))
             step.changed.clear()
             step.removed.clear()
-            state.step(pairs, now, hold=hold, out=step)
+            state.step(pairs, now, warming_up=warming_up, out=step)
             for alert in step.changed:
                 if alert.labels in state.alerts:
                     cycle.changed[alert.fingerprint] = _row(rule, alert)
@@ -227,7 +227,7 @@ class AlertEngine:
     def __init__(self, rules: Sequence[Rule], caches: Sequence[SeriesCache], sink: AlertSink,
                  *, interval: float, registry: CollectorRegistry,
                  store: AlertStateStore | None = None, warmup: float = 0.0,
-                 resolved_hold: float = 3600.0,
+                 keep_resolved_for: float = 3600.0,
                  wall_clock: Callable[[], float] = clock.now,
                  monotonic: Callable[[], float] = clock.monotonic) -> None:
         self.evaluator = Evaluator(rules)
@@ -236,7 +236,7 @@ class AlertEngine:
         self.interval = interval
         self.store = store
         self.warmup = warmup
-        self.resolved_hold = resolved_hold
+        self.keep_resolved_for = keep_resolved_for
         # Set while this instance is the alert leader (ioc.leader): every state write proves it.
         self.fence: Fence | None = None
         self._pruned_at = float("-inf")
@@ -363,7 +363,7 @@ class AlertEngine:
         started = self._monotonic()
         since = self._started_at if self._started_at is not None else now
         cycle = self.evaluator.evaluate(self.caches, now, data_since=since,
-                                        hold=now < since + self.warmup)
+                                        warming_up=now < since + self.warmup)
         if self._carry:
             cycle.alerts.extend(self._carry)
             self._carry.clear()
@@ -382,7 +382,7 @@ class AlertEngine:
         return cycle
 
     async def _persist(self, now: float) -> None:
-        prune = now - self._pruned_at >= min(60.0, self.resolved_hold)
+        prune = now - self._pruned_at >= min(60.0, self.keep_resolved_for)
         if self.store is None or not (self._dirty or prune):
             return
         dirty, self._dirty = self._dirty, {}
@@ -391,7 +391,7 @@ class AlertEngine:
         try:
             await self.store.open()  # a no-op once open; retries a failed open at start
             await self.store.save(changed, removed, now, fence=self.fence,
-                                  resolved_before=now - self.resolved_hold if prune else None)
+                                  resolved_before=now - self.keep_resolved_for if prune else None)
             if prune:
                 self._pruned_at = now
         except StoreError as exc:

@@ -275,7 +275,7 @@ class Escalator:
             if row.id not in advanced:
                 self._blocked.add(row.id)  # acked meanwhile, or another leader moved it on
                 continue
-            steps = write.sent - row.sent
+            sent_now = write.sent - row.sent
             self.rows[row.id] = EscalationRow(
                 row.id, row.fingerprint, row.policy, row.team, row.severity,
                 row.started_at, write.sent, row.state, row.held_until, row.ended_by)
@@ -283,7 +283,7 @@ class Escalator:
             self.metrics.escalations.labels(policy=row.policy).inc(len(write.events))
             log.info("escalation step queued", extra=fields(
                 policy=row.policy, alert=row.fingerprint, step=write.sent,
-                notifications=len(write.notifications), skipped_repeats=steps - len(
+                notifications=len(write.notifications), skipped_repeats=sent_now - len(
                     write.events)))
         if len(advanced) < len(writes):
             await self.load()  # the stored rows say where those escalations are

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Collection, Iterable
-from dataclasses import dataclass, replace
 from datetime import datetime, time, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
@@ -22,6 +21,7 @@ from zoneinfo import ZoneInfo
 from pydantic import Field, field_validator, model_validator
 
 from ioc.config_types import StrictModel
+from ioc.store.maintenance_store import OperatorWindow
 
 Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 _DAYS: tuple[Day, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -99,6 +99,37 @@ def in_window(window: MaintenanceConfig, now: float, tz: ZoneInfo) -> bool:
     return False
 
 
+def _boundaries(window: MaintenanceConfig, around: datetime) -> list[datetime]:
+    """Local (naive) instants at which ``window`` opens or closes, from the day before
+    ``around`` to a week after it (a weekly slot repeats within that)."""
+    out: list[datetime] = []
+    for fixed in window.ranges:
+        out += [_parse_local(fixed.start), _parse_local(fixed.end)]
+    for weekly in window.weekly:
+        start, end = _parse_clock(weekly.start), _parse_clock(weekly.end)
+        for offset in range(-1, 8):
+            day = around.date() + timedelta(days=offset)
+            if _DAYS[day.weekday()] not in weekly.days:
+                continue
+            begins, ends = datetime.combine(day, start), datetime.combine(day, end)
+            if ends <= begins:
+                ends += timedelta(days=1)
+            out += [begins, ends]
+    return out
+
+
+def next_config_boundary(windows: Iterable[MaintenanceConfig], now: float,
+                         tz: ZoneInfo) -> float | None:
+    """The first instant after ``now`` at which a scheduled window opens or closes (unix
+    seconds), for those that show the muting as it changes; None when none is ahead."""
+    naive = datetime.fromtimestamp(now, tz).replace(tzinfo=None)
+    ahead = [moment for window in windows for moment in _boundaries(window, naive)
+             if moment > naive]
+    if not ahead:
+        return None
+    return min(moment.replace(tzinfo=tz).timestamp() for moment in ahead)
+
+
 def departments_in_maintenance(windows: Iterable[MaintenanceConfig], now: float,
                                tz: ZoneInfo) -> dict[str, str]:
     """Department code -> the window's comment, for every window open at ``now``."""
@@ -112,38 +143,6 @@ def departments_in_maintenance(windows: Iterable[MaintenanceConfig], now: float,
 # -- windows operators announce through the API (``POST /api/v1/maintenance``) ----------------
 
 MAX_WINDOW_SECONDS = 30 * 86400.0  # longer work is a standing schedule: put it in the config
-
-
-@dataclass(frozen=True, slots=True)
-class OperatorWindow:
-    """A fixed range an operator announced; it lives in the store, not in the config."""
-
-    id: str
-    department: str
-    starts_at: float    # unix seconds
-    ends_at: float
-    comment: str
-    created_by: str
-    created_at: float
-    ended_by: str | None = None   # who ended it early, if anyone
-
-    def state(self, now: float) -> str:
-        if now >= self.ends_at:
-            return "expired"
-        return "active" if now >= self.starts_at else "pending"
-
-    def active(self, now: float) -> bool:
-        return self.starts_at <= now < self.ends_at
-
-    def ended(self, *, by: str, now: float) -> OperatorWindow:
-        """The same window ending at ``now`` (a pending one never begins)."""
-        return replace(self, starts_at=min(self.starts_at, now), ends_at=now, ended_by=by)
-
-    def to_dict(self, now: float) -> dict[str, Any]:
-        return {"source": "api", "id": self.id, "department": self.department,
-                "starts_at": self.starts_at, "ends_at": self.ends_at, "comment": self.comment,
-                "created_by": self.created_by, "created_at": self.created_at,
-                "ended_by": self.ended_by, "state": self.state(now), "read_only": False}
 
 
 def parse_instant(value: object, tz: ZoneInfo) -> float:

@@ -78,7 +78,7 @@ class RotationConfig(StrictModel):
     start: Date = Field(description="first duty day of the first person")
     days: int = Field(1, ge=1, le=31, description="length of one person's turn in days "
                                                   "(7: a weekly rotation)")
-    handoff: LocalTime = Field("07:30", validate_default=True,  # type: ignore[assignment]
+    handoff: LocalTime = Field("07:30", validate_default=True,
                                description="local time the shift changes")
     people: list[str] = Field(min_length=1, description="person ids, in turn")
 

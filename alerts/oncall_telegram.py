@@ -35,7 +35,7 @@ PressHandler = Callable[[PersonConfig, str, str, float], Awaitable[str | None]]
 class Presses:
     """What to do with one update; I/O through ``call(method, params)``."""
 
-    def __init__(self, person_of: Callable[[int], PersonConfig | None],
+    def __init__(self, person_of: Callable[[int | str], PersonConfig | None],
                  on_press: PressHandler, timezone: str) -> None:
         self.person_of = person_of
         self.on_press = on_press
@@ -50,7 +50,8 @@ class Presses:
         sender = query.get("from") or {}
         data = str(query.get("data") or "")
         action, _, fingerprint = data.partition(":")
-        person = self.person_of(sender.get("id")) if isinstance(sender, dict) else None
+        sender_id = sender.get("id") if isinstance(sender, dict) else None
+        person = self.person_of(sender_id) if isinstance(sender_id, int | str) else None
         if person is None:
             await call("answerCallbackQuery", {
                 "callback_query_id": query_id, "show_alert": True,

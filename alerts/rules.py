@@ -147,7 +147,8 @@ class RuleConfig(StrictModel):
         return self
 
     @property
-    def hold(self) -> float:
+    def pending_for(self) -> float:
+        """Seconds the condition must hold before the alert fires (the rule's ``for``)."""
         return self.for_ or 0.0
 
     @property

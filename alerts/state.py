@@ -10,7 +10,7 @@ Modelled on Prometheus ``rules/alerting.go`` (``AlertingRule.Eval``), with time 
   **resolves**: it is reported once in that state and forgotten. If the condition returns
   later, a new alert starts pending.
 
-While ``hold`` is set (the windows are still filling after a restart) alerts missing from the
+While ``warming_up`` is set (the windows are still filling after a restart) alerts missing from the
 results are neither dropped nor resolved: an empty window after a restart is not a recovery.
 """
 
@@ -65,10 +65,10 @@ class StepResult:
 class RuleState:
     """The active alerts of one rule, keyed by their full label set."""
 
-    __slots__ = ("alerts", "hold_for", "keep_firing_for", "render")
+    __slots__ = ("alerts", "keep_firing_for", "pending_for", "render")
 
-    def __init__(self, *, hold_for: float, keep_firing_for: float, render: Render) -> None:
-        self.hold_for = hold_for
+    def __init__(self, *, pending_for: float, keep_firing_for: float, render: Render) -> None:
+        self.pending_for = pending_for
         self.keep_firing_for = keep_firing_for
         self.render = render
         self.alerts: dict[Labels, ActiveAlert] = {}
@@ -78,7 +78,7 @@ class RuleState:
             self.alerts[alert.labels] = alert
 
     def step(self, results: Iterable[tuple[Labels, float | None]], now: float, *,
-             hold: bool = False, out: StepResult | None = None) -> StepResult:
+             warming_up: bool = False, out: StepResult | None = None) -> StepResult:
         """Advance every alert of the rule to ``now`` given the label sets that are true."""
         out = out if out is not None else StepResult()
         alerts = self.alerts
@@ -94,7 +94,7 @@ class RuleState:
                 if alert.keep_firing_since is not None:
                     alert.keep_firing_since = None
                     out.changed.append(alert)
-            if alert.state is AlertState.PENDING and now - alert.active_at >= self.hold_for:
+            if alert.state is AlertState.PENDING and now - alert.active_at >= self.pending_for:
                 alert.state = AlertState.FIRING
                 alert.fired_at = now
                 self._annotate(alert)
@@ -107,7 +107,7 @@ class RuleState:
             return out
         for labels in [lb for lb in alerts if lb not in seen]:
             alert = alerts[labels]
-            if hold:
+            if warming_up:
                 if alert.state is AlertState.FIRING:
                     out.firing.append(alert.to_alert(now))
                 continue

@@ -29,9 +29,9 @@ from aiohttp import web
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from collectors.simulator import units
-from ioc.app import IocApp
-from ioc.config import parse_config
 from ioc.config_types import parse_duration
+from service.app import IocApp
+from service.config import parse_config
 
 TOKEN = "bench-simulator-token"
 

@@ -1,6 +1,6 @@
 """How calm the demo's alerts are: config.yaml's rules over 15 minutes of its simulator.
 
-Runs ``collectors.simulator.timeline.run_demo`` (time passed in, no waiting) from several
+Runs ``service.demo_timeline.run_demo`` (time passed in, no waiting) from several
 start moments — a weekday morning, a night, a weekend, month ends — and prints, for each,
 the alerts that fired, how many flapped (fired again after resolving) and the most active at
 once; then how long an injected outage takes to fire TargetDown. The issue's target: at most
@@ -21,8 +21,8 @@ from zoneinfo import ZoneInfo
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from collectors.simulator.faults import FaultSpec
-from collectors.simulator.timeline import Injected, run_demo
-from ioc.config import load_config
+from service.config import load_config
+from service.demo_timeline import Injected, run_demo
 
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 STARTS = [datetime(2026, 12, d, h, m, tzinfo=TZ) for d, h, m in

@@ -70,8 +70,8 @@ def quantile(values: list[float], q: float) -> float:
 
 async def serve_and_push(args: argparse.Namespace) -> None:
     from collectors.simulator import units
-    from ioc.app import IocApp
-    from ioc.config import parse_config
+    from service.app import IocApp
+    from service.config import parse_config
 
     logging.basicConfig(level=logging.WARNING)
     results: dict[str, dict[str, Any]] = {}

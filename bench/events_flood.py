@@ -120,8 +120,8 @@ def p99(before: list[tuple[float, float]], after: list[tuple[float, float]]
 
 async def serve_and_flood(args: argparse.Namespace) -> None:
     from collectors.simulator import units
-    from ioc.app import IocApp
-    from ioc.config import parse_config
+    from service.app import IocApp
+    from service.config import parse_config
 
     logging.basicConfig(level=logging.WARNING)
     with tempfile.TemporaryDirectory() as tmp:

@@ -31,7 +31,7 @@ from probe_vs_blackbox import nginx_targets
 
 from collectors.http import HttpCollector
 from collectors.probe.session import open_probe_session
-from ioc.config import parse_config
+from service.config import parse_config
 
 TICK = 0.005
 

@@ -30,8 +30,8 @@ from prometheus_client import CollectorRegistry
 from alerts.dispatcher import build_dispatcher
 from alerts.escalation import OncallMetrics
 from alerts.model import Alert, AlertState
-from ioc.config import parse_config
 from ioc.metrics import DeliveryMetrics
+from service.config import parse_config
 
 T0 = 1_800_000_000.0
 

@@ -31,7 +31,7 @@ from probe_vs_blackbox import started  # noqa: E402
 from collectors.http import HttpCollector  # noqa: E402
 from collectors.probe.session import open_probe_session  # noqa: E402
 from collectors.simulator.hostile import ANSWERS  # noqa: E402
-from ioc.config import parse_config  # noqa: E402
+from service.config import parse_config  # noqa: E402
 
 ENGINES = {"wire": {}, "aiohttp": {"keepalive": True}}
 

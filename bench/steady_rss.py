@@ -100,9 +100,9 @@ async def child(config_path: str, listen: str, warmup: float, after: float,
                 trace: bool, fill: bool, full_windows: bool) -> None:
     if trace:
         tracemalloc.start()
-    from ioc.app import IocApp
-    from ioc.config import load_config
     from ioc.logs import setup_logging
+    from service.app import IocApp
+    from service.config import load_config
 
     config = load_config(config_path)
     setup_logging("warning")

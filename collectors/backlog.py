@@ -11,16 +11,14 @@ department the dossiers belong to, not the owner of the target), plus ``target``
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
-import aiohttp
 from pydantic import Field, model_validator
 
-from collectors.base import CollectorFailure
-from collectors.jsonstats import JsonStatsConfig, fetch_json, host_of
-from collectors.mapping import CompiledMapping, FieldMapping, PayloadError, UnknownUnits
+from collectors.jsonstats import JsonStatsCollector, JsonStatsConfig
+from collectors.mapping import CompiledMapping, FieldMapping, PayloadError
+from ioc.collector import CollectorFailure
 from ioc.config_types import CollectorConfig
 from ioc.domain import (
     CATALOGUE_FIELDS,
@@ -172,31 +170,15 @@ def parse_backlog(payload: Any, mapping: CompiledMapping, base: Labels,
     return backlog_samples(units, catalogue, base, now)
 
 
-class BacklogCollector:
+class BacklogCollector(JsonStatsCollector):
     kind: ClassVar[str] = "backlog"
     Config: ClassVar[type[CollectorConfig]] = BacklogConfig
+    native_mapping: ClassVar[FieldMapping] = NATIVE_MAPPING
 
     def __init__(self, config: BacklogConfig) -> None:
-        self.config = config
-        self.mapping = CompiledMapping(config.mapping or NATIVE_MAPPING, config.department_map)
-        self.unknown_units = UnknownUnits(config.name)
-        self.base = make_labels(config.labels, target=config.name)
+        super().__init__(config, config.mapping)
 
-    @property
-    def host(self) -> str | None:
-        return host_of(self.config.url)
-
-    def bind_units(self, departments: frozenset[str],
-                   count: Callable[[int], None] | None = None) -> None:
-        """Tell the collector the config's department codes, so that a unit code that is
-        none of them is noticed (warned once, counted through ``count``, and kept out of the
-        province's totals with ``unknown_units: exclude``). The app calls it when it builds
-        the target; without it every code is taken as it comes."""
-        self.mapping.departments = departments
-        self.unknown_units.count = count
-
-    async def collect(self, session: aiohttp.ClientSession, now: float) -> CollectResult:
-        payload = await fetch_json(session, self.config)
+    def result(self, payload: Any, now: float) -> CollectResult:
         units, catalogue = read_backlog(payload, self.mapping)
         self.unknown_units.report(units, self.config.unknown_units)
         samples = backlog_samples(units, catalogue, self.base, now, self.config.unknown_units)

@@ -29,7 +29,7 @@ import ipaddress
 import socket
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import ClassVar, Literal
+from typing import ClassVar, Literal, cast
 
 import dns.asyncquery
 import dns.asyncresolver
@@ -41,10 +41,10 @@ import dns.rdatatype
 import dns.resolver
 from pydantic import Field, field_validator, model_validator
 
-from collectors.base import CollectorFailure
 from collectors.probe.errors import classify_os_error
 from collectors.probe.phases import PhaseTimer
 from ioc import clock
+from ioc.collector import CollectorFailure
 from ioc.config_types import CollectorConfig, Duration
 from ioc.model import CollectResult, Labels, Sample, make_labels
 
@@ -197,7 +197,8 @@ def answer_values(response: dns.message.Message, query: str, record_type: str) -
     if rcode != dns.rcode.NOERROR:
         raise CollectorFailure("dns", f"server answered {dns.rcode.to_text(rcode)} for {query}")
     try:
-        chain = response.resolve_chaining()
+        # dnspython parses an answer to a query into a QueryMessage (typed as its base class)
+        chain = cast(dns.message.QueryMessage, response).resolve_chaining()
     except dns.message.ChainTooLong as exc:
         raise CollectorFailure("dns", f"the CNAME chain of {query} is too long") from exc
     except dns.exception.DNSException as exc:
@@ -219,7 +220,7 @@ def soa_serial(response: dns.message.Message, zone: str) -> int:
         [rrset for rrset in response.authority if name.is_subdomain(rrset.name)]
     for rrset in found:
         if rrset.rdtype == dns.rdatatype.SOA and len(rrset) > 0:
-            return int(rrset[0].serial)  # type: ignore[attr-defined]
+            return int(rrset[0].serial)
     raise CollectorFailure("dns", f"{zone} has no SOA record (not authoritative?)")
 
 

@@ -7,15 +7,13 @@ every sample because one poll covers every department the province's app routes 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, ClassVar, Literal, NamedTuple
 
-import aiohttp
 from pydantic import Field, model_validator
 
-from collectors.base import CollectorFailure
-from collectors.jsonstats import JsonStatsConfig, fetch_json, host_of
-from collectors.mapping import CompiledMapping, FieldMapping, PayloadError, UnknownUnits
+from collectors.jsonstats import JsonStatsCollector, JsonStatsConfig
+from collectors.mapping import CompiledMapping, FieldMapping, PayloadError
+from ioc.collector import CollectorFailure
 from ioc.config_types import CollectorConfig
 from ioc.domain import (
     FEEDBACK_FIELDS,
@@ -129,31 +127,15 @@ def parse_feedback(payload: Any, mapping: CompiledMapping, base: Labels,
     return feedback_samples(read_feedback(payload, mapping), base, now)
 
 
-class FeedbackCollector:
+class FeedbackCollector(JsonStatsCollector):
     kind: ClassVar[str] = "feedback"
     Config: ClassVar[type[CollectorConfig]] = FeedbackConfig
+    native_mapping: ClassVar[FieldMapping] = NATIVE_MAPPING
 
     def __init__(self, config: FeedbackConfig) -> None:
-        self.config = config
-        self.mapping = CompiledMapping(config.mapping or NATIVE_MAPPING, config.department_map)
-        self.unknown_units = UnknownUnits(config.name)
-        self.base = make_labels(config.labels, target=config.name)
+        super().__init__(config, config.mapping)
 
-    @property
-    def host(self) -> str | None:
-        return host_of(self.config.url)
-
-    def bind_units(self, departments: frozenset[str],
-                   count: Callable[[int], None] | None = None) -> None:
-        """Tell the collector the config's department codes, so that a unit code that is
-        none of them is noticed (warned once, counted through ``count``, and kept out of the
-        province's totals with ``unknown_units: exclude``). The app calls it when it builds
-        the target; without it every code is taken as it comes."""
-        self.mapping.departments = departments
-        self.unknown_units.count = count
-
-    async def collect(self, session: aiohttp.ClientSession, now: float) -> CollectResult:
-        payload = await fetch_json(session, self.config)
+    def result(self, payload: Any, now: float) -> CollectResult:
         units = read_feedback(payload, self.mapping)
         self.unknown_units.report(units, self.config.unknown_units)
         samples = feedback_samples(units, self.base, now, self.config.unknown_units)

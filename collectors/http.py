@@ -20,7 +20,6 @@ import aiohttp
 from aiohttp.abc import AbstractResolver
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from collectors.base import CollectorFailure, mark_interrupted_phase
 from collectors.probe.body import read_body
 from collectors.probe.conditions import (
     DEFAULT_FORBIDDEN_KEYWORDS,
@@ -55,6 +54,7 @@ from collectors.probe.tls import (
 from collectors.probe.trace_hooks import note_content, note_http
 from collectors.probe.wire import WireClient, WireResponse
 from ioc import clock
+from ioc.collector import CollectorFailure, mark_interrupted_phase
 from ioc.config_types import CollectorConfig, Duration, StrictModel
 from ioc.model import CollectResult, Event, Labels, Sample, make_labels
 from ioc.regex import check_pattern, compile_pattern

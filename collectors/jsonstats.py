@@ -1,4 +1,7 @@
-"""Fetching a JSON statistics endpoint: the I/O half shared by ``backlog`` and ``feedback``.
+"""Polling a JSON statistics endpoint: the half shared by ``backlog`` and ``feedback``.
+
+``JsonStatsCollector`` is their common outer class (fetch, then read with the block's mapping
+or the native contract); each subclass only says how a payload becomes samples.
 
 Portals guard their statistics differently (a bearer token, basic auth, an API-key header)
 and some take the period or department as a POSTed query, so the config covers those; secret
@@ -12,15 +15,18 @@ import asyncio
 import base64
 import json
 import ssl
-from typing import Any, Literal
+from collections.abc import Callable
+from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 import aiohttp
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from collectors.base import CollectorFailure
+from collectors.mapping import CompiledMapping, FieldMapping, UnknownUnits
 from ioc import trace
+from ioc.collector import CollectorFailure
 from ioc.config_types import CollectorConfig, StrictModel
+from ioc.model import CollectResult, make_labels
 
 DEFAULT_MAX_BYTES = 4 * 1024 * 1024
 
@@ -121,3 +127,39 @@ async def fetch_json(session: aiohttp.ClientSession, cfg: JsonStatsConfig) -> An
         raise CollectorFailure("bad_payload", f"response is not UTF-8 text: {exc}") from None
     except json.JSONDecodeError as exc:
         raise CollectorFailure("bad_payload", f"response is not JSON: {exc}") from None
+
+
+class JsonStatsCollector:
+    """A collector of one JSON statistics endpoint: fetches the payload (URL, auth, size cap
+    from the block) and hands it to :meth:`result`, read with the block's ``mapping`` or,
+    without one, the subclass's ``native_mapping`` (ioc's own contract)."""
+
+    kind: ClassVar[str]
+    Config: ClassVar[type[CollectorConfig]]
+    native_mapping: ClassVar[FieldMapping]
+
+    def __init__(self, config: JsonStatsConfig, mapping: FieldMapping | None) -> None:
+        self.config = config
+        self.mapping = CompiledMapping(mapping or self.native_mapping, config.department_map)
+        self.unknown_units = UnknownUnits(config.name)
+        self.base = make_labels(config.labels, target=config.name)
+
+    @property
+    def host(self) -> str | None:
+        return host_of(self.config.url)
+
+    def bind_units(self, departments: frozenset[str],
+                   count: Callable[[int], None] | None = None) -> None:
+        """Tell the collector the config's department codes, so that a unit code that is
+        none of them is noticed (warned once, counted through ``count``, and kept out of the
+        province's totals with ``unknown_units: exclude``). The app calls it when it builds
+        the target; without it every code is taken as it comes."""
+        self.mapping.departments = departments
+        self.unknown_units.count = count
+
+    async def collect(self, session: aiohttp.ClientSession, now: float) -> CollectResult:
+        return self.result(await fetch_json(session, self.config), now)
+
+    def result(self, payload: Any, now: float) -> CollectResult:
+        """The poll's result from a fetched payload (raises CollectorFailure on a bad one)."""
+        raise NotImplementedError

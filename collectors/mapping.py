@@ -17,7 +17,7 @@ import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import jmespath
 import jmespath.exceptions
@@ -124,6 +124,16 @@ class FieldMapping(StrictModel):
 
 # The error type of the mapping's own checks; ioc.config prints its message as it is.
 CONFIG_ERROR = "ioc_config"
+
+
+class ListedUnit(Protocol):
+    """A unit read from a payload, as far as noticing unknown codes goes (``UnitCounts`` and
+    each collector's own unit rows have it)."""
+
+    @property
+    def code(self) -> str: ...
+    @property
+    def listed(self) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -347,7 +357,7 @@ class UnknownUnits:
         self.count = count
         self._warned: set[str] = set()
 
-    def report(self, units: Iterable[UnitCounts], policy: str) -> None:
+    def report(self, units: Iterable[ListedUnit], policy: str) -> None:
         """Note the polled ``units`` that are not listed (``UnitCounts.listed``)."""
         unknown = [unit.code for unit in units if not unit.listed]
         if not unknown:

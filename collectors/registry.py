@@ -8,12 +8,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from collectors.backlog import BacklogCollector
-from collectors.base import Collector
 from collectors.dns import DnsCollector
 from collectors.feedback import FeedbackCollector
 from collectors.http import HttpCollector
 from collectors.siem import SiemCollector
 from collectors.tcp import TcpCollector
+from ioc.collector import Collector
 
 COLLECTOR_TYPES: Mapping[str, type[Collector]] = {
     HttpCollector.kind: HttpCollector,
@@ -31,4 +31,5 @@ def build_collector(config: object) -> Collector:
     cls = COLLECTOR_TYPES.get(str(kind))
     if cls is None:
         raise KeyError(f"unknown collector type {kind!r}")
+    # the Collector protocol fixes no constructor; every registered class takes its block
     return cls(config)  # type: ignore[call-arg]

@@ -33,8 +33,8 @@ import jmespath
 from jmespath.exceptions import JMESPathError
 from pydantic import Field, SecretStr, field_validator
 
-from collectors.base import CollectorFailure
 from ioc import trace
+from ioc.collector import CollectorFailure
 from ioc.config_types import CollectorConfig, Duration, StrictModel
 from ioc.events import (
     Severity,

@@ -13,11 +13,11 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator
 
-from collectors.base import CollectorFailure, mark_interrupted_phase
 from collectors.probe.errors import classify_os_error
 from collectors.probe.family import FAMILIES, FAMILY_NAMES, prefer_family
 from collectors.probe.phases import PhaseTimer
 from collectors.probe.tls import TlsInfo, check_cert_days, shared_client_context, tls_info
+from ioc.collector import CollectorFailure, mark_interrupted_phase
 from ioc.config_types import CollectorConfig
 from ioc.model import CollectResult, Sample, make_labels
 from ioc.regex import compile_bytes_pattern

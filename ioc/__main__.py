@@ -1,5 +1,5 @@
 import sys
 
-from ioc.cli import main
+from service.cli import main
 
 sys.exit(main())

@@ -206,6 +206,8 @@ class PointsView(Sequence[tuple[float, float]]):
             return list(self) == list(other)
         return NotImplemented
 
+    # a mutable sequence equal to lists is unhashable, as list is; typeshed types the
+    # attribute as a method, so None needs the ignore
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
@@ -330,7 +332,7 @@ class SeriesCache:
     def take_target(self, target: str) -> list[Sample]:
         """Remove a target's series and return their points, oldest first per series: with
         ``--shard auto`` a target's window moves between this instance's cache and the alert
-        leader's copy of the others' (ioc.store_tail) when its owner changes, so the rules
+        leader's copy of the others' (service.store_tail) when its owner changes, so the rules
         keep reading its whole window."""
         taken: list[Sample] = []
         for metric, by_labels in self._metrics.items():

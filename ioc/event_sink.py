@@ -34,6 +34,7 @@ from contextlib import suppress
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from ioc import clock
+from ioc.batching import Batches
 from ioc.events import TimeWindow
 from ioc.model import Event
 from ioc.overflow import OverflowLog
@@ -65,7 +66,11 @@ class EventSink:
         self.window = window or TimeWindow(clamp=True)
         self._queue_limit = queue_limit
         self._overflow = OverflowLog(log, "security event queue")
-        self._batch_size = batch_size
+        # The buffer and the batch in flight; the stop below is the sink's own (a batch that
+        # keeps failing while stopping is given up at once, not retried to a deadline).
+        self._batches: Batches[Event] = Batches(
+            limit=queue_limit, batch_size=batch_size, flush_interval=flush_interval,
+            stop_timeout=stop_timeout)
         self._flush_interval = flush_interval
         self._retention = retention
         self._prune_interval = prune_interval
@@ -73,12 +78,10 @@ class EventSink:
         self._retry_initial = retry_initial
         self._retry_max = retry_max
         self._stop_timeout = stop_timeout
-        self._queue: deque[Event] = deque()
-        self._inflight = 0
         self._enqueued = 0   # events ever queued, in order
         self._written = 0    # of those, how many left the queue in a committed batch
         self._waiters: deque[tuple[int, asyncio.Future[None]]] = deque()
-        self._wake = asyncio.Event()
+        self._wake = self._batches.wake
         self._idle = asyncio.Event()
         self._idle.set()
         self._stopping = False
@@ -123,7 +126,11 @@ class EventSink:
 
     @property
     def queued(self) -> int:
-        return len(self._queue) + self._inflight
+        return self._batches.queued
+
+    def _room(self) -> int:
+        # the limit is read at each offer, so it may be changed on a running sink
+        return max(0, self._queue_limit - self.queued)
 
     def subscribe(self, listener: Listener) -> None:
         """Call ``listener`` with each group of newly stored events (not for duplicates)."""
@@ -133,7 +140,7 @@ class EventSink:
 
     def offer(self, events: Sequence[Event]) -> bool:
         """Queue all of ``events`` or none of them (False when they do not fit)."""
-        if self._stopping or len(events) > self._queue_limit - self.queued:
+        if self._stopping or len(events) > self._room():
             return False
         self._enqueue(events)
         return True
@@ -161,7 +168,7 @@ class EventSink:
         """Queue what fits, drop and count the rest; return how many were queued."""
         if not events:
             return 0
-        room = 0 if self._stopping else max(0, self._queue_limit - self.queued)
+        room = 0 if self._stopping else self._room()
         if len(events) > room:
             self.dropped.labels(reason="queue_full").inc(len(events) - room)
             self._overflow.dropped(len(events) - room, queue_limit=self._queue_limit)
@@ -178,11 +185,9 @@ class EventSink:
 
     def _enqueue(self, events: Sequence[Event]) -> None:
         if events:
-            self._queue.extend(events)
+            self._batches.push(events)
             self._enqueued += len(events)
             self._idle.clear()
-            if len(self._queue) >= self._batch_size:
-                self._wake.set()
 
     async def commit(self, events: Sequence[Event], cursor: tuple[str, str]) -> list[Event]:
         """Store events and a cursor in one transaction now; return the new events."""
@@ -226,12 +231,10 @@ class EventSink:
             task.cancel()
             with suppress(asyncio.CancelledError):
                 await task
-        lost = self.queued
+        lost = self._batches.clear()
         if lost:
             log.error("stopping with %d security events unwritten; they are lost", lost)
             self.dropped.labels(reason="shutdown").inc(lost)
-            self._queue.clear()
-            self._inflight = 0
         self._release()
         self._release(EventsNotStored("ioc stopped before the events were written"))
         self._idle.set()
@@ -239,8 +242,9 @@ class EventSink:
     # -- the writer task -----------------------------------------------------------------
 
     async def _run(self) -> None:
+        batches = self._batches
         while True:
-            if not self._queue:
+            if not batches.buffer:
                 self._idle.set()
                 if self._stopping:
                     return
@@ -248,20 +252,16 @@ class EventSink:
                     await asyncio.wait_for(self._wake.wait(), timeout=self._flush_interval)
                 self._wake.clear()
                 continue
-            count = min(self._batch_size, len(self._queue))
-            batch = [self._queue.popleft() for _ in range(count)]
-            self._inflight = count
+            batch = batches.take(batches.batch_size)
+            written = False
             try:
                 written = await self._write(batch)
-            except asyncio.CancelledError:
-                self._queue.extendleft(reversed(batch))
-                raise
             finally:
-                self._inflight = 0
-            if not written:  # stopping while the store fails: leave them for the count
-                self._queue.extendleft(reversed(batch))
+                # cancelled, or stopping while the store fails: back for stop() to count
+                batches.settle(written)
+            if not written:
                 return
-            self._written += count
+            self._written += len(batch)
             self._release()
 
     def _release(self, failure: BaseException | None = None) -> None:

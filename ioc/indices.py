@@ -136,7 +136,7 @@ class IndexFeed:
     Fed once when built and then re-stamped from the time of the polls that pass through the
     pipeline (a pipeline hook, at most every ``REFRESH_SECONDS``): the wall marks a panel
     stale when its newest sample is older than ``wall.stale_after``, and these values are as
-    current as the config. ``indices`` is a restart section (ioc.reload), so the set itself
+    current as the config. ``indices`` is a restart section (service.reload), so the set itself
     never changes while the app runs.
     """
 

@@ -82,7 +82,7 @@ SAMPLE_METRICS: dict[str, str] = {
 }
 
 # Labels of the sample metrics, besides the `labels:` a collector's config adds to all its
-# samples. docs/metrics.md is generated from this (ioc/metrics_doc.py); a test compares it with
+# samples. docs/metrics.md is generated from this (service/metrics_doc.py); a test compares it with
 # what a running ioc exports.
 _TARGET = ("target", "department", "kind")
 SAMPLE_LABELS: dict[str, tuple[str, ...]] = {
@@ -137,7 +137,7 @@ class CacheFamily(Metric):
         self.labels = labels
         self.windows = windows
 
-    @property  # type: ignore[override]
+    @property
     def samples(self) -> list[PromSample]:
         if self._samples is None:
             self._samples = [PromSample(self.name, dict(labels), latest[1], None, None)

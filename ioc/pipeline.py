@@ -1,8 +1,10 @@
 """The one fan-out point between collectors and everything that consumes their results.
 
 collector → runner → ``Pipeline.publish`` → latest-value cache, store writer, status board,
-metrics, and any hooks (the alert engine and the live stream plug in here). Publishing is
-synchronous and cheap: nothing here waits on I/O, so a slow database never slows polling.
+metrics, and the hooks added with ``add_hook``: the event sink (a probe's security findings),
+remote write and the wall's feed. The alert engine is not a hook: it reads the cache's
+windows on its own timer (``alerts.engine``). Publishing is synchronous and cheap: nothing
+here waits on I/O, so a slow database never slows polling.
 """
 
 from __future__ import annotations

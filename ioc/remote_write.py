@@ -26,9 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
 from collections.abc import Sequence
-from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -36,6 +34,7 @@ import cramjam
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from ioc.batching import Batches
 from ioc.model import Sample
 from ioc.overflow import OverflowLog
 from ioc.remote_write_config import RemoteWriteEndpoint
@@ -170,12 +169,9 @@ class RemoteWriteQueue:
         self._overflow = OverflowLog(log, "remote write queue", remote=endpoint.remote)
         self._metrics = metrics
         self._user_agent = user_agent
-        self._stop_timeout = stop_timeout
-        self._buffer: deque[Sample] = deque()
-        self._inflight: list[Sample] = []
-        self._wake = asyncio.Event()
-        self._stopping = asyncio.Event()
-        self._stop_deadline: float | None = None
+        self._batches: Batches[Sample] = Batches(
+            limit=endpoint.queue_limit, batch_size=endpoint.batch_size,
+            flush_interval=endpoint.flush_interval, stop_timeout=stop_timeout)
         self._task: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
         self._failing_since: float | None = None
@@ -186,31 +182,25 @@ class RemoteWriteQueue:
 
     @property
     def queued(self) -> int:
-        return len(self._buffer) + len(self._inflight)
+        return self._batches.queued
 
     def submit(self, samples: Sequence[Sample]) -> None:
         """Queue samples; never blocks. A full queue drops its oldest samples (counted)."""
         if not samples:
             return
-        space = self.endpoint.queue_limit - self.queued
-        if len(samples) > space:
-            overflow = len(samples) - space
-            from_buffer = min(overflow, len(self._buffer))
-            for _ in range(from_buffer):
-                self._buffer.popleft()
-            samples = samples[overflow - from_buffer:]
-            self._metrics.samples.labels(remote=self.remote, result="dropped").inc(overflow)
-            self._overflow.dropped(overflow, queue_limit=self.endpoint.queue_limit)
+        pushed = self._batches.push_dropping_oldest(samples)
+        if pushed.dropped:
+            self._metrics.samples.labels(remote=self.remote, result="dropped").inc(
+                pushed.dropped)
+            self._overflow.dropped(pushed.dropped, queue_limit=self.endpoint.queue_limit)
         else:
             self._overflow.ok()
-        self._buffer.extend(samples)
         self._gauge()
-        if len(self._buffer) >= self.endpoint.batch_size:
-            self._wake.set()
 
     def start(self) -> None:
         if self._task is not None:
             raise RuntimeError("remote-write queue already started")
+        self._batches.restart()
         # Keep-alive here (unlike probes): one receiver, many requests.
         self._session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=self.endpoint.timeout),
@@ -222,24 +212,13 @@ class RemoteWriteQueue:
         """Send what is queued for at most ``stop_timeout`` s; the rest is counted as dropped."""
         task = self._task
         if task is not None:
-            loop = asyncio.get_running_loop()
-            self._stop_deadline = loop.time() + self._stop_timeout
-            self._stopping.set()
-            self._wake.set()
-            try:
-                await asyncio.wait_for(asyncio.shield(task), timeout=self._stop_timeout + 1.0)
-            except TimeoutError:
-                task.cancel()
-                with suppress(asyncio.CancelledError):
-                    await task
+            await self._batches.stop(task)
             self._task = None
-        lost = self.queued
+        lost = self._batches.clear()
         if lost:
             log.error("remote write %s: stopping with %d samples unsent; they are lost",
                       self.remote, lost)
             self._metrics.samples.labels(remote=self.remote, result="dropped").inc(lost)
-            self._buffer.clear()
-            self._inflight = []
             self._gauge()
         if self._session is not None:
             await self._session.close()
@@ -250,23 +229,16 @@ class RemoteWriteQueue:
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
+        batches = self._batches
         while True:
-            if not self._stopping.is_set() and len(self._buffer) < self.endpoint.batch_size:
-                with suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.endpoint.flush_interval)
-            self._wake.clear()
-            while self._buffer:
-                count = min(self.endpoint.batch_size, len(self._buffer))
-                popleft = self._buffer.popleft
-                self._inflight = [popleft() for _ in range(count)]
-                sent = await self._deliver(self._inflight, loop)
-                if not sent:  # shutdown deadline: stop() counts what is left
-                    self._buffer.extendleft(reversed(self._inflight))
-                    self._inflight = []
+            await batches.idle()
+            while batches.buffer:
+                sent = await self._deliver(batches.take(batches.batch_size), loop)
+                batches.settle(sent)  # not sent: the deadline passed, stop() counts the rest
+                if not sent:
                     return
-                self._inflight = []
                 self._gauge()
-            if self._stopping.is_set():
+            if batches.stopping.is_set():
                 return
 
     async def _deliver(self, batch: list[Sample], loop: asyncio.AbstractEventLoop) -> bool:
@@ -274,12 +246,12 @@ class RemoteWriteQueue:
         body = encode_body(batch, self.endpoint.labels)
         delay = self.endpoint.min_backoff
         samples = self._metrics.samples
+        batches = self._batches
         while True:
-            deadline = self._stop_deadline
-            if deadline is not None and loop.time() >= deadline:
+            if batches.past_deadline():
                 return False
             try:
-                async with asyncio.timeout_at(deadline):
+                async with asyncio.timeout_at(batches.deadline):
                     await self._post(body)
             except RejectedError as exc:
                 self._metrics.requests.labels(remote=self.remote, result="rejected").inc()
@@ -290,7 +262,7 @@ class RemoteWriteQueue:
             except (aiohttp.ClientError, OSError, TimeoutError) as exc:
                 self._metrics.requests.labels(remote=self.remote, result="retry").inc()
                 self._record_failure(exc, loop.time())
-                await self._backoff(delay, loop)
+                await batches.backoff(delay)
                 delay = min(delay * 2, self.endpoint.max_backoff)
                 continue
             self._metrics.requests.labels(remote=self.remote, result="ok").inc()
@@ -341,15 +313,6 @@ class RemoteWriteQueue:
             log.warning("remote write %s: sending failed (%s); retrying with backoff up to "
                         "%g s, queueing up to %d samples", self.remote, reason,
                         self.endpoint.max_backoff, self.endpoint.queue_limit)
-
-    async def _backoff(self, delay: float, loop: asyncio.AbstractEventLoop) -> None:
-        """Sleep before a retry; once stopping, never past the stop deadline."""
-        if not self._stopping.is_set():
-            with suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), timeout=delay)
-            return
-        remaining = (self._stop_deadline or 0.0) - loop.time()
-        await asyncio.sleep(max(0.0, min(delay, remaining)))
 
 
 # --------------------------------------------------------------------------------------------

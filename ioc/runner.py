@@ -18,14 +18,14 @@ from collections.abc import Callable
 
 import aiohttp
 
-from collectors.base import Collector, CollectorFailure, interrupted_phase
 from ioc import clock
+from ioc.collector import Collector, CollectorFailure, interrupted_phase
 from ioc.incidents import reason_code
-from ioc.limits import PollLimits
 from ioc.logs import fields
 from ioc.metrics import ServiceMetrics
 from ioc.model import CollectResult, Sample, make_labels
 from ioc.pipeline import Pipeline, PollOutcome
+from ioc.poll_limits import PollLimits
 from ioc.status import FlapFilter
 
 log = logging.getLogger("ioc.collector")

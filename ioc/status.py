@@ -10,6 +10,7 @@ state (``FlapFilter``): with ``failure_threshold: 3`` one lost packet does not m
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,7 +34,7 @@ class TargetState:
     consecutive_successes: int = 0
     # With collection.shard i/N: the index of the instance that polls the target (with auto:
     # its member slot, None while unknown), and whether that is another one (its state is
-    # then read from the shared store, ioc.shared_board; with auto it changes with owners).
+    # then read from the shared store, service.shared_board; with auto it changes with owners).
     shard: int | None = None
     remote: bool = False
 
@@ -110,7 +111,7 @@ class StatusBoard:
         return state
 
 
-def build_status(board: StatusBoard, department_names: dict[str, str], *, now: float,
+def build_status(board: StatusBoard, department_names: Mapping[str, str], *, now: float,
                  province: dict[str, str]) -> dict[str, Any]:
     """The status document: every target, failing ones first, plus counts."""
     rows = []
@@ -135,8 +136,8 @@ def build_status(board: StatusBoard, department_names: dict[str, str], *, now: f
             "shard": state.shard,
             "remote": state.remote,
         })
-    order = {False: 0, None: 1, True: 2}
-    rows.sort(key=lambda r: (order[r["up"]], str(r["department"]), str(r["name"])))  # type: ignore[index]
+    order: dict[object, int] = {False: 0, None: 1, True: 2}
+    rows.sort(key=lambda r: (order[r["up"]], str(r["department"]), str(r["name"])))
     up = sum(1 for r in rows if r["up"] is True)
     down = sum(1 for r in rows if r["up"] is False)
     return {

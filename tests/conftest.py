@@ -14,9 +14,10 @@ import pytest
 import yaml
 
 from collectors.simulator import units
-from ioc.app import IocApp
-from ioc.config import Config, parse_config
 from ioc.pipeline import PollOutcome
+from service.app import IocApp
+from service.config import Config, parse_config
+from tests.helpers import Changes
 
 SIM_TOKEN = "test-sim-token"
 
@@ -100,17 +101,14 @@ class PollWatcher:
 
     def __init__(self) -> None:
         self.outcomes: list[PollOutcome] = []
-        self._changed = asyncio.Event()
+        self._changed = Changes()
 
     def __call__(self, outcome: PollOutcome) -> None:
         self.outcomes.append(outcome)
         self._changed.set()
 
     async def until(self, predicate: Any, limit: float = 10.0) -> None:
-        async with asyncio.timeout(limit):
-            while not predicate(self.outcomes):
-                self._changed.clear()
-                await self._changed.wait()
+        await self._changed.until(lambda: predicate(self.outcomes), limit)
 
 
 @pytest.fixture

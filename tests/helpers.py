@@ -2,9 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import Callable, Sequence
 
 from ioc.model import Sample
+
+
+class Changes:
+    """What a test awaits instead of sleeping: whatever it watches calls ``set()`` when
+    something happened, and ``until`` waits (at most ``limit`` seconds) for the condition."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def set(self) -> None:
+        self._event.set()
+
+    async def until(self, condition: Callable[[], bool], limit: float = 10.0) -> None:
+        async with asyncio.timeout(limit):
+            while not condition():
+                self._event.clear()
+                await self._event.wait()
 
 
 class ListSink:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from ioc.config import ConfigError, load_config, parse_config
 from ioc.config_types import format_duration, parse_duration
+from service.config import ConfigError, load_config, parse_config
 
 DATA = Path(__file__).parent / "data" / "config"
 ROOT = Path(__file__).parent.parent

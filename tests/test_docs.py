@@ -31,8 +31,8 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from collectors.registry import COLLECTOR_TYPES
-from ioc.config import ConfigFile, parse_config
 from ioc.config_types import CollectorConfig, format_duration, parse_duration
+from service.config import ConfigFile, parse_config
 
 ROOT = Path(__file__).parent.parent
 DOC = ROOT / "docs" / "configuration.md"

@@ -20,8 +20,8 @@ import pytest
 import uvloop
 import yaml
 
-from ioc.config import ConfigError, parse_config
 from ioc.event_loop import choose, loop_name, watch_lag
+from service.config import ConfigError, parse_config
 from tests.conftest import free_port
 
 ROOT = Path(__file__).parent.parent
@@ -158,7 +158,7 @@ def test_run_on_asyncio_when_asked(tmp_path: Path) -> None:
 @pytest.mark.both_loops
 async def test_stop_signals_arrive_on_both_loops() -> None:
     """cli._StopSignals needs loop.add_signal_handler, which uvloop has too."""
-    from ioc.cli import _StopSignals
+    from service.cli import _StopSignals
 
     with _StopSignals() as signals:
         os.kill(os.getpid(), signal.SIGTERM)  # handled by the loop, not the default action

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from ioc.limits import PollLimits
+from ioc.poll_limits import PollLimits
 
 
 async def test_per_host_and_global_caps_hold() -> None:

@@ -8,8 +8,8 @@ import logging
 
 import pytest
 
-from ioc.config import parse_config
 from ioc.logs import fields, setup_logging
+from service.config import parse_config
 
 
 @pytest.fixture

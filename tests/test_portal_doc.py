@@ -20,9 +20,9 @@ import pytest
 import yaml
 from aiohttp import web
 
-from ioc.config import Config, ConfigError, parse_config
 from ioc.trace_text import render
-from ioc.try_command import try_targets
+from service.config import Config, ConfigError, parse_config
+from service.try_command import try_targets
 from tests.test_try import normalise, utf8_json
 
 ROOT = Path(__file__).parent.parent
@@ -56,7 +56,7 @@ def step_config(name: str, url: str = URL) -> Config:
 
 
 def check_text(err: ConfigError) -> str:
-    """What `ioc check` prints for a refused config (ioc.cli._print_issues)."""
+    """What `ioc check` prints for a refused config (service.cli._print_issues)."""
     return "\n".join([f"{err.source}: {len(err.issues)} error(s)",
                       *(f"  - {issue}" for issue in err.issues)]) + "\n"
 

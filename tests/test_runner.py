@@ -15,10 +15,10 @@ from prometheus_client.utils import floatToGoString
 from collectors.http import HttpCollector, HttpConfig
 from ioc.cache import SeriesCache
 from ioc.exposition import Exposition
-from ioc.limits import PollLimits
 from ioc.metrics import ServiceMetrics
 from ioc.model import CollectResult, make_labels
 from ioc.pipeline import Pipeline
+from ioc.poll_limits import PollLimits
 from ioc.runner import PollRunner
 from ioc.status import StatusBoard, TargetState
 from tests.helpers import ListSink

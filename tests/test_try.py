@@ -22,10 +22,10 @@ import pytest
 import trustme
 from aiohttp import web
 
-from ioc.config import Config, parse_config
 from ioc.trace import Trace, UnknownTarget
 from ioc.trace_text import render
-from ioc.try_command import exit_code, output, try_targets
+from service.config import Config, parse_config
+from service.try_command import exit_code, output, try_targets
 from tests.collectors.test_hostile import (  # the probe tests' hostile servers
     dripping,
     gzip_bomb,
@@ -357,7 +357,7 @@ async def test_json_output_holds_every_target(site: str) -> None:
 async def run_cli(*args: str) -> tuple[int, str, str]:
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "ioc.cli", *args, env=env,
+        sys.executable, "-m", "service.cli", *args, env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await process.communicate()
     assert process.returncode is not None

@@ -7,33 +7,27 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
 from alerts.acks import DEFAULT_ACK_SECONDS
-from ioc import clock
 from ioc.config_types import parse_duration
+from web.auth import PRINCIPAL, Principal
 from web.bodies import body_limits, parse_json, read_body
+from web.context import AlertDesk
 from web.errors import ApiError
-
-if TYPE_CHECKING:
-    from alerts.dispatcher import Dispatcher
-    from web.auth import Principal
+from web.keys import AUTH, CONTEXT, request_now
 
 MAX_LIMIT = 1000
 ALERT_FILTERS = ("state", "severity", "department", "alertname", "receiver")
 
 
-def _dispatcher(request: web.Request) -> Dispatcher:
-    from web.app import IOC_APP
-
-    return request.app[IOC_APP].dispatcher
+def _dispatcher(request: web.Request) -> AlertDesk:
+    return request.app[CONTEXT].alerts
 
 
 def _require(request: web.Request, role: str) -> Principal:
-    from web.app import AUTH
-
     return request.app[AUTH].require(request, role)
 
 
@@ -114,14 +108,12 @@ def filter_alerts(alerts: list[dict[str, Any]],
 
 async def list_alerts(request: web.Request) -> web.Response:
     _require(request, "viewer")
-    now = clock.now()
+    now = request_now(request)
     alerts = filter_alerts(_dispatcher(request).view(now), request.query)
     return _ok({"generated_at": now, "alerts": alerts})
 
 
 async def ack_alert(request: web.Request) -> web.Response:
-    from web.auth import PRINCIPAL
-
     # A console session stands in for the token before _require looks (web.sessions).
     channel = "console" if request.get(PRINCIPAL) is not None else "api"
     who = _require(request, "operator")
@@ -134,8 +126,8 @@ async def ack_alert(request: web.Request) -> web.Response:
     fingerprint = request.match_info["fingerprint"]
     try:
         ack = await _dispatcher(request).acknowledge(
-            fingerprint, by=who.name, comment=comment, now=clock.now(), duration=duration,
-            channel=channel)
+            fingerprint, by=who.name, comment=comment, now=request_now(request),
+            duration=duration, channel=channel)
     except ValueError as exc:
         raise ApiError(400, "invalid ack", str(exc)) from None
     if ack is None:
@@ -148,7 +140,7 @@ async def ack_alert(request: web.Request) -> web.Response:
 
 async def list_silences(request: web.Request) -> web.Response:
     _require(request, "viewer")
-    now = clock.now()
+    now = request_now(request)
     state = request.query.get("state")
     if state not in (None, "", "active", "pending", "expired"):
         raise ApiError(400, "invalid state", "expected active, pending or expired")
@@ -162,7 +154,7 @@ async def list_silences(request: web.Request) -> web.Response:
 async def create_silence(request: web.Request) -> web.Response:
     who = _require(request, "operator")
     data = await _body(request)
-    now = clock.now()
+    now = request_now(request)
     matchers = data.get("matchers")
     if not isinstance(matchers, list) or not all(isinstance(m, str) for m in matchers):
         raise ApiError(400, "invalid matchers",
@@ -187,7 +179,7 @@ async def create_silence(request: web.Request) -> web.Response:
 
 async def delete_silence(request: web.Request) -> web.Response:
     who = _require(request, "operator")
-    now = clock.now()
+    now = request_now(request)
     silence_id = request.match_info["id"]
     ended = await _dispatcher(request).expire_silence(silence_id, by=who.name, now=now)
     if ended is None:
@@ -212,7 +204,7 @@ async def list_notifications(request: web.Request) -> web.Response:
 
 async def alert_history(request: web.Request) -> web.Response:
     _require(request, "viewer")
-    now = clock.now()
+    now = request_now(request)
     params = request.query
     end = _number(params, "end", now)
     assert end is not None

@@ -10,30 +10,24 @@ from __future__ import annotations
 
 import json
 import unicodedata
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
-from ioc import clock
 from ioc.store.base import StoreError
 from web.bodies import body_limits, parse_json, read_body
 from web.errors import ApiError
-
-if TYPE_CHECKING:
-    from web.wall_page import WallFeed
+from web.keys import AUTH, WALL, request_now
+from web.wall_feed import WallFeed
 
 MAX_TEXT = 500  # the same bound as wall.announcement in config
 
 
 def _feed(request: web.Request) -> WallFeed:
-    from web.app import IOC_APP
-
-    return request.app[IOC_APP].wall
+    return request.app[WALL]
 
 
 def _require(request: web.Request, role: str) -> str:
-    from web.app import AUTH
-
     return request.app[AUTH].require(request, role).name
 
 
@@ -72,7 +66,7 @@ async def set_announcement(request: web.Request) -> web.Response:
     who = _require(request, "operator")
     text = await _text_from_body(request)
     try:
-        current = await _feed(request).set_announcement(text, by=who, now=clock.now())
+        current = await _feed(request).set_announcement(text, by=who, now=request_now(request))
     except StoreError as exc:
         raise ApiError(503, "store unavailable", str(exc)) from None
     return _ok({"announcement": current.to_dict()})
@@ -81,7 +75,7 @@ async def set_announcement(request: web.Request) -> web.Response:
 async def clear_announcement(request: web.Request) -> web.Response:
     who = _require(request, "operator")
     try:
-        current = await _feed(request).set_announcement("", by=who, now=clock.now())
+        current = await _feed(request).set_announcement("", by=who, now=request_now(request))
     except StoreError as exc:
         raise ApiError(503, "store unavailable", str(exc)) from None
     return _ok({"announcement": current.to_dict()})

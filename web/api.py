@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
-from ioc import clock
 from ioc.status import build_status
+from web.context import WebContext
 from web.errors import ApiError
+from web.keys import AUTH, CONTEXT
 from web.streaming import send_json
-
-if TYPE_CHECKING:
-    from ioc.app import IocApp
 
 MAX_POINTS = 11_000  # per series, like Prometheus's query_range limit
 RESERVED_PARAMS = {"metric", "start", "end", "step"}
@@ -65,28 +64,25 @@ def parse_series_query(params: Mapping[str, str], now: float) -> SeriesQuery:
     return SeriesQuery(metric, matchers, start, end, step)
 
 
-def status_document(app: IocApp, now: float) -> dict[str, Any]:
-    cfg = app.config
-    return build_status(app.board, app.department_names, now=now, province={
+def status_document(context: WebContext, now: float) -> dict[str, Any]:
+    cfg = context.config()
+    return build_status(context.board, context.department_names, now=now, province={
         "code": cfg.province.code, "name": cfg.province.name, "title": cfg.service.title})
 
 
 async def status(request: web.Request) -> web.StreamResponse:
-    from web.app import AUTH, IOC_APP
-
     request.app[AUTH].require(request, "viewer")
+    context = request.app[CONTEXT]
     # At 10,000 targets this is megabytes: written in slices a slow client must read.
-    return await send_json(request, status_document(request.app[IOC_APP], clock.now()), _dumps)
+    return await send_json(request, status_document(context, context.clock()), _dumps)
 
 
 async def series(request: web.Request) -> web.StreamResponse:
-    from web.app import AUTH, IOC_APP
-
     request.app[AUTH].require(request, "viewer")
-    app = request.app[IOC_APP]
-    query = parse_series_query(request.query, clock.now())
-    result = await app.store.query_range(query.metric, query.matchers, query.start, query.end,
-                                         query.step)
+    context = request.app[CONTEXT]
+    query = parse_series_query(request.query, context.clock())
+    result = await context.samples.query_range(query.metric, query.matchers, query.start,
+                                               query.end, query.step)
     return await send_json(request, {
         "metric": query.metric,
         "start": query.start, "end": query.end, "step": query.step,
@@ -96,6 +92,4 @@ async def series(request: web.Request) -> web.StreamResponse:
 
 
 def _dumps(data: Any) -> str:
-    import json
-
     return json.dumps(data, ensure_ascii=False)

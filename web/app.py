@@ -1,10 +1,13 @@
-"""The aiohttp application: routes, middleware and the page template environment."""
+"""The aiohttp application: routes, middleware and the page template environment.
+
+Built around a :class:`web.context.WebContext` (what the web layer may use of the service)
+and the wall's feed; the objects every handler shares are under the keys of ``web.keys``.
+"""
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import jinja2
 from aiohttp import web
@@ -15,11 +18,11 @@ from web import (
     announcement,
     api,
     audit_api,
+    client_limits,
     console,
     events_api,
     forwarded,
     incidents_api,
-    limits,
     maintenance_api,
     oncall_api,
     reload_api,
@@ -30,19 +33,13 @@ from web import (
 )
 from web.auth import Authenticator
 from web.bodies import BODY_LIMITS, BodyLimits
+from web.context import WebContext
 from web.errors import error_middleware, json_error
 from web.i18n import format_time
+from web.keys import AUTH, CONTEXT, EXPOSITION, METRICS_GUARD, TEMPLATES, WALL
 from web.metrics_auth import MetricsGuard
 from web.openapi import openapi_document
-
-if TYPE_CHECKING:
-    from ioc.app import IocApp
-
-IOC_APP: web.AppKey[IocApp] = web.AppKey("ioc_app")
-TEMPLATES: web.AppKey[jinja2.Environment] = web.AppKey("templates")
-AUTH: web.AppKey[Authenticator] = web.AppKey("auth")
-METRICS_GUARD: web.AppKey[MetricsGuard] = web.AppKey("metrics_guard")
-EXPOSITION: web.AppKey[Exposition] = web.AppKey("exposition")
+from web.wall_feed import WallFeed
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -50,24 +47,24 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    app = request.app[IOC_APP]
+    context = request.app[CONTEXT]
     checks: dict[str, str] = {}
     try:
         async with asyncio.timeout(2.0):
-            await app.store.ping()
+            await context.samples.ping()
         checks["store"] = "ok"
     except Exception as exc:  # report, don't raise: this endpoint exists to say what is wrong
         checks["store"] = f"unreachable: {type(exc).__name__}"
-    checks["scheduler"] = "ok" if app.scheduler.running else "not running"
-    if app.membership is not None:  # --shard auto: polls only while a proven member
-        checks["shard"] = app.membership.ready
+    checks["scheduler"] = "ok" if context.polling() else "not running"
+    shard = context.shard_ready()
+    if shard is not None:  # --shard auto: polls only while a proven member
+        checks["shard"] = shard
     ready = all(v == "ok" for v in checks.values())
     return web.json_response({"status": "ready" if ready else "not ready", "checks": checks},
                              status=200 if ready else 503)
 
 
 async def metrics(request: web.Request) -> web.Response:
-    app = request.app[IOC_APP]
     guard = request.app[METRICS_GUARD]
     if not guard.allows(request.headers.get("Authorization")):
         response = json_error(401, "unauthorized", "this needs the metrics: credentials")
@@ -76,7 +73,7 @@ async def metrics(request: web.Request) -> web.Response:
     # At 10,000 targets a scrape is ~120,000 series: written in slices of a few milliseconds
     # on the loop, so polls go on meanwhile (ioc/exposition.py says why not in a thread).
     body, content_type = await request.app[EXPOSITION].render(
-        app.registry, request.headers.get("Accept", ""))
+        request.app[CONTEXT].registry, request.headers.get("Accept", ""))
     return web.Response(body=body, headers={"Content-Type": content_type})
 
 
@@ -100,35 +97,37 @@ async def _security_headers(request: web.Request, response: web.StreamResponse) 
 
 
 async def _close_streams(app: web.Application) -> None:
-    app[IOC_APP].wall.close()
+    app[WALL].close()
 
 
 async def not_found(request: web.Request) -> web.Response:
     return json_error(404, "not found", f"no route for {request.method} {request.path}")
 
 
-def create_web_app(ioc_app: IocApp) -> web.Application:
-    from ioc import clock
-
-    service = ioc_app.config.service
-    failures = limits.FailureLimiter(ioc_app.config.auth.max_failures,
-                                     ioc_app.config.auth.failure_window)
+def create_web_app(context: WebContext, wall: WallFeed) -> web.Application:
+    config = context.config()
+    service = config.service
+    clock = context.clock
+    trust = context.trust
+    failures = client_limits.FailureLimiter(config.auth.max_failures,
+                                            config.auth.failure_window)
     # Outermost first: refuse guessers and floods before anything else runs, count refused
     # bodies and audit the final status of every write, then JSON errors, then cookies
     # standing in for tokens.
     app = web.Application(middlewares=[
         # First of all, the real client behind a trusted proxy: every check below uses it.
-        forwarded.middleware(ioc_app.proxies),
-        limits.auth_middleware(failures, ioc_app.trust, clock.now),
-        limits.concurrency_middleware(service.max_concurrent_requests, ioc_app.trust),
-        limits.refusal_middleware(ioc_app.trust),
-        audit_api.audit_middleware(ioc_app.audit, ioc_app.trust, clock.now),
-        error_middleware, limits.malformed_middleware(ioc_app.trust, clock.monotonic),
-        sessions.make_middleware(clock.now)],
+        forwarded.middleware(context.proxies),
+        client_limits.auth_middleware(failures, trust, clock),
+        client_limits.concurrency_middleware(service.max_concurrent_requests, trust),
+        client_limits.refusal_middleware(trust),
+        audit_api.audit_middleware(context.audit, trust, clock),
+        error_middleware, client_limits.malformed_middleware(trust, context.monotonic),
+        sessions.make_middleware(clock)],
         client_max_size=service.max_body_size)
-    app[IOC_APP] = ioc_app
+    app[CONTEXT] = context
+    app[WALL] = wall
     app[BODY_LIMITS] = BodyLimits.from_config(service)
-    auth = ioc_app.config.auth
+    auth = config.auth
     app[AUTH] = Authenticator(
         ((t.name, t.token.get_secret_value(), t.roles) for t in auth.tokens),
         anonymous_roles=auth.anonymous)
@@ -136,7 +135,7 @@ def create_web_app(ioc_app: IocApp) -> web.Application:
     # request: a reload that removes or changes a token ends what it opened (web.sessions).
     app[sessions.SESSIONS] = sessions.SessionStore(current=app[AUTH].current)
     app[sessions.WALL_COOKIES] = sessions.WallCookies(app[AUTH])
-    app[METRICS_GUARD] = MetricsGuard(ioc_app.config.metrics)
+    app[METRICS_GUARD] = MetricsGuard(config.metrics)
     app[EXPOSITION] = Exposition()
     app[TEMPLATES] = jinja2.Environment(
         loader=jinja2.PackageLoader("web", "templates"),

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
@@ -24,11 +24,9 @@ from ioc.logs import fields
 from ioc.store.audit import AuditEntry, AuditStore
 from ioc.store.base import StoreError
 from web.auth import PRINCIPAL
+from web.client_limits import TrustMetrics, client_address
 from web.errors import ApiError
-from web.limits import TrustMetrics, client_address
-
-if TYPE_CHECKING:
-    from ioc.app import IocApp
+from web.keys import AUTH, CONTEXT, request_now
 
 log = logging.getLogger("ioc.web")
 
@@ -97,13 +95,10 @@ def _number(params: Mapping[str, str], name: str, default: float) -> float:
 
 
 async def list_audit(request: web.Request) -> web.Response:
-    from ioc import clock
-    from web.app import AUTH, IOC_APP
-
     request.app[AUTH].require(request, "admin")
-    app: IocApp = request.app[IOC_APP]
+    app = request.app[CONTEXT]
     params = request.query
-    end = _number(params, "end", clock.now())
+    end = _number(params, "end", request_now(request))
     start = _number(params, "start", end - DEFAULT_SPAN)
     if start > end:
         raise ApiError(400, "invalid range", "start is after end")

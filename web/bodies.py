@@ -5,13 +5,13 @@ aiohttp's ``client_max_size`` is one number for the whole application, so it is 
 here. A declared ``Content-Length`` over the cap is refused before a byte is read; a chunked
 body is refused as soon as it grows past the cap, so a client that lies or streams cannot make
 ioc buffer more than the cap plus one chunk. Every 413 is counted by
-``web.limits.refusal_middleware``.
+``web.client_limits.refusal_middleware``.
 
 Malformed bodies are a 400, never a 500: :func:`parse_json` refuses JSON nested deeper than
 :data:`MAX_JSON_DEPTH` before the decoder sees it (Python's decoder recurses and fails with
 ``RecursionError`` past ~1,000 levels), bytes that are not UTF-8, and ``NaN``/``Infinity``;
 :func:`read_form` refuses a form that is not UTF-8. Each raises :class:`MalformedInput`,
-whose ``reason`` ``web.limits.malformed_middleware`` counts.
+whose ``reason`` ``web.client_limits.malformed_middleware`` counts.
 """
 
 from __future__ import annotations

@@ -19,29 +19,20 @@ browser says they come from another origin.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from ioc import clock
 from web.bodies import body_limits, read_form
 from web.errors import ApiError
 from web.i18n import LANGS, Translator, pick_lang
+from web.keys import AUTH, CONTEXT, WALL, request_now
 from web.sessions import SESSIONS, clear_session_cookie, session_id, set_session_cookie
-
-if TYPE_CHECKING:
-    from ioc.app import IocApp
 
 HISTORY_SHOWN = 30
 HISTORY_DAYS = 7
 SILENCE_DURATIONS = ("1h", "2h", "4h", "8h", "24h")
-
-
-def _app(request: web.Request) -> IocApp:
-    from web.app import IOC_APP
-
-    return request.app[IOC_APP]
 
 
 def _lang(request: web.Request) -> str:
@@ -73,10 +64,10 @@ def _html(text: str, status: int = 200) -> web.Response:
 
 def _render(request: web.Request, template: str, lang: str, status: int = 200,
             **values: Any) -> web.Response:
-    app = _app(request)
-    t = Translator(lang, app.config.province.timezone)
-    html = app.wall.templates.get_template(template).render(
-        t=t, lang=lang, title=app.config.service.title, **values)
+    config = request.app[CONTEXT].config()
+    t = Translator(lang, config.province.timezone)
+    html = request.app[WALL].templates.get_template(template).render(
+        t=t, lang=lang, title=config.service.title, **values)
     return _html(html, status)
 
 
@@ -86,13 +77,13 @@ async def _form(request: web.Request) -> dict[str, str]:
 
 async def page(request: web.Request) -> web.Response:
     lang = _lang(request)
-    now = clock.now()
+    now = request_now(request)
     sid = session_id(request)
     session = request.app[SESSIONS].get(sid, now)
     if session is None or sid is None:
         return _render(request, "console_login.html", lang, error=None)
-    app = _app(request)
-    dispatcher = app.dispatcher
+    context = request.app[CONTEXT]
+    dispatcher = context.alerts
     alerts = [a for a in dispatcher.view(now) if a["state"] == "firing"]
     silences = sorted((s.to_dict(now) for s in dispatcher.silences.values()),
                       key=lambda s: s["created_at"], reverse=True)
@@ -113,7 +104,7 @@ async def page(request: web.Request) -> web.Response:
         who=session.principal.name, csrf=request.app[SESSIONS].csrf(sid), now=now,
         alerts=alerts, silences=silences, history=history,
         maintenance=sorted(maintenance.items()), windows=windows,
-        departments=app.department_names, announcement=app.wall.announcement,
+        departments=context.department_names, announcement=request.app[WALL].announcement,
         durations=SILENCE_DURATIONS, silence_matchers=silence_matchers)
 
 
@@ -131,8 +122,6 @@ def _quote(value: str) -> str:
 async def login(request: web.Request) -> web.Response:
     _same_origin(request)
     lang = _lang(request)
-    from web.app import AUTH
-
     form = await _form(request)
     token = form.get("token", "").strip()
     error = None
@@ -147,7 +136,7 @@ async def login(request: web.Request) -> web.Response:
         error, status = "console_error_token", 401
     if error is not None:
         return _render(request, "console_login.html", lang, status=status, error=error)
-    sid = request.app[SESSIONS].create(principal, clock.now())
+    sid = request.app[SESSIONS].create(principal, request_now(request))
     response = web.HTTPSeeOther(f"/console?lang={lang}")
     set_session_cookie(response, sid, secure=request.secure)
     raise response
@@ -158,7 +147,7 @@ async def logout(request: web.Request) -> web.Response:
     form = await _form(request)
     sid = session_id(request)
     sessions = request.app[SESSIONS]
-    if sid is not None and sessions.get(sid, clock.now()) is not None:
+    if sid is not None and sessions.get(sid, request_now(request)) is not None:
         if not sessions.csrf_ok(sid, form.get("csrf")):
             raise ApiError(403, "CSRF check failed", "sign out from the console's own page")
         sessions.end(sid)

@@ -26,11 +26,10 @@ from collections import Counter as Tally
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
-from ioc import clock
 from ioc.event_sink import EventsNotStored
 from ioc.events import (
     CATEGORIES,
@@ -54,11 +53,10 @@ from web.bodies import (
     read_body,
     too_large,
 )
+from web.context import WebContext
 from web.errors import ApiError, json_error
+from web.keys import AUTH, CONTEXT, request_now
 from web.streaming import JsonArrayWriter
-
-if TYPE_CHECKING:
-    from ioc.app import IocApp
 
 log = logging.getLogger("ioc.web")
 
@@ -121,10 +119,8 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/api/v1/events", post_events)
 
 
-def _app(request: web.Request) -> IocApp:
-    from web.app import IOC_APP
-
-    return request.app[IOC_APP]
+def _app(request: web.Request) -> WebContext:
+    return request.app[CONTEXT]
 
 
 def parse_json_body(body: bytes) -> Any:
@@ -162,8 +158,6 @@ def _busy(request: web.Request, why: str) -> web.Response:
 
 
 async def post_events(request: web.Request) -> web.Response:
-    from web.app import AUTH
-
     principal = request.app[AUTH].require(request, "ingest")
     durable = wants_durable(request)
     app = _app(request)
@@ -175,13 +169,13 @@ async def post_events(request: web.Request) -> web.Response:
     if gate.full(request.content_length or limit):
         return _busy(request, "ioc is parsing other pushes")
     body = await read_body(request, limit, hint)
-    config = app.config
+    config = app.config()
     departments = frozenset(d.code for d in config.departments) or None
     async with gate.turn(len(body)) as admitted:
         if not admitted:
             return _busy(request, "ioc is parsing other pushes")
         out_of_window: Tally[str] = Tally()
-        decode = partial(decode_events, body, now=clock.now(),
+        decode = partial(decode_events, body, now=request_now(request),
                          window=config.events.window(clamp=False), departments=departments,
                          out_of_window=out_of_window)
         # A small body is parsed in well under a millisecond: the thread hop would cost more.
@@ -274,8 +268,6 @@ async def get_events(request: web.Request) -> web.StreamResponse:
     """The matching events, newest first: read in pages of ``EVENT_PAGE`` by a keyset cursor
     and written as they are read (web/streaming.py), so a client that asks for 1,000 large
     events and does not read holds one page in memory, not the whole answer."""
-    from web.app import AUTH
-
     request.app[AUTH].require(request, "viewer")
     query = parse_event_query(request.query)
     store = _app(request).events.store

@@ -109,6 +109,8 @@ def middleware(proxies: TrustedProxies) -> Any:
             return await handler(request)
         client = proxies.client(peer, forwarded_for)
         scheme = proxies.scheme(peer, forwarded_proto, request.scheme)
+        if client is None:
+            return await handler(request.clone(scheme=scheme))
         return await handler(request.clone(remote=client, scheme=scheme))
 
     return forwarded

@@ -90,8 +90,8 @@ class Translator:
         return key in catalogue(self.lang)
 
     def number(self, value: object, decimals: int = 0) -> str:
-        exact = isinstance(value, int) and not isinstance(value, bool)
-        number = value if exact else finite(value)
+        number: float | None = (value if isinstance(value, int) and not isinstance(value, bool)
+                                else finite(value))
         if number is None or abs(number) >= MAX_SHOWN:
             return UNKNOWN  # beyond any real count: a corrupt row, not a number to show
         pattern = "#,##0" + ("." + "#" * decimals if decimals else "")

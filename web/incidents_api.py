@@ -17,29 +17,27 @@ import base64
 import binascii
 import json
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
+from ioc.reports.render import CONTENT_TYPES, FORMATS, render
 from ioc.store.base import StoreError
 from ioc.store.incidents import NOTE_LIMIT, NotFound, Query
 from web.bodies import body_limits, read_body
+from web.context import WebContext
 from web.errors import ApiError
-
-if TYPE_CHECKING:
-    from ioc.app import IocApp
+from web.keys import AUTH, CONTEXT
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 500
 REPORT_BUSY: web.AppKey[asyncio.Lock] = web.AppKey("report_busy", asyncio.Lock)
 
 
-def _app(request: web.Request, role: str) -> tuple[IocApp, str]:
-    from web.app import AUTH, IOC_APP
-
+def _app(request: web.Request, role: str) -> tuple[WebContext, str]:
     principal = request.app[AUTH].require(request, role)
-    return request.app[IOC_APP], principal.name
+    return request.app[CONTEXT], principal.name
 
 
 MAX_TIME = 253_402_300_799  # 9999-12-31T23:59:59Z: later times fit no calendar or column
@@ -75,8 +73,6 @@ def decode_cursor(raw: str) -> tuple[int, str]:
 
 
 async def list_incidents(request: web.Request) -> web.Response:
-    from ioc import clock
-
     app, _ = _app(request, "viewer")
     params = request.query
     raw_limit = params.get("limit", str(DEFAULT_LIMIT))
@@ -94,7 +90,7 @@ async def list_incidents(request: web.Request) -> web.Response:
                   before=decode_cursor(params["cursor"]) if params.get("cursor") else None,
                   limit=int(raw_limit))
     try:
-        items, cursor = await app.incidents.list(query, clock.now())
+        items, cursor = await app.incidents.list(query, app.clock())
     except StoreError as exc:
         raise ApiError(503, "store unavailable", str(exc)) from None
     return web.json_response(
@@ -103,8 +99,6 @@ async def list_incidents(request: web.Request) -> web.Response:
 
 
 async def add_note(request: web.Request) -> web.Response:
-    from ioc import clock
-
     app, who = _app(request, "operator")
     raw = await read_body(request, body_limits(request).alerts)
     try:
@@ -117,7 +111,7 @@ async def add_note(request: web.Request) -> web.Response:
                                             f"{NOTE_LIMIT} characters")
     try:
         note = await app.incidents.add_note(request.match_info["id"], actor=who, text=text,
-                                            now=clock.now())
+                                            now=app.clock())
     except NotFound:
         raise ApiError(404, "no such incident", request.match_info["id"]) from None
     except ValueError as exc:
@@ -129,10 +123,6 @@ async def add_note(request: web.Request) -> web.Response:
 
 
 async def report(request: web.Request) -> web.Response:
-    from ioc import clock
-    from ioc.reports.command import collect
-    from ioc.reports.render import CONTENT_TYPES, FORMATS, render
-
     app, _ = _app(request, "viewer")
     params = request.query
     period = params.get("period", "")
@@ -145,11 +135,10 @@ async def report(request: web.Request) -> web.Response:
     busy = request.app[REPORT_BUSY]
     if busy.locked():
         raise ApiError(429, "a report is being built", "try again in a few seconds")
-    config = app.config
+    config = app.config()
     async with busy:
         try:
-            data = await collect(config, period, now=clock.now(),
-                                 department=params.get("department") or None)
+            data = await app.report(period, app.clock(), params.get("department") or None)
         except ValueError as exc:
             raise ApiError(400, "invalid report", str(exc)) from None
         except StoreError as exc:

@@ -17,9 +17,9 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 
 from alerts.maintenance import MAX_WINDOW_SECONDS, parse_instant
-from ioc import clock
 from web.alerts_api import _body, _dispatcher, _ok, _require
 from web.errors import ApiError
+from web.keys import request_now
 
 MAX_COMMENT_CHARS = 1000
 MAX_OPEN_WINDOWS = 500  # pending or active at once: more is a runaway script, not planning
@@ -27,14 +27,14 @@ MAX_OPEN_WINDOWS = 500  # pending or active at once: more is a runaway script, n
 
 async def list_maintenance(request: web.Request) -> web.Response:
     _require(request, "viewer")
-    now = clock.now()
+    now = request_now(request)
     return _ok({"generated_at": now, "windows": _dispatcher(request).maintenance_view(now)})
 
 
 async def create_maintenance(request: web.Request) -> web.Response:
     who = _require(request, "operator")
     data = await _body(request)
-    now = clock.now()
+    now = request_now(request)
     dispatcher = _dispatcher(request)
     tz = ZoneInfo(dispatcher.settings.timezone)
     department = data.get("department")
@@ -62,7 +62,7 @@ async def create_maintenance(request: web.Request) -> web.Response:
 
 async def end_maintenance(request: web.Request) -> web.Response:
     who = _require(request, "operator")
-    now = clock.now()
+    now = request_now(request)
     window_id = request.match_info["id"]
     if window_id.startswith("config-"):
         raise ApiError(409, "read-only window", "this window is set in the configuration "

@@ -33,19 +33,18 @@ from ioc.store.oncall import LinkUsedError, OncallStore
 from web.auth import PRINCIPAL, Principal
 from web.bodies import body_limits, read_body, read_form
 from web.console import _lang, _render, _same_origin
+from web.context import AlertDesk
 from web.errors import ApiError
+from web.keys import AUTH, CONTEXT, WALL
 
 if TYPE_CHECKING:
-    from alerts.dispatcher import Dispatcher
     from alerts.escalation import Escalator
 
 MAX_ROSTER_BYTES = 256 << 10
 
 
-def _dispatcher(request: web.Request) -> Dispatcher:
-    from web.app import IOC_APP
-
-    return request.app[IOC_APP].dispatcher
+def _dispatcher(request: web.Request) -> AlertDesk:
+    return request.app[CONTEXT].alerts
 
 
 def _escalator(request: web.Request) -> Escalator:
@@ -56,8 +55,6 @@ def _escalator(request: web.Request) -> Escalator:
 
 
 def _require(request: web.Request, role: str) -> Principal:
-    from web.app import AUTH
-
     return request.app[AUTH].require(request, role)
 
 
@@ -101,6 +98,7 @@ async def put_roster(request: web.Request) -> web.Response:
                                                   now=_dispatcher(request).clock())
     except ValueError as exc:
         raise ApiError(400, "invalid roster", str(exc)) from None
+    request.app[WALL].on_alerts_changed()  # the wall's duty line follows the edit at once
     return _ok({"roster": roster.model_dump(mode="json")})
 
 

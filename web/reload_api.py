@@ -11,18 +11,12 @@ from typing import Any
 
 from aiohttp import web
 
-
-def _app(request: web.Request) -> Any:
-    from web.app import IOC_APP
-
-    return request.app[IOC_APP]
+from web.keys import AUTH, CONTEXT
 
 
 async def reload_config(request: web.Request) -> web.Response:
-    from web.app import AUTH
-
     request.app[AUTH].require(request, "admin")
-    result = await _app(request).reload()
+    result = await request.app[CONTEXT].reload()
     if not result.ok:
         return web.json_response({"error": "invalid config",
                                   "detail": {"errors": result.errors}}, status=400)
@@ -30,10 +24,8 @@ async def reload_config(request: web.Request) -> web.Response:
 
 
 async def last_reload(request: web.Request) -> web.Response:
-    from web.app import AUTH
-
     request.app[AUTH].require(request, "admin")
-    last = _app(request).reloader.last
+    last = request.app[CONTEXT].last_reload()
     return web.json_response({"reload": None if last is None else last.to_dict()})
 
 

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from alerts.runbooks import find_runbook, runbooks
 from web.i18n import LANGS, Translator
+from web.keys import CONTEXT, WALL
 
 
 def _lang(request: web.Request) -> str:
@@ -22,12 +23,10 @@ def _lang(request: web.Request) -> str:
 
 def _render(request: web.Request, lang: str, status: int = 200, **values: object
             ) -> web.Response:
-    from web.app import IOC_APP
-
-    app = request.app[IOC_APP]
-    html = app.wall.templates.get_template("runbook.html").render(
-        t=Translator(lang, app.config.province.timezone), lang=lang,
-        title=app.config.service.title, **{"text": None, "missing": None, **values})
+    config = request.app[CONTEXT].config()
+    html = request.app[WALL].templates.get_template("runbook.html").render(
+        t=Translator(lang, config.province.timezone), lang=lang,
+        title=config.service.title, **{"text": None, "missing": None, **values})
     return web.Response(text=html, status=status, content_type="text/html", charset="utf-8")
 
 

@@ -39,6 +39,7 @@ from aiohttp import web
 
 from web.auth import PRINCIPAL, Authenticator, Principal
 from web.errors import ApiError
+from web.keys import AUTH
 
 SESSION_COOKIE = "ioc_session"
 WALL_COOKIE = "ioc_wall"
@@ -185,8 +186,6 @@ def exchange_wall_token(request: web.Request) -> web.HTTPSeeOther | None:
     token = request.query.get("token")
     if token is None:
         return None
-    from web.app import AUTH
-
     principal = request.app[AUTH].identify(f"Bearer {token}")
     if not principal.has("viewer"):
         raise ApiError(403, "forbidden", f"token {principal.name!r} lacks the viewer role")

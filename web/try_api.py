@@ -1,6 +1,6 @@
 """``POST /api/v1/try/{name}`` (admin): poll one target now and answer with its trace.
 
-The API face of ``ioc try`` (ioc.try_command): the same trace as data, plus the readable text
+The API face of ``ioc try`` (service.try_command): the same trace as data, plus the readable text
 in the language asked for (``?lang=vi``, the default, or ``en``). It polls a real target, so
 it is an admin write (audited by the middleware like every other), takes no body, and at most
 ``TRY_SLOTS`` run at once: another request meanwhile gets 429 instead of queueing polls. Each
@@ -18,14 +18,13 @@ from aiohttp import web
 from ioc.trace import UnknownTarget
 from ioc.trace_text import LANGS, render
 from web.errors import ApiError
+from web.keys import AUTH, CONTEXT
 
 TRY_SLOTS = 2
 SLOTS: web.AppKey[asyncio.Semaphore] = web.AppKey("try_slots")
 
 
 async def try_target(request: web.Request) -> web.Response:
-    from web.app import AUTH, IOC_APP
-
     request.app[AUTH].require(request, "admin")
     lang = request.query.get("lang", "vi")
     if lang not in LANGS:
@@ -37,7 +36,7 @@ async def try_target(request: web.Request) -> web.Response:
         raise ApiError(429, "busy", f"{TRY_SLOTS} tries are running; try again when they end")
     async with slots:
         try:
-            trace = await request.app[IOC_APP].try_target(request.match_info["name"])
+            trace = await request.app[CONTEXT].try_target(request.match_info["name"])
         except UnknownTarget as exc:
             raise ApiError(404, "unknown target", str(exc)) from None
     return web.json_response({"up": trace.up, "trace": trace.to_dict(),

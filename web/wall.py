@@ -18,16 +18,15 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ioc.cache import SeriesCache
+from ioc.config import WALL_PANELS
 from ioc.model import Event
 
 if TYPE_CHECKING:
     from ioc.config import WallConfig
-    from ioc.store import SqlStore
+    from web.context import SampleReader
 
 log = logging.getLogger("ioc.wall")
 
-ALL_PANELS = ("clock", "health", "departments", "backlog", "feedback", "security", "alerts",
-              "indices", "announcement")
 # The data panels on the side of the tiles and the metrics each is drawn from.
 PANEL_METRICS: dict[str, tuple[str, ...]] = {
     "backlog": ("ioc_dossiers", "ioc_dossiers_received", "ioc_dossier_ontime_ratio"),
@@ -59,7 +58,7 @@ class WallView:
 def views_from_config(cfg: WallConfig) -> list[WallView]:
     """The configured views, or one view named ``all`` with every panel."""
     if not cfg.views:
-        return [WallView("all", "", ALL_PANELS, ())]
+        return [WallView("all", "", WALL_PANELS, ())]
     return [WallView(v.name, v.title, tuple(v.panels), tuple(v.departments)) for v in cfg.views]
 
 
@@ -400,13 +399,13 @@ class WallState:
     def due(self, now: float) -> bool:
         return self.refreshed_at is None or now - self.refreshed_at >= REFRESH_EVERY
 
-    def refresh_soon(self, store: SqlStore, now: float) -> asyncio.Task[None]:
+    def refresh_soon(self, store: SampleReader, now: float) -> asyncio.Task[None]:
         """Start one refresh unless one is running; callers may await it with a deadline."""
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._refresh(store, now), name="ioc-wall-refresh")
         return self._task
 
-    async def _refresh(self, store: SqlStore, now: float) -> None:
+    async def _refresh(self, store: SampleReader, now: float) -> None:
         try:
             self.availability = await availability_24h(store, now)
             self.trends = {
@@ -424,7 +423,7 @@ class WallState:
             self._task.cancel()
 
 
-async def availability_24h(store: SqlStore, now: float) -> dict[str, float]:
+async def availability_24h(store: SampleReader, now: float) -> dict[str, float]:
     """Share of successful polls per target over the last 24 h (hourly averages averaged)."""
     series = await store.query_range("ioc_target_up", {}, now - 86400, now, 3600)
     out: dict[str, float] = {}
@@ -435,7 +434,7 @@ async def availability_24h(store: SqlStore, now: float) -> dict[str, float]:
     return out
 
 
-async def daily_trend(store: SqlStore, metric: str, matchers: dict[str, str],
+async def daily_trend(store: SampleReader, metric: str, matchers: dict[str, str],
                       now: float) -> list[tuple[float, float]]:
     """Daily points of a metric summed over its series, oldest first, for a sparkline."""
     series = await store.query_range(metric, matchers, now - TREND_DAYS * 86400, now, 86400)

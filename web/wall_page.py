@@ -1,439 +1,28 @@
-"""The wall's HTTP side: the page, its fragments, the stream handler and the pipeline feed.
+"""The wall's HTTP handlers: the page (``/``, ``/wall/{view}``) and its live stream.
 
-The page is rendered on the server (it shows real numbers before any script runs). The feed
-is a pipeline hook: after a poll it rebuilds the tile of the polled target's department and
-the panels whose metrics the poll brought, renders each as an HTML fragment in every language
-(with the same autoescaping templates as the page) and publishes the ones that changed.
-Screens swap fragments in; they never build markup from data themselves.
-
-A tile is rebuilt at most every ``TILE_SPACING`` per department: at once for the first poll
-after a quiet spell (a fault still reaches the screens within milliseconds), then once more at
-the end of the spacing with whatever the polls meanwhile changed. Rebuilding costs work
-proportional to the department's size, and with 10,000 targets a department of ~300 is
-polled ten times a second: rebuilding on every poll was a third of ioc's CPU.
+The rendering and the deltas are the feed's (``web.wall_feed``); these handlers check who may
+look (networks, the viewer role, a wall token exchanged for a cookie), read the page's query
+and hand over.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
-import json
-import logging
-from collections.abc import Collection, Mapping, Sequence
-from functools import partial
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
 
-import jinja2
-import markupsafe
 from aiohttp import web
 
-from ioc import clock
-from ioc.bidi import strip_bidi
 from ioc.config_types import parse_duration
-from ioc.events import SEVERITY_RANK, event_document
-from ioc.model import Event
-from ioc.status import StatusBoard, build_status
-from ioc.store.announcement import Announcement, AnnouncementStore
-from ioc.store.base import StoreError
-from ioc.store.events import EventQuery
 from web import stream as sse
 from web.errors import ApiError
-from web.i18n import LANGS, Translator, catalogue, pick_lang
+from web.i18n import LANGS, pick_lang
+from web.keys import AUTH, CONTEXT, WALL
 from web.sessions import exchange_wall_token
-from web.stream import EventStream
-from web.wall import (
-    PANEL_METRICS,
-    SECURITY_LISTED,
-    SECURITY_SHOWN,
-    SIDE_PANELS,
-    WallState,
-    WallView,
-    department_tile,
-    duty_line,
-    grid_shape,
-    latest_security,
-    side_panels,
-    sparkline,
-    views_from_config,
-    wall_document,
-)
-
-if TYPE_CHECKING:
-    from ioc.app import IocApp
-    from ioc.pipeline import PollOutcome
-
-log = logging.getLogger("ioc.wall")
+from web.wall_feed import WallFeed
 
 THEMES = ("dark", "light")
-_PANEL_METRICS_ITEMS = tuple((k, frozenset(v)) for k, v in PANEL_METRICS.items())
 MIN_ROTATE = 5.0
-# Words the page's script needs; everything else arrives rendered.
-SCRIPT_WORDS = ("offline_banner", "updated", "age_seconds", "age_minutes", "age_hours",
-                "age_days", "live", "offline", "stale")
 FIRST_RENDER_WAIT = 0.25  # seconds the page waits for store figures before rendering without
-# Alerts change with every evaluation, and also with time alone (a silence or a maintenance
-# window starts or ends), so while screens are connected the feed looks at them this often.
-ALERTS_CHECK_EVERY = 1.0
-EVENTS_PER_DELTA = 20  # security events carried by one `event` stream delta
-TILE_SPACING = 0.5  # seconds between two rebuilds of one department's tile
-
-
-def make_templates() -> jinja2.Environment:
-    env = jinja2.Environment(
-        loader=jinja2.PackageLoader("web", "templates"),
-        autoescape=True,  # every value: target and department names are untrusted
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True, lstrip_blocks=True,
-    )
-    env.globals["sparkline"] = sparkline
-    # Untrusted text (names, titles, annotations, comments): isolated where it is shown, so a
-    # bidi override in it cannot reorder what follows (ioc/bidi.py); the styles isolate every
-    # element marked translate="no" as well.
-    env.filters["bdi"] = isolate
-    env.filters["plain"] = plain
-    return env
-
-
-def isolate(value: object) -> markupsafe.Markup:
-    """``value`` escaped inside ``<bdi>``: its direction cannot leak into the text around."""
-    return markupsafe.Markup("<bdi>%s</bdi>") % str(value)
-
-
-PLAIN_MAX = 120  # characters of an <option> label: a select is as wide as its longest one
-
-
-def plain(value: object, limit: int = PLAIN_MAX) -> str:
-    """For places that cannot hold markup (``<option>``, ``title=``): bidi controls removed,
-    cut to ``limit`` characters with an ellipsis."""
-    text = strip_bidi(str(value))
-    return text if len(text) <= limit else text[:limit - 1] + "…"
-
-
-class WallFeed:
-    """Renders the wall and turns pipeline outcomes into stream deltas; one per app."""
-
-    def __init__(self, app: IocApp, epoch: str) -> None:
-        cfg = app.config.wall
-        self.app = app
-        self.cfg = cfg
-        self.views = views_from_config(cfg)
-        self.departments = {d.code: d.name for d in app.config.departments}
-        self.state = WallState(announcement=cfg.announcement)
-        self.announcement = Announcement(cfg.announcement, "config", None)
-        self.announcements = AnnouncementStore(app.config.storage.url)
-        self._alerts_task: asyncio.Task[None] | None = None
-        self.templates = make_templates()
-        self.parts = self.templates.get_template("wall_parts.html")
-        self.stream = EventStream(app.registry, epoch=epoch, ring_size=cfg.replay_events,
-                                  max_clients=cfg.max_clients, heartbeat=cfg.heartbeat,
-                                  max_clients_per_address=cfg.max_clients_per_address)
-        self.networks = [ipaddress.ip_network(n, strict=False) for n in cfg.allowed_networks]
-        self._sent_tiles: dict[str, dict[str, Any]] = {}
-        self._tile_built: dict[str, float] = {}  # department → loop time of its last rebuild
-        self._tile_due: dict[str, asyncio.TimerHandle] = {}  # trailing rebuilds scheduled
-        self._sent_panels: dict[str, Any] = {}
-        self._dept_targets: dict[str, list[str]] = {}
-        self._indexed = -1
-        self._security_loaded = False
-        self._idle = False
-
-    # ---- documents ---------------------------------------------------------------------
-
-    def province(self) -> dict[str, str]:
-        cfg = self.app.config
-        return {"code": cfg.province.code, "name": cfg.province.name,
-                "title": cfg.service.title}
-
-    def translators(self) -> dict[str, Translator]:
-        tz = self.app.config.province.timezone
-        return {lang: Translator(lang, tz) for lang in LANGS}
-
-    def document(self, view: WallView, now: float) -> dict[str, Any]:
-        self.load_alerts(now)
-        status = build_status(self.app.board, self.app.department_names, now=now,
-                              province=self.province())
-        return wall_document(status, view=view, departments=self.departments,
-                             cache=self.app.cache, state=self.state,
-                             stale_after=self.cfg.stale_after, now=now,
-                             events_cache=self.app.event_counts.cache)
-
-    def view(self, name: str | None) -> WallView:
-        if name is None:
-            return self.views[0]
-        for view in self.views:
-            if view.name == name:
-                return view
-        raise ApiError(404, "unknown view",
-                       f"no wall view {name!r}; views: {', '.join(v.name for v in self.views)}")
-
-    # ---- the pipeline hook -------------------------------------------------------------
-
-    def _watched(self) -> bool:
-        """Whether any screen reads deltas now.
-
-        Rendering deltas costs work per poll proportional to a department's size; with no
-        screen connected nobody would read them (measured: a third of ioc's CPU at 10,000
-        targets). Skip them, and make any screen that resumes across the gap reload.
-        """
-        if self.stream.client_count == 0:
-            if not self._idle:
-                self._idle = True
-                self.stream.restart(format(int(clock.now() * 1000), "x"))
-                self._sent_tiles.clear()
-                self._sent_panels.clear()
-            return False
-        self._idle = False
-        return True
-
-    def on_remote_update(self, departments: Collection[str], now: float) -> None:
-        """Other shards' polls read from the shared store (ioc.shared_board): their tiles."""
-        if not self._watched():
-            return
-        for department in departments:
-            self.tile_changed(department)
-
-    def on_outcome(self, outcome: PollOutcome) -> None:
-        if not self._watched():
-            return
-        now = outcome.ts
-        state = self.app.board.targets.get(outcome.target)
-        if state is not None:
-            self.tile_changed(state.department)
-        metrics = {s.metric for s in outcome.samples}
-        for panel, names in _PANEL_METRICS_ITEMS:
-            if metrics.intersection(names):
-                self.publish_panels(now, only=panel)
-
-    # ---- security events ---------------------------------------------------------------
-
-    def on_events(self, events: Sequence[Event]) -> None:
-        """Event-sink listener: newly stored events go to the stream and the security panel.
-
-        One ``event`` delta per stored batch, however large, carrying the most severe and
-        newest of it (at most ``EVENTS_PER_DELTA``) and the batch's size: a flood of pushed
-        events must not flood the screens' queues too.
-        """
-        if not events:
-            return
-        chosen = sorted(events, key=lambda e: (-SEVERITY_RANK.get(e.severity, -1),
-                                               -e.occurred_at))[:EVENTS_PER_DELTA]
-        self.stream.publish("event", {"count": len(events),
-                                      "events": [event_document(e) for e in chosen]})
-        self.state.security = latest_security(self.state.security, events, self.departments)
-        self.publish_panels(clock.now(), only="security")
-
-    async def load_security(self) -> None:
-        """The latest high and critical events from the store, once (the sink adds the rest)."""
-        if self._security_loaded:
-            return
-        self._security_loaded = True
-        try:
-            # Rows dated beyond the future bound (stored before times were bounded, or by
-            # hand) would otherwise stay the "latest" events for as long as they are kept.
-            until = clock.now() + self.app.config.events.max_future
-            stored = await self.app.event_store.query(
-                EventQuery(severities=SECURITY_LISTED, limit=SECURITY_SHOWN, until=until))
-        except StoreError as exc:  # the panel still shows what arrives from now on
-            self._security_loaded = False
-            log.warning("wall: latest security events not loaded",
-                        extra={"fields": {"error": str(exc)}})
-            return
-        self.state.security = latest_security(self.state.security, (s.event for s in stored),
-                                              self.departments)
-
-    def forget_target_index(self) -> None:
-        """Targets were added or removed by a config reload: rebuild the index on next use."""
-        self._indexed = -1
-        self._sent_tiles.clear()
-
-    def _targets_of(self, department: str) -> list[str]:
-        board = self.app.board
-        if self._indexed != len(board.targets):
-            self._dept_targets = {}
-            for name, target in board.targets.items():
-                self._dept_targets.setdefault(target.department, []).append(name)
-            self._indexed = len(board.targets)
-        return self._dept_targets.get(department, [])
-
-    def tile(self, department: str, now: float) -> dict[str, Any]:
-        board = self.app.board
-        subset = StatusBoard()
-        subset.targets = {n: board.targets[n] for n in self._targets_of(department)
-                          if n in board.targets}
-        rows = build_status(subset, self.app.department_names, now=now,
-                            province=self.province())["targets"]
-        return department_tile(department, self.departments.get(department, department), rows,
-                               self.state.availability)
-
-    def tile_changed(self, department: str) -> None:
-        """Rebuild the department's tile now, or once at the end of its spacing."""
-        if department in self._tile_due:
-            return  # a trailing rebuild is scheduled and will see this change too
-        loop = asyncio.get_running_loop()
-        since = loop.time() - self._tile_built.get(department, -TILE_SPACING)
-        if since >= TILE_SPACING:
-            self._tile_built[department] = loop.time()
-            self.publish_tile(department, clock.now())
-        else:
-            self._tile_due[department] = loop.call_later(
-                TILE_SPACING - since, self._rebuild_due_tile, department)
-
-    def _rebuild_due_tile(self, department: str) -> None:
-        self._tile_due.pop(department, None)
-        self._tile_built[department] = asyncio.get_running_loop().time()
-        if self.stream.client_count:
-            self.publish_tile(department, clock.now())
-
-    def cancel_due_tiles(self) -> None:
-        for handle in self._tile_due.values():
-            handle.cancel()
-        self._tile_due.clear()
-
-    def publish_tile(self, department: str, now: float) -> None:
-        tile = self.tile(department, now)
-        shown = {k: v for k, v in tile.items() if k != "last_check"}
-        if self._sent_tiles.get(department) == shown:
-            return
-        self._sent_tiles[department] = shown
-        self.stream.publish("tile", {
-            "code": department, "state": tile["state"], "updated": tile["last_check"],
-            "html": {lang: str(self.parts.module.tile(tile, t))  # type: ignore[attr-defined]
-                     for lang, t in self.translators().items()},
-        })
-
-    def publish_panels(self, now: float, only: str | None = None) -> None:
-        panels = side_panels(self.app.cache, self.state, now, self.cfg.stale_after,
-                             self.app.event_counts.cache)
-        for name in SIDE_PANELS:
-            if only is not None and name != only:
-                continue
-            data = panels[name]
-            shown = None if data is None else {k: v for k, v in data.items() if k != "updated"}
-            if name in self._sent_panels and self._sent_panels[name] == shown:
-                continue
-            self._sent_panels[name] = shown
-            self.stream.publish("panel", {
-                "panel": name,
-                "html": {lang: str(self.parts.module.side_panel(  # type: ignore[attr-defined]
-                    name, data, t, now)) for lang, t in self.translators().items()},
-            })
-
-    def publish_announcement(self) -> None:
-        self.stream.publish("announcement", {"text": self.state.announcement})
-
-    # ---- announcement ------------------------------------------------------------------
-
-    async def open(self) -> None:
-        """Open the announcement's store; an operator's last change wins over the config."""
-        await self.announcements.open()
-        stored = await self.announcements.load()
-        if stored is not None:
-            self.announcement = stored
-            self.state.announcement = stored.text
-
-    async def aclose(self) -> None:
-        await self.announcements.close()
-
-    async def set_announcement(self, text: str, *, by: str, now: float) -> Announcement:
-        """Store (with who and when, in the history too), then show it on every screen."""
-        announcement = Announcement(text, by, now)
-        await self.announcements.save(announcement)
-        self.announcement = announcement
-        self.state.announcement = text
-        self.publish_announcement()
-        return announcement
-
-    # ---- alerts ------------------------------------------------------------------------
-
-    def load_alerts(self, now: float) -> None:
-        """Take the firing alerts from delivery: the rows ``GET /api/v1/alerts`` returns."""
-        dispatcher = self.app.dispatcher
-        self.state.alerts = [a for a in dispatcher.view(now) if a["state"] == "firing"]
-        escalator = dispatcher.escalator
-        self.state.duty = duty_line(escalator.roster.view(now)) if escalator else ""
-        evaluated = [a.last_eval for a in dispatcher.alerts.values() if a.last_eval]
-        self.state.alerts_updated = max(evaluated) if evaluated else None
-
-    def publish_alerts(self, now: float) -> None:
-        duty = self.state.duty
-        self.load_alerts(now)
-        self.publish_panels(now, only="alerts")
-        if self.state.duty != duty:  # a shift changed or the roster was edited
-            self.stream.publish("duty", {"text": self.state.duty})
-
-    def watch_alerts(self) -> None:
-        """Keep the alerts panel live while any screen is connected (started by the stream)."""
-        if self._alerts_task is None or self._alerts_task.done():
-            self._alerts_task = asyncio.create_task(self._watch_alerts(),
-                                                    name="ioc-wall-alerts")
-
-    async def _watch_alerts(self) -> None:
-        while self.stream.client_count:
-            try:
-                self.publish_alerts(clock.now())
-            except Exception:  # the next look tries again; the screens keep what they have
-                log.exception("wall alerts not refreshed")
-            await asyncio.sleep(ALERTS_CHECK_EVERY)
-
-    def on_idle(self) -> None:
-        """Between events: refresh the store figures once a minute and stream what moved."""
-        now = clock.now()
-        if not self.state.due(now):
-            return
-        task = self.state.refresh_soon(self.app.store, now)
-
-        def done(_: object) -> None:
-            for department in list(self.departments):
-                self.publish_tile(department, clock.now())
-            self.publish_panels(clock.now())
-
-        task.add_done_callback(done)
-
-    def close(self) -> None:
-        self.cancel_due_tiles()
-        self.stream.close_all()
-        self.state.cancel()
-        if self._alerts_task is not None:
-            self._alerts_task.cancel()
-
-    # ---- rendering ---------------------------------------------------------------------
-
-    def render(self, view: WallView, doc: Mapping[str, Any], *, lang: str, theme: str,
-               rotate: float | None, query: Mapping[str, str]) -> str:
-        t = Translator(lang, self.app.config.province.timezone)
-        cols, rows = grid_shape(len(doc["departments"]))
-        words = {k: catalogue(lang)[k] for k in SCRIPT_WORDS}
-        rotation = [_view_url(v, query) for v in self.views] if rotate else []
-        return self.templates.get_template("wall.html").render(
-            doc=doc, view=view, t=t, lang=lang, theme=theme, cols=cols, rows=rows,
-            title=view.title or doc["province"]["title"],
-            config={
-                "lang": lang, "tz": self.app.config.province.timezone,
-                "since": self.stream.last_id, "offline_after": self.cfg.offline_after,
-                "stale_after": self.cfg.stale_after, "rendered_at": doc["generated_at"],
-                "rotate": rotate, "views": rotation,
-                "current": _view_url(view, query), "words": words,
-            },
-            config_json=partial(json.dumps, ensure_ascii=False),
-        )
-
-    def allowed(self, request: web.Request) -> None:
-        if not self.networks:
-            return
-        try:
-            address = ipaddress.ip_address(request.remote or "")
-        except ValueError:
-            address = None
-        if address is None or not any(address in net for net in self.networks):
-            raise ApiError(403, "forbidden", "this address may not see the wall "
-                                             "(wall.allowed_networks)")
-
-
-def _view_url(view: WallView, query: Mapping[str, str]) -> str:
-    from urllib.parse import urlencode
-
-    keep = {k: query[k] for k in ("lang", "theme", "rotate") if k in query}
-    return f"/wall/{view.name}" + (f"?{urlencode(keep)}" if keep else "")
 
 
 def parse_page_query(query: Mapping[str, str]) -> tuple[str, str, float | None]:
@@ -460,14 +49,10 @@ def parse_page_query(query: Mapping[str, str]) -> tuple[str, str, float | None]:
 
 
 def _feed(request: web.Request) -> WallFeed:
-    from web.app import IOC_APP
-
-    return request.app[IOC_APP].wall
+    return request.app[WALL]
 
 
 def _require_viewer(request: web.Request) -> None:
-    from web.app import AUTH
-
     request.app[AUTH].require(request, "viewer")
 
 
@@ -480,9 +65,9 @@ async def page(request: web.Request) -> web.Response:
     _require_viewer(request)
     view = feed.view(request.match_info.get("view"))
     lang, theme, rotate = parse_page_query(request.query)
-    now = clock.now()
+    now = feed.clock()
     if feed.state.due(now):
-        task = feed.state.refresh_soon(feed.app.store, now)
+        task = feed.state.refresh_soon(request.app[CONTEXT].samples, now)
         try:
             async with asyncio.timeout(FIRST_RENDER_WAIT):
                 await asyncio.shield(task)
@@ -499,6 +84,5 @@ async def stream(request: web.Request) -> web.StreamResponse:
     feed = _feed(request)
     feed.allowed(request)
     _require_viewer(request)
-    feed.watch_alerts()
-    return await sse.serve(request, feed.stream, clock.now, on_idle=feed.on_idle)
-
+    feed.on_screen()
+    return await sse.serve(request, feed.stream, feed.clock, on_idle=feed.on_idle)

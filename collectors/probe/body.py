@@ -11,7 +11,7 @@ import zlib
 
 import aiohttp
 
-from collectors.base import CollectorFailure
+from ioc.collector import CollectorFailure
 
 CHUNK = 64 * 1024
 

@@ -6,8 +6,8 @@ import ssl
 
 import aiohttp
 
-from collectors.base import CollectorFailure
 from collectors.probe.tls import CertificateFailure
+from ioc.collector import CollectorFailure
 
 
 def classify_http_error(exc: BaseException) -> CollectorFailure | None:
@@ -17,9 +17,9 @@ def classify_http_error(exc: BaseException) -> CollectorFailure | None:
         return CollectorFailure("dns", f"name did not resolve: {exc.host} ({why})")
     if isinstance(exc, aiohttp.ClientConnectorCertificateError):
         cause = exc.certificate_error
-        why = getattr(cause, "verify_message", None) or cause
+        reason = getattr(cause, "verify_message", None) or cause
         port = exc.port or (443 if exc.ssl else 80)
-        return CertificateFailure(f"certificate error: {why}", exc.host, port, exc.host)
+        return CertificateFailure(f"certificate error: {reason}", exc.host, port, exc.host)
     if isinstance(exc, aiohttp.ClientSSLError):
         return CollectorFailure("tls", f"TLS handshake failed: {exc.os_error}")
     if isinstance(exc, aiohttp.ClientConnectorError):

@@ -26,7 +26,7 @@ from typing import Any
 import aiohttp
 from aiohttp import http_exceptions
 
-from collectors.base import CollectorFailure
+from ioc.collector import CollectorFailure
 
 # aiohttp's client limits (ClientSession's max_line_size, max_field_size, max_headers): the
 # configured limits may not be looser, so aiohttp never stops an answer ioc would accept.

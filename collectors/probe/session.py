@@ -35,6 +35,7 @@ class ProbeConnector(aiohttp.TCPConnector):
             limit_interim_answers(protocol)
             return protocol
 
+        # aiohttp types _factory as its own ResponseHandler factory; this one wraps it
         self._factory = traced_factory  # type: ignore[assignment]
 
 

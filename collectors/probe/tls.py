@@ -31,7 +31,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.utils import CryptographyDeprecationWarning
 
-from collectors.base import CollectorFailure
+from ioc.collector import CollectorFailure
 
 _DER = 2  # _ssl.ENCODING_DER: the argument of _ssl.Certificate.public_bytes
 # Parsing a certificate costs ~20 us and a probe sees the same two or three every time (and

@@ -8,14 +8,13 @@ every scheduled poll.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
 from cryptography import x509
 
-from collectors.probe.conditions import ContentRules
+from collectors.probe.conditions import ContentRules, Keywords
 from collectors.probe.tls import peer_chain
 from ioc import trace
 
@@ -54,7 +53,7 @@ def tls_trace(ssl_object: Any) -> trace.TlsTrace:
                           earliest_not_after=earliest)
 
 
-def note_content(rules: ContentRules, text: str, forbidden: re.Pattern[str] | None,
+def note_content(rules: ContentRules, text: str, forbidden: Keywords | None,
                  hits: Iterable[str], title_problem: str | None) -> None:
     """Each content condition on its own with why it held or not.
 

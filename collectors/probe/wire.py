@@ -32,7 +32,6 @@ from urllib.parse import quote, urljoin, urlsplit
 import httptools
 from aiohttp.abc import AbstractResolver
 
-from collectors.base import CollectorFailure
 from collectors.probe.body import Inflater
 from collectors.probe.errors import classify_os_error
 from collectors.probe.family import FAMILIES, FAMILY_NAMES, prefer_family
@@ -40,6 +39,7 @@ from collectors.probe.head import MAX_INTERIM, HeadLimits, header_bytes, interim
 from collectors.probe.phases import PhaseTimer
 from collectors.probe.tls import CertificateFailure, TlsInfo, tls_info
 from collectors.probe.trace_hooks import note_http
+from ioc.collector import CollectorFailure
 
 DNS_TTL = 60.0
 DNS_CACHE_MAX = 16          # names one target's checks and its redirects touch
@@ -166,6 +166,7 @@ class _Exchange(asyncio.Protocol):
 
     # -- transport events ------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # asyncio's Protocol signature says BaseTransport; a stream connection gives a Transport
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
@@ -435,7 +436,7 @@ class WireClient:
                                f"({exc})") from exc
                 if tls_transport is None:
                     raise CollectorFailure("tls", "TLS error: the handshake did not complete")
-                transport = tls_transport  # type: ignore[assignment]
+                transport = tls_transport
                 exchange.transport = transport
                 ssl_object = transport.get_extra_info("ssl_object")
             transport.write(request)
@@ -470,7 +471,7 @@ class WireClient:
             try:
                 transport, _ = await loop.create_connection(
                     lambda: exchange, address, origin.port, family=family)
-                return transport  # type: ignore[return-value]
+                return transport
             except OSError as exc:
                 last = exc
         assert last is not None

@@ -55,6 +55,7 @@ def units() -> list[Unit]:
     result: list[Unit] = []
     seen: set[str] = set()
     for section, kind in _SECTIONS:
+        # the YAML file's shape is checked by tests/collectors/test_portal_sim.py, not here
         entries: list[dict[str, object]] = data.get(section) or []  # type: ignore[assignment]
         for entry in entries:
             code, name = str(entry["code"]), str(entry["name"])

@@ -105,7 +105,7 @@ def build_report(*, period: Period, day_bounds: Sequence[tuple[Any, float, float
     figures = summary(chosen, now)
     longest = max((i for i in chosen if not i.planned), key=lambda i: i.duration(now),
                   default=None)
-    targets = sorted(
+    targets: list[dict[str, Any]] = sorted(
         ({"target": name, "department": hist.department, **per_target[name].to_dict(),
           "incidents": sum(1 for i in chosen if i.target == name and not i.planned),
           "downtime_seconds": sum(clipped(i) for i in chosen

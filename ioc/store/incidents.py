@@ -17,6 +17,7 @@ between the incident's start and end) when incidents are listed, so they are nev
 
 from __future__ import annotations
 
+import builtins
 import json
 from collections import Counter, defaultdict
 from collections.abc import Sequence
@@ -279,7 +280,7 @@ class IncidentStore(TableStore):
         return items, cursor
 
     async def all_between(self, start: float, end: float, department: str | None = None
-                          ) -> list[Incident]:
+                          ) -> builtins.list[Incident]:
         """Every incident overlapping ``[start, end)`` (for reports), oldest first."""
         t = incidents_table
         stmt = select(t).where(t.c.started_at < ms(end),
@@ -295,7 +296,7 @@ class IncidentStore(TableStore):
         return [_row_incident(r) for r in rows]
 
     @staticmethod
-    def _item(row: Any, now: float, notes: list[dict[str, Any]],
+    def _item(row: Any, now: float, notes: builtins.list[dict[str, Any]],
               alert: dict[str, Any] | None) -> dict[str, Any]:
         incident = _row_incident(row)
         return {"id": row.id, "target": incident.target, "department": incident.department,
@@ -310,7 +311,7 @@ class IncidentStore(TableStore):
                 "notes": notes}
 
     async def _notes(self, conn: AsyncConnection, ids: Sequence[str]
-                     ) -> dict[str, list[dict[str, Any]]]:
+                     ) -> dict[str, builtins.list[dict[str, Any]]]:
         out: dict[str, list[dict[str, Any]]] = defaultdict(list)
         if not ids:
             return out

@@ -12,14 +12,51 @@ lives on the shared ``metadata``. Times are integer milliseconds, as in the rest
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, replace
+from typing import Any
 
 from sqlalchemy import BigInteger, Column, Index, Table, Text, delete, select
 
-from alerts.maintenance import OperatorWindow
 from ioc.store.alert_delivery import history, ms, sec
 from ioc.store.base import StoreError
 from ioc.store.schema import metadata
 from ioc.store.table_store import TableStore
+
+
+@dataclass(frozen=True, slots=True)
+class OperatorWindow:
+    """A fixed range an operator announced; it lives in the store, not in the config.
+
+    Defined with the table that keeps it (as ``AuditEntry`` and ``Announcement`` are), so the
+    store needs nothing from ``alerts``; ``alerts.maintenance`` decides what it mutes."""
+
+    id: str
+    department: str
+    starts_at: float    # unix seconds
+    ends_at: float
+    comment: str
+    created_by: str
+    created_at: float
+    ended_by: str | None = None   # who ended it early, if anyone
+
+    def state(self, now: float) -> str:
+        if now >= self.ends_at:
+            return "expired"
+        return "active" if now >= self.starts_at else "pending"
+
+    def active(self, now: float) -> bool:
+        return self.starts_at <= now < self.ends_at
+
+    def ended(self, *, by: str, now: float) -> OperatorWindow:
+        """The same window ending at ``now`` (a pending one never begins)."""
+        return replace(self, starts_at=min(self.starts_at, now), ends_at=now, ended_by=by)
+
+    def to_dict(self, now: float) -> dict[str, Any]:
+        return {"source": "api", "id": self.id, "department": self.department,
+                "starts_at": self.starts_at, "ends_at": self.ends_at, "comment": self.comment,
+                "created_by": self.created_by, "created_at": self.created_at,
+                "ended_by": self.ended_by, "state": self.state(now), "read_only": False}
+
 
 maintenance_table = Table(
     "ioc_maintenance_windows", metadata,

@@ -13,6 +13,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
+from functools import partial
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -60,8 +61,7 @@ class RollupJob:
             "until the tier's first run.", ["tier"], registry=registry)
         for tier in TIERS:
             self._rows.labels(tier=tier.name)
-            lag.labels(tier=tier.name).set_function(
-                lambda name=tier.name: self._lag(name))  # type: ignore[misc]
+            lag.labels(tier=tier.name).set_function(partial(self._lag, tier.name))
 
     def _lag(self, tier: str) -> float:
         rolled_to = self._rolled_to.get(tier)

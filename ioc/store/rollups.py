@@ -54,8 +54,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from sqlalchemy import (
     BigInteger,
@@ -72,12 +73,9 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ioc.store.schema import rollup_1h, rollup_5m, rollup_watermarks, samples, series
-
-if TYPE_CHECKING:
-    from ioc.store.sql import SqlStore
 
 _ADVISORY_KEY = 7243190002  # beside the schema lock's 7243190001 (ioc.store.dialects)
 
@@ -185,6 +183,19 @@ class RunReport:
     tiers: dict[str, TierRun]
 
 
+class RollupSource(Protocol):
+    """What the rollups need of the sample store (``ioc.store.sql.SqlStore``), which itself
+    reads this module's tiers and watermarks: named here so the two modules import one way."""
+
+    @property
+    def backend(self) -> str: ...
+    @property
+    def late_writes(self) -> LateWrites: ...
+
+    def engines(self) -> tuple[AsyncEngine, AsyncEngine]: ...
+    def errors(self, operation: str) -> AbstractContextManager[None]: ...
+
+
 class Rollups:
     """Rolls the store's samples up into both tiers and prunes the tiers by age.
 
@@ -192,7 +203,7 @@ class Rollups:
     it are final. ``max_series_per_transaction`` caps the adaptive slice of series ids.
     """
 
-    def __init__(self, store: SqlStore, *, raw_retention: float, retention_5m: float,
+    def __init__(self, store: RollupSource, *, raw_retention: float, retention_5m: float,
                  retention_1h: float, max_series_per_transaction: int = 5000) -> None:
         if min(raw_retention, retention_5m, retention_1h) <= 0 or max_series_per_transaction < 1:
             raise ValueError("retentions and max_series_per_transaction must be positive")

@@ -1,4 +1,4 @@
-"""The reads of the store tail (ioc.store_tail): recent samples of chosen series, and recent
+"""The reads of the store tail (service.store_tail): recent samples of chosen series, and recent
 security events, from the shared PostgreSQL database.
 
 Samples are read by series id *and* time, ``series_id = ANY(ids) AND ts > since``: one probe

@@ -17,12 +17,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
 from collections.abc import Sequence
-from contextlib import suppress
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from ioc.batching import Batches
 from ioc.model import Sample
 from ioc.overflow import OverflowLog
 from ioc.store.base import Store
@@ -51,24 +50,18 @@ class StoreWriter:
         if retry_initial <= 0 or retry_max < retry_initial:
             raise ValueError("need 0 < retry_initial <= retry_max")
         self._store = store
-        self._flush_interval = flush_interval
-        self._batch_size = batch_size
         self._overflow = OverflowLog(log, "store write queue")
         self._group_commit = group_commit
         self._queue_limit = queue_limit
         self._retry_initial = retry_initial
         self._retry_max = retry_max
-        self._stop_timeout = stop_timeout
-
-        self._buffer: deque[Sample] = deque()
-        self._inflight: list[Sample] = []  # the batch being written; still counts as queued
-        self._inflight_seq = 0             # sequence number of _inflight[0]
+        self._batches: Batches[Sample] = Batches(
+            limit=queue_limit, batch_size=batch_size, flush_interval=flush_interval,
+            stop_timeout=stop_timeout)
+        self._inflight_seq = 0             # sequence number of the batch in flight's first
         self._next_seq = 0                 # sequence number of the next accepted sample
         self._flush_requested = False
-        self._wake = asyncio.Event()
-        self._stopping = asyncio.Event()
         self._progress = asyncio.Event()   # replaced each time samples leave the queue
-        self._stop_deadline: float | None = None
         self._task: asyncio.Task[None] | None = None
         self._failing_since: float | None = None
         self._failed_attempts = 0
@@ -92,7 +85,7 @@ class StoreWriter:
             "Samples accepted but not yet written (buffered plus the batch being written). "
             "Growing steadily means the store cannot keep up or is unavailable.",
             registry=registry)
-        self._queue_gauge.set_function(lambda: len(self._buffer) + len(self._inflight))
+        self._queue_gauge.set_function(lambda: self._batches.queued)
         self._flush_seconds = Histogram(
             "ioc_store_flush_duration_seconds",
             "Time taken by one successful batch write (one transaction) to the store.",
@@ -101,7 +94,7 @@ class StoreWriter:
     @property
     def queued(self) -> int:
         """Samples accepted and not yet written or dropped."""
-        return len(self._buffer) + len(self._inflight)
+        return self._batches.queued
 
     # -- producer side -------------------------------------------------------------------
 
@@ -109,25 +102,15 @@ class StoreWriter:
         """Queue samples for writing; never blocks, never raises on a full queue."""
         if not samples:
             return
-        space = self._queue_limit - self.queued
-        if len(samples) > space:
-            overflow = len(samples) - space
-            from_buffer = min(overflow, len(self._buffer))
-            for _ in range(from_buffer):
-                self._buffer.popleft()
-            # Still too many (the new batch alone exceeds the space): its oldest go too.
-            from_new = overflow - from_buffer
-            samples = samples[from_new:] if from_new < len(samples) else ()
-            self._dropped.inc(overflow)
-            self._overflow.dropped(overflow, queue_limit=self._queue_limit)
-            if from_buffer:
+        pushed = self._batches.push_dropping_oldest(samples)
+        self._next_seq += pushed.added
+        if pushed.dropped:
+            self._dropped.inc(pushed.dropped)
+            self._overflow.dropped(pushed.dropped, queue_limit=self._queue_limit)
+            if pushed.from_buffer:
                 self._notify_progress()
         else:
             self._overflow.ok()
-        self._buffer.extend(samples)
-        self._next_seq += len(samples)
-        if len(self._buffer) >= self._batch_size:
-            self._wake.set()
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -135,8 +118,7 @@ class StoreWriter:
         """Start the background task on the running event loop."""
         if self._task is not None:
             raise RuntimeError("StoreWriter already started")
-        self._stopping.clear()
-        self._stop_deadline = None
+        self._batches.restart()
         self._task = asyncio.get_running_loop().create_task(self._run(),
                                                             name="ioc-store-writer")
 
@@ -148,19 +130,9 @@ class StoreWriter:
         task = self._task
         if task is None:
             return
-        loop = asyncio.get_running_loop()
-        self._stop_deadline = loop.time() + self._stop_timeout
-        self._stopping.set()
-        self._wake.set()
         try:
-            # The task honours the deadline itself; the grace covers a store call that
-            # ignores cancellation for a moment.
-            await asyncio.wait_for(asyncio.shield(task), timeout=self._stop_timeout + 1.0)
-        except TimeoutError:
-            task.cancel()
-            with suppress(asyncio.CancelledError):
-                await task
-            self._give_up()
+            await self._batches.stop(task)
+            self._give_up()  # nothing left unless the task ran out of time
         finally:
             self._task = None
 
@@ -176,7 +148,7 @@ class StoreWriter:
             if task is None or task.done():
                 raise RuntimeError("StoreWriter is not running; start() it first")
             self._flush_requested = True
-            self._wake.set()
+            self._batches.wake.set()
             progress = asyncio.ensure_future(self._progress.wait())
             try:
                 await asyncio.wait({progress, task}, return_when=asyncio.FIRST_COMPLETED)
@@ -187,44 +159,39 @@ class StoreWriter:
 
     def _pending_seq(self) -> int:
         """Sequence number of the oldest sample not yet written or dropped."""
-        return self._inflight_seq if self._inflight else self._next_seq - len(self._buffer)
+        batches = self._batches
+        return self._inflight_seq if batches.inflight else self._next_seq - len(batches.buffer)
 
     def _notify_progress(self) -> None:
         self._progress.set()
         self._progress = asyncio.Event()
 
     async def _run(self) -> None:
+        batches = self._batches
         while True:
-            idle = (not self._stopping.is_set() and not self._flush_requested
-                    and len(self._buffer) < self._batch_size)
-            if idle:
-                with suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=self._flush_interval)
-            self._wake.clear()
+            await batches.idle(urgent=self._flush_requested)
             self._flush_requested = False
             if not await self._drain():
                 self._give_up()
-            if self._stopping.is_set() and not self._buffer:
+            if batches.stopping.is_set() and not batches.buffer:
                 return
 
     async def _drain(self) -> bool:
         """Write the buffer in batches; False if shutdown's deadline passed first."""
-        while self._buffer:
+        batches = self._batches
+        while batches.buffer:
             # A flush starts at batch_size samples, but a backlog (the database was slow or
             # away, or ingest outruns single batches) is written in transactions of up to
             # ``group_commit`` batches: each commit costs about one page write per series it
             # touches, so fewer, larger commits catch up faster.
-            count = min(self._batch_size * self._group_commit, len(self._buffer))
-            self._inflight_seq = self._next_seq - len(self._buffer)
-            popleft = self._buffer.popleft
-            batch = self._inflight = [popleft() for _ in range(count)]
+            self._inflight_seq = self._next_seq - len(batches.buffer)
+            batch = batches.take(batches.batch_size * self._group_commit)
             written = False
             try:
                 written = await self._write(batch)
             finally:
-                if not written:  # deadline passed or task cancelled: back to the head
-                    self._buffer.extendleft(reversed(batch))
-                self._inflight = []
+                # deadline passed or task cancelled: the batch goes back to the head
+                batches.settle(written)
                 self._notify_progress()
             if not written:
                 return False
@@ -233,18 +200,18 @@ class StoreWriter:
     async def _write(self, batch: list[Sample]) -> bool:
         """Append one batch, retrying with backoff; False only when shutdown gives up."""
         loop = asyncio.get_running_loop()
+        batches = self._batches
         delay = self._retry_initial
         while True:
-            deadline = self._stop_deadline
-            if deadline is not None and loop.time() >= deadline:
+            if batches.past_deadline():
                 return False
             started = time.perf_counter()
             try:
-                async with asyncio.timeout_at(deadline):
+                async with asyncio.timeout_at(batches.deadline):
                     await self._store.append(batch)
             except Exception as exc:  # any failure is retried; the batch is never lost here
                 self._record_failure(exc, loop.time())
-                await self._backoff(delay)
+                await batches.backoff(delay)
                 delay = min(delay * 2, self._retry_max)
                 continue
             self._flush_seconds.observe(time.perf_counter() - started)
@@ -266,22 +233,10 @@ class StoreWriter:
                         "buffering up to %d samples", self._store.url_for_display,
                         type(exc).__name__, exc, self._retry_max, self._queue_limit)
 
-    async def _backoff(self, delay: float) -> None:
-        """Sleep before a retry; stop() cuts the sleep short so shutdown retries at once."""
-        if not self._stopping.is_set():
-            with suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), timeout=delay)
-            return
-        # Already stopping: keep backing off, but never past the stop deadline.
-        remaining = (self._stop_deadline or 0.0) - asyncio.get_running_loop().time()
-        await asyncio.sleep(max(0.0, min(delay, remaining)))
-
     def _give_up(self) -> None:
-        lost = len(self._buffer) + len(self._inflight)
+        lost = self._batches.clear()
         if lost:
             log.error("store %s: stopping with %d samples unwritten; they are lost",
                       self._store.url_for_display, lost)
             self._dropped.inc(lost)
-            self._buffer.clear()
-            self._inflight = []
             self._notify_progress()

@@ -91,7 +91,7 @@ async def test_without_keep_firing_for_the_ack_ends_with_the_alert(
 
 
 def test_the_resolution_carries_the_rules_keep_firing_for() -> None:
-    state = RuleState(hold_for=0.0, keep_firing_for=KEEP, render=lambda labels, value: ())
+    state = RuleState(pending_for=0.0, keep_firing_for=KEEP, render=lambda labels, value: ())
     labels = make_labels(alertname="OverdueDossiersRising", department="STP")
     state.step([(labels, 20.0)], T0)
     assert state.step([], T0 + 60).resolved == []          # kept firing

@@ -12,7 +12,7 @@ import pytest
 from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
-from ioc.app import IocApp
+from service.app import IocApp
 from tests.alerts.test_delivery_e2e import Hook, alerts_section, fault
 from tests.conftest import demo_config, free_port
 from web.openapi import openapi_document

@@ -1,4 +1,4 @@
-"""The demo's own rules over its simulator's timeline (collectors.simulator.timeline): calm
+"""The demo's own rules over its simulator's timeline (service.demo_timeline): calm
 without faults, and an injected outage or overdue surge still fires as the rules promise."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import yaml
 
 from collectors.simulator.faults import FaultSpec
 from collectors.simulator.portal import PortalFault
-from collectors.simulator.timeline import Injected, run_demo
-from ioc.config import Config, load_config, parse_config
+from service.config import Config, load_config, parse_config
+from service.demo_timeline import Injected, run_demo
 
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 ROOT = Path(__file__).resolve().parents[2]

@@ -25,9 +25,9 @@ from collectors.registry import COLLECTOR_TYPES
 from collectors.simulator import start_simulator
 from ioc import clock
 from ioc.cache import SeriesCache
-from ioc.limits import PollLimits
 from ioc.metrics import ServiceMetrics
 from ioc.pipeline import Pipeline, PollOutcome
+from ioc.poll_limits import PollLimits
 from ioc.runner import PollRunner
 from ioc.status import StatusBoard, TargetState
 from tests.conftest import SIM_TOKEN, free_port

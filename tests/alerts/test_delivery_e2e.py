@@ -24,9 +24,10 @@ import yaml
 from aiohttp import web
 
 from collectors.simulator.app import start_simulator
-from ioc.app import IocApp
-from ioc.config import parse_config
+from service.app import IocApp
+from service.config import parse_config
 from tests.conftest import SIM_TOKEN, demo_config, free_port, require_binary
+from tests.helpers import Changes
 
 pytestmark = pytest.mark.slow
 
@@ -52,7 +53,7 @@ class Hook:
     def __init__(self) -> None:
         self.payloads: list[dict[str, Any]] = []
         self.arrived: list[float] = []
-        self._changed = asyncio.Event()
+        self._changed = Changes()
 
     async def handle(self, request: web.Request) -> web.Response:
         self.payloads.append(await request.json())
@@ -64,10 +65,7 @@ class Hook:
         return [p["status"] for p in self.payloads]
 
     async def until(self, predicate: Any, limit: float) -> None:
-        async with asyncio.timeout(limit):
-            while not predicate(self):
-                self._changed.clear()
-                await self._changed.wait()
+        await self._changed.until(lambda: predicate(self), limit)
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ service noticing a fault injected into the bundled simulator."""
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +13,12 @@ from alerts.engine import AlertEngine
 from alerts.model import Alert, AlertState
 from alerts.rules import RuleConfig, compile_rules
 from ioc import clock
-from ioc.app import IocApp
 from ioc.cache import SeriesCache
 from ioc.model import Sample, make_labels
 from ioc.store.alert_state import AlertStateStore
+from service.app import IocApp
 from tests.conftest import SIM_TOKEN, demo_config, free_port
+from tests.helpers import Changes
 
 LABELS = make_labels(target="stp-portal", department="STP", kind="http")
 
@@ -28,7 +28,7 @@ class Recorder:
 
     def __init__(self) -> None:
         self.updates: list[tuple[float, list[Alert]]] = []
-        self._changed = asyncio.Event()
+        self._changed = Changes()
 
     async def update(self, alerts: list[Alert], now: float) -> None:
         self.updates.append((now, list(alerts)))
@@ -38,10 +38,8 @@ class Recorder:
         return self.updates[-1][1] if self.updates else []
 
     async def until(self, predicate: Any, limit: float) -> None:
-        async with asyncio.timeout(limit):
-            while not any(predicate(alerts) for _, alerts in self.updates):
-                self._changed.clear()
-                await self._changed.wait()
+        await self._changed.until(
+            lambda: any(predicate(alerts) for _, alerts in self.updates), limit)
 
 
 def rules(*configs: dict[str, Any]) -> Any:

@@ -21,9 +21,9 @@ from alerts.maintenance import (
     new_operator_window,
     parse_instant,
 )
-from ioc.app import IocApp
-from ioc.config import Config
 from ioc.metrics import DeliveryMetrics
+from service.app import IocApp
+from service.config import Config
 from tests.alerts.delivery_helpers import T0, alert
 from tests.alerts.test_alerts_api import OPERATOR, VIEWER, Client, check
 from tests.alerts.test_delivery_e2e import Hook, alerts_section

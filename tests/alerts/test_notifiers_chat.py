@@ -177,7 +177,7 @@ async def test_apprise_failure_raises() -> None:
 
 
 def test_apprise_url_is_checked_at_config_load_without_echoing_it() -> None:
-    from ioc.config import ConfigError, parse_config
+    from service.config import ConfigError, parse_config
 
     with pytest.raises(ConfigError) as caught:
         parse_config({"alerts": {"default_rules": False, "receivers": [

@@ -7,8 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ioc.app import IocApp
-from ioc.config import Config
+from service.app import IocApp
+from service.config import Config
 from tests.alerts.test_alerts_api import OPERATOR, VIEWER, Client, check
 from tests.conftest import demo_config, free_port
 
@@ -173,5 +173,27 @@ async def test_the_wall_shows_today_s_duty_officer(tmp_path: Path) -> None:
             assert status == 200
             event = await next_event(received, "duty", limit=10)
             assert event["data"] == {"text": "Cán bộ CUONG"}
+    finally:
+        await app.stop(grace=1.0)
+
+
+async def test_a_shift_handover_is_a_change_the_wall_is_woken_for(tmp_path: Path) -> None:
+    """Who is on duty changes with time alone: delivery names the next handover among the
+    instants it changes by itself, so the wall's one timer fires then (no looking every
+    second)."""
+    from ioc import clock
+
+    app = IocApp(config(tmp_path, roster(["an", "cuong"])))
+    await app.start()
+    try:
+        now = clock.now()
+        escalator = app.dispatcher.escalator
+        assert escalator is not None
+        roster_now = escalator.roster
+        handovers = [duty.ends_at for team in roster_now.teams
+                     if (duty := roster_now.on_duty(team, now)) is not None]
+        assert handovers and all(now < t <= now + 86400 for t in handovers)
+        assert app.dispatcher.next_change(now) == min(handovers)
+        assert app.wall._alerts_due is not None  # armed for it
     finally:
         await app.stop(grace=1.0)

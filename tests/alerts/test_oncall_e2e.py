@@ -27,16 +27,17 @@ from alerts.escalation import OncallMetrics
 from alerts.oncall_links import AckLink, LinkSigner
 from alerts.rules import RuleConfig, compile_rules
 from ioc.cache import SeriesCache
-from ioc.config import Config, parse_config
 from ioc.metrics import DeliveryMetrics
 from ioc.model import Sample, make_labels
 from ioc.store.alert_state import AlertStateStore
+from service.config import Config, parse_config
 from tests.alerts.oncall_fakes import TOKEN, FakeBotApi, Inbox
 from tests.conftest import free_port
 from web import oncall_api
-from web.app import AUTH, IOC_APP, _format_clock
+from web.app import _format_clock
 from web.auth import Authenticator
 from web.bodies import BODY_LIMITS, BodyLimits
+from web.keys import AUTH, CONTEXT, WALL
 
 T0 = 1_800_000_000.0  # 2027-01-15 15:00 in Hậu Giang: binh's duty day (see below)
 SECRET = "a-long-secret-for-signing-ack-links"
@@ -93,7 +94,7 @@ class Instance:
         self.engine = AlertEngine(
             compile_rules([(RuleConfig.model_validate(DOWN), "test")]), [self.cache],
             self.dispatcher, interval=15, registry=CollectorRegistry(),
-            store=AlertStateStore(cfg.storage.url), resolved_hold=700)
+            store=AlertStateStore(cfg.storage.url), keep_resolved_for=700)
 
     async def lead(self) -> None:
         await self.dispatcher.open()
@@ -315,14 +316,15 @@ async def serve_ack_pages(inst: Instance, cfg: Config, port: int) -> web.AppRunn
     class Wall:
         pass
 
-    class App:
+    class Context:
         pass
 
-    wall, app_ = Wall(), App()
+    wall, context = Wall(), Context()
     wall.templates = templates  # type: ignore[attr-defined]
-    app_.dispatcher, app_.config, app_.wall = inst.dispatcher, cfg, wall  # type: ignore
+    context.alerts, context.config = inst.dispatcher, lambda: cfg  # type: ignore
     webapp = web.Application()
-    webapp[IOC_APP] = app_  # type: ignore[assignment]
+    webapp[CONTEXT] = context  # type: ignore[assignment]
+    webapp[WALL] = wall  # type: ignore[assignment]
     webapp[AUTH] = Authenticator([])
     webapp[BODY_LIMITS] = BodyLimits.from_config(cfg.service)
     oncall_api.add_routes(webapp)

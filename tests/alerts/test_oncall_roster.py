@@ -176,7 +176,7 @@ def test_the_province_example_in_the_docs_is_valid_and_does_what_it_says() -> No
 
     import yaml
 
-    from ioc.config import parse_config
+    from service.config import parse_config
 
     text = (Path(__file__).parents[2] / "docs" / "alerting.md").read_text(encoding="utf-8")
     block = text.split("### A complete example for a province")[1]

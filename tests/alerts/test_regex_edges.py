@@ -17,11 +17,11 @@ from alerts.matchers import parse_matcher
 from alerts.silences import new_silence
 from collectors.http import HttpConfig
 from collectors.tcp import TcpConfig
-from ioc.app import IocApp
-from ioc.config import ConfigError, parse_config
 from ioc.events_config import SyslogPattern
 from ioc.regex import PatternError, compile_bytes_pattern, compile_pattern
 from ioc.store.alert_delivery import DeliveryStore, HistoryEvent
+from service.app import IocApp
+from service.config import ConfigError, parse_config
 from tests.conftest import demo_config, demo_raw, free_port
 
 OPERATOR = "operator-token-0123456789"

@@ -6,7 +6,7 @@ import pytest
 
 from alerts.matchers import parse_matcher
 from alerts.routing import RouteConfig, build_route
-from ioc.config import ConfigError, parse_config
+from service.config import ConfigError, parse_config
 
 PROVINCE_TREE = {
     "receiver": "ioc-alertmanager",

@@ -8,9 +8,9 @@ from typing import Any
 from alerts.evaluate import SeriesIndex, evaluate_rule
 from alerts.rules import RuleConfig, compile_rule, read_ranges
 from ioc import clock
-from ioc.app import IocApp
 from ioc.cache import HISTORY_MARGIN, LatestPoint
-from ioc.config import load_config
+from service.app import IocApp
+from service.config import load_config
 from tests.conftest import PollWatcher, demo_raw, free_port, write_yaml
 
 STATUS = "ioc_probe_http_status_code"

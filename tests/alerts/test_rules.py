@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from alerts.rules import RuleConfig, compile_rule, gather_rules, human_duration
-from ioc.config import ConfigError, parse_config
 from ioc.model import make_labels
+from service.config import ConfigError, parse_config
 
 GOOD = {"name": "Down", "metric": "ioc_target_up", "op": "==", "threshold": 0}
 

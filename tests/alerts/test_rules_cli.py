@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ioc.cli import main
+from service.cli import main
 
 ROOT = Path(__file__).parent.parent.parent
 

@@ -15,7 +15,7 @@ def render(labels: Labels, value: float | None) -> tuple[tuple[str, str], ...]:
 
 
 def machine(hold: float = 0.0, keep: float = 0.0) -> RuleState:
-    return RuleState(hold_for=hold, keep_firing_for=keep, render=render)
+    return RuleState(pending_for=hold, keep_firing_for=keep, render=render)
 
 
 def test_pending_then_firing_after_for() -> None:
@@ -82,7 +82,7 @@ def test_hold_keeps_missing_alerts_unchanged() -> None:
     state = machine(hold=60)
     state.step([(A, 1.0)], 0)
     state.step([(A, 1.0), (B, 1.0)], 60)           # A firing, B pending
-    out = state.step([], 75, hold=True)
+    out = state.step([], 75, warming_up=True)
     assert [a.labels for a in out.firing] == [A]
     assert out.resolved == [] and out.removed == []
     assert set(state.alerts) == {A, B}

@@ -16,12 +16,12 @@ from prometheus_client import CollectorRegistry
 from alerts.dispatcher import Dispatcher, build_dispatcher
 from alerts.engine import AlertEngine
 from alerts.rules import RuleConfig, compile_rules
-from ioc.alert_role import shown_alert
 from ioc.cache import SeriesCache
-from ioc.config import Config, parse_config
 from ioc.metrics import DeliveryMetrics
 from ioc.model import Sample, make_labels
 from ioc.store.alert_state import AlertRow, AlertStateStore
+from service.alert_role import shown_alert
+from service.config import Config, parse_config
 
 T0 = 1_800_000_000.0
 LABELS = make_labels(target="stp-health", department="STP", kind="http")
@@ -54,7 +54,7 @@ class Instance:
         self.engine = AlertEngine(
             compile_rules([(RuleConfig.model_validate(DOWN), "test")]), [self.cache],
             self.dispatcher, interval=15, registry=CollectorRegistry(),
-            store=AlertStateStore(url), resolved_hold=700)
+            store=AlertStateStore(url), keep_resolved_for=700)
 
     async def lead(self, now: float) -> None:
         await self.dispatcher.open()

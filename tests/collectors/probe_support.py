@@ -13,13 +13,13 @@ from prometheus_client import CollectorRegistry
 from collectors.probe.session import open_probe_session
 from collectors.registry import build_collector
 from ioc.cache import SeriesCache
-from ioc.config import parse_config
-from ioc.limits import PollLimits
 from ioc.metrics import ServiceMetrics
 from ioc.model import Labels, make_labels
 from ioc.pipeline import Pipeline, PollOutcome
+from ioc.poll_limits import PollLimits
 from ioc.runner import PollRunner
 from ioc.status import StatusBoard, TargetState
+from service.config import parse_config
 from tests.helpers import ListSink
 
 

@@ -15,16 +15,16 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from collectors.backlog import NATIVE_MAPPING, BacklogCollector, BacklogConfig, parse_backlog
-from collectors.base import CollectorFailure
 from collectors.mapping import CompiledMapping
 from ioc.cache import SeriesCache
-from ioc.config import ConfigError, parse_config
-from ioc.limits import PollLimits
+from ioc.collector import CollectorFailure
 from ioc.metrics import ServiceMetrics
 from ioc.model import Sample, make_labels
 from ioc.pipeline import Pipeline
+from ioc.poll_limits import PollLimits
 from ioc.runner import PollRunner
 from ioc.status import StatusBoard, TargetState
+from service.config import ConfigError, parse_config
 from tests.helpers import ListSink
 
 DATA = Path(__file__).parent.parent / "data" / "backlog"

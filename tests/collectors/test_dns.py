@@ -28,9 +28,9 @@ from pydantic import ValidationError
 from alerts.engine import Evaluator
 from alerts.model import AlertState
 from alerts.rules import compile_rules, default_rules_text, parse_rule_text
-from collectors.base import CollectorFailure
 from collectors.dns import DnsCollector, answer_values, soa_serial, split_server
 from ioc.cache import SeriesCache
+from ioc.collector import CollectorFailure
 from ioc.exposition import Exposition
 from ioc.metrics import SampleExporter
 from ioc.model import Labels

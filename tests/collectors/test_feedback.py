@@ -10,9 +10,9 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from collectors.base import CollectorFailure
 from collectors.feedback import NATIVE_MAPPING, FeedbackCollector, FeedbackConfig, parse_feedback
 from collectors.mapping import CompiledMapping
+from ioc.collector import CollectorFailure
 from ioc.model import make_labels
 
 DATA = Path(__file__).parent.parent / "data" / "backlog"

@@ -17,9 +17,9 @@ import pytest
 from aiohttp import web
 
 from collectors.simulator import hostile as hostile_answers
-from ioc.app import IocApp
-from ioc.config import parse_config
 from ioc.scheduler import Job, Scheduler
+from service.app import IocApp
+from service.config import parse_config
 from tests.collectors.probe_support import (
     ProbeHarness,
     serve,

@@ -9,8 +9,8 @@ import pytest
 from aiohttp import web
 
 from collectors.probe.conditions import DEFAULT_FORBIDDEN_KEYWORDS, forbidden_hits, word_pattern
-from ioc.config import ConfigError, parse_config
 from ioc.status import build_status
+from service.config import ConfigError, parse_config
 from tests.collectors.probe_support import (
     ProbeHarness,
     labels,

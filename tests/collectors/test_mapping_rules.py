@@ -16,9 +16,9 @@ from aiohttp import web
 
 from collectors.backlog import BacklogCollector
 from collectors.feedback import FeedbackCollector
-from ioc.app import IocApp
-from ioc.config import ConfigError, parse_config
 from ioc.model import Sample
+from service.app import IocApp
+from service.config import ConfigError, parse_config
 
 DATA = Path(__file__).parent.parent / "data" / "backlog"
 PAYLOAD = json.loads((DATA / "opencps_vi.json").read_text(encoding="utf-8"))

@@ -25,8 +25,8 @@ from collectors.simulator.portal_model import (
     overdue_dossiers,
     spike_dossiers,
 )
-from ioc.config import load_config
 from ioc.domain import DossierCounts, FeedbackCounts, dossier_ontime_ratio
+from service.config import load_config
 
 TOKEN = "portal-test-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -261,7 +261,7 @@ def test_demo_config_moves_every_department_within_two_minutes() -> None:
 
 def test_options_reach_the_portal_from_config_and_cli() -> None:
     from collectors.simulator.portal import PORTAL
-    from ioc.cli import _parser
+    from service.cli import _parser
 
     app = create_simulator_app(portal_time_scale=60, portal_min_monthly=25)
     assert app[PORTAL].time.scale == 60 and app[PORTAL].model.min_monthly == 25

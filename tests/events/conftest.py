@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from ioc.app import IocApp
 from ioc.model import Event
+from service.app import IocApp
 from tests.conftest import demo_config, free_port
+from tests.helpers import Changes
 from tests.store.conftest import postgres_url, store_url  # noqa: F401  (fixtures)
 
 
@@ -20,17 +20,14 @@ class Arrivals:
 
     def __init__(self) -> None:
         self.events: list[Event] = []
-        self._changed = asyncio.Event()
+        self._changed = Changes()
 
     def __call__(self, events: Sequence[Event]) -> None:
         self.events.extend(events)
         self._changed.set()
 
     async def until(self, count: int) -> None:
-        async with asyncio.timeout(10):
-            while len(self.events) < count:
-                self._changed.clear()
-                await self._changed.wait()
+        await self._changed.until(lambda: len(self.events) >= count, 10)
 
 
 INGEST_TOKEN = "ingest-token-0123456789"

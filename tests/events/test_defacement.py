@@ -6,7 +6,7 @@ from pathlib import Path
 
 import aiohttp
 
-from ioc.app import IocApp
+from service.app import IocApp
 from tests.conftest import SIM_TOKEN, PollWatcher, free_port
 from tests.events.conftest import events_config
 from tests.events.test_syslog import Arrivals

@@ -9,14 +9,14 @@ from typing import Any
 
 import aiohttp
 
-from ioc.app import IocApp
 from ioc.model import Event
+from service.app import IocApp
 from tests.events.conftest import INGEST_TOKEN, VIEWER_TOKEN, events_config
 from tests.web.test_stream import events as sse_events
 from tests.web.test_stream import next_event
 from web.i18n import Translator
 from web.wall import latest_security, security_panel
-from web.wall_page import EVENTS_PER_DELTA
+from web.wall_feed import EVENTS_PER_DELTA
 
 HOSTILE = "<script>alert('x')</script> Dò quét cổng"
 

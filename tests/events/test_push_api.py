@@ -13,8 +13,8 @@ import pytest
 from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
-from ioc.app import IocApp
 from ioc.store.events import EventQuery
+from service.app import IocApp
 from tests.events.conftest import INGEST_TOKEN, VIEWER_TOKEN
 from web.openapi import openapi_document
 

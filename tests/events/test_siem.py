@@ -16,9 +16,9 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from collectors.siem import Cursor, SiemCollector, SiemConfig, wazuh_event
-from ioc.app import IocApp
 from ioc.event_sink import EventSink
 from ioc.store.events import EventQuery, EventStore
+from service.app import IocApp
 from tests.conftest import PollWatcher
 from tests.events.conftest import events_config
 
@@ -148,7 +148,7 @@ async def test_first_poll_reads_only_the_lookback(indexer: tuple[FakeIndexer, st
 
 async def test_wrong_password_is_a_failed_poll(indexer: tuple[FakeIndexer, str],
                                                sink: EventSink) -> None:
-    from collectors.base import CollectorFailure
+    from ioc.collector import CollectorFailure
 
     _, url = indexer
     collector = SiemCollector(SiemConfig.model_validate(siem_block(url, password="wrong-one")))
@@ -267,7 +267,7 @@ async def test_generic_json_list_by_jmespath(aiohttp_server: Any, sink: EventSin
 
 
 def test_bad_jmespath_is_a_config_error() -> None:
-    from ioc.config import ConfigError, parse_config
+    from service.config import ConfigError, parse_config
 
     with pytest.raises(ConfigError) as err:
         parse_config({"departments": [{"code": "STTTT", "name": "Sở TTTT"}], "collectors": [

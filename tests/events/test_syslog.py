@@ -14,9 +14,9 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from ioc import clock
-from ioc.app import IocApp
 from ioc.store.events import EventQuery
 from ioc.syslog import SyslogMatcher, SyslogReceiver, TokenBuckets, parse_syslog
+from service.app import IocApp
 from tests.events.conftest import Arrivals, events_config
 
 SSH_FAIL = "Failed password for invalid user admin from 203.0.113.7 port 52113 ssh2"
@@ -78,7 +78,7 @@ def test_token_bucket_per_sender() -> None:
 
 
 def test_bad_pattern_is_a_config_error() -> None:
-    from ioc.config import ConfigError, parse_config
+    from service.config import ConfigError, parse_config
 
     with pytest.raises(ConfigError) as err:
         parse_config({"events": {"syslog": {"patterns": [

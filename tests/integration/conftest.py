@@ -18,8 +18,8 @@ import aiohttp
 import pytest
 import trustme
 
-from ioc.app import IocApp
-from ioc.config import Config
+from service.app import IocApp
+from service.config import Config
 from tests.collectors.test_dns import dns_server  # noqa: F401  (fixture)
 from tests.conftest import PollWatcher, demo_config, free_port
 

@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 import trustme
 
-from ioc.app import IocApp
+from service.app import IocApp
 from tests.conftest import demo_config, free_port, require_binary
 
 DEPLOY = Path(__file__).parents[2] / "deploy"

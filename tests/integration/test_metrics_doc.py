@@ -1,11 +1,11 @@
-"""docs/metrics.md is what ``python -m ioc.metrics_doc`` prints: it cannot drift from the code."""
+"""docs/metrics.md is what ``python -m service.metrics_doc`` prints: it cannot drift."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from ioc.metrics import SAMPLE_LABELS, SAMPLE_METRICS
-from ioc.metrics_doc import app_families, render
+from service.metrics_doc import app_families, render
 
 DOC = Path(__file__).parents[2] / "docs" / "metrics.md"
 
@@ -13,7 +13,7 @@ DOC = Path(__file__).parents[2] / "docs" / "metrics.md"
 def test_metrics_doc_matches_the_code() -> None:
     assert DOC.read_text(encoding="utf-8") == render(app_families()), (
         "docs/metrics.md is out of date: run "
-        "`.venv/bin/python -m ioc.metrics_doc > docs/metrics.md`")
+        "`.venv/bin/python -m service.metrics_doc > docs/metrics.md`")
 
 
 def test_every_sample_metric_declares_help_and_labels() -> None:

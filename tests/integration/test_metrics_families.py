@@ -9,8 +9,8 @@ import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
 from collectors.http import url_label
-from ioc.app import IocApp
-from ioc.metrics_doc import app_families
+from service.app import IocApp
+from service.metrics_doc import app_families
 from tests.conftest import require_binary
 from tests.integration.conftest import NEEDS_A_FAULT
 

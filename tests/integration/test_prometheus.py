@@ -23,7 +23,7 @@ import aiohttp
 import pytest
 import yaml
 
-from ioc.app import IocApp
+from service.app import IocApp
 from tests.collectors.test_dns import dns_server  # noqa: F401  (fixture)
 from tests.conftest import SIM_TOKEN, PollWatcher, free_port, require_binary
 from tests.integration.conftest import (

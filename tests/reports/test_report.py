@@ -19,14 +19,14 @@ from zoneinfo import ZoneInfo
 import pytest
 from openpyxl import load_workbook
 
-from ioc.cli import main
-from ioc.config import Config, parse_config
 from ioc.incidents import reason_code
 from ioc.model import Sample, make_labels
-from ioc.reports.command import collect
+from ioc.reports.collect import collect
 from ioc.reports.render import Formatter, render
 from ioc.store import SqlStore
 from ioc.store.incidents import IncidentStore
+from service.cli import main
+from service.config import Config, parse_config
 
 VN = ZoneInfo("Asia/Ho_Chi_Minh")
 DAY0 = datetime(2026, 11, 10, tzinfo=VN).timestamp()   # 10 November, 00:00 in Hà Nội

@@ -20,8 +20,8 @@ import yaml
 from sqlalchemy.engine import make_url
 
 from collectors.simulator import units
-from ioc.config import parse_config
 from ioc.sharding import owner_among
+from service.config import parse_config
 
 STATE_RULE = {"name": "TargetDown", "metric": "ioc_target_state_up", "aggregate": "last",
               "window": "1m", "op": "==", "threshold": 0, "for": "1s",

@@ -18,8 +18,9 @@ import yaml
 from aiohttp import web
 
 from collectors.simulator import units
-from ioc.config import parse_config
+from service.config import parse_config
 from tests.conftest import SIM_TOKEN
+from tests.helpers import Changes
 
 ROOT = Path(__file__).parents[2]
 LIMIT = 30.0  # generous limit on any awaited change, for a loaded 2-core machine
@@ -143,7 +144,7 @@ class Receiver:
     attempts: list[dict[str, Any]] = field(default_factory=list)   # every request
     accepted: list[dict[str, Any]] = field(default_factory=list)   # answered 200
     arrived: list[float] = field(default_factory=list)             # monotonic, accepted ones
-    _changed: asyncio.Event = field(default_factory=asyncio.Event)
+    _changed: Changes = field(default_factory=Changes)
 
     async def handle(self, request: web.Request) -> web.Response:
         payload = await request.json()
@@ -175,7 +176,4 @@ class Receiver:
         return {k: v for k, v in keys.items() if len(v) > 1}
 
     async def until(self, predicate: Any, limit: float = LIMIT) -> None:
-        async with asyncio.timeout(limit):
-            while not predicate(self):
-                self._changed.clear()
-                await self._changed.wait()
+        await self._changed.until(lambda: predicate(self), limit)

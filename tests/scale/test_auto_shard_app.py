@@ -13,9 +13,9 @@ import pytest
 
 from collectors.simulator import start_simulator, units
 from ioc import clock
-from ioc.app import IocApp
-from ioc.config import Config, parse_config
 from ioc.leader import election_dsn
+from service.app import IocApp
+from service.config import Config, parse_config
 from tests.conftest import SIM_TOKEN, PollWatcher, free_port
 from tests.scale.auto_shard import share
 from tests.scale.leader_processes import fault

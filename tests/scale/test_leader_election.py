@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from ioc.leader import LeaderElection, LeaderMetrics, LockFence, election_dsn
 from ioc.store.base import NotLeaderError
+from tests.helpers import Changes
 
 pytestmark = pytest.mark.postgres
 
@@ -28,7 +29,7 @@ class Candidate:
     name: str
     dsn: str
     log: list[str] = field(default_factory=list)
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    changed: Changes = field(default_factory=Changes)
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
     election: LeaderElection | None = None
 
@@ -56,10 +57,7 @@ class Candidate:
         return value
 
     async def until(self, predicate: object, limit: float = LIMIT) -> None:
-        async with asyncio.timeout(limit):
-            while not predicate():  # type: ignore[operator]
-                self.changed.clear()
-                await self.changed.wait()
+        await self.changed.until(lambda: bool(predicate()), limit)
 
 
 @pytest.fixture

@@ -39,7 +39,7 @@ class Member:
                                wall_clock=lambda: self.now)
         self.shard.on_change = self.apply
         self.changes: list[Change] = []
-        self.polling: set[str] = set()  # what ioc.app would have running
+        self.polling: set[str] = set()  # what service.app would have running
 
     async def apply(self, change: Change) -> None:
         assert not (change.gained & self.polling), "started twice"

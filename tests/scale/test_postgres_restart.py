@@ -20,9 +20,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.engine import make_url
 
-from ioc.app import IocApp
 from ioc.model import canonical_labels
 from ioc.pipeline import PollOutcome
+from service.app import IocApp
 from tests.conftest import PollWatcher, demo_config, free_port
 from tests.scale.private_postgres import PrivatePostgres
 

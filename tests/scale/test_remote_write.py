@@ -15,12 +15,13 @@ import pytest
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from ioc.app import IocApp
-from ioc.config import ConfigError, parse_config
 from ioc.model import Sample, make_labels
 from ioc.remote_write import RemoteWriter, decode_body, encode_body
 from ioc.remote_write_config import RemoteWriteEndpoint
+from service.app import IocApp
+from service.config import ConfigError, parse_config
 from tests.conftest import PollWatcher, demo_config, free_port, require_binary
+from tests.helpers import Changes
 
 
 def points(request: Any) -> list[tuple[str, dict[str, str], int, float]]:
@@ -100,7 +101,7 @@ class Receiver:
     accepted: list[tuple[str, dict[str, str], int, float]] = field(default_factory=list)
     requests: int = 0
     headers: list[dict[str, str]] = field(default_factory=list)
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    changed: Changes = field(default_factory=Changes)
 
     async def handle(self, request: web.Request) -> web.Response:
         self.requests += 1
@@ -113,10 +114,7 @@ class Receiver:
         return web.Response(status=status, text="" if status < 300 else "not now")
 
     async def until(self, predicate: Any, limit: float = 10.0) -> None:
-        async with asyncio.timeout(limit):
-            while not predicate():
-                self.changed.clear()
-                await self.changed.wait()
+        await self.changed.until(predicate, limit)
 
     async def serve(self, port: int) -> web.AppRunner:
         app = web.Application()

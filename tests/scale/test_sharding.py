@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from ioc.app import IocApp
-from ioc.cli import EXIT_BAD_CONFIG, main
-from ioc.config import ConfigError, parse_config
 from ioc.sharding import Shard, assignment, owner, parse_shard
+from service.app import IocApp
+from service.cli import EXIT_BAD_CONFIG, main
+from service.config import ConfigError, parse_config
 from tests.conftest import demo_config, free_port
 
 NAMES = [f"{unit}-{kind}" for unit in range(1000) for kind in ("health", "portal", "dns")]

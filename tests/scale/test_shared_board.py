@@ -17,14 +17,14 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from collectors.simulator import start_simulator, units
-from ioc.app import IocApp
-from ioc.config import Config, parse_config
 from ioc.model import Sample, make_labels
 from ioc.sharding import Shard
-from ioc.shared_board import SharedBoard
 from ioc.status import StatusBoard, TargetState
 from ioc.store import SqlStore
 from ioc.store.tail import TailStore
+from service.app import IocApp
+from service.config import Config, parse_config
+from service.shared_board import SharedBoard
 from tests.conftest import SIM_TOKEN, free_port
 from tests.web.test_stream import events, next_event
 

@@ -15,7 +15,7 @@ from ioc.sharding import Shard
 from ioc.store import SqlStore
 from ioc.store.events import EventStore
 from ioc.store.tail import TailStore
-from ioc.store_tail import StoreTail, TailMetrics
+from service.store_tail import StoreTail, TailMetrics
 
 pytestmark = pytest.mark.postgres
 

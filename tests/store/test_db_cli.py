@@ -15,8 +15,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from ioc import db_command
-from ioc.cli import main
 from ioc.store.migrate import BASELINE, VERSION_TABLE, alembic_config, head
+from service.cli import main
 
 ROOT = Path(__file__).parent.parent.parent
 

@@ -13,8 +13,6 @@ import pytest
 from prometheus_client import CollectorRegistry
 from sqlalchemy import Table, select
 
-from ioc.app import IocApp
-from ioc.config import parse_config
 from ioc.model import Sample, Series, canonical_labels, make_labels
 from ioc.store import SqlStore
 from ioc.store.rollup_job import RollupJob
@@ -29,6 +27,8 @@ from ioc.store.rollups import (
     plan,
 )
 from ioc.store.schema import rollup_1h, rollup_5m, series
+from service.app import IocApp
+from service.config import parse_config
 
 T0 = 1_764_288_000.0  # 2025-11-28T00:00:00Z, a whole day
 MIN, HOUR, DAY = 60.0, 3600.0, 86400.0

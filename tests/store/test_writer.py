@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 from ioc.model import Sample, make_labels
 from ioc.store import SqlStore, StoreError
 from ioc.store.writer import StoreWriter
+from tests.helpers import Changes
 
 T0 = 1_764_288_000.0
 
@@ -30,7 +31,7 @@ class ObservedStore(SqlStore):
         self.fail_first = fail_first
         self.attempts = 0
         self.batches: list[int] = []
-        self._changed = asyncio.Event()
+        self._changed = Changes()
 
     async def append(self, samples: Sequence[Sample]) -> None:
         self.attempts += 1
@@ -42,10 +43,7 @@ class ObservedStore(SqlStore):
         self._changed.set()
 
     async def until(self, condition: Callable[[], bool], limit: float = 5.0) -> None:
-        async with asyncio.timeout(limit):
-            while not condition():
-                self._changed.clear()
-                await self._changed.wait()
+        await self._changed.until(condition, limit)
 
     async def stored_values(self, metric: str = "m") -> list[float]:
         found = await self.query_range(metric, {}, 0, 4e9, 0.001)

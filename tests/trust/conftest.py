@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from ioc.app import IocApp
+from service.app import IocApp
 from tests.conftest import PollWatcher, demo_config, free_port
 
 TOKENS = {

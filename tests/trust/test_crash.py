@@ -75,7 +75,7 @@ def tail(log: Path) -> str:
 async def start(path: Path, log: Path) -> asyncio.subprocess.Process:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "ioc.cli", "run", "-c", str(path), cwd=str(ROOT), env=env,
+        sys.executable, "-m", "service.cli", "run", "-c", str(path), cwd=str(ROOT), env=env,
         stdout=asyncio.subprocess.PIPE, stderr=log.open("ab"))
     assert proc.stdout is not None
     async with asyncio.timeout(30):

@@ -24,7 +24,7 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.specs.openapi import checks as openapi_checks
 
-from ioc.app import IocApp
+from service.app import IocApp
 from tests.conftest import demo_config, free_port
 from tests.trust.conftest import TOKENS
 

@@ -28,11 +28,11 @@ from alerts.notifiers.telegram import build_request
 from alerts.notifiers.webhook import build_payload
 from alerts.notifiers.zalo import build_message as zalo_payload
 from alerts.rules import RuleConfig, compile_rule
-from ioc.app import IocApp
 from ioc.bidi import strip_bidi
-from ioc.config import ConfigError, parse_config
 from ioc.model import Event, make_labels
 from ioc.store.events import EventQuery, EventStore
+from service.app import IocApp
+from service.config import ConfigError, parse_config
 from tests.conftest import PollWatcher, demo_config, free_port
 from tests.events.conftest import Arrivals
 from tests.store.conftest import postgres_url, store_url  # noqa: F401  (fixtures)

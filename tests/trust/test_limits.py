@@ -17,7 +17,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from ioc.app import IocApp
+from service.app import IocApp
 from tests.conftest import PollWatcher, demo_config, free_port
 from tests.trust.conftest import TOKENS, bearer
 

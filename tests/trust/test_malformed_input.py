@@ -18,8 +18,8 @@ import aiohttp
 import pytest
 
 from ioc import clock
-from ioc.app import IocApp
 from ioc.store.events import EventQuery
+from service.app import IocApp
 from tests.trust.conftest import METRICS_TOKEN, TOKENS, closed_config
 
 OPERATOR = TOKENS["operator"].encode()

@@ -87,7 +87,7 @@ async def bot() -> AsyncIterator[tuple[FakeBotApi, str]]:
 async def start(path: Path, log: Path) -> asyncio.subprocess.Process:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "IOC_TEST_BOT_TOKEN": TOKEN}
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "ioc.cli", "run", "-c", str(path), cwd=str(ROOT), env=env,
+        sys.executable, "-m", "service.cli", "run", "-c", str(path), cwd=str(ROOT), env=env,
         stdout=asyncio.subprocess.PIPE, stderr=log.open("ab"))
     assert proc.stdout is not None
     async with asyncio.timeout(30):

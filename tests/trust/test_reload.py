@@ -9,8 +9,9 @@ from typing import Any
 import aiohttp
 
 from collectors.simulator import units
-from ioc.app import IocApp
-from ioc.config import load_config
+from ioc.model import make_labels
+from service.app import IocApp
+from service.config import load_config
 from tests.conftest import SIM_TOKEN, PollWatcher, free_port, write_yaml
 
 ADMIN = "admin-token-0123456789"
@@ -309,3 +310,31 @@ async def test_reload_revokes_sessions_and_wall_cookies_and_admits_new_tokens(
         for client in (removed, changed, kept, old_tv, new_tv):
             await client.close()
         await app.stop(grace=1.0)
+
+
+async def test_a_renamed_department_reaches_every_reader_at_once(tmp_path: Path) -> None:
+    """The app keeps one mapping of department names: a reload's rename is what the status
+    API, the wall, delivery (notifications, the maintenance API) and the rules read next."""
+    raw = raw_config(tmp_path, free_port(), ["STP"])
+    app = IocApp(load_config(_written(tmp_path, raw), env={}))
+    renamed = {**raw, "departments": [
+        {**d, "name": "Sở Tư pháp tỉnh Hậu Giang"} if d["code"] == "STP" else d
+        for d in raw["departments"]]}
+    result = await app.reload(load_config(_written(tmp_path, renamed), env={}))
+    assert result.ok and result.rules, result
+    expected = "Sở Tư pháp tỉnh Hậu Giang"
+    assert app.department_names["STP"] == expected
+    assert app.web.department_names["STP"] == expected
+    assert app.wall.departments["STP"] == expected
+    assert (app.dispatcher.settings.department_names or {})["STP"] == expected
+    assert app.config.department_name("STP") == expected
+    # an alert rule's summary names the department as it is called now
+    rule = next(r for r in app.alerts.rules if r.name == "TargetDown")
+    annotations = dict(rule.render(make_labels(target="stp-health", department="STP"), 0.0))
+    assert expected in annotations["summary"]
+
+
+def _written(tmp_path: Path, raw: dict[str, Any]) -> Path:
+    path = tmp_path / "config.yaml"
+    write_yaml(path, raw)
+    return path

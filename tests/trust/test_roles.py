@@ -11,7 +11,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from ioc.app import IocApp
+from service.app import IocApp
 from tests.trust.conftest import METRICS_TOKEN, TOKENS, bearer, closed_config
 
 # What each route needs. "metrics" means the metrics: section's credentials.

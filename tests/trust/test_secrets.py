@@ -12,7 +12,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from ioc.app import IocApp
+from service.app import IocApp
 from tests.trust.conftest import METRICS_TOKEN, TOKENS, bearer
 
 ROOT = Path(__file__).parent.parent.parent
@@ -41,7 +41,7 @@ BAD_SECRETS = {
 
 
 def ioc_check(path: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "ioc.cli", "check", "-c", str(path)],
+    return subprocess.run([sys.executable, "-m", "service.cli", "check", "-c", str(path)],
                           capture_output=True, text=True, timeout=60, cwd=str(ROOT),
                           env={**os.environ, "PYTHONPATH": str(ROOT), **env}, check=False)
 

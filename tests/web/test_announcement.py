@@ -7,7 +7,7 @@ from typing import Any
 
 import aiohttp
 
-from ioc.app import IocApp
+from service.app import IocApp
 from tests.alerts.test_alerts_api import check
 from tests.conftest import demo_config, free_port
 from tests.web.test_stream import events, next_event

@@ -12,7 +12,7 @@ import pytest
 from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
-from ioc.app import IocApp
+from service.app import IocApp
 from tests.conftest import SIM_TOKEN, PollWatcher, require_binary
 from web.openapi import openapi_document
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ioc.config import ConfigError, parse_config
+from service.config import ConfigError, parse_config
 from web.auth import Authenticator, expand_roles
 from web.errors import ApiError
 

@@ -17,8 +17,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from ioc.app import IocApp
 from ioc.model import Sample, make_labels
+from service.app import IocApp
 from tests.conftest import SIM_TOKEN, PollWatcher, demo_config, free_port, require_binary
 from web.i18n import catalogue
 

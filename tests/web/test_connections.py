@@ -19,7 +19,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from ioc.app import IocApp
+from service.app import IocApp
 from tests.conftest import demo_config, free_port
 from tests.events.conftest import Arrivals
 from web.forwarded import TrustedProxies

@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from ioc.app import IocApp
+from service.app import IocApp
 from tests.alerts.test_delivery_e2e import RULE, fault
 from tests.conftest import demo_config, free_port
 from tests.web.test_stream import events, next_event

@@ -11,7 +11,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from ioc import clock
-from ioc.app import IocApp
+from service.app import IocApp
 from tests.alerts.test_delivery_e2e import RULE, fault
 from tests.conftest import demo_config, free_port
 from tests.web.test_browser import (  # noqa: F401 (browser is a fixture)

@@ -9,9 +9,9 @@ import aiohttp
 import pytest
 import yaml
 
-from ioc.app import IocApp
-from ioc.cli import console_hint
-from ioc.config import load_config, parse_config
+from service.app import IocApp
+from service.cli import console_hint
+from service.config import load_config, parse_config
 from tests.conftest import demo_raw, free_port
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -16,9 +16,9 @@ from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from ioc import clock
-from ioc.app import IocApp
 from ioc.store.alert_delivery import DeliveryStore, silences
 from ioc.store.events import EventStore, events_table
+from service.app import IocApp
 from tests.conftest import demo_config, free_port
 from web.i18n import Translator
 

@@ -17,9 +17,9 @@ from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
 from ioc import clock
-from ioc.app import IocApp
 from ioc.incidents import reason_code
 from ioc.model import Sample, make_labels
+from service.app import IocApp
 from tests.conftest import PollWatcher
 from tests.trust.conftest import bearer, closed_config
 from web.openapi import openapi_document

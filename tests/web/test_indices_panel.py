@@ -8,11 +8,11 @@ from pathlib import Path
 import aiohttp
 import yaml
 
-from ioc.app import IocApp
 from ioc.cache import SeriesCache
 from ioc.indices import REFRESH_SECONDS, IndexConfig, IndexFeed
 from ioc.model import CollectResult
 from ioc.pipeline import PollOutcome
+from service.app import IocApp
 from tests.conftest import PollWatcher, demo_config, free_port
 
 ROOT = Path(__file__).resolve().parents[2]

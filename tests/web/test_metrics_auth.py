@@ -8,9 +8,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from ioc.app import IocApp
-from ioc.config import ConfigError, parse_config
 from ioc.metrics_config import MetricsConfig
+from service.app import IocApp
+from service.config import ConfigError, parse_config
 from tests.conftest import demo_config, free_port
 from web.metrics_auth import MetricsGuard
 

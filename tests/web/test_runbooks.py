@@ -10,7 +10,7 @@ import pytest
 from alerts.config import default_external_url
 from alerts.rules import absolute, compile_rules, default_rules_text, parse_rule_text
 from alerts.runbooks import find_runbook, runbooks
-from ioc.app import IocApp
+from service.app import IocApp
 from tests.conftest import demo_config, free_port
 
 

@@ -14,13 +14,13 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from ioc import clock
-from ioc.app import IocApp
 from ioc.model import CollectResult
 from ioc.pipeline import PollOutcome
+from service.app import IocApp
 from tests.conftest import SIM_TOKEN, PollWatcher, demo_config, free_port
 from web.errors import ApiError
 from web.stream import CLIENT_QUEUE, EventStream
-from web.wall_page import TILE_SPACING
+from web.wall_feed import TILE_SPACING
 
 
 def make_stream(ring: int = 10, clients: int = 2) -> tuple[EventStream, CollectorRegistry]:

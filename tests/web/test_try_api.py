@@ -16,7 +16,7 @@ import pytest
 from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
-from ioc.app import IocApp
+from service.app import IocApp
 from tests.conftest import PollWatcher
 from tests.trust.conftest import TOKENS, bearer, closed_config
 from web.openapi import openapi_document

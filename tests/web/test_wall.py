@@ -8,10 +8,10 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from ioc.app import IocApp
 from ioc.cache import SeriesCache
-from ioc.config import ConfigError, parse_config
 from ioc.model import Sample, make_labels
+from service.app import IocApp
+from service.config import ConfigError, parse_config
 from tests.conftest import PollWatcher, demo_config, free_port
 from web.i18n import LANGS, Translator, catalogue
 from web.wall import (
@@ -24,7 +24,7 @@ from web.wall import (
     views_from_config,
     wall_document,
 )
-from web.wall_page import make_templates
+from web.wall_feed import make_templates
 
 VIETNAMESE = re.compile(r"[ăâđêôơưàáạảãầấậẩẫằắặẳẵèéẹẻẽềếệểễìíịỉĩòóọỏõồốộổỗờớợởỡùúụủũừứựửữỳýỵỷỹ]",
                         re.IGNORECASE)

@@ -5,7 +5,7 @@ is the leader from start to stop and nothing else happens here. With PostgreSQL 
 elect a leader (ioc.leader), and this module turns each transition into work:
 
 * **taking the lead**: the store tail fills the windows of the other shards' targets and the
-  event counts (ioc.store_tail); delivery reads the notification log and starts its outbox,
+  event counts (service.store_tail); delivery reads the notification log and starts its outbox,
   which holds whatever the previous leader had not sent yet; the engine loads the alert state
   the previous leader stored and starts evaluating. Nothing is held over from an earlier term.
 * **losing the lead**: the engine stops without writing anything more (its successor owns the
@@ -39,10 +39,10 @@ from ioc.sharding import Ownership
 from ioc.store.alert_state import AlertRow, AlertStateStore
 from ioc.store.base import StoreError
 from ioc.store.tail import TailStore
-from ioc.store_tail import CLOCK_SKEW, StoreTail, TailMetrics, backfill_seconds
+from service.store_tail import CLOCK_SKEW, StoreTail, TailMetrics, backfill_seconds
 
 if TYPE_CHECKING:
-    from ioc.config import Config
+    from service.config import Config
 
 log = logging.getLogger("ioc.alert_role")
 
@@ -201,7 +201,7 @@ def build_store_tail(config: Callable[[], Config], registry: CollectorRegistry, 
         metrics=metrics)
 
 
-def resolved_hold(route: Route, interval: float) -> float:
+def keep_resolved_for(route: Route, interval: float) -> float:
     """How long a resolved alert's row is kept: longer than any group can wait before it
     flushes (group_wait or group_interval), two evaluations, and a minute for retries."""
     longest = max((max(r.group_wait, r.group_interval) for r in route.walk()), default=0.0)

@@ -39,8 +39,8 @@ from collectors.simulator.portal import (
 from collectors.simulator.portal_model import PortalClock, PortalModel
 from collectors.simulator.province import units
 from ioc.cache import SeriesCache
-from ioc.config import Config
-from ioc.model import Sample, make_labels
+from ioc.model import Labels, Sample, make_labels
+from service.config import Config
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +85,7 @@ def run_demo(config: Config, *, start: float, seconds: float, seed: int = 0,
                     min_monthly=sim.portal_min_monthly),
         names, time=PortalClock(start, sim.portal_time_scale))
     board = FaultBoard()
-    http: list[tuple[object, str, float, float]] = []
+    http: list[tuple[Labels, str, float, float]] = []
     backlog: list[tuple[BacklogCollector, float]] = []
     feedback: list[tuple[FeedbackCollector, float]] = []
     interval = config.collection.interval
@@ -97,7 +97,7 @@ def run_demo(config: Config, *, start: float, seconds: float, seed: int = 0,
         elif isinstance(collector, FeedbackCollector):
             feedback.append((collector, every))
         elif collector.kind == "http":
-            unit = urlsplit(str(cfg.url)).path.strip("/").split("/")[0]
+            unit = urlsplit(str(getattr(cfg, "url", ""))).path.strip("/").split("/")[0]
             labels = make_labels(cfg.labels, target=cfg.name, department=cfg.department,
                                  kind="http")
             timeout = getattr(cfg, "timeout", None) or config.collection.timeout

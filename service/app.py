@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -23,16 +24,15 @@ from alerts.engine import AlertEngine
 from alerts.escalation import OncallMetrics
 from alerts.event_counts import EventCounts
 from alerts.model import AlertSink
-from alerts.rules import Rule, compile_rules, read_ranges
-from collectors.backlog import BacklogCollector
-from collectors.feedback import FeedbackCollector
+from alerts.rules import Rule, RuleConfig, compile_rules, read_ranges
+from collectors.jsonstats import JsonStatsCollector
 from collectors.probe.session import open_probe_session
 from collectors.registry import build_collector
 from collectors.siem import SiemCollector
+from collectors.simulator import start_simulator
 from ioc import __version__, clock
-from ioc.alert_role import AlertRole, build_store_tail, resolved_hold
 from ioc.cache import SeriesCache
-from ioc.config import AuthConfig, Config
+from ioc.config import AuthConfig
 from ioc.config_types import CollectorConfig, split_listen
 from ioc.event_loop import loop_name, watch_lag
 from ioc.event_sink import EventSink
@@ -40,7 +40,6 @@ from ioc.incident_job import INCIDENT_SYNC_INTERVAL, IncidentJob
 from ioc.incidents import Window
 from ioc.indices import INDEX_METRICS, IndexExporter, IndexFeed
 from ioc.leader import LeaderMetrics, election_dsn
-from ioc.limits import PollLimits
 from ioc.logs import fields
 from ioc.membership import AutoShard, Change, MembershipMetrics
 from ioc.metrics import (
@@ -51,15 +50,16 @@ from ioc.metrics import (
     watch_store_partitions,
 )
 from ioc.pipeline import Pipeline
-from ioc.reload import DRAIN_GRACE, Reloader, ReloadResult, drop_target_metrics
+from ioc.poll_limits import PollLimits
 from ioc.remote_write import RemoteWriter
+from ioc.reports.collect import collect as collect_report
 from ioc.runner import PollRunner
 from ioc.scheduler import Job, Scheduler, SchedulerMetrics
 from ioc.sharding import AUTO, Ownership, Shard, parse_shard
-from ioc.shared_board import build_shared_board
 from ioc.status import StatusBoard, TargetState
 from ioc.store import SqlStore, open_store
 from ioc.store.alert_state import AlertStateStore
+from ioc.store.announcement import AnnouncementStore
 from ioc.store.audit import AuditStore
 from ioc.store.base import StoreError
 from ioc.store.events import EventStore
@@ -69,16 +69,25 @@ from ioc.store.rollup_job import RollupJob
 from ioc.store.writer import StoreWriter
 from ioc.syslog import SyslogReceiver
 from ioc.trace import Trace
-from ioc.try_command import API_LIMIT, find_targets, try_target
+from service.alert_role import AlertRole, build_store_tail, keep_resolved_for
+from service.config import Config
+from service.reload import Reloader, ReloadResult
+from service.shared_board import build_shared_board
+from service.try_command import API_LIMIT, find_targets, try_target
+from web.app import create_web_app
+from web.client_limits import TrustMetrics, server_logger
 from web.connections import ConnectionGuard, ConnectionSettings, GuardedAppRunner
+from web.context import WebContext
 from web.forwarded import TrustedProxies
-from web.limits import TrustMetrics, server_logger
+from web.keys import AUTH
+from web.wall_feed import WallFeed
 
 log = logging.getLogger("ioc.app")
 
 # Metrics the wall reads a whole window of: its security panel counts events over the window
 # (web/wall.py security_panel; from the event counts, or the sample cache when those are empty).
 WALL_RANGES = ("ioc_security_events_total",)
+DRAIN_GRACE = 5.0  # seconds an in-flight poll of a removed target may take to finish
 
 
 @dataclass(frozen=True)
@@ -184,7 +193,8 @@ class IocApp:
         delivery_metrics = DeliveryMetrics(self.registry)
         self.dispatcher = build_dispatcher(config, delivery_metrics, clock.now,
                                            external_url=self.external_url,
-                                           oncall_metrics=OncallMetrics(self.registry))
+                                           oncall_metrics=OncallMetrics(self.registry),
+                                           department_names=self.department_names)
         delivery_metrics.watch_unusable_silences(
             lambda: len(self.dispatcher.unusable_silences))
         # Alert rules read the sample windows and the security-event counts; until the first
@@ -207,17 +217,13 @@ class IocApp:
             store=AlertStateStore(config.storage.url),
             warmup=max((config.interval_of(c) + config.timeout_of(c)
                         for c in config.collectors), default=0.0),
-            resolved_hold=resolved_hold(self.dispatcher.settings.route,
-                                        config.alerts.evaluation_interval))
+            keep_resolved_for=keep_resolved_for(self.dispatcher.settings.route,
+                                                config.alerts.evaluation_interval))
         self.keep_ranges(self.alerts.rules)
         self.alert_role = AlertRole(
             self.alerts, self.dispatcher, interval=config.alerts.evaluation_interval,
             metrics=LeaderMetrics(self.registry), tail=tail,
             storage_url=config.storage.url if tail is not None else None)
-        from web.wall_page import WallFeed  # the web layer reads; the pipeline feeds its stream
-
-        self.wall = WallFeed(self, epoch=format(int(clock.now() * 1000), "x"))
-        self.pipeline.add_hook(self.wall.on_outcome)
         # Trust: the audit log of writes, the web layer's refusal counters, config reloads.
         self.audit = AuditStore(config.storage.url)
         self.incidents = IncidentStore(config.storage.url)
@@ -234,7 +240,21 @@ class IocApp:
         self.connections = ConnectionGuard(ConnectionSettings.from_config(config.service),
                                            self.registry, self.proxies)
         self.reloader = Reloader(self, self.registry, clock.now)
-        self.events.subscribe(self.wall.on_events)  # after event_counts: the panel reads it
+        # The web layer sees the service through this context alone; the wall's feed
+        # subscribes through it to the pipeline, the event sink (after the event counts,
+        # which its security panel reads) and alert delivery.
+        self.web = WebContext(
+            config=lambda: self.config, clock=clock.now, monotonic=clock.monotonic,
+            board=self.board, cache=self.cache, event_counts=self.event_counts.cache,
+            department_names=self.department_names, samples=self.store, events=self.events,
+            audit=self.audit, incidents=self.incidents, report=self._report,
+            announcements=AnnouncementStore(config.storage.url),
+            alerts=self.dispatcher, registry=self.registry, trust=self.trust,
+            polling=lambda: self.scheduler.running, shard_ready=self._shard_ready,
+            proxies=self.proxies, try_target=self.try_target, reload=self.reload,
+            last_reload=lambda: self.reloader.last, add_poll_hook=self.pipeline.add_hook)
+        self.wall = WallFeed(self.web, epoch=format(int(clock.now() * 1000), "x"))
+        self.wall.attach()
 
     def keep_ranges(self, rules: Sequence[Rule]) -> None:
         """Keep in memory the ranges of points the rules (and the wall) read, and only the
@@ -255,7 +275,7 @@ class IocApp:
         collector = build_collector(collector_config)
         if isinstance(collector, SiemCollector):
             collector.bind(self.events)
-        if isinstance(collector, BacklogCollector | FeedbackCollector):
+        if isinstance(collector, JsonStatsCollector):
             collector.bind_units(frozenset(d.code for d in self.config.departments),
                                  self.metrics.unknown_units.labels(
                                      collector=collector_config.name).inc)
@@ -271,6 +291,15 @@ class IocApp:
             name=runner.name, department=collector_config.department, kind=runner.kind,
             interval=runner.interval, shard=self._own_index()))
         return runner
+
+    async def _report(self, period: str, now: float,
+                      department: str | None) -> dict[str, Any]:
+        """A period's report as data, from the config in force (``GET /api/v1/reports``)."""
+        return await collect_report(self.config, period, now=now, department=department)
+
+    def _shard_ready(self) -> str | None:
+        """With ``--shard auto``: ``ok`` while a proven member, else why not (``/readyz``)."""
+        return self.membership.ready if self.membership is not None else None
 
     def _own_index(self) -> int | None:
         """What the status API shows as this instance: its shard index or member slot."""
@@ -311,7 +340,7 @@ class IocApp:
             moved = self.cache.take_target(name)  # /metrics exports only what is polled here
             if tail is not None and self.alert_role.leading:  # its rules read it on
                 tail.add(moved)
-            drop_target_metrics(self, name)
+            self._drop_target_metrics(name)
             state = self.board.targets.get(name)
             if state is not None:
                 state.remote = True
@@ -368,16 +397,82 @@ class IocApp:
         return await try_target(block, self.config, self.session(), clock.now(),
                                 limit=API_LIMIT)
 
+    # -- what a reload changes (service.reload decides, these apply) ------------------
+
+    def set_config(self, config: Config) -> None:
+        """The config in force from now on (what ``config()`` of the web context returns)."""
+        self.config = config
+
+    def set_departments(self, names: Mapping[str, str]) -> None:
+        """Department code -> name. The app keeps one mapping, which the status API, the wall
+        and delivery all read, so a rename reaches all of them at once."""
+        self.department_names.clear()
+        self.department_names.update(names)
+
+    def set_rules(self, rules: Sequence[tuple[RuleConfig, str]],
+                  now: float) -> tuple[int, int, int]:
+        """Swap the alert rules (each with where it was defined) between evaluation cycles,
+        compiled with the department names in force; returns how many were kept, added and
+        removed."""
+        compiled = compile_rules(list(rules), self.department_names,
+                                 self.external_url)  # alerts.external_url needs a restart
+        counts = self.alerts.replace_rules(compiled, now)
+        self.keep_ranges(compiled)  # a metric a new rule reads starts its window now
+        return counts
+
+    def start_targets(self, configs: Sequence[CollectorConfig]) -> list[PollRunner]:
+        """Add targets to the app: this instance's share polls (at once when the scheduler
+        runs), the other shards' are shown from the shared store."""
+        started = [self.add_target(c) for c in configs if self.shard.owns(c.name)]
+        for collector_config in configs:
+            if not self.shard.owns(collector_config.name):
+                self.add_remote_target(collector_config)
+        if started and self.scheduler.running:
+            self.scheduler.add_jobs([self.job(r) for r in started])
+        self._targets_changed()
+        return started
+
+    async def remove_target(self, name: str, *, drop_series: bool) -> None:
+        """Stop polling a target (an in-flight poll may finish within ``DRAIN_GRACE``) and
+        take it off the board; with ``drop_series`` its series leave the cache and
+        ``/metrics`` too (removed, or its labels changed)."""
+        runner = self.runners.pop(name, None)
+        if name in self.scheduler.job_names():
+            self.scheduler.remove_job(name)
+        await self.scheduler.drain(name, DRAIN_GRACE)
+        if runner is not None:
+            await runner.close()
+        self.board.remove(name)
+        if drop_series:
+            self.cache.drop_target(name)
+            self._drop_target_metrics(name)
+        self._targets_changed()
+
+    def _drop_target_metrics(self, name: str) -> None:
+        # ioc_collector_last_success_timestamp_seconds went with the board entry. The target's
+        # failure series, under whichever department it had: read from the counter itself.
+        failures = self.metrics.failures
+        keys = {(s.labels["department"], s.labels["reason"])
+                for family in failures.collect() for s in family.samples
+                if s.labels.get("target") == name and s.name.endswith("_total")}
+        for department, reason in keys:
+            try:
+                failures.remove(name, department, reason)
+            except KeyError:
+                pass
+
+    def _targets_changed(self) -> None:
+        self.metrics.targets.set(len(self.runners))
+        self.wall.forget_target_index()
+
     async def reload(self, config: Config | None = None) -> ReloadResult:
-        """Re-read the config file (SIGHUP, ``POST /-/reload``) and apply it; see ioc.reload."""
+        """Re-read the config file (SIGHUP, ``POST /-/reload``) and apply it: service.reload."""
         return await self.reloader.reload(config)
 
     def update_auth(self, auth: AuthConfig) -> None:
         """Swap the web layer's tokens after a reload (before start there is nothing to do)."""
         if self._web_runner is None:
             return
-        from web.app import AUTH
-
         self._web_runner.app[AUTH].replace(
             ((t.name, t.token.get_secret_value(), t.roles) for t in auth.tokens),
             anonymous_roles=auth.anonymous)
@@ -412,8 +507,6 @@ class IocApp:
         return f"http://{shown}:{self.bound_port or self.listen.port}"
 
     async def start(self) -> None:
-        from web.app import create_web_app
-
         cfg = self.config
         await self.store.open()
         self.writer.start()
@@ -437,8 +530,6 @@ class IocApp:
             self._rollup_task = asyncio.create_task(self.rollups.run_forever(),
                                                     name="ioc-rollups")
         if cfg.simulator.enabled:
-            from collectors.simulator import start_simulator
-
             sim_host, sim_port = split_listen(cfg.simulator.listen)
             token = cfg.simulator.token.get_secret_value() if cfg.simulator.token else None
             self._sim_runner = await start_simulator(
@@ -451,8 +542,9 @@ class IocApp:
             limit=cfg.collection.max_concurrency, limit_per_host=cfg.collection.max_per_host,
             keepalive=False, user_agent=f"ioc/{__version__}")
         self._web_runner = GuardedAppRunner(
-            create_web_app(self), self.connections, access_log=None, handle_signals=False,
-            shutdown_timeout=2.0, logger=server_logger(self.trust, clock.monotonic),
+            create_web_app(self.web, self.wall), self.connections, access_log=None,
+            handle_signals=False, shutdown_timeout=2.0,
+            logger=server_logger(self.trust, clock.monotonic),
             # request line and header caps: an oversized one gets 400 before any handler
             max_line_size=cfg.service.max_line_size,
             max_field_size=cfg.service.max_field_size)

@@ -16,22 +16,21 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
-from collectors.backlog import BacklogCollector
-from collectors.base import Collector
-from collectors.feedback import FeedbackCollector
 from collectors.http import HttpCollector
+from collectors.jsonstats import JsonStatsCollector
 from collectors.probe.phases import PHASES
 from collectors.probe.session import open_probe_session
 from collectors.registry import build_collector
 from collectors.siem import SiemCollector
 from ioc import __version__, clock
-from ioc.config import Config
+from ioc.collector import Collector
 from ioc.config_types import CollectorConfig
 from ioc.events import TimeWindow
 from ioc.model import Event, Sample, make_labels
 from ioc.runner import guarded_collect
 from ioc.trace import Check, Trace, UnknownTarget, mask_url, tracing
 from ioc.trace_text import render
+from service.config import Config
 
 EXIT_UP = 0
 EXIT_DOWN = 1
@@ -77,7 +76,7 @@ def build_tried(block: CollectorConfig, config: Config) -> tuple[Collector, DryE
     dry = DryEvents(window=config.events.window(clamp=True))
     if isinstance(collector, SiemCollector):
         collector.bind(dry)
-    if isinstance(collector, BacklogCollector | FeedbackCollector):
+    if isinstance(collector, JsonStatsCollector):
         collector.bind_units(frozenset(d.code for d in config.departments))
     return collector, dry
 

@@ -10,9 +10,9 @@ import signal
 import sys
 
 from ioc import __version__, event_loop
-from ioc.config import Config, ConfigError, load_config
 from ioc.logs import fields, setup_logging
-from ioc.reports import command as report_command
+from service import report_command
+from service.config import Config, ConfigError, load_config
 
 log = logging.getLogger("ioc")
 
@@ -105,7 +105,7 @@ def cmd_check(path: str) -> int:
 
 
 def cmd_try(path: str, names: list[str], as_json: bool, lang: str) -> int:
-    from ioc import try_command
+    from service import try_command
 
     try:
         config = load_config(path)
@@ -184,10 +184,10 @@ def console_hint(config: Config, url: str) -> str:
 
 
 async def _run(config: Config, listen: str | None) -> int:
-    from ioc.app import IocApp
     from ioc.store.base import StoreError
     from ioc.store.migrate import MigrationRequiredError
     from ioc.store.schema import SchemaVersionError
+    from service.app import IocApp
 
     app = IocApp(config, listen=listen)
     with _StopSignals() as signals:
@@ -245,7 +245,7 @@ async def _simulate(listen: str, latency_scale: float, portal_time_scale: float 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "rules":
-        from alerts.rules_test import main as run_rule_tests
+        from alerts.rule_test_runner import main as run_rule_tests
 
         return run_rule_tests(args.files)
     if args.command == "check":

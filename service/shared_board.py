@@ -38,10 +38,10 @@ from ioc.sharding import Ownership
 from ioc.status import StatusBoard
 from ioc.store.base import StoreError
 from ioc.store.tail import SeriesRow, TailStore
-from ioc.store_tail import CLOCK_SKEW
+from service.store_tail import CLOCK_SKEW
 
 if TYPE_CHECKING:
-    from ioc.config import Config
+    from service.config import Config
 
 log = logging.getLogger("ioc.shared_board")
 
@@ -74,7 +74,7 @@ class SharedBoard:
         self._seen: dict[str, int] = {}  # target -> ts (ms) of the last poll recorded
         self._read_to: float | None = None
         self._task: asyncio.Task[None] | None = None
-        # One read at a time: a takeover (ioc.app) reads at once beside the heartbeat's read,
+        # One read at a time: a takeover (service.app) reads at once beside the heartbeat's read,
         # and two reads of the same polls must not count them twice on the board.
         self._reading = asyncio.Lock()
         self._failing = False

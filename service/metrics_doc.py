@@ -1,4 +1,4 @@
-"""docs/metrics.md, generated from the code: ``python -m ioc.metrics_doc > docs/metrics.md``.
+"""docs/metrics.md, from the code: ``python -m service.metrics_doc > docs/metrics.md``.
 
 The list is read from a real app's registry (built, not started, from a config that turns on
 every optional part), so a family added anywhere in the code shows up here without anyone
@@ -20,9 +20,9 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics import MetricWrapperBase
 
-from ioc.config import Config, parse_config
 from ioc.indices import IndexExporter
 from ioc.metrics import SAMPLE_LABELS, SAMPLE_METRICS, SampleExporter
+from service.config import Config, parse_config
 
 # The labels every collector may add to its samples with `labels:` in config.yaml.
 COLLECTOR_LABELS_NOTE = "plus the collector's `labels:`"
@@ -35,7 +35,7 @@ when the scraper asks for it with `Accept: application/openmetrics-text`). The p
 generated from the code — do not edit it by hand; run
 
 ```console
-$ .venv/bin/python -m ioc.metrics_doc > docs/metrics.md
+$ .venv/bin/python -m service.metrics_doc > docs/metrics.md
 ```
 
 and `tests/integration/test_metrics_doc.py` fails when it is out of date. Names follow the
@@ -133,7 +133,7 @@ def registry_families(registry: CollectorRegistry) -> list[Family]:
 
 
 def app_families() -> list[Family]:
-    from ioc.app import IocApp
+    from service.app import IocApp
 
     with tempfile.TemporaryDirectory() as tmp:
         app = IocApp(documentation_config(Path(tmp)))

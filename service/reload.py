@@ -1,5 +1,9 @@
 """Hot reload: re-read the config file and apply what changed to a running IocApp.
 
+This module decides what changed (pure functions over two configs); the app's own operations
+(``set_departments``, ``remove_target``, ``start_targets``, ``set_rules``, ``update_auth``)
+apply it, so nothing here reaches into the app's parts.
+
 SIGHUP and ``POST /-/reload`` both land here. A new config that does not validate is refused
 whole: its errors are logged and kept for the API, ``ioc_config_last_reload_successful`` drops
 to 0 and the old config keeps running — the same contract as Prometheus, so the same alert
@@ -29,18 +33,20 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from prometheus_client import CollectorRegistry, Gauge
 
-from alerts.rules import compile_rules
-from ioc.config import Config, ConfigError, load_config
-from ioc.logs import fields
+from ioc.logs import SecretMasker, fields
+from service.config import Config, ConfigError, load_config
 
 if TYPE_CHECKING:
-    from ioc.app import IocApp
+    from alerts.rules import RuleConfig
+    from ioc.config import AuthConfig
+    from ioc.config_types import CollectorConfig
+    from ioc.status import StatusBoard
 
 log = logging.getLogger("ioc.reload")
 
@@ -49,7 +55,23 @@ RESTART_SECTIONS = ("service", "storage", "simulator", "events", "wall", "metric
                     "province", "indices")
 LIVE_COLLECTION_KEYS = frozenset({"interval", "timeout"})
 LIVE_ALERTS_KEYS = frozenset({"rules", "rule_files", "default_rules"})
-DRAIN_GRACE = 5.0  # seconds an in-flight poll of a removed target may take to finish
+
+
+class Reloadable(Protocol):
+    """The operations a reload applies its decisions through (``service.app.IocApp``)."""
+
+    @property
+    def config(self) -> Config: ...
+    @property
+    def board(self) -> StatusBoard: ...
+
+    def set_config(self, config: Config) -> None: ...
+    def set_departments(self, names: Mapping[str, str]) -> None: ...
+    def set_rules(self, rules: Sequence[tuple[RuleConfig, str]],
+                  now: float) -> tuple[int, int, int]: ...
+    def start_targets(self, configs: Sequence[CollectorConfig]) -> Sequence[object]: ...
+    async def remove_target(self, name: str, *, drop_series: bool) -> None: ...
+    def update_auth(self, auth: AuthConfig) -> None: ...
 
 
 class ReloadMetrics:
@@ -127,7 +149,7 @@ def effective_config(old: Config, new: Config) -> Config:
 class Reloader:
     """One per app: serialises reloads and remembers the last outcome."""
 
-    def __init__(self, app: IocApp, registry: CollectorRegistry,
+    def __init__(self, app: Reloadable, registry: CollectorRegistry,
                  now: Callable[[], float]) -> None:
         self.app = app
         self.now = now
@@ -168,7 +190,7 @@ class Reloader:
             return result
 
 
-async def apply(app: IocApp, new: Config, now: float) -> ReloadResult:
+async def apply(app: Reloadable, new: Config, now: float) -> ReloadResult:
     """Apply a validated config to a running app; returns what was done."""
     old = app.config
     effective = effective_config(old, new)
@@ -178,11 +200,8 @@ async def apply(app: IocApp, new: Config, now: float) -> ReloadResult:
 
     # Names first: the targets and rules below read them.
     names = {d.code: d.name for d in effective.departments}
-    app.department_names.clear()
-    app.department_names.update(names)
-    app.wall.departments.clear()
-    app.wall.departments.update(names)
-    app.config = effective
+    app.set_departments(names)
+    app.set_config(effective)
 
     last_success: dict[str, float] = {}
     for name in diff.removed + diff.changed:
@@ -190,15 +209,11 @@ async def apply(app: IocApp, new: Config, now: float) -> ReloadResult:
         state = app.board.targets.get(name)
         if not drop and state is not None and state.last_success is not None:
             last_success[name] = state.last_success
-        await _stop_target(app, name, drop_series=drop)
+        await app.remove_target(name, drop_series=drop)
     by_name = {c.name: c for c in effective.collectors}
     # With collection.shard i/N only this instance's share is started, as at start-up; with
     # auto, what it owns now (a new target it wins is started by the membership's next check).
-    started = [app.add_target(by_name[name]) for name in diff.added + diff.changed
-               if app.shard.owns(name)]
-    for name in diff.added + diff.changed:  # the others' are shown from the shared store
-        if not app.shard.owns(name):
-            app.add_remote_target(by_name[name])
+    app.start_targets([by_name[name] for name in diff.added + diff.changed])
     # A target whose series are kept keeps its last success too (on the board, and so in
     # ioc_collector_last_success_timestamp_seconds): a target down while its URL is fixed
     # still shows since when.
@@ -206,17 +221,10 @@ async def apply(app: IocApp, new: Config, now: float) -> ReloadResult:
         state = app.board.targets.get(name)
         if state is not None and not state.remote and state.last_success is None:
             state.last_success = ts
-    if started and app.scheduler.running:
-        app.scheduler.add_jobs([app.job(r) for r in started])
-    app.metrics.targets.set(len(app.runners))
-    app.wall.forget_target_index()
 
     if effective.alert_rules != old.alert_rules or names != {d.code: d.name
                                                              for d in old.departments}:
-        rules = compile_rules(list(effective.alert_rules), app.department_names,
-                              app.external_url)  # alerts.external_url needs a restart
-        kept, added, removed = app.alerts.replace_rules(rules, now)
-        app.keep_ranges(rules)  # a metric a new rule reads starts its window now
+        kept, added, removed = app.set_rules(effective.alert_rules, now)
         result.rules = {"kept": kept, "added": added, "removed": removed}
 
     if effective.auth != old.auth:
@@ -229,8 +237,6 @@ async def apply(app: IocApp, new: Config, now: float) -> ReloadResult:
 
 def _update_log_secrets(secrets: tuple[str, ...]) -> None:
     """New token values are masked in the log from now on, like the ones read at start."""
-    from ioc.logs import SecretMasker
-
     for handler in logging.getLogger().handlers:
         for fil in handler.filters:
             if isinstance(fil, SecretMasker):
@@ -243,29 +249,3 @@ def _labels_changed(old: Config, new: Config, name: str) -> bool:
     return (before.type, before.department, before.labels) != \
         (after.type, after.department, after.labels)
 
-
-async def _stop_target(app: IocApp, name: str, *, drop_series: bool) -> None:
-    runner = app.runners.pop(name, None)
-    if name in app.scheduler.job_names():
-        app.scheduler.remove_job(name)
-    await app.scheduler.drain(name, DRAIN_GRACE)
-    if runner is not None:
-        await runner.close()
-    app.board.remove(name)
-    if drop_series:
-        app.cache.drop_target(name)
-        drop_target_metrics(app, name)
-
-
-def drop_target_metrics(app: IocApp, name: str) -> None:
-    # ioc_collector_last_success_timestamp_seconds went with the board entry. The target's
-    # failure series, under whichever department it had: read from the counter itself.
-    failures = app.metrics.failures
-    keys = {(s.labels["department"], s.labels["reason"])
-            for family in failures.collect() for s in family.samples
-            if s.labels.get("target") == name and s.name.endswith("_total")}
-    for department, reason in keys:
-        try:
-            failures.remove(name, department, reason)
-        except KeyError:
-            pass
