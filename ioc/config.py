@@ -9,6 +9,7 @@ them, and ``${VAR}`` substitution.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -27,6 +28,16 @@ from ioc.rollups_config import RollupsConfig, check_against_raw
 
 # --------------------------------------------------------------------------------------------
 # Sections
+
+
+def check_networks(value: list[str], example: str) -> list[str]:
+    """Every item must be an IP network or address (host bits allowed: ``10.0.0.1/8``)."""
+    for item in value:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise ValueError(f"not a network: {item!r} (expected e.g. {example})") from None
+    return value
 
 
 class BodyLimitsConfig(StrictModel):
@@ -80,15 +91,7 @@ class ServiceConfig(StrictModel):
     @field_validator("trusted_proxies")
     @classmethod
     def _check_proxies(cls, value: list[str]) -> list[str]:
-        import ipaddress
-
-        for item in value:
-            try:
-                ipaddress.ip_network(item, strict=False)
-            except ValueError:
-                raise ValueError(f"not a network: {item!r} (expected e.g. 127.0.0.1/32 or "
-                                 "10.0.0.0/8)") from None
-        return value
+        return check_networks(value, "127.0.0.1/32 or 10.0.0.0/8")
 
     @field_validator("event_loop")
     @classmethod
@@ -282,15 +285,7 @@ class WallConfig(StrictModel):
     @field_validator("allowed_networks")
     @classmethod
     def _check_networks(cls, value: list[str]) -> list[str]:
-        import ipaddress
-
-        for item in value:
-            try:
-                ipaddress.ip_network(item, strict=False)
-            except ValueError:
-                raise ValueError(f"not a network: {item!r} (expected e.g. 10.0.0.0/8 or "
-                                 "192.168.1.20)") from None
-        return value
+        return check_networks(value, "10.0.0.0/8 or 192.168.1.20")
 
 
 # --------------------------------------------------------------------------------------------
