@@ -27,6 +27,9 @@ from web.auth import PRINCIPAL
 from web.client_limits import TrustMetrics, client_address
 from web.errors import ApiError
 from web.keys import AUTH, CONTEXT, request_now
+from web.openapi_parts import REF as _REF
+from web.openapi_parts import query_param as _param
+from web.openapi_parts import ref_response as _resp
 
 log = logging.getLogger("ioc.web")
 
@@ -120,18 +123,6 @@ def add_routes(app: web.Application) -> None:
 
 
 # -- OpenAPI description (merged into web/openapi.py) ----------------------------------------
-
-_REF = "#/components/schemas/"
-
-
-def _resp(schema: str, description: str) -> dict[str, Any]:
-    return {"description": description,
-            "content": {"application/json": {"schema": {"$ref": _REF + schema}}}}
-
-
-def _param(name: str, description: str, kind: str) -> dict[str, Any]:
-    return {"name": name, "in": "query", "required": False, "description": description,
-            "schema": {"type": kind}}
 
 
 AUDIT_SCHEMAS: dict[str, Any] = {

@@ -29,6 +29,9 @@ from web.bodies import body_limits, read_body
 from web.context import WebContext
 from web.errors import ApiError
 from web.keys import AUTH, CONTEXT
+from web.openapi_parts import REF as _REF
+from web.openapi_parts import query_param as _param
+from web.openapi_parts import ref_response as _resp
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 500
@@ -161,19 +164,6 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/v1/incidents", list_incidents)
     app.router.add_post("/api/v1/incidents/{id}/notes", add_note)
     app.router.add_get("/api/v1/reports", report)
-
-
-_REF = "#/components/schemas/"
-
-
-def _resp(schema: str, description: str) -> dict[str, Any]:
-    return {"description": description,
-            "content": {"application/json": {"schema": {"$ref": _REF + schema}}}}
-
-
-def _param(name: str, description: str, kind: str) -> dict[str, Any]:
-    return {"name": name, "in": "query", "required": False, "description": description,
-            "schema": {"type": kind}}
 
 
 _ERRORS = {"400": _resp("Error", "invalid query"), "401": _resp("Error", "no or unknown token"),

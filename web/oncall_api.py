@@ -36,6 +36,8 @@ from web.console import _lang, _render, _same_origin
 from web.context import AlertDesk
 from web.errors import ApiError
 from web.keys import AUTH, CONTEXT, WALL
+from web.openapi_parts import REF as _REF
+from web.openapi_parts import json_response as _resp
 
 if TYPE_CHECKING:
     from alerts.escalation import Escalator
@@ -196,17 +198,12 @@ def add_routes(app: web.Application) -> None:
 
 # -- OpenAPI description (merged into web/openapi.py) ----------------------------------------
 
-_REF = "#/components/schemas/"
 _ERR = {"$ref": _REF + "Error"}
 _DUTY = {"oneOf": [{"type": "null"}, {"type": "object", "required": [
     "person", "name", "reason", "starts_at", "ends_at"], "properties": {
     "person": {"type": "string"}, "name": {"type": "string"},
     "reason": {"type": "string", "enum": ["rotation", "override", "holiday"]},
     "starts_at": {"type": "number"}, "ends_at": {"type": "number"}}}]}
-
-
-def _resp(schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
 _DENIED = {"401": _resp(_ERR, "no or unknown token"),

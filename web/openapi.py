@@ -17,6 +17,7 @@ from web.events_api import EVENT_PATHS, EVENT_SCHEMAS
 from web.incidents_api import INCIDENT_PATHS, INCIDENT_SCHEMAS
 from web.maintenance_api import MAINTENANCE_PATHS, MAINTENANCE_SCHEMAS
 from web.oncall_api import ONCALL_PATHS, ONCALL_SCHEMAS
+from web.openapi_parts import json_response as _json
 from web.reload_api import RELOAD_PATHS, RELOAD_SCHEMAS
 from web.try_api import TRY_PATHS, TRY_SCHEMAS
 
@@ -24,10 +25,6 @@ _ERROR = {"$ref": "#/components/schemas/Error"}
 
 _NUM_OR_NULL = {"type": ["number", "null"]}
 _STR_OR_NULL = {"type": ["string", "null"]}
-
-
-def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
 SCHEMAS: dict[str, Any] = {

@@ -12,6 +12,8 @@ from typing import Any
 from aiohttp import web
 
 from web.keys import AUTH, CONTEXT
+from web.openapi_parts import REF as _REF
+from web.openapi_parts import json_response as _resp
 
 
 async def reload_config(request: web.Request) -> web.Response:
@@ -32,13 +34,6 @@ async def last_reload(request: web.Request) -> web.Response:
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/-/reload", reload_config)
     app.router.add_get("/-/reload", last_reload)
-
-
-_REF = "#/components/schemas/"
-
-
-def _resp(schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
 _ERR = {"$ref": _REF + "Error"}

@@ -19,6 +19,8 @@ from ioc.trace import UnknownTarget
 from ioc.trace_text import LANGS, render
 from web.errors import ApiError
 from web.keys import AUTH, CONTEXT
+from web.openapi_parts import REF as _REF
+from web.openapi_parts import json_response as _resp
 
 TRY_SLOTS = 2
 SLOTS: web.AppKey[asyncio.Semaphore] = web.AppKey("try_slots")
@@ -46,13 +48,6 @@ async def try_target(request: web.Request) -> web.Response:
 def add_routes(app: web.Application) -> None:
     app[SLOTS] = asyncio.Semaphore(TRY_SLOTS)
     app.router.add_post("/api/v1/try/{name}", try_target)
-
-
-_REF = "#/components/schemas/"
-
-
-def _resp(schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
 _ERR = {"$ref": _REF + "Error"}
