@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import socket
@@ -111,9 +112,9 @@ class PollWatcher:
         await self._changed.until(lambda: predicate(self.outcomes), limit)
 
 
-@pytest.fixture
-async def running_app(tmp_path: Path) -> AsyncIterator[tuple[IocApp, PollWatcher]]:
-    config = demo_config(tmp_path, free_port(), codes=["STTTT", "STP", "CAT", "VITHANH"])
+@contextlib.asynccontextmanager
+async def polled_app(config: Config) -> AsyncIterator[tuple[IocApp, PollWatcher]]:
+    """A started app, handed over once every target has been polled; stopped afterwards."""
     app = IocApp(config)
     watcher = PollWatcher()
     app.pipeline.add_hook(watcher)
@@ -124,3 +125,10 @@ async def running_app(tmp_path: Path) -> AsyncIterator[tuple[IocApp, PollWatcher
         yield app, watcher
     finally:
         await app.stop(grace=1.0)
+
+
+@pytest.fixture
+async def running_app(tmp_path: Path) -> AsyncIterator[tuple[IocApp, PollWatcher]]:
+    config = demo_config(tmp_path, free_port(), codes=["STTTT", "STP", "CAT", "VITHANH"])
+    async with polled_app(config) as started:
+        yield started

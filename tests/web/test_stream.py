@@ -17,7 +17,7 @@ from ioc import clock
 from ioc.model import CollectResult
 from ioc.pipeline import PollOutcome
 from service.app import IocApp
-from tests.conftest import SIM_TOKEN, PollWatcher, demo_config, free_port
+from tests.conftest import SIM_TOKEN, demo_config, free_port, polled_app
 from web.errors import ApiError
 from web.stream import CLIENT_QUEUE, EventStream
 from web.wall_feed import TILE_SPACING
@@ -104,15 +104,8 @@ async def next_event(stream: AsyncIterator[dict[str, Any]], kind: str,
 async def app(tmp_path: Path) -> AsyncIterator[IocApp]:
     config = demo_config(tmp_path, free_port(), codes=["STP", "CAT"],
                          extra={"wall": {"max_clients": 2, "heartbeat": "200ms"}})
-    app = IocApp(config)
-    watcher = PollWatcher()
-    app.pipeline.add_hook(watcher)
-    await app.start()
-    try:
-        await watcher.until(lambda seen: {o.target for o in seen} >= set(app.runners))
+    async with polled_app(config) as (app, _):
         yield app
-    finally:
-        await app.stop(grace=1.0)
 
 
 async def test_a_fault_streams_the_departments_new_tile(app: IocApp) -> None:

@@ -12,7 +12,7 @@ from ioc.cache import SeriesCache
 from ioc.model import Sample, make_labels
 from service.app import IocApp
 from service.config import ConfigError, parse_config
-from tests.conftest import PollWatcher, demo_config, free_port
+from tests.conftest import demo_config, free_port, polled_app
 from web.i18n import LANGS, Translator, catalogue
 from web.wall import (
     WallState,
@@ -195,15 +195,8 @@ async def wall_app(tmp_path: Path):
                    "panels": ["clock", "departments"]}]}})
     hostile = config.departments[0].model_copy(update={"name": "<script>alert(1)</script>"})
     config = type(config)(**{**config.__dict__, "departments": (hostile, config.departments[1])})
-    app = IocApp(config)
-    watcher = PollWatcher()
-    app.pipeline.add_hook(watcher)
-    await app.start()
-    try:
-        await watcher.until(lambda seen: {o.target for o in seen} >= set(app.runners))
+    async with polled_app(config) as (app, _):
         yield app
-    finally:
-        await app.stop(grace=1.0)
 
 
 async def test_page_is_vietnamese_escaped_and_locked_down(wall_app: IocApp) -> None:

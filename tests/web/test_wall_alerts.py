@@ -22,7 +22,7 @@ from alerts.model import Alert, AlertState
 from ioc import clock
 from ioc.model import make_labels
 from service.app import IocApp
-from tests.conftest import PollWatcher, demo_config, free_port
+from tests.conftest import demo_config, free_port, polled_app
 from tests.web.test_stream import events, next_event
 
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -51,15 +51,8 @@ def alerts_panel(name: str, *, present: bool = True, marked: bool | None = None)
 async def app(tmp_path: Path) -> AsyncIterator[IocApp]:
     config = demo_config(tmp_path, free_port(), codes=["STP", "CAT"],
                          extra={"wall": {"heartbeat": "200ms"}})
-    app = IocApp(config)
-    watcher = PollWatcher()
-    app.pipeline.add_hook(watcher)
-    await app.start()
-    try:
-        await watcher.until(lambda seen: {o.target for o in seen} >= set(app.runners))
+    async with polled_app(config) as (app, _):
         yield app
-    finally:
-        await app.stop(grace=1.0)
 
 
 async def test_alert_changes_reach_the_panel_when_they_happen(app: IocApp) -> None:
