@@ -228,7 +228,8 @@ async def test_snooze_holds_the_escalation_for_an_hour(
         assert len(fake.sent) == 1  # held: neither the lead nor the director yet
         await inst.at(T0 + 60 + 3600)  # the snooze ends: every missed step, none skipped —
         # the lead's, the director's and the first repeat (T0 + 50 min), each person once
-        assert [m["chat"]["id"] for m in fake.sent] == [BINH, DUNG, BINH]
+        chats = [m["chat"]["id"] for m in fake.sent]  # one channel per person: same-tick
+        assert chats[0] == BINH and sorted(chats[1:]) == sorted([DUNG, BINH])  # in any order
         # Each person's e-mail is a channel of its own, delivered in its own order: the two
         # mails due at the same tick (the director's step, binh's repeat) may arrive either way;
         # the steps' order is asserted from the history below.
@@ -299,7 +300,8 @@ async def test_a_restart_neither_repeats_nor_skips_a_step(
     await third.at(T0 + 1530)
     assert len(fake.sent) == 2 and len(smtp[0].messages) == 2
     await third.at(T0 + 1200 + 1800)  # the first repeat: everyone again
-    assert [m["chat"]["id"] for m in fake.sent] == [BINH, DUNG, BINH, DUNG]
+    chats = [m["chat"]["id"] for m in fake.sent]  # the repeat's two pages share a tick
+    assert chats[:2] == [BINH, DUNG] and sorted(chats[2:]) == sorted([BINH, DUNG])
     steps = [e["detail"]["step"] for e in await history(third) if e["kind"] == "escalation"]
     assert steps == [1, 2, 3, 4]
     await third.at(T0 + 3100, up=1)  # resolves: nothing more, ever
