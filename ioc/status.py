@@ -32,6 +32,10 @@ class TargetState:
     last_error: str | None = None
     consecutive_failures: int = 0
     consecutive_successes: int = 0
+    # unix seconds of the first failed poll of the current run of failed polls (None while the
+    # last poll succeeded): the outage's start as an incident counts it, not when the
+    # debounced state or an alert followed, so the wall and console say "down since" truthfully.
+    failing_since: float | None = None
     # With collection.shard i/N: the index of the instance that polls the target (with auto:
     # its member slot, None while unknown), and whether that is another one (its state is
     # then read from the shared store, service.shared_board; with auto it changes with owners).
@@ -103,7 +107,10 @@ class StatusBoard:
             state.last_error = error if degraded else None
             state.consecutive_failures = 0
             state.consecutive_successes += 1
+            state.failing_since = None
         else:
+            if state.consecutive_failures == 0 or state.failing_since is None:
+                state.failing_since = ts
             state.reason = reason
             state.last_error = error
             state.consecutive_failures += 1
@@ -130,6 +137,7 @@ def build_status(board: StatusBoard, department_names: Mapping[str, str], *, now
             "latency_seconds": state.latency,
             "last_check": state.last_check,
             "last_success": state.last_success,
+            "failing_since": state.failing_since,
             "stale": state.last_check is None or now - state.last_check > 3 * state.interval,
             "reason": state.reason,
             "last_error": state.last_error,

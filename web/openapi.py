@@ -47,8 +47,8 @@ SCHEMAS: dict[str, Any] = {
     "Target": {
         "type": "object",
         "required": ["name", "department", "department_name", "kind", "up", "last_value",
-                     "latency_seconds", "last_check", "last_success", "stale", "reason",
-                     "last_error", "raw_up", "degraded", "consecutive_failures",
+                     "latency_seconds", "last_check", "last_success", "failing_since", "stale",
+                     "reason", "last_error", "raw_up", "degraded", "consecutive_failures",
                      "consecutive_successes", "shard", "remote"],
         "properties": {
             "name": {"type": "string", "description": "target name (the `target` label)"},
@@ -68,6 +68,10 @@ SCHEMAS: dict[str, Any] = {
             "latency_seconds": _NUM_OR_NULL,
             "last_check": {**_NUM_OR_NULL, "description": "unix seconds"},
             "last_success": {**_NUM_OR_NULL, "description": "unix seconds"},
+            "failing_since": {**_NUM_OR_NULL,
+                              "description": "unix seconds of the first failed poll of the "
+                                             "current failing run (the outage's start); null "
+                                             "while the last poll succeeded"},
             "stale": {"type": "boolean",
                       "description": "no poll finished within three intervals"},
             "reason": {**_STR_OR_NULL, "description": "failure reason of the last poll"},
