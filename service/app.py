@@ -217,6 +217,7 @@ class IocApp:
             store=AlertStateStore(config.storage.url),
             warmup=max((config.interval_of(c) + config.timeout_of(c)
                         for c in config.collectors), default=0.0),
+            data_ready=self.first_polls_done,
             keep_resolved_for=keep_resolved_for(self.dispatcher.settings.route,
                                                 config.alerts.evaluation_interval))
         self.keep_ranges(self.alerts.rules)
@@ -255,6 +256,11 @@ class IocApp:
             last_reload=lambda: self.reloader.last, add_poll_hook=self.pipeline.add_hook)
         self.wall = WallFeed(self.web, epoch=format(int(clock.now() * 1000), "x"))
         self.wall.attach()
+
+    def first_polls_done(self) -> bool:
+        """Every target this instance polls has finished a poll since start (the alert
+        engine's warm-up waits for it; other shards' targets arrive through the store tail)."""
+        return all(t.last_check is not None for t in self.board.targets.values() if not t.remote)
 
     def keep_ranges(self, rules: Sequence[Rule]) -> None:
         """Keep in memory the ranges of points the rules (and the wall) read, and only the
