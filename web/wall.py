@@ -57,10 +57,13 @@ class WallView:
         return panel in self.panels
 
 
+DEFAULT_VIEW = "toan-tinh"  # the whole province: the one view when none is configured
+
+
 def views_from_config(cfg: WallConfig) -> list[WallView]:
-    """The configured views, or one view named ``all`` with every panel."""
+    """The configured views, or one view named ``toan-tinh`` with every panel."""
     if not cfg.views:
-        return [WallView("all", "", WALL_PANELS, ())]
+        return [WallView(DEFAULT_VIEW, "", WALL_PANELS, ())]
     return [WallView(v.name, v.title, tuple(v.panels), tuple(v.departments)) for v in cfg.views]
 
 
