@@ -465,6 +465,13 @@ def alert_plans(rows: Sequence[dict[str, Any]], lines_max: int = ALERT_LINES_MAX
     return plans, mores
 
 
+def alert_rows(alerts: Sequence[Mapping[str, Any]],
+               failing_since: Mapping[str, float] | None = None) -> list[dict[str, Any]]:
+    """The firing alerts as the panel's rows, in the panel's order (``alert_sort_key``)."""
+    return sorted((_alert_row(a, failing_since) for a in alerts if a["state"] == "firing"),
+                  key=alert_sort_key)
+
+
 def alerts_panel(alerts: Sequence[Mapping[str, Any]], updated: float | None, now: float,
                  stale_after: float, failing_since: Mapping[str, float] | None = None,
                  lines_max: int = ALERT_LINES_MAX,
@@ -476,8 +483,7 @@ def alerts_panel(alerts: Sequence[Mapping[str, Any]], updated: float | None, now
     server renders the plan for ``shown`` lines, so a page without its script is sensible.
     None (the panel hides) when nothing fires.
     """
-    rows = sorted((_alert_row(a, failing_since) for a in alerts if a["state"] == "firing"),
-                  key=alert_sort_key)
+    rows = alert_rows(alerts, failing_since)
     if not rows:
         return None
     by_severity: dict[str, int] = {}
@@ -487,7 +493,7 @@ def alerts_panel(alerts: Sequence[Mapping[str, Any]], updated: float | None, now
     full, grouped = alert_lines(rows)
     used = {mode: max((p["n"] for p in plans if p["mode"] == mode), default=0)
             for mode in ("full", "grouped")}
-    first = fold_alerts(rows, shown)
+    first = fold_alerts(rows, min(shown, lines_max))
     when = updated if updated is not None else now
     return {
         "lists": {"full": full[:used["full"]], "grouped": grouped[:used["grouped"]]},
