@@ -303,6 +303,7 @@ def security_panel(cache: SeriesCache, now: float, stale_after: float,
 ALERT_SEVERITIES = ("critical", "warning", "info")
 ALERT_LINES_MAX = 16  # lines the panel could ever hold at 24 px text; plans go up to this
 ALERTS_SHOWN = 4  # lines shown before the page has measured its panel (no script: stays)
+GROUP_NAMES = 8  # departments named on a rule's line (one line, cut with an ellipsis)
 FLASH_SECONDS = 60.0  # a newly fired critical alert flashes its line and its tile this long
 
 
@@ -384,7 +385,7 @@ def alert_group(members: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "title": first["title"],
         "count": len(members),
         "systems": all(m["target"] for m in members),  # counted as systems, else as alerts
-        "departments": names,
+        "departments": names[:GROUP_NAMES],
         "handled": sum(1 for m in members if m["handled"]),
         "since": min(m["since"] for m in members),
         "fresh_until": max(fresh) if fresh else None,
