@@ -17,9 +17,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from alerts.rules import localized
 from ioc.cache import SeriesCache
 from ioc.config import WALL_PANELS
-from alerts.rules import localized
 from ioc.model import Event
 from web.i18n import LANGS
 

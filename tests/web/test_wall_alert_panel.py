@@ -78,7 +78,7 @@ def test_folding_never_hides_a_critical_for_a_warning(criticals: int, acked: str
     hidden = dict(fold.hidden)
     shown_warnings = any(line["severity"] == "warning" for line in fold.lines)
     assert not (hidden.get("critical") and shown_warnings)  # warnings fold first
-    if capacity >= 2 and rules == 1 or criticals + warnings <= capacity:
+    if (capacity >= 2 and rules == 1) or criticals + warnings <= capacity:
         assert "critical" not in hidden  # one line says how many, none is hidden
     if fold.mode == "full":
         handled = [line["handled"] for line in fold.lines if line["severity"] == "critical"]

@@ -11,8 +11,7 @@ from typing import Any
 from alerts.model import Alert, AlertState
 from ioc import clock
 from ioc.model import make_labels
-from service.app import IocApp
-from tests.conftest import demo_config, free_port, polled_app
+from tests.conftest import demo_config, free_port, polled_app, require_binary
 from tests.web.test_browser import (  # noqa: F401 (browser is a fixture)
     ARGS,
     OVERFLOWS,
@@ -22,7 +21,6 @@ from tests.web.test_browser import (  # noqa: F401 (browser is a fixture)
     open_page,
     playwright_api,
 )
-from tests.conftest import require_binary
 
 # Text of the alert lines that is cut (a clamped summary whose words do not all show).
 CLIPPED = """() => Array.from(document.querySelectorAll('#panel-alerts .alert:not([hidden])'))
@@ -149,8 +147,8 @@ async def test_a_flood_of_criticals_fits_in_large_text(tmp_path: Path,
         alerts += [warning(code, now, i) for i, code in enumerate(codes[:6])]
         fingerprint = alerts[1].fingerprint
         await app.dispatcher.update(alerts, now)
-        await app.dispatcher.acknowledge(fingerprint, by="Nguyễn Văn A", comment="đang xử lý", duration=3600,
-                                         now=now)
+        await app.dispatcher.acknowledge(fingerprint, by="Nguyễn Văn A", comment="đang xử lý",
+                                         now=now, duration=3600)
         for (width, height), lang in (((1920, 1080), "vi"), ((3840, 2160), "en"),
                                       ((1920, 1080), "en")):
             page, problems = await open_page(browser, f"{app.url}/?lang={lang}", width, height)
