@@ -427,15 +427,18 @@ def _hidden(lines: Sequence[Mapping[str, Any]]) -> tuple[tuple[str, int], ...]:
     return tuple(sorted(counts.items(), key=lambda kv: _alert_severity_rank(kv[0])))
 
 
-def fold_alerts(rows: Sequence[dict[str, Any]], capacity: int) -> AlertFold:
+def fold_alerts(rows: Sequence[dict[str, Any]], capacity: int,
+                lines: tuple[list[dict[str, Any]], list[dict[str, Any]]] | None = None
+                ) -> AlertFold:
     """The lines shown when ``capacity`` lines fit (the "more" line counts as one).
 
     Warnings and info fold before any critical does; when the criticals alone do not fit,
     the criticals of each rule collapse into one line that says how many; only when even
     those do not fit are lines left out, and the "more" line says what they hold.
+    ``lines`` is :func:`alert_lines` of ``rows`` when the caller has it already.
     """
     capacity = max(1, capacity)
-    full, grouped = alert_lines(rows)
+    full, grouped = lines if lines is not None else alert_lines(rows)
     if len(full) <= capacity:
         return AlertFold("full", full, ())
     critical = sum(1 for r in full if r["severity"] == "critical")
@@ -453,8 +456,9 @@ def alert_plans(rows: Sequence[dict[str, Any]], lines_max: int = ALERT_LINES_MAX
     and which "more" line (an index into the second value, or None)."""
     plans: list[dict[str, Any]] = []
     mores: list[tuple[tuple[str, int], ...]] = []
+    lines = alert_lines(rows)
     for capacity in range(lines_max, 0, -1):
-        fold = fold_alerts(rows, capacity)
+        fold = fold_alerts(rows, capacity, lines)
         more = None
         if fold.hidden:
             if fold.hidden not in mores:
@@ -464,6 +468,21 @@ def alert_plans(rows: Sequence[dict[str, Any]], lines_max: int = ALERT_LINES_MAX
         if not plans or plans[-1] != plan:
             plans.append(plan)
     return plans, mores
+
+
+def fresh_criticals(rows: Sequence[Mapping[str, Any]], now: float) -> list[list[Any]]:
+    """``[fingerprint, department, flash until]`` of the newest critical that fired within
+    ``FLASH_SECONDS`` in each department: what the page flashes (and sounds once for). One
+    per department, so a province-wide outage does not put thousands in every delta."""
+    newest: dict[str, Mapping[str, Any]] = {}
+    for row in rows:
+        until = row["fresh_until"]
+        if until is None or until <= now:
+            continue
+        seen = newest.get(row["department"])
+        if seen is None or until > seen["fresh_until"]:
+            newest[row["department"]] = row
+    return [[r["fingerprint"], code, r["fresh_until"]] for code, r in sorted(newest.items())]
 
 
 def alert_rows(alerts: Sequence[Mapping[str, Any]],
@@ -491,10 +510,10 @@ def alerts_panel(alerts: Sequence[Mapping[str, Any]], updated: float | None, now
     for row in rows:
         by_severity[row["severity"]] = by_severity.get(row["severity"], 0) + 1
     plans, mores = alert_plans(rows, lines_max)
-    full, grouped = alert_lines(rows)
+    full, grouped = lines = alert_lines(rows)
     used = {mode: max((p["n"] for p in plans if p["mode"] == mode), default=0)
             for mode in ("full", "grouped")}
-    first = fold_alerts(rows, min(shown, lines_max))
+    first = fold_alerts(rows, min(shown, lines_max), lines)
     when = updated if updated is not None else now
     return {
         "lists": {"full": full[:used["full"]], "grouped": grouped[:used["grouped"]]},
@@ -502,8 +521,7 @@ def alerts_panel(alerts: Sequence[Mapping[str, Any]], updated: float | None, now
         "mores": mores,
         "initial": {"mode": first.mode, "n": len(first.lines),
                     "more": mores.index(first.hidden) if first.hidden in mores else None},
-        "fresh": [[r["fingerprint"], r["department"], r["fresh_until"]] for r in rows
-                  if r["fresh_until"] is not None and r["fresh_until"] > now],
+        "fresh": fresh_criticals(rows, now),
         "firing": len(rows),
         "by_severity": sorted(by_severity.items(), key=lambda kv: _severity_rank(kv[0])),
         "updated": when,

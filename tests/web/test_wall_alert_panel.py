@@ -11,7 +11,14 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from web.i18n import Translator
-from web.wall import ALERT_SEVERITIES, alert_plans, alert_rows, alerts_panel, fold_alerts
+from web.wall import (
+    ALERT_SEVERITIES,
+    alert_plans,
+    alert_rows,
+    alerts_panel,
+    fold_alerts,
+    fresh_criticals,
+)
 from web.wall_feed import make_templates
 
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -142,7 +149,7 @@ def test_the_screens_language_picks_the_annotations() -> None:
     panel = alerts_panel(alerts, NOW, NOW, 600, lines_max=2)
     en, vi = text(render(panel, "en")), text(render(panel, "vi"))
     assert "Unreachable — 3 systems" in en and "Mất kết nối — 3 hệ thống" in vi
-    assert "and 2 more: 2 warning" in en and "và 2 cảnh báo khác: 2 cảnh báo" in vi
+    assert "and 2 more: 2 warnings" in en and "và 2 cảnh báo khác: 2 cảnh báo" in vi
     full = alerts_panel(alerts, NOW, NOW, 600)
     en = text(render(full, "en"))
     assert "c0-portal (Sở Tư pháp) is unreachable" in en
@@ -155,3 +162,11 @@ def test_a_new_critical_is_marked_fresh_for_a_minute() -> None:
     assert panel is not None
     assert panel["fresh"] == [["new", "STP", NOW + 50]]
     assert 'data-fresh=\'[["new", "STP", ' in render(panel, "vi")
+
+
+def test_one_fresh_critical_per_department_flashes() -> None:
+    rows = alert_rows([alert("a", department="STP", fired=NOW - 30),
+                       alert("b", department="STP", fired=NOW - 5),
+                       alert("c", department="CAT", fired=NOW - 59),
+                       alert("d", department="SYT", fired=NOW - 61)])
+    assert fresh_criticals(rows, NOW) == [["c", "CAT", NOW + 1], ["b", "STP", NOW + 55]]

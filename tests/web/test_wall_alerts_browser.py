@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from alerts.model import Alert, AlertState
+from alerts.rules import compile_rules, default_rules_text, parse_rule_text
 from ioc import clock
 from ioc.model import make_labels
 from tests.conftest import demo_config, free_port, polled_app, require_binary
@@ -18,6 +19,7 @@ from tests.web.test_browser import (  # noqa: F401 (browser is a fixture)
     SCREENSHOTS,
     VIETNAMESE,
     browser,
+    demo_panels,
     open_page,
     playwright_api,
 )
@@ -172,3 +174,55 @@ async def test_a_flood_of_criticals_fits_in_large_text(tmp_path: Path,
                 await page.screenshot(path=str(SCREENSHOTS / "wall-alerts-flood-1920x1080-vi.png"))
             assert problems == []
             await page.close()
+
+
+def rule_alert(rules: dict[str, Any], name: str, severity: str, labels: dict[str, str],
+               value: float, now: float) -> Alert:
+    """An alert as the default rule ``name`` renders it (its annotations in both languages)."""
+    rule = rules[(name, severity)]
+    full = make_labels({**labels, "alertname": name, "severity": severity})
+    return Alert(labels=full, annotations=rule.render(full, value), state=AlertState.FIRING,
+                 value=value, active_at=now - 900, fired_at=now - 780, last_eval=now)
+
+
+async def test_the_english_wall_has_no_vietnamese_left(tmp_path: Path,
+                                                      browser: Any) -> None:  # noqa: F811
+    """The whole screen in English with the demo config, every panel lit and default rules
+    firing: only names of places, systems and people stay as configured."""
+    config = demo_config(tmp_path, free_port(), extra={"wall": {"heartbeat": "500ms"}})
+    async with polled_app(config) as (app, _):
+        names = {d.code: d.name for d in app.config.departments}
+        parsed, _ = parse_rule_text(default_rules_text(), "default_rules.yaml")
+        rules = {(r.name, r.config.severity): r
+                 for r in compile_rules(parsed, department_names=names)}
+        now = clock.now()
+        demo_panels(app, now)
+        alerts = [rule_alert(rules, "TargetDown", "critical",
+                             {"target": f"{c.lower()}-health", "department": c, "kind": "http"},
+                             0.0, now) for c in list(names)[:3]]
+        alerts += [rule_alert(rules, "CertificateExpiringSoon", "warning",
+                              {"target": "dvc-portal", "department": "DVC"}, 9 * 86400, now),
+                   rule_alert(rules, "DossierOnTimeRateLow", "warning", {"department": ""},
+                              0.93, now)]
+        await app.dispatcher.update(alerts, now)
+        await app.dispatcher.acknowledge(alerts[0].fingerprint, by="Trần Thị Bình",
+                                         comment="", now=now, duration=3600)
+        page, problems = await open_page(browser, f"{app.url}/?lang=en", 1920, 1080)
+        await page.wait_for_function(
+            "() => document.querySelector('#panel-alerts .alert-fit').dataset.plan")
+        assert await page.evaluate(OVERFLOWS) == []
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        await page.screenshot(path=str(SCREENSHOTS / "wall-alerts-1920x1080-en.png"))
+        text = await page.evaluate("""() => {
+          const clone = document.body.cloneNode(true);
+          clone.querySelectorAll('[hidden], script').forEach(e => e.remove());
+          return clone.innerText;
+        }""")
+        assert "Unreachable" in text or "is unreachable" in text
+        assert "Acknowledged: Trần Thị Bình" in text
+        proper = [*names.values(), app.config.province.name, app.config.service.title,
+                  "Trần Thị Bình"]
+        for name in sorted(proper, key=len, reverse=True):
+            text = text.replace(name, "")
+        assert not VIETNAMESE.findall(text), text
+        assert problems == []
