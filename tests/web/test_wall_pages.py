@@ -12,6 +12,9 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 import aiohttp
 import pytest
 
+from alerts.model import Alert, AlertState
+from ioc import clock
+from ioc.model import make_labels
 from service.app import IocApp
 from tests.conftest import demo_config, free_port, polled_app
 from web.wall import DEFAULT_VIEW
@@ -95,4 +98,24 @@ async def test_the_api_keeps_answering_json(app: IocApp) -> None:
     code, kind, body = await get(app.url + "/api/v1/nope")
     assert code == 404 and kind.startswith("application/json") and '"error"' in body
     code, kind, body = await get(app.url + "/api/v1/events?limit=0")
+    assert code == 400 and kind.startswith("application/json")
+
+
+async def test_alert_rows_carry_their_text_in_the_language_asked(app: IocApp) -> None:
+    now = clock.now()
+    await app.dispatcher.update([Alert(
+        labels=make_labels({"alertname": "TargetDown", "severity": "critical",
+                            "department": "STP", "target": "stp-health"}),
+        annotations=(("summary", "stp-health không truy cập được"),
+                     ("summary_en", "stp-health is unreachable"), ("description", "mô tả")),
+        state=AlertState.FIRING, value=0.0, active_at=now - 60, fired_at=now, last_eval=now)],
+        now)
+    async with aiohttp.ClientSession() as session:
+        for lang, summary in (("en", "stp-health is unreachable"),
+                              ("vi", "stp-health không truy cập được")):
+            async with session.get(f"{app.url}/api/v1/alerts?lang={lang}") as resp:
+                row = (await resp.json())["alerts"][0]
+            assert row["text"] == {"title": "", "summary": summary, "description": "mô tả"}
+            assert row["annotations"]["summary"] == "stp-health không truy cập được"
+    code, kind, _ = await get(app.url + "/api/v1/alerts?lang=fr")
     assert code == 400 and kind.startswith("application/json")
