@@ -300,7 +300,6 @@ def security_panel(cache: SeriesCache, now: float, stale_after: float,
     }
 
 
-ALERT_SEVERITIES = ("critical", "warning", "info")
 ALERT_LINES_MAX = 16  # lines the panel could ever hold at 24 px text; plans go up to this
 ALERTS_SHOWN = 4  # lines shown before the page has measured its panel (no script: stays)
 GROUP_NAMES = 8  # departments named on a rule's line (one line, cut with an ellipsis)
@@ -360,16 +359,11 @@ def _alert_row(alert: Mapping[str, Any],
     return row
 
 
-def _alert_severity_rank(severity: str) -> int:
-    return (ALERT_SEVERITIES.index(severity) if severity in ALERT_SEVERITIES
-            else len(ALERT_SEVERITIES))
-
-
 def alert_sort_key(row: Mapping[str, Any]) -> tuple[int, int, float]:
     """By severity first (a critical someone took in hand stays above every warning), then
     unhandled before handled (acked, silenced, in maintenance, inhibited), newest outage first.
     """
-    return _alert_severity_rank(row["severity"]), int(row["handled"]), -row["since"]
+    return _severity_rank(row["severity"]), int(row["handled"]), -row["since"]
 
 
 def alert_group(members: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -424,7 +418,7 @@ def _hidden(lines: Sequence[Mapping[str, Any]]) -> tuple[tuple[str, int], ...]:
     counts: dict[str, int] = {}
     for line in lines:
         counts[line["severity"]] = counts.get(line["severity"], 0) + line.get("count", 1)
-    return tuple(sorted(counts.items(), key=lambda kv: _alert_severity_rank(kv[0])))
+    return tuple(sorted(counts.items(), key=lambda kv: _severity_rank(kv[0])))
 
 
 def fold_alerts(rows: Sequence[dict[str, Any]], capacity: int,
@@ -449,14 +443,16 @@ def fold_alerts(rows: Sequence[dict[str, Any]], capacity: int,
     return AlertFold("grouped", grouped[:capacity - 1], _hidden(grouped[capacity - 1:]))
 
 
-def alert_plans(rows: Sequence[dict[str, Any]], lines_max: int = ALERT_LINES_MAX
+def alert_plans(rows: Sequence[dict[str, Any]], lines_max: int = ALERT_LINES_MAX,
+                lines: tuple[list[dict[str, Any]], list[dict[str, Any]]] | None = None
                 ) -> tuple[list[dict[str, Any]], list[tuple[tuple[str, int], ...]]]:
     """A plan per capacity from ``lines_max`` down to 1 (repeats dropped): the page shows the
     first whose lines fit its panel. Each plan names its list, how many of its lines show,
-    and which "more" line (an index into the second value, or None)."""
+    and which "more" line (an index into the second value, or None). ``lines`` as for
+    :func:`fold_alerts`."""
     plans: list[dict[str, Any]] = []
     mores: list[tuple[tuple[str, int], ...]] = []
-    lines = alert_lines(rows)
+    lines = lines if lines is not None else alert_lines(rows)
     for capacity in range(lines_max, 0, -1):
         fold = fold_alerts(rows, capacity, lines)
         more = None
@@ -509,8 +505,8 @@ def alerts_panel(alerts: Sequence[Mapping[str, Any]], updated: float | None, now
     by_severity: dict[str, int] = {}
     for row in rows:
         by_severity[row["severity"]] = by_severity.get(row["severity"], 0) + 1
-    plans, mores = alert_plans(rows, lines_max)
     full, grouped = lines = alert_lines(rows)
+    plans, mores = alert_plans(rows, lines_max, lines)
     used = {mode: max((p["n"] for p in plans if p["mode"] == mode), default=0)
             for mode in ("full", "grouped")}
     first = fold_alerts(rows, min(shown, lines_max), lines)

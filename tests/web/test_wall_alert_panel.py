@@ -10,9 +10,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from alerts.model import SEVERITIES
 from web.i18n import Translator
 from web.wall import (
-    ALERT_SEVERITIES,
     alert_plans,
     alert_rows,
     alerts_panel,
@@ -80,8 +80,8 @@ def test_folding_never_hides_a_critical_for_a_warning(criticals: int, acked: str
     # every alert is either on a line or counted by the "more" line, which takes a line
     assert shown + fold.hidden_total == criticals + warnings
     assert len(fold.lines) + (1 if fold.hidden else 0) <= capacity
-    ranks = [ALERT_SEVERITIES.index(line["severity"]) for line in fold.lines]
-    assert ranks == sorted(ranks)
+    ranks = [SEVERITIES.index(line["severity"]) for line in fold.lines]
+    assert ranks == sorted(ranks, reverse=True)  # critical, then warning, then info
     hidden = dict(fold.hidden)
     shown_warnings = any(line["severity"] == "warning" for line in fold.lines)
     assert not (hidden.get("critical") and shown_warnings)  # warnings fold first
