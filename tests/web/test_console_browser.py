@@ -136,7 +136,8 @@ async def test_hostile_names_are_isolated_and_long_ones_wrap(tmp_path: Path,
             await fault(f"http://127.0.0.1:{sim_port}", unit, "down")
         # The wall is live; the console is rendered when opened: open it once both fired.
         await wall.wait_for_function(
-            "() => document.querySelectorAll('#panel-alerts .alert.a-critical').length === 2",
+            "() => document.querySelectorAll('#panel-alerts .alert-list:not([hidden])"
+            " .alert.a-critical:not([hidden])').length === 2",
             timeout=15000)
         assert await wall.evaluate(UNISOLATED) == []
         assert await wall.evaluate(OVERFLOWS) == []
