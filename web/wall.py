@@ -58,6 +58,7 @@ class WallView:
 
 
 DEFAULT_VIEW = "toan-tinh"  # the whole province: the one view when none is configured
+LEGACY_DEFAULT_VIEW = "all"  # its earlier name, still answered for screens set up with it
 
 
 def views_from_config(cfg: WallConfig) -> list[WallView]:

@@ -44,6 +44,8 @@ from web.errors import ApiError
 from web.i18n import LANGS, Translator, catalogue
 from web.stream import EventStream
 from web.wall import (
+    DEFAULT_VIEW,
+    LEGACY_DEFAULT_VIEW,
     PANEL_METRICS,
     SECURITY_LISTED,
     SECURITY_SHOWN,
@@ -170,6 +172,8 @@ class WallFeed:
         for view in self.views:
             if view.name == name:
                 return view
+        if name == LEGACY_DEFAULT_VIEW and [v.name for v in self.views] == [DEFAULT_VIEW]:
+            return self.views[0]  # screens set up before the view was named toan-tinh
         raise ApiError(404, "unknown view",
                        f"no wall view {name!r}; views: {', '.join(v.name for v in self.views)}")
 

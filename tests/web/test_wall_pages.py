@@ -119,3 +119,9 @@ async def test_alert_rows_carry_their_text_in_the_language_asked(app: IocApp) ->
             assert row["annotations"]["summary"] == "stp-health không truy cập được"
     code, kind, _ = await get(app.url + "/api/v1/alerts?lang=fr")
     assert code == 400 and kind.startswith("application/json")
+
+
+async def test_the_earlier_name_of_the_one_view_still_answers(app: IocApp) -> None:
+    """Screens set up with /wall/all before the view was named toan-tinh keep working."""
+    status, _, body = await get(app.url + "/wall/all?lang=en")
+    assert status == 200 and 'id="tiles"' in body
