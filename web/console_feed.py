@@ -61,8 +61,7 @@ def pending_targets(targets: Mapping[str, TargetState], alerted: set[str],
     """The pending rows, longest failing first: failing targets no firing alert names."""
     rows = [{"target": s.name, "department": s.department,
              "department_name": departments.get(s.department, s.department),
-             "down": s.up is False, "since": s.failing_since, "reason": s.reason or "",
-             "failures": s.consecutive_failures}
+             "down": s.up is False, "since": s.failing_since, "reason": s.reason or ""}
             for s in targets.values() if is_pending(s) and s.name not in alerted]
     rows.sort(key=lambda r: (r["since"] is None, r["since"] or 0.0, r["target"]))
     return rows

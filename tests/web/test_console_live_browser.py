@@ -18,7 +18,13 @@ from ioc.model import Sample, make_labels
 from ioc.status import TargetState
 from tests.alerts.test_delivery_e2e import RULE, fault
 from tests.conftest import demo_config, free_port, polled_app
-from tests.web.test_browser import SCREENSHOTS, browser, open_page  # noqa: F401 (fixture)
+from tests.web.test_browser import (  # noqa: F401 (browser is a fixture)
+    SCREENSHOTS,
+    VIETNAMESE,
+    VISIBLE_TEXT,
+    browser,
+    open_page,
+)
 from tests.web.test_console import OPERATOR, TOKENS
 
 WIDTH, HEIGHT = 1366, 768
@@ -104,11 +110,18 @@ async def test_the_console_updates_live_filters_and_acts_on_several_alerts(
         path = shoot("console-alerts-1366x768-vi.png")
         if path:
             await page.screenshot(path=str(path))
+        # Half-typed words in a row hidden by the filter are kept when the rows are swapped.
+        await page.select_option("#f-severity", "warning")
+        warning = "#alerts-body tr[data-severity=warning] form.ack input[name=comment]"
+        await page.fill(warning, "đang gọi Sở Y tế")
+        await page.select_option("#f-severity", "critical")
+        await page.check("#pick-all")
         await page.fill("#bulk input[name=comment]", "đang xử lý")
         await page.click("#bulk-ack")
         await page.wait_for_function(
             "() => document.querySelectorAll('#alerts-body .mark.acked').length === 2",
             timeout=5000)
+        assert await page.input_value(warning) == "đang gọi Sở Y tế"
         assert "2/2" in (await page.text_content("#status") or "")
         assert await page.evaluate("() => window.notReloaded") is True
         # the warning was hidden by the filter, so it was not acked
@@ -199,4 +212,10 @@ async def test_the_longest_names_fit_at_1366_and_the_incidents_page_works(
         await page.click("#incident-filters button")
         await page.wait_for_selector(".input-error")
         assert "Không có ngày" in (await page.text_content(".input-error") or "")
+
+        # In English, the console's own words are English (names stay as they are).
+        for path in ("/console?lang=en", "/console/incidents?lang=en"):
+            await page.goto(app.url + path)
+            text = await page.evaluate(VISIBLE_TEXT)
+            assert not VIETNAMESE.findall(text), (path, VIETNAMESE.findall(text))
         assert problems == []

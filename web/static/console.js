@@ -209,14 +209,52 @@
   });
 
   // ---- live parts from the console's stream -----------------------------------------------
+  // A row's comment being typed, or its chosen duration, survives a swap of the rows (the
+  // operator may be half-way through a sentence when another desk acks something).
+  function field(el) {
+    const row = el.closest("tr[data-fingerprint]");
+    const form = el.closest("form");
+    return row && form && el.name
+      ? row.dataset.fingerprint + "|" + form.className + "|" + el.name : null;
+  }
+
+  function typing() {
+    const values = new Map();
+    alertsBody.querySelectorAll("form input:not([type=hidden]), form select").forEach((el) => {
+      const key = field(el);
+      if (key && el.value !== el.defaultValue && !(el.tagName === "SELECT" &&
+          el.selectedOptions[0] && el.selectedOptions[0].defaultSelected)) {
+        values.set(key, el.value);
+      }
+    });
+    const active = document.activeElement;
+    const focus = active && alertsBody.contains(active) ? field(active) : null;
+    const caret = focus && typeof active.selectionStart === "number" ? active.selectionStart : null;
+    return { values, focus, caret };
+  }
+
+  function retype(typed) {
+    alertsBody.querySelectorAll("form input:not([type=hidden]), form select").forEach((el) => {
+      const key = field(el);
+      if (!key) return;
+      if (typed.values.has(key)) el.value = typed.values.get(key);
+      if (key === typed.focus) {
+        el.focus();
+        if (typed.caret !== null && el.setSelectionRange) el.setSelectionRange(typed.caret, typed.caret);
+      }
+    });
+  }
+
   function swap(kind, data) {
     const html = data.html[lang] || data.html.vi;
     if (kind === "alerts") {
       const keep = new Set(picked());
+      const typed = typing();
       alertsBody.innerHTML = html;
       alertsBody.querySelectorAll("input.pick").forEach((box) => {
         box.checked = keep.has(box.value);
       });
+      retype(typed);
       $("alerts-count").textContent = data.count;
       applyFilters();
     } else if (kind === "silences") {
