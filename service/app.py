@@ -77,10 +77,10 @@ from service.try_command import API_LIMIT, find_targets, try_target
 from web.app import create_web_app
 from web.client_limits import TrustMetrics, server_logger
 from web.connections import ConnectionGuard, ConnectionSettings, GuardedAppRunner
+from web.console_feed import ConsoleFeed
 from web.context import WebContext
 from web.forwarded import TrustedProxies
 from web.keys import AUTH
-from web.console_feed import ConsoleFeed
 from web.wall_feed import WallFeed
 
 log = logging.getLogger("ioc.app")

@@ -34,8 +34,8 @@ from web import (
     wall_page,
 )
 from web.auth import Authenticator
-from web.console_feed import CONSOLE, ConsoleFeed
 from web.bodies import BODY_LIMITS, BodyLimits
+from web.console_feed import CONSOLE, ConsoleFeed
 from web.context import WebContext
 from web.errors import error_middleware, json_error
 from web.i18n import format_time

@@ -3,7 +3,6 @@ bulk ack and silence, the silence preview, typed dd/mm/yyyy times and the incide
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
