@@ -150,6 +150,7 @@ async def test_alerts_acks_silences_and_pending_targets_reach_an_open_console(
                                     limit=LIVE)
         assert silences["data"]["count"] == 1
         assert 'department="STP"' in silences["data"]["html"]["vi"].replace("&#34;", '"')
+        assert "&lt;" not in silences["data"]["html"]["vi"]  # the times are text, not markup
 
         # The alert resolves: it leaves the list.
         await fault(console.sim, "STP", None)

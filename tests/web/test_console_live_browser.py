@@ -76,7 +76,7 @@ def config(tmp_path: Path) -> Any:
 async def sign_in(page: Any) -> None:
     await page.fill("#token", OPERATOR)
     await page.click("form[action^='/console/login'] button")
-    await page.wait_for_selector("#alerts-table")
+    await page.wait_for_selector("#alerts-count")
 
 
 async def test_the_console_updates_live_filters_and_acts_on_several_alerts(

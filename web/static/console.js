@@ -138,6 +138,7 @@
       else row.querySelector("input.pick").checked = false; // never act on what is hidden
     }
     $("alerts-empty").hidden = rows.length > 0;
+    $("alerts-table").hidden = rows.length === 0;
     $("alerts-shown").textContent = rows.length && shown !== rows.length
       ? fill($("alerts-shown").dataset.text || "", { shown, total: rows.length }) : "";
     updateSelection();
@@ -264,6 +265,7 @@
       $("pending-body").innerHTML = html;
       $("pending-count").textContent = data.count;
       $("pending-empty").hidden = data.count > 0;
+      $("pending-table").hidden = data.count === 0;
     }
   }
 
