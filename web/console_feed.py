@@ -9,9 +9,10 @@ What it listens to, through the web context as the wall's feed does: alert deliv
 change of the alerts, acks, silences and maintenance windows, and a single loop timer for the
 instants when time alone changes them, ``AlertDesk.next_change``) and the pipeline (a poll
 that makes a target start or stop failing changes the pending list). Each part is rendered
-as an HTML fragment in every language with the page's own macros (``console_parts.html``,
-autoescaped) and published only when it changed; the page swaps fragments in and filters
-and selects over their rows' data attributes, it never builds rows itself.
+in every language with the page's own macros (``console_parts.html``, autoescaped) and
+published only when it changed — the alert and pending tables row by row, as deltas
+(``web.console_rows``), the short silence list whole; the page swaps rows in and filters and
+selects over their data attributes, it never builds rows itself.
 
 A *pending* target is one whose last poll failed (``raw_up`` false) or whose debounced state
 is down (``up`` false) while no firing alert names it: trouble the alerts do not show yet
@@ -30,6 +31,7 @@ import jinja2
 from aiohttp import web
 
 from ioc.status import TargetState
+from web.console_rows import RowCache, alert_signature, pending_signature
 from web.context import WebContext
 from web.i18n import LANGS, Translator
 from web.stream import EventStream
@@ -97,6 +99,8 @@ class ConsoleFeed:
                                   heartbeat=context.config().wall.heartbeat,
                                   max_clients_per_address=CONSOLE_PER_ADDRESS, name="console")
         self._sent: dict[str, Any] = {}
+        self._alert_rows = RowCache(self._render_alert)
+        self._pending_rows = RowCache(self._render_pending)
         self._pending: dict[str, tuple[Any, ...]] = {}  # target -> what its row shows
         self._alerted: set[str] = set()                 # targets a firing alert names
         self._pending_due: asyncio.TimerHandle | None = None
@@ -140,12 +144,22 @@ class ConsoleFeed:
         self._sent[kind] = html
         self.stream.publish(kind, {"count": count, "html": html})
 
+    def _render_alert(self, alert: dict[str, Any], t: Translator) -> str:
+        return str(self.parts.alert_rows([alert], t, SILENCE_DURATIONS))
+
+    def _render_pending(self, row: dict[str, Any], t: Translator) -> str:
+        return str(self.parts.pending_rows([row], t))
+
     def publish_alerts(self, now: float, force: bool = False) -> None:
+        """Alerts (rows that changed), then silences, then the pending list."""
         alerts = self.alerts(now)
         self._alerted = {a["labels"].get("target", "") for a in alerts}
+        delta = self._alert_rows.update(
+            ((a["fingerprint"], alert_signature(a), a) for a in alerts), self.translators(),
+            full=force)
+        if delta is not None:
+            self.stream.publish("alerts", delta)
         parts = self.parts
-        self._publish("alerts", len(alerts),
-                      lambda t: str(parts.alert_rows(alerts, t, SILENCE_DURATIONS)), force)
         silences = self.silences(now)
         self._publish("silences", len(silences),
                       lambda t: str(parts.silence_rows(silences, t)), force)
@@ -155,8 +169,11 @@ class ConsoleFeed:
         rows = pending_targets(self.ctx.board.targets, self._alerted,
                                self.ctx.department_names)
         self._pending = {r["target"]: _pending_key(r) for r in rows}
-        parts = self.parts
-        self._publish("pending", len(rows), lambda t: str(parts.pending_rows(rows, t)), force)
+        delta = self._pending_rows.update(
+            ((r["target"], pending_signature(r), r) for r in rows), self.translators(),
+            full=force)
+        if delta is not None:
+            self.stream.publish("pending", delta)
 
     # ---- listeners -----------------------------------------------------------------------
 

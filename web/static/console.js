@@ -246,12 +246,32 @@
     });
   }
 
+  // Rows arrive as deltas (web/console_rows.py): the order of every row's key and the HTML of
+  // the rows that changed. Rows that did not change keep their element (and what is typed
+  // in it); a key with neither a row here nor new HTML means a missed step: reload.
+  const parser = document.createElement("tbody");
+
+  function applyRows(body, data, attr) {
+    const html = data.html[lang] || data.html.vi || {};
+    const existing = new Map([...body.children].map((el) => [el.dataset[attr], el]));
+    const rows = [];
+    for (const key of data.order) {
+      let row = existing.get(key);
+      if (key in html) {
+        parser.innerHTML = html[key];
+        row = parser.firstElementChild;
+      }
+      if (!row) { location.reload(); return; }
+      rows.push(row);
+    }
+    body.replaceChildren(...rows);
+  }
+
   function swap(kind, data) {
-    const html = data.html[lang] || data.html.vi;
     if (kind === "alerts") {
       const keep = new Set(picked());
       const typed = typing();
-      alertsBody.innerHTML = html;
+      applyRows(alertsBody, data, "fingerprint");
       alertsBody.querySelectorAll("input.pick").forEach((box) => {
         box.checked = keep.has(box.value);
       });
@@ -259,10 +279,10 @@
       $("alerts-count").textContent = data.count;
       applyFilters();
     } else if (kind === "silences") {
-      $("silence-list").innerHTML = html;
+      $("silence-list").innerHTML = data.html[lang] || data.html.vi;
       $("silences-empty").hidden = data.count > 0;
     } else if (kind === "pending") {
-      $("pending-body").innerHTML = html;
+      applyRows($("pending-body"), data, "target");
       $("pending-count").textContent = data.count;
       $("pending-empty").hidden = data.count > 0;
       $("pending-table").hidden = data.count === 0;
