@@ -47,6 +47,7 @@ from web.sessions import (
     set_session_cookie,
 )
 
+CONSOLE_PAGES = ("/console", "/console/incidents")  # where a sign-in may lead back to
 HISTORY_SHOWN = 30
 HISTORY_DAYS = 7
 
@@ -192,7 +193,11 @@ async def login(request: web.Request) -> web.Response:
     if error is not None:
         return _render(request, "console_login.html", lang, status=status, error=error)
     sid = request.app[SESSIONS].create(principal, request_now(request))
-    response = web.HTTPSeeOther(f"/console?lang={lang}")
+    # Back to the console page the sign-in form was shown on; only the console's own pages
+    # (a form field naming another site must not turn the sign-in into a redirect there).
+    back = form.get("back", "")
+    page_path = back if back in CONSOLE_PAGES else "/console"
+    response = web.HTTPSeeOther(f"{page_path}?lang={lang}")
     set_session_cookie(response, sid, secure=request.secure)
     raise response
 

@@ -65,7 +65,8 @@ async def page(request: web.Request) -> web.Response:
     lang = _lang(request)
     found = console_session(request)
     if found is None:
-        return _render(request, "console_login.html", lang, error=None)
+        return _render(request, "console_login.html", lang, error=None,
+                       back="/console/incidents")
     sid, session = found
     context = request.app[CONTEXT]
     config = context.config()

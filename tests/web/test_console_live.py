@@ -327,9 +327,17 @@ async def test_the_incidents_page_lists_filters_pages_and_takes_notes(console: C
     await app.store.append(samples)
     await app.incident_job.run_once()
 
-    async with aiohttp.ClientSession() as anonymous, \
-            anonymous.get(app.url + "/console/incidents") as resp:
-        assert 'name="token"' in await resp.text()  # the sign-in form, no incidents
+    async with aiohttp.ClientSession() as anonymous:
+        async with anonymous.get(app.url + "/console/incidents") as resp:
+            page = await resp.text()
+        assert 'name="token"' in page and 'class="incident' not in page  # the sign-in form
+        assert 'name="back" value="/console/incidents"' in page
+        for back, lands in (("/console/incidents", "/console/incidents?lang=vi"),
+                            ("https://evil.example/", "/console?lang=vi"),
+                            ("//evil.example", "/console?lang=vi")):
+            async with anonymous.post(app.url + "/console/login", data={
+                    "token": OPERATOR, "back": back}, allow_redirects=False) as resp:
+                assert resp.status == 303 and resp.headers["Location"] == lands
     async with console.session.get(app.url + "/console/incidents?target=ghost") as resp:
         page = await resp.text()
     assert resp.status == 200

@@ -25,10 +25,12 @@
     return template.replace(/\{(\w+)\}/g, (m, k) => (k in values ? String(values[k]) : m));
   }
 
-  function describe(error, fallback) {
+  function describe(error, fallback, status) {
     if (!error || !error.error) return fallback;
     const detail = error.detail;
     if (!detail) return error.error;
+    // a 400's detail says what is wrong with the input, a typed time's in the page's language
+    if (status === 400 && typeof detail === "string") return detail;
     return error.error + ": " + (typeof detail === "string" ? detail : JSON.stringify(detail));
   }
 
@@ -42,7 +44,10 @@
       body: method === "DELETE" ? undefined : JSON.stringify(data || {}),
     });
     const body = await response.json().catch(() => null);
-    if (!response.ok) throw new Error(describe(body, response.status + " " + response.statusText));
+    if (!response.ok) {
+      throw new Error(describe(body, response.status + " " + response.statusText,
+                               response.status));
+    }
     return body;
   }
 
