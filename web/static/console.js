@@ -306,7 +306,10 @@
     }
     source.addEventListener("heartbeat", () => { live.hidden = false; });
     source.addEventListener("reset", () => { source.close(); location.reload(); });
-    source.onerror = () => { live.hidden = true; }; // EventSource reconnects by itself
+    source.onerror = () => {
+      live.hidden = true; // EventSource reconnects by itself, unless it was refused (401)
+      if (source.readyState === EventSource.CLOSED) show(live.dataset.closed, true);
+    };
   }
 
   // ---- silence builder: end time, target list, preview --------------------------------------
