@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from aiohttp import web
 
@@ -123,7 +123,7 @@ async def page(request: web.Request) -> web.Response:
     now = request_now(request)
     found = console_session(request)
     if found is None:
-        return _render(request, "console_login.html", lang, error=None)
+        return _render(request, "console_login.html", lang, error=None, back=request.path_qs)
     sid, session = found
     context = request.app[CONTEXT]
     dispatcher = context.alerts
@@ -175,6 +175,17 @@ async def stream(request: web.Request) -> web.StreamResponse:
     return await sse.serve(request, feed.stream, feed.clock)
 
 
+def back_to(raw: str, lang: str) -> str:
+    """Where a sign-in leads: the console page (and its filters) the sign-in form was shown
+    on, only ever one of the console's own pages — a form field naming another site must
+    not turn the sign-in into a redirect there."""
+    parts = urlsplit(raw)
+    if parts.scheme or parts.netloc or parts.path not in CONSOLE_PAGES:
+        return f"/console?lang={lang}"
+    query = [(k, v) for k, v in parse_qsl(parts.query) if k not in ("lang", "cursor")]
+    return f"{parts.path}?{urlencode([*query, ('lang', lang)])}"
+
+
 async def login(request: web.Request) -> web.Response:
     _same_origin(request)
     lang = _lang(request)
@@ -191,13 +202,10 @@ async def login(request: web.Request) -> web.Response:
     except ApiError:
         error, status = "console_error_token", 401
     if error is not None:
-        return _render(request, "console_login.html", lang, status=status, error=error)
+        return _render(request, "console_login.html", lang, status=status, error=error,
+                       back=form.get("back", ""))
     sid = request.app[SESSIONS].create(principal, request_now(request))
-    # Back to the console page the sign-in form was shown on; only the console's own pages
-    # (a form field naming another site must not turn the sign-in into a redirect there).
-    back = form.get("back", "")
-    page_path = back if back in CONSOLE_PAGES else "/console"
-    response = web.HTTPSeeOther(f"{page_path}?lang={lang}")
+    response = web.HTTPSeeOther(back_to(form.get("back", ""), lang))
     set_session_cookie(response, sid, secure=request.secure)
     raise response
 

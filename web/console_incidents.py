@@ -66,7 +66,7 @@ async def page(request: web.Request) -> web.Response:
     found = console_session(request)
     if found is None:
         return _render(request, "console_login.html", lang, error=None,
-                       back="/console/incidents")
+                       back=request.path_qs)
     sid, session = found
     context = request.app[CONTEXT]
     config = context.config()

@@ -333,8 +333,12 @@ async def test_the_incidents_page_lists_filters_pages_and_takes_notes(console: C
         assert 'name="token"' in page and 'class="incident' not in page  # the sign-in form
         assert 'name="back" value="/console/incidents"' in page
         for back, lands in (("/console/incidents", "/console/incidents?lang=vi"),
+                            ("/console/incidents?open=1&lang=en&target=ghost",
+                             "/console/incidents?open=1&target=ghost&lang=vi"),
+                            ("/console?rule=SytDown", "/console?rule=SytDown&lang=vi"),
                             ("https://evil.example/", "/console?lang=vi"),
-                            ("//evil.example", "/console?lang=vi")):
+                            ("//evil.example/console", "/console?lang=vi"),
+                            ("/api/v1/alerts", "/console?lang=vi")):
             async with anonymous.post(app.url + "/console/login", data={
                     "token": OPERATOR, "back": back}, allow_redirects=False) as resp:
                 assert resp.status == 303 and resp.headers["Location"] == lands

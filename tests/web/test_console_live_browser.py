@@ -135,8 +135,8 @@ async def test_the_console_updates_live_filters_and_acts_on_several_alerts(
         # A bookmark of the filtered view opens filtered.
         bookmark, more = await open_page(browser, app.url + "/console?rule=SytDown",
                                          WIDTH, HEIGHT)
-        await sign_in(bookmark)
-        await bookmark.goto(app.url + "/console?rule=SytDown")
+        await sign_in(bookmark)  # and the sign-in leads back to the filtered view
+        assert "rule=SytDown" in bookmark.url
         await bookmark.wait_for_selector("#alerts-body tr.alert:not([hidden])")
         assert await bookmark.evaluate(
             "() => [...document.querySelectorAll('#alerts-body tr.alert:not([hidden])')]"
