@@ -105,6 +105,11 @@ class ConsoleFeed:
         self._alerted: set[str] = set()                 # targets a firing alert names
         self._pending_due: asyncio.TimerHandle | None = None
         self._alerts_due: asyncio.TimerHandle | None = None
+        # One task renders and publishes at a time; requests meanwhile are gathered for its
+        # next round ("alerts" = alerts, silences and pending; "pending" alone).
+        self._task: asyncio.Task[None] | None = None
+        self._wanted: set[str] = set()
+        self._force = False
 
     def attach(self) -> None:
         """Subscribe to what the console shows live: alert changes and polls."""
@@ -150,26 +155,54 @@ class ConsoleFeed:
     def _render_pending(self, row: dict[str, Any], t: Translator) -> str:
         return str(self.parts.pending_rows([row], t))
 
-    def publish_alerts(self, now: float, force: bool = False) -> None:
+    def request(self, what: str, force: bool = False) -> None:
+        """Publish ``what`` soon (when a page reads): by the running task's next round, or a
+        new task. Never renders inside the caller (delivery's listener, a poll hook)."""
+        if not self.stream.client_count:
+            return
+        self._wanted.add(what)
+        self._force |= force
+        if self._task is not None and not self._task.done():
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # changed outside the loop (before start): nothing to show
+            return
+        self._task = loop.create_task(self._publisher())
+
+    async def _publisher(self) -> None:
+        while self._wanted and self.stream.client_count:
+            wanted, force = self._wanted, self._force
+            self._wanted, self._force = set(), False
+            try:
+                if "alerts" in wanted:
+                    await self.publish_alerts(self.clock(), force)
+                else:
+                    await self.publish_pending(force)
+            except Exception:  # the next change tries again; the pages keep what they have
+                log.exception("console not refreshed")
+        self._wanted.clear()
+
+    async def publish_alerts(self, now: float, force: bool = False) -> None:
         """Alerts (rows that changed), then silences, then the pending list."""
         alerts = self.alerts(now)
         self._alerted = {a["labels"].get("target", "") for a in alerts}
-        delta = self._alert_rows.update(
+        delta = await self._alert_rows.update(
             ((a["fingerprint"], alert_signature(a), a) for a in alerts), self.translators(),
             full=force)
         if delta is not None:
             self.stream.publish("alerts", delta)
         parts = self.parts
-        silences = self.silences(now)
+        silences = self.silences(self.clock())
         self._publish("silences", len(silences),
                       lambda t: str(parts.silence_rows(silences, t)), force)
-        self.publish_pending(force)
+        await self.publish_pending(force)
 
-    def publish_pending(self, force: bool = False) -> None:
+    async def publish_pending(self, force: bool = False) -> None:
         rows = pending_targets(self.ctx.board.targets, self._alerted,
                                self.ctx.department_names)
         self._pending = {r["target"]: _pending_key(r) for r in rows}
-        delta = self._pending_rows.update(
+        delta = await self._pending_rows.update(
             ((r["target"], pending_signature(r), r) for r in rows), self.translators(),
             full=force)
         if delta is not None:
@@ -178,9 +211,8 @@ class ConsoleFeed:
     # ---- listeners -----------------------------------------------------------------------
 
     def on_alerts_changed(self) -> None:
-        """Delivery's listener: publish now (when a page reads), re-arm the time-only timer."""
-        if self.stream.client_count:
-            self.publish_alerts(self.clock())
+        """Delivery's listener: publish soon (when a page reads), re-arm the time-only timer."""
+        self.request("alerts")
         self._arm_alerts_timer()
 
     def on_outcome(self, outcome: PollOutcome) -> None:
@@ -203,18 +235,16 @@ class ConsoleFeed:
 
     def _rebuild_pending(self) -> None:
         self._pending_due = None
-        try:
-            if self.stream.client_count:
-                self.publish_pending()
-        except Exception:  # the next poll tries again; the pages keep what they have
-            log.exception("console pending list not refreshed")
+        self.request("pending")
 
     def on_page(self) -> None:
-        """A page connected: bring it up to date once registered (what it rendered may be
-        older than the last change)."""
-        asyncio.get_running_loop().call_soon(self._refresh, True)
+        """A page connected: once it is registered, send it everything (what it rendered may
+        be older than the last change, and rows it has not seen come whole)."""
+        asyncio.get_running_loop().call_soon(self.request, "alerts", True)
 
     def _arm_alerts_timer(self) -> None:
+        """One loop timer at the next instant time alone changes the alerts (a silence, ack
+        or window starting or ending); moved at every change."""
         if self._alerts_due is not None:
             self._alerts_due.cancel()
             self._alerts_due = None
@@ -225,12 +255,12 @@ class ConsoleFeed:
         now = self.clock()
         due = self.ctx.alerts.next_change(now)
         if due is not None:
-            self._alerts_due = loop.call_later(max(0.0, due - now), self._refresh, False)
+            self._alerts_due = loop.call_later(max(0.0, due - now), self._refresh)
 
-    def _refresh(self, force: bool) -> None:
+    def _refresh(self) -> None:
+        self._alerts_due = None
         try:
-            if self.stream.client_count:
-                self.publish_alerts(self.clock(), force=force)
+            self.request("alerts")
             self._arm_alerts_timer()
         except Exception:
             log.exception("console alerts not refreshed")
@@ -241,6 +271,8 @@ class ConsoleFeed:
             if handle is not None:
                 handle.cancel()
         self._alerts_due = self._pending_due = None
+        if self._task is not None:
+            self._task.cancel()
 
 
 def _pending_key(row: Mapping[str, Any]) -> tuple[Any, ...]:

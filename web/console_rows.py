@@ -14,12 +14,14 @@ deltas before it; a page that finds a key it has no row for reloads.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import Any
 
 from web.i18n import Translator
 
 RenderRow = Callable[[Any, Translator], str]
+RENDER_SLICE = 20  # rows rendered between two turns of the loop (~10 ms)
 
 
 class RowCache:
@@ -30,15 +32,18 @@ class RowCache:
         self._rows: dict[str, tuple[Hashable, dict[str, str]]] = {}
         self._order: list[str] = []
 
-    def update(self, rows: Iterable[tuple[str, Hashable, Any]],
-               translators: Mapping[str, Translator], full: bool = False
-               ) -> dict[str, Any] | None:
+    async def update(self, rows: Iterable[tuple[str, Hashable, Any]],
+                     translators: Mapping[str, Translator], full: bool = False
+                     ) -> dict[str, Any] | None:
         """The delta for ``rows`` (key, signature, row), or None when nothing changed.
 
-        ``full`` sends every row's HTML (for a page that just connected)."""
+        ``full`` sends every row's HTML (for a page that just connected). Rendering lets the
+        loop run every ``RENDER_SLICE`` rows, so polls keep their time while a storm's
+        hundreds of new alerts are rendered."""
         order: list[str] = []
         changed: dict[str, dict[str, str]] = {}
         kept: dict[str, tuple[Hashable, dict[str, str]]] = {}
+        rendered = 0
         for key, signature, row in rows:
             if key in kept:
                 continue  # a key shown once
@@ -52,6 +57,9 @@ class RowCache:
             html = {lang: self._render(row, t) for lang, t in translators.items()}
             kept[key] = (signature, html)
             changed[key] = html
+            rendered += 1
+            if rendered % RENDER_SLICE == 0:
+                await asyncio.sleep(0)
         if not full and not changed and order == self._order:
             return None
         self._rows, self._order = kept, order

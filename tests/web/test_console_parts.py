@@ -3,6 +3,7 @@ filters' choices, and the incidents page's durations and default report period."
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
@@ -10,7 +11,7 @@ from ioc.status import TargetState
 from web.console import filter_choices
 from web.console_feed import pending_targets, silence_matchers, silence_rows
 from web.console_incidents import duration_text, last_month
-from web.console_rows import RowCache, alert_signature
+from web.console_rows import RENDER_SLICE, RowCache, alert_signature
 from web.i18n import Translator
 
 
@@ -77,7 +78,7 @@ def test_durations_and_the_default_report_period() -> None:
     assert last_month(datetime(2027, 3, 1, 12, tzinfo=UTC).timestamp(), hcm) == "2027-02"
 
 
-def test_row_deltas_carry_only_what_changed() -> None:
+async def test_row_deltas_carry_only_what_changed() -> None:
     renders: list[str] = []
 
     def render(row: dict[str, str], t: Translator) -> str:
@@ -87,18 +88,18 @@ def test_row_deltas_carry_only_what_changed() -> None:
     cache = RowCache(render)
     langs = {"vi": Translator("vi"), "en": Translator("en")}
     a, b = {"k": "a", "v": "1"}, {"k": "b", "v": "1"}
-    first = cache.update([("a", "1", a), ("b", "1", b)], langs)
+    first = await cache.update([("a", "1", a), ("b", "1", b)], langs)
     assert first is not None and first["order"] == ["a", "b"] and set(first["html"]["vi"]) == {
         "a", "b"}
-    assert cache.update([("a", "1", a), ("b", "1", b)], langs) is None  # nothing moved
+    assert await cache.update([("a", "1", a), ("b", "1", b)], langs) is None  # nothing moved
     renders.clear()
-    changed = cache.update([("b", "2", {"k": "b", "v": "2"}), ("a", "1", a)], langs)
+    changed = await cache.update([("b", "2", {"k": "b", "v": "2"}), ("a", "1", a)], langs)
     assert changed is not None and renders == ["b", "b"]  # one row, two languages
     assert changed["order"] == ["b", "a"]
     assert changed["html"]["en"] == {"b": "<tr data-k=b>2/en</tr>"}
-    gone = cache.update([("a", "1", a)], langs)
+    gone = await cache.update([("a", "1", a)], langs)
     assert gone is not None and gone["order"] == ["a"] and gone["html"]["vi"] == {}
-    full = cache.update([("a", "1", a)], langs, full=True)
+    full = await cache.update([("a", "1", a)], langs, full=True)
     assert full is not None and full["full"]
     assert full["html"]["vi"] == {"a": "<tr data-k=a>1/vi</tr>"}
 
@@ -109,3 +110,25 @@ def test_an_alerts_signature_ignores_its_value() -> None:
     assert alert_signature(base) == alert_signature({**base, "value": 2.0})
     assert alert_signature(base) != alert_signature({**base, "ack": {"by": "ca-truc"}})
     assert alert_signature(base) != alert_signature({**base, "muted": {"silenced_by": ["s"]}})
+
+
+async def test_rendering_many_rows_lets_the_loop_run() -> None:
+    turns = 0
+    done = False
+
+    async def other_work() -> None:  # a poll, a request: anything else on the loop
+        nonlocal turns
+        while not done:
+            turns += 1
+            await asyncio.sleep(0)
+
+    cache = RowCache(lambda row, t: f"<tr>{row}</tr>")
+    task = asyncio.create_task(other_work())
+    await asyncio.sleep(0)
+    started = turns
+    delta = await cache.update([(str(i), i, i) for i in range(10 * RENDER_SLICE)],
+                               {"vi": Translator("vi")})
+    done = True
+    await task
+    assert delta is not None and delta["count"] == 10 * RENDER_SLICE
+    assert turns - started >= 9  # the loop ran between slices, not once at the end
