@@ -8,6 +8,7 @@ import json
 import math
 from collections.abc import Mapping
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
@@ -16,6 +17,7 @@ from alerts.rules import localized
 from ioc.config_types import parse_duration
 from web.auth import PRINCIPAL, Principal
 from web.bodies import body_limits, parse_json, read_body
+from web.console_time import looks_local, typed_field
 from web.context import AlertDesk
 from web.errors import ApiError
 from web.i18n import DEFAULT_LANG, LANGS
@@ -177,12 +179,19 @@ async def create_silence(request: web.Request) -> web.Response:
     comment = data.get("comment", "")
     if not isinstance(comment, str) or len(comment) > 1000:
         raise ApiError(400, "invalid comment", "a text of at most 1000 characters")
-    starts_at = _number(data, "starts_at", now)
+    tz = ZoneInfo(_dispatcher(request).settings.timezone)
+    lang = request.query.get("lang", "en")
+    # The console sends typed times, "start"/"end" as dd/mm/yyyy HH:MM (web.console_time).
+    starts_at = (typed_field(data["start"], "start", tz, lang) if looks_local(data.get("start"))
+                 else _number(data, "starts_at", now))
     assert starts_at is not None
     duration = _duration(data, "duration", None)
-    ends_at = _number(data, "ends_at", None if duration is None else starts_at + duration)
+    ends_at = (typed_field(data["end"], "end", tz, lang) if looks_local(data.get("end"))
+               else _number(data, "ends_at", None if duration is None
+                            else starts_at + duration))
     if ends_at is None:
-        raise ApiError(400, "missing end", "give ends_at (unix seconds) or duration (e.g. 2h)")
+        raise ApiError(400, "missing end", "give ends_at (unix seconds), end (dd/mm/yyyy "
+                                           "HH:MM) or duration (e.g. 2h)")
     try:
         silence = await _dispatcher(request).add_silence(
             matchers, starts_at=starts_at, ends_at=ends_at, created_by=who.name,
@@ -326,6 +335,10 @@ ALERT_SCHEMAS: dict[str, Any] = {
             "comment": {"type": "string"},
             "starts_at": {"type": "number", "description": "unix seconds (default now)"},
             "ends_at": {"type": "number", "description": "unix seconds"},
+            "start": {"type": "string", "description": "instead of starts_at: dd/mm/yyyy "
+                      "HH:MM in the province's time"},
+            "end": {"type": "string", "description": "instead of ends_at: dd/mm/yyyy HH:MM "
+                    "in the province's time"},
             "duration": {"type": "string", "description": "instead of ends_at, e.g. 2h"}},
     },
     "NewAck": {"type": "object", "properties": {
