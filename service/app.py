@@ -254,7 +254,8 @@ class IocApp:
             alerts=self.dispatcher, registry=self.registry, trust=self.trust,
             polling=lambda: self.scheduler.running, shard_ready=self._shard_ready,
             proxies=self.proxies, try_target=self.try_target, reload=self.reload,
-            last_reload=lambda: self.reloader.last, add_poll_hook=self.pipeline.add_hook)
+            last_reload=lambda: self.reloader.last, add_poll_hook=self.pipeline.add_hook,
+            rule_names=lambda: [rule.name for rule in self.alerts.rules])
         self.wall = WallFeed(self.web, epoch=format(int(clock.now() * 1000), "x"))
         self.wall.attach()
         self.console = ConsoleFeed(self.web, self.wall.stream.epoch, self.wall.templates)

@@ -157,10 +157,11 @@ async def page(request: web.Request) -> web.Response:
 
 
 def _rule_names(request: web.Request) -> list[str]:
-    """Rule names for the filters and the silence builder, from alerts seen so far (the
-    web layer is not given the rules themselves)."""
-    return sorted({a.label("alertname") for a in request.app[CONTEXT].alerts.alerts.values()}
-                  - {""})
+    """Rule names for the filters and the silence builder: the rules in force, and the
+    alerts seen so far (a rule removed by a reload may still have alerts)."""
+    context = request.app[CONTEXT]
+    return sorted(({a.label("alertname") for a in context.alerts.alerts.values()}
+                   | set(context.rule_names())) - {""})
 
 
 async def stream(request: web.Request) -> web.StreamResponse:

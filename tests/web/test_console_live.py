@@ -392,3 +392,11 @@ async def test_the_incidents_page_pages_on(console: Console, monkeypatch) -> Non
             break
         url = app.url + found.group(1).replace("&amp;", "&")
     assert len(seen) == 3 and len(set(seen)) == 3
+
+
+async def test_rules_that_have_not_fired_are_offered_in_the_lists(console: Console) -> None:
+    """The filter and the silence builder name every rule in force, fired or not."""
+    async with console.session.get(console.app.url + "/console") as resp:
+        page = await resp.text()
+    for rule in RULES:
+        assert f'<option value="{rule["name"]}"' in page, rule["name"]
