@@ -69,7 +69,8 @@ def long_name(code: str, name: str) -> str:
 def config_for(scene_name: str, tmp_path: Path) -> Any:
     extra: dict[str, Any] = {
         "service": {"listen": f"127.0.0.1:{free_port()}"},
-        "wall": {"heartbeat": "500ms", "announcement": "Họp giao ban lúc 14:00 tại phòng họp số 2"},
+        "wall": {"heartbeat": "500ms", "offline_after": "3s",
+                 "announcement": "Họp giao ban lúc 14:00 tại phòng họp số 2"},
         "auth": {"tokens": [{"name": "ca-truc", "token": OPERATOR, "roles": ["operator"]}]},
     }
     if scene_name == "critical-acked":
