@@ -10,9 +10,9 @@ that answered something that is not HTTP (or DNS) and a peer that closed the con
 its answer was complete — the probe's words for the latter are "connection closed before any
 answer" / "connection closed after N body bytes" (collectors/probe/wire.py), aiohttp's
 "Server disconnected" and "Response payload is not completed … Not enough data to satisfy
-content length" (keep-alive and proxy targets), the tcp collector's "connection failed: …" and the dns collector's
-"closed/dropped the TCP connection". An operator must read that as a dropped connection, not
-as a "protocol error".
+content length" (keep-alive and proxy targets), the tcp collector's "connection failed: …"
+and the dns collector's "closed/dropped the TCP connection". An operator must read that as a
+dropped connection, not as a "protocol error".
 """
 
 from __future__ import annotations

@@ -41,6 +41,7 @@ async def test_35_departments_down_with_the_longest_names_fit(tmp_path: Path,
                 assert result["bad"] == [], (width, lang, result["bad"])
                 # the 10 KB name is cut on purpose, whole in its tooltip, and the grid holds
                 assert f"dept-{HUGE_CODE} > h3.t-name" in result["ellipsized"]
+                assert not [e for e in result["ellipsized"] if "h1" in e]  # the title fits
                 sizes = await page.evaluate("""() => Array.from(
                     document.querySelectorAll('#tiles .tile'),
                     el => [el.getBoundingClientRect().width, el.getBoundingClientRect().height])""")

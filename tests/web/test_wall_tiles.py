@@ -16,8 +16,10 @@ import pytest
 
 from ioc.model import FAILURE_REASONS, Sample, make_labels
 from ioc.store.sql import SqlStore
-from tests.collectors.probe_support import probe  # noqa: F401 (a fixture)
-from tests.collectors.probe_support import ProbeHarness
+from tests.collectors.probe_support import (
+    ProbeHarness,
+    probe,  # noqa: F401 (a fixture)
+)
 from tests.conftest import SIM_TOKEN, demo_config, free_port, polled_app
 from web.causes import cause_of
 from web.i18n import LANGS, Translator, catalogue
@@ -78,7 +80,8 @@ def test_every_failure_reason_has_plain_words_in_both_languages() -> None:
 
 
 def test_an_error_page_says_its_status() -> None:
-    assert words("http_status", "unexpected HTTP status 503", 503.0) == "Trang báo lỗi (HTTP\u00a0503)"
+    assert words("http_status", "unexpected HTTP status 503", 503.0) == \
+        "Trang báo lỗi (HTTP\u00a0503)"
     assert words("http_status", "unexpected HTTP status 502", None, "en") == \
         "Error page (code\u00a0502)"
     assert words("http_status", None, float("nan")) == "Trang báo lỗi"

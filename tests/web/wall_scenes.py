@@ -73,6 +73,9 @@ def config_for(scene_name: str, tmp_path: Path) -> Any:
                  "announcement": "Họp giao ban lúc 14:00 tại phòng họp số 2"},
         "auth": {"tokens": [{"name": "ca-truc", "token": OPERATOR, "roles": ["operator"]}]},
     }
+    if scene_name == "down35":  # a title that needs its two lines at 1080p
+        extra["service"]["title"] = ("Trung tâm Giám sát, điều hành thông minh tỉnh Hậu Giang — "
+                                     "Màn hình điều hành của Ủy ban nhân dân tỉnh")
     if scene_name == "critical-acked":
         extra["alerts"] = {"evaluation_interval": "200ms", "default_rules": False, "rules": [
             {"name": "TargetDown", "metric": "ioc_target_up", "aggregate": "last",
