@@ -30,7 +30,8 @@ log = logging.getLogger("ioc.wall")
 
 # The data panels on the side of the tiles and the metrics each is drawn from.
 PANEL_METRICS: dict[str, tuple[str, ...]] = {
-    "backlog": ("ioc_dossiers", "ioc_dossiers_received", "ioc_dossier_ontime_ratio"),
+    "backlog": ("ioc_dossiers", "ioc_dossiers_received", "ioc_dossier_ontime_ratio",
+                "ioc_dossiers_period_start_timestamp_seconds"),
     "feedback": ("ioc_feedback_reports", "ioc_feedback_ontime_ratio"),
     "security": ("ioc_security_events_total",),
     "alerts": (),  # from alert delivery (WallState.alerts), not from the cache
@@ -219,7 +220,8 @@ def _province_or_mean(rows: list[_Latest]) -> float | None:
 
 def _counts_panel(counts: list[_Latest], ratios: list[_Latest],
                   received: list[_Latest] | None, trend: list[tuple[float, float]],
-                  now: float, stale_after: float, trend_of: str) -> dict[str, Any] | None:
+                  now: float, stale_after: float, trend_of: str,
+                  period: list[_Latest] | None = None) -> dict[str, Any] | None:
     if not counts and not ratios and not received:
         return None
     by_status: dict[str, float] = {}
@@ -240,6 +242,9 @@ def _counts_panel(counts: list[_Latest], ratios: list[_Latest],
         "ontime": _province_or_mean(ratios),
         "trend": trend,
         "trend_of": trend_of,  # "ontime": the on-time rate (0..1), "received": a daily count
+        # the start of the portal's reporting period when it says it (the month "received"
+        # counts); None: the current month, in the province's time zone, is shown
+        "period": max((r.value for r in period or []), default=None),
         "updated": updated,
         "stale": now - updated > stale_after,
     }
@@ -249,7 +254,7 @@ def backlog_panel(cache: SeriesCache, trend: list[tuple[float, float]], now: flo
                   stale_after: float) -> dict[str, Any] | None:
     return _counts_panel(_latest(cache, "ioc_dossiers"), _latest(cache, "ioc_dossier_ontime_ratio"),
                          _latest(cache, "ioc_dossiers_received"), trend, now, stale_after,
-                         "ontime")
+                         "ontime", _latest(cache, "ioc_dossiers_period_start_timestamp_seconds"))
 
 
 def feedback_panel(cache: SeriesCache, trend: list[tuple[float, float]], now: float,

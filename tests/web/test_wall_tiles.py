@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 import aiohttp
 import pytest
 
+from ioc.cache import SeriesCache
 from ioc.model import FAILURE_REASONS, Sample, make_labels
 from ioc.store.sql import SqlStore
 from tests.collectors.probe_support import (
@@ -27,6 +28,7 @@ from web.wall import (
     STRIP_HOURS,
     WallView,
     availability_24h,
+    backlog_panel,
     department_tiles,
     ontime_trend,
     sparkline,
@@ -315,3 +317,34 @@ def test_received_says_its_month_in_the_provinces_zone() -> None:
     assert t.month(local(2026, 11, 30, 23, 59)) == "11/2026"
     assert t("received_period", month=t.month(local(2026, 12, 6))) == "Tiếp nhận tháng 12/2026"
     assert catalogue("en")["received_period"] == "Received in {month}"
+
+
+def test_the_portals_period_names_the_month_received_counts() -> None:
+    from collectors.backlog import period_start
+
+    start = period_start({"period": {"start": "2026-11-01T00:00:00+07:00",
+                                     "end": "2026-12-01T00:00:00+07:00"}})
+    assert start == local(2026, 11, 1, 0, 0)
+    for payload in ({}, {"period": "tháng 11"}, {"period": {"start": "2026-11-01T00:00:00"}},
+                    {"period": {"start": "hôm qua"}}, {"period": {"start": 5}}, []):
+        assert period_start(payload) is None, payload
+    # on the morning of 1 December the portal may still report November's figures
+    now = local(2026, 12, 1, 0, 30)
+    cache = SeriesCache(3600, 100)
+    cache.add([Sample("ioc_dossiers_received", make_labels(department="STP", channel="online"),
+                      1800, now),
+               Sample("ioc_dossiers_period_start_timestamp_seconds",
+                      make_labels(department=""), start, now)])
+    panel = backlog_panel(cache, [], now, 600)
+    assert panel is not None and panel["period"] == start
+    macro = make_templates().get_template("wall_parts.html").module.side_panel  # type: ignore[attr-defined]
+    assert "Tiếp nhận tháng 11/2026" in str(macro("backlog", panel, Translator("vi"), now))
+    without = backlog_panel(cache_without_period(now), [], now, 600)
+    assert "Received in 12/2026" in str(macro("backlog", without, Translator("en"), now))
+
+
+def cache_without_period(now: float) -> SeriesCache:
+    cache = SeriesCache(3600, 100)
+    cache.add([Sample("ioc_dossiers_received", make_labels(department="STP", channel="online"),
+                      1800, now)])
+    return cache
