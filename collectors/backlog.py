@@ -12,6 +12,7 @@ department the dossiers belong to, not the owner of the target), plus ``target``
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
@@ -163,6 +164,23 @@ def backlog_samples(units: list[UnitDossiers], catalogue: dict[str, int] | None,
     return samples
 
 
+def period_start(payload: Any) -> float | None:
+    """The start of the reporting period ioc's own contract names (``period.start``, ISO 8601
+    with its offset), as unix seconds; None when absent or not such a time. Only the wall uses
+    it (to say which month "received" counts), so a missing or odd one is no error."""
+    period = payload.get("period") if isinstance(payload, dict) else None
+    start = period.get("start") if isinstance(period, dict) else None
+    if not isinstance(start, str) or len(start) > 64:
+        return None
+    try:
+        moment = datetime.fromisoformat(start)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        return None  # a local time without its offset names no instant
+    return moment.timestamp()
+
+
 def parse_backlog(payload: Any, mapping: CompiledMapping, base: Labels,
                   now: float) -> list[Sample]:
     """Payload → samples; all or nothing (raises CollectorFailure on any bad field)."""
@@ -177,9 +195,14 @@ class BacklogCollector(JsonStatsCollector):
 
     def __init__(self, config: BacklogConfig) -> None:
         super().__init__(config, config.mapping)
+        self.native = config.mapping is None  # ioc's own contract, which names its period
 
     def result(self, payload: Any, now: float) -> CollectResult:
         units, catalogue = read_backlog(payload, self.mapping)
         self.unknown_units.report(units, self.config.unknown_units)
         samples = backlog_samples(units, catalogue, self.base, now, self.config.unknown_units)
+        start = period_start(payload) if self.native else None
+        if start is not None:
+            samples.append(Sample("ioc_dossiers_period_start_timestamp_seconds",
+                                  make_labels(self.base, department=""), start, now))
         return CollectResult(up=True, samples=tuple(samples), value=float(len(units)))

@@ -66,6 +66,10 @@ SAMPLE_METRICS: dict[str, str] = {
     "ioc_dossiers": "Administrative dossiers of the current period, by department and status.",
     "ioc_dossiers_received": "Dossiers received in the current period, by department and "
                              "channel (online, direct, postal).",
+    "ioc_dossiers_period_start_timestamp_seconds": "Start of the portal's current reporting "
+                                                   "period (its own `period.start`), in unix "
+                                                   "seconds; absent when the portal does not "
+                                                   "say it.",
     "ioc_dossier_ontime_ratio": "Dossiers handled on time (QĐ 766: resolved early or on time "
                                 "plus in progress within deadline) over all handled; "
                                 'department="" is the province.',
@@ -105,6 +109,7 @@ SAMPLE_LABELS: dict[str, tuple[str, ...]] = {
     "ioc_probe_dns_soa_serial_mismatch": _TARGET,
     "ioc_dossiers": ("target", "department", "status"),
     "ioc_dossiers_received": ("target", "department", "channel"),
+    "ioc_dossiers_period_start_timestamp_seconds": ("target", "department"),
     "ioc_dossier_ontime_ratio": ("target", "department"),
     "ioc_dossier_resolved_ontime_ratio": ("target", "department"),
     "ioc_feedback_reports": ("target", "department", "status"),

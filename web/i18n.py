@@ -133,6 +133,37 @@ class Translator:
             return self("age_hours", n=int(value // 3600))
         return self("age_days", n=int(value // 86400))
 
+    def duration(self, seconds: object) -> str:
+        """How long something has lasted: ``45 giây``, ``12 phút``, ``1 giờ 05 phút``, then
+        ``2 ngày 3 giờ``. wall.js words a ticking duration the same way (``durationText``)."""
+        value = finite(seconds)
+        if value is None or value >= MAX_SHOWN:
+            return UNKNOWN
+        s = int(max(0.0, value))
+        if s < 60:
+            return self("dur_seconds", n=s)
+        if s < 3600:
+            return self("dur_minutes", n=s // 60)
+        if s < 86400:
+            return self("dur_hours", h=s // 3600, m=f"{s % 3600 // 60:02d}")
+        return self("dur_days", d=s // 86400, h=s % 86400 // 3600)
+
+    def since(self, ts: object, now: object) -> str:
+        """The local time something began, ``09:18``; with its day (``23:50 05/12``) when
+        that is not today in the province's time zone."""
+        start, today = moment(ts, self.timezone), moment(now, self.timezone)
+        if start is None:
+            return UNKNOWN
+        if today is not None and start.date() == today.date():
+            return start.strftime("%H:%M")
+        if today is not None and start.year == today.year:
+            return start.strftime("%H:%M %d/%m")
+        return start.strftime("%H:%M %d/%m/%Y")
+
+    def month(self, ts: object) -> str:
+        """The province's calendar month of ``ts``: ``12/2026``."""
+        return format_time(ts, self.timezone, "%m/%Y")
+
     def span(self, seconds: object) -> str:
         value = finite(seconds)
         if value is None or abs(value) >= MAX_SHOWN:

@@ -21,6 +21,7 @@ from alerts.rules import localized
 from ioc.cache import SeriesCache
 from ioc.config import WALL_PANELS
 from ioc.model import Event
+from web.causes import cause_of
 from web.i18n import LANGS
 
 if TYPE_CHECKING:
@@ -31,7 +32,8 @@ log = logging.getLogger("ioc.wall")
 
 # The data panels on the side of the tiles and the metrics each is drawn from.
 PANEL_METRICS: dict[str, tuple[str, ...]] = {
-    "backlog": ("ioc_dossiers", "ioc_dossiers_received", "ioc_dossier_ontime_ratio"),
+    "backlog": ("ioc_dossiers", "ioc_dossiers_received", "ioc_dossier_ontime_ratio",
+                "ioc_dossiers_period_start_timestamp_seconds"),
     "feedback": ("ioc_feedback_reports", "ioc_feedback_ontime_ratio"),
     "security": ("ioc_security_events_total",),
     "alerts": (),  # from alert delivery (WallState.alerts), not from the cache
@@ -44,6 +46,8 @@ INDEX_ORDER = ("PAR INDEX", "PCI", "SIPAS", "PAPI")
 OVERDUE_STATUSES = frozenset({"overdue", "in_progress_overdue"})
 TREND_DAYS = 30
 REFRESH_EVERY = 60.0  # seconds between store reads for availability and trends
+STRIP_HOURS = 24  # hourly availability cells on each tile
+HOUR = 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,8 +95,14 @@ def grid_shape(count: int) -> tuple[int, int]:
 
 
 def department_tile(code: str, name: str, rows: Sequence[Mapping[str, Any]],
-                    availability: Mapping[str, float]) -> dict[str, Any]:
-    """One department's tile from its targets' status rows (``build_status`` rows)."""
+                    availability: Mapping[str, float],
+                    strip: Sequence[float | None] | None = None) -> dict[str, Any]:
+    """One department's tile from its targets' status rows (``build_status`` rows).
+
+    A failing tile says since when (the earliest ``failing_since`` of its failing targets:
+    the first failed poll of the outage, not when the debounced state followed) and why,
+    in plain words (``web.causes``); ``strip`` is its 24 hourly availability cells.
+    """
     known = [r for r in rows if r["up"] is not None]
     down = [r for r in known if r["up"] is False]
     up = len(known) - len(down)
@@ -110,7 +120,10 @@ def department_tile(code: str, name: str, rows: Sequence[Mapping[str, Any]],
                  if r["up"] and r["latency_seconds"] is not None]
     ratios = [availability[r["name"]] for r in rows if r["name"] in availability]
     checks = [r["last_check"] for r in rows if r["last_check"] is not None]
-    failing = down[0] if down else None
+    # the target failing longest speaks for the tile: its start is the outage's start
+    failing = min(down, key=_failing_order) if down else None
+    cause = cause_of(failing["reason"], failing.get("last_error"),
+                     failing.get("last_value")) if failing else None
     return {
         "code": code,
         "name": name,
@@ -121,9 +134,13 @@ def department_tile(code: str, name: str, rows: Sequence[Mapping[str, Any]],
         # rounded so that a tile changes (and is streamed) when it changes visibly
         "latency_ms": round(sum(latencies) / len(latencies) * 1000) if latencies else None,
         "availability": sum(ratios) / len(ratios) if ratios else None,
+        "strip": list(strip) if strip else [None] * STRIP_HOURS,
         "last_check": max(checks) if checks else None,
         "stale": bool(rows) and all(r["stale"] for r in rows),
         "reason": failing["reason"] if failing else None,
+        "cause": cause.key if cause else None,
+        "cause_status": cause.status if cause else None,
+        "since": _finite(failing.get("failing_since")) if failing else None,
         "failing_target": failing["name"] if failing else None,
         # with shards: the instances (shard index or auto member slot) polling its targets
         "pollers": sorted({r["shard"] for r in rows if r.get("shard") is not None}),
@@ -133,12 +150,25 @@ def department_tile(code: str, name: str, rows: Sequence[Mapping[str, Any]],
     }
 
 
+def _finite(value: object) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+def _failing_order(row: Mapping[str, Any]) -> tuple[float, str]:
+    since = _finite(row.get("failing_since"))
+    return (since if since is not None else math.inf), str(row["name"])
+
+
 def tile_sort_key(tile: Mapping[str, Any]) -> tuple[int, str]:
     return STATE_ORDER[tile["state"]], str(tile["name"]).casefold()
 
 
 def department_tiles(status: Mapping[str, Any], departments: Mapping[str, str],
-                     view: WallView, availability: Mapping[str, float]) -> list[dict[str, Any]]:
+                     view: WallView, availability: Mapping[str, float],
+                     strips: Mapping[str, Sequence[float | None]] | None = None
+                     ) -> list[dict[str, Any]]:
     """A tile per department of the view, failing ones first.
 
     ``departments`` maps code to name (config order); a department with no target still gets
@@ -151,8 +181,9 @@ def department_tiles(status: Mapping[str, Any], departments: Mapping[str, str],
     for code in rows_by_dept:
         if code not in departments and not view.departments:
             codes.append(code)
+    strips = strips or {}
     tiles = [department_tile(code, departments.get(code, code), rows_by_dept.get(code, []),
-                             availability) for code in codes]
+                             availability, strips.get(code)) for code in codes]
     tiles.sort(key=tile_sort_key)
     return tiles
 
@@ -195,7 +226,8 @@ def _province_or_mean(rows: list[_Latest]) -> float | None:
 
 def _counts_panel(counts: list[_Latest], ratios: list[_Latest],
                   received: list[_Latest] | None, trend: list[tuple[float, float]],
-                  now: float, stale_after: float) -> dict[str, Any] | None:
+                  now: float, stale_after: float, trend_of: str,
+                  period: list[_Latest] | None = None) -> dict[str, Any] | None:
     if not counts and not ratios and not received:
         return None
     by_status: dict[str, float] = {}
@@ -215,6 +247,10 @@ def _counts_panel(counts: list[_Latest], ratios: list[_Latest],
         if by_status else None,
         "ontime": _province_or_mean(ratios),
         "trend": trend,
+        "trend_of": trend_of,  # "ontime": the on-time rate (0..1), "received": a daily count
+        # the start of the portal's reporting period when it says it (the month "received"
+        # counts); None: the current month, in the province's time zone, is shown
+        "period": max((r.value for r in period or []), default=None),
         "updated": updated,
         "stale": now - updated > stale_after,
     }
@@ -223,14 +259,15 @@ def _counts_panel(counts: list[_Latest], ratios: list[_Latest],
 def backlog_panel(cache: SeriesCache, trend: list[tuple[float, float]], now: float,
                   stale_after: float) -> dict[str, Any] | None:
     return _counts_panel(_latest(cache, "ioc_dossiers"), _latest(cache, "ioc_dossier_ontime_ratio"),
-                         _latest(cache, "ioc_dossiers_received"), trend, now, stale_after)
+                         _latest(cache, "ioc_dossiers_received"), trend, now, stale_after,
+                         "ontime", _latest(cache, "ioc_dossiers_period_start_timestamp_seconds"))
 
 
 def feedback_panel(cache: SeriesCache, trend: list[tuple[float, float]], now: float,
                    stale_after: float) -> dict[str, Any] | None:
     return _counts_panel(_latest(cache, "ioc_feedback_reports"),
                          _latest(cache, "ioc_feedback_ontime_ratio"), None, trend, now,
-                         stale_after)
+                         stale_after, "received")
 
 
 def _severity_rank(severity: str) -> int:
@@ -563,6 +600,7 @@ class WallState:
     alerts: list[dict[str, Any]] = field(default_factory=list)  # GET /api/v1/alerts rows
     alerts_updated: float | None = None  # the alert engine's last evaluation
     availability: dict[str, float] = field(default_factory=dict)  # target -> 0..1 over 24 h
+    strips: dict[str, list[float | None]] = field(default_factory=dict)  # department -> 24 h
     security: list[dict[str, Any]] = field(default_factory=list)  # latest_security rows
     trends: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
     refreshed_at: float | None = None
@@ -579,9 +617,10 @@ class WallState:
 
     async def _refresh(self, store: SampleReader, now: float) -> None:
         try:
-            self.availability = await availability_24h(store, now)
+            hourly = await availability_24h(store, now)
+            self.availability, self.strips = hourly.targets, hourly.departments
             self.trends = {
-                "backlog": await daily_trend(store, "ioc_dossiers_received", {}, now),
+                "backlog": await ontime_trend(store, now),
                 "feedback": await daily_trend(store, "ioc_feedback_reports",
                                               {"status": "received"}, now),
             }
@@ -595,15 +634,52 @@ class WallState:
             self._task.cancel()
 
 
-async def availability_24h(store: SampleReader, now: float) -> dict[str, float]:
-    """Share of successful polls per target over the last 24 h (hourly averages averaged)."""
-    series = await store.query_range("ioc_target_up", {}, now - 86400, now, 3600)
-    out: dict[str, float] = {}
+@dataclass(frozen=True, slots=True)
+class Hourly:
+    """The last 24 hours of ``ioc_target_up``, hour by hour, read in one query."""
+
+    first: float  # start of the oldest hour (unix seconds, on the hour)
+    targets: dict[str, float]  # target -> share of successful polls (hourly means averaged)
+    departments: dict[str, list[float | None]]  # department -> 24 cells, None: no data
+
+
+def strip_start(now: float) -> float:
+    """Start of the oldest of the 24 hourly cells; the newest is the hour ``now`` is in."""
+    return math.floor(now / HOUR) * HOUR - (STRIP_HOURS - 1) * HOUR
+
+
+async def availability_24h(store: SampleReader, now: float) -> Hourly:
+    """Per target and per department, the hourly availability of the last 24 hours.
+
+    One range query for every target (hourly steps, so the store answers whole hours from
+    its 1 h rollups and only the current hour from raw polls); a department's cell is the
+    mean of its targets' hourly means, and an hour none of them was polled in has no value.
+    """
+    first = strip_start(now)
+    series = await store.query_range("ioc_target_up", {}, first, now, HOUR)
+    targets: dict[str, float] = {}
+    sums: dict[str, list[float]] = {}
+    counts: dict[str, list[int]] = {}
     for s in series:
-        target = dict(s.labels).get("target")
+        labels = dict(s.labels)
+        target = labels.get("target")
         if target and s.points:
-            out[target] = sum(v for _, v in s.points) / len(s.points)
-    return out
+            targets[target] = sum(v for _, v in s.points) / len(s.points)
+        department = labels.get("department")
+        if department is None:
+            continue
+        dept_sums = sums.setdefault(department, [0.0] * STRIP_HOURS)
+        dept_counts = counts.setdefault(department, [0] * STRIP_HOURS)
+        for ts, value in s.points:
+            cell = round((ts - first) / HOUR)
+            if 0 <= cell < STRIP_HOURS and math.isfinite(value):
+                dept_sums[cell] += value
+                dept_counts[cell] += 1
+    departments = {
+        code: [round(total / n, 4) if n else None
+               for total, n in zip(sums[code], per_cell, strict=True)]
+        for code, per_cell in counts.items()}
+    return Hourly(first, targets, departments)
 
 
 async def daily_trend(store: SampleReader, metric: str, matchers: dict[str, str],
@@ -619,14 +695,40 @@ async def daily_trend(store: SampleReader, metric: str, matchers: dict[str, str]
     return sorted(totals.items())
 
 
+async def ontime_trend(store: SampleReader, now: float) -> list[tuple[float, float]]:
+    """The province's dossier on-time rate day by day over the last 30 days (the daily mean
+    of ``ioc_dossier_ontime_ratio{department=""}``; the mean of the departments' rates on a
+    day the province-wide series is missing), oldest first."""
+    series = await store.query_range("ioc_dossier_ontime_ratio", {}, now - TREND_DAYS * 86400,
+                                     now, 86400)
+    province: dict[float, float] = {}
+    departments: dict[float, list[float]] = {}
+    for s in series:
+        is_province = dict(s.labels).get("department", "x") == ""
+        for ts, value in s.points:
+            if not math.isfinite(value):
+                continue
+            if is_province:
+                province[ts] = value
+            else:
+                departments.setdefault(ts, []).append(value)
+    days = sorted(province.keys() | departments.keys())
+    return [(day, province[day] if day in province
+             else sum(departments[day]) / len(departments[day])) for day in days]
+
+
 def sparkline(points: Sequence[tuple[float, float]], width: int = 100,
-              height: int = 24) -> str:
-    """SVG polyline ``points`` for a trend (empty below two points)."""
+              height: int = 24, min_span: float = 0.0) -> str:
+    """SVG polyline ``points`` for a trend (empty below two points). The vertical scale spans
+    the values, at least ``min_span`` (a rate moving 0.2 points must not fill the height)."""
     if len(points) < 2:
         return ""
     t0, t1 = points[0][0], points[-1][0]
     values = [v for _, v in points]
     low, high = min(values), max(values)
+    if high - low < min_span:
+        middle = (high + low) / 2
+        low, high = middle - min_span / 2, middle + min_span / 2
     span_t = (t1 - t0) or 1.0
     span_v = (high - low) or 1.0
     return " ".join(f"{(t - t0) / span_t * width:.1f},{height - (v - low) / span_v * height:.1f}"
@@ -663,7 +765,7 @@ def wall_document(status: Mapping[str, Any], *, view: WallView,
                   stale_after: float, now: float,
                   events_cache: SeriesCache | None = None) -> dict[str, Any]:
     """Everything one view of the wall shows, derived from the status document."""
-    tiles = department_tiles(status, departments, view, state.availability)
+    tiles = department_tiles(status, departments, view, state.availability, state.strips)
     panels = side_panels(cache, state, now, stale_after, events_cache,
                          failing_since(status["targets"]))
     checks = [t["last_check"] for t in tiles if t["last_check"] is not None]

@@ -70,7 +70,8 @@ log = logging.getLogger("ioc.wall")
 _PANEL_METRICS_ITEMS = tuple((k, frozenset(v)) for k, v in PANEL_METRICS.items())
 # Words the page's script needs; everything else arrives rendered.
 SCRIPT_WORDS = ("offline_banner", "updated", "age_seconds", "age_minutes", "age_hours",
-                "age_days", "live", "offline", "stale", "sound_blocked")
+                "age_days", "live", "offline", "stale", "sound_blocked", "dur_seconds",
+                "dur_minutes", "dur_hours", "dur_days")
 EVENTS_PER_DELTA = 20  # security events carried by one `event` stream delta
 TILE_SPACING = 0.5  # seconds between two rebuilds of one department's tile
 
@@ -99,11 +100,12 @@ def isolate(value: object) -> markupsafe.Markup:
 PLAIN_MAX = 120  # characters of an <option> label: a select is as wide as its longest one
 
 
-def plain(value: object, limit: int = PLAIN_MAX) -> str:
+def plain(value: object, limit: int | None = PLAIN_MAX) -> str:
     """For places that cannot hold markup (``<option>``, ``title=``): bidi controls removed,
-    cut to ``limit`` characters with an ellipsis."""
+    cut to ``limit`` characters with an ellipsis (``None``: whole, for a tooltip that must
+    carry all of a text shown cut)."""
     text = strip_bidi(str(value))
-    return text if len(text) <= limit else text[:limit - 1] + "…"
+    return text if limit is None or len(text) <= limit else text[:limit - 1] + "…"
 
 
 class WallFeed:
@@ -274,7 +276,7 @@ class WallFeed:
         rows = build_status(subset, self.departments, now=now,
                             province=self.province())["targets"]
         return department_tile(department, self.departments.get(department, department), rows,
-                               self.state.availability)
+                               self.state.availability, self.state.strips.get(department))
 
     def tile_changed(self, department: str) -> None:
         """Rebuild the department's tile now, or once at the end of its spacing."""
@@ -309,7 +311,7 @@ class WallFeed:
         self.stream.publish("tile", {
             "code": department, "state": tile["state"], "updated": tile["last_check"],
             # a template's macros are attributes jinja2 makes at run time
-            "html": {lang: str(self.parts.module.tile(tile, t))  # type: ignore[attr-defined]
+            "html": {lang: str(self.parts.module.tile(tile, t, now))  # type: ignore[attr-defined]
                      for lang, t in self.translators().items()},
         })
 

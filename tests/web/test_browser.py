@@ -1,9 +1,9 @@
 """The wall in a real browser (Debian's headless Chromium driven by Playwright).
 
 Screenshots of both sizes and both languages are written as test artefacts to
-build/screenshots/ (or $IOC_SCREENSHOT_DIR). The copies linked from README live in
-docs/screenshots/ and are refreshed by running this test with
-IOC_SCREENSHOT_DIR=docs/screenshots, so an ordinary test run leaves the work tree clean.
+build/screenshots/ (or $IOC_SCREENSHOT_DIR), so an ordinary test run leaves the work tree
+clean. The copies linked from README and docs/wall.md live in docs/screenshots/ and are taken
+by bench/screenshots.py (every scene of tests/web/wall_scenes.py, checked for clipped text).
 """
 
 from __future__ import annotations

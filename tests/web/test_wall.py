@@ -271,6 +271,8 @@ def test_a_failing_tile_tells_the_targets_error_when_pointed_at() -> None:
     tiles = department_tiles(status(failing), {"C": "Gamma"}, ALL, {})
     assert tiles[0]["failing_error"] == error
     macro = make_templates().get_template("wall_parts.html").module.tile  # type: ignore[attr-defined]
-    html = str(macro(tiles[0], Translator("vi")))
-    assert 'title="certificate error: expired (CN=a on 2026-01-01 00:00 UTC); ' \
-           'untrusted issuer (&lt;O=x&gt; is not a trusted CA and was not sent)"' in html
+    html = str(macro(tiles[0], Translator("vi"), 200.0))
+    assert 'title="Lý do kỹ thuật: tls · c · certificate error: expired (CN=a on 2026-01-01 ' \
+           '00:00 UTC); untrusted issuer (&lt;O=x&gt; is not a trusted CA and was not sent)"' \
+        in html
+    assert ">Lỗi chứng chỉ</div>" in html

@@ -38,8 +38,30 @@
     return fill(words.age_days, { n: Math.floor(s / 86400) });
   }
 
+  // How long an outage has lasted, worded as the server words it (web/i18n.py duration).
+  function durationText(seconds) {
+    const s = Math.max(0, Math.floor(seconds));
+    if (s < 60) return fill(words.dur_seconds, { n: s });
+    if (s < 3600) return fill(words.dur_minutes, { n: Math.floor(s / 60) });
+    if (s < 86400) {
+      return fill(words.dur_hours, {
+        h: Math.floor(s / 3600), m: String(Math.floor((s % 3600) / 60)).padStart(2, "0"),
+      });
+    }
+    return fill(words.dur_days, { d: Math.floor(s / 86400), h: Math.floor((s % 86400) / 3600) });
+  }
+
+  // A failing tile's duration counts on from its outage's start, between deltas.
+  function tickDurations(now) {
+    for (const el of document.querySelectorAll(".dur[data-since]")) {
+      const text = durationText(now - Number(el.dataset.since));
+      if (el.textContent !== text) el.textContent = text;
+    }
+  }
+
   function tick() {
     const now = serverNow();
+    tickDurations(now);
     const clock = document.getElementById("clock");
     if (clock) {
       clock.textContent = clockText(now);
@@ -199,6 +221,7 @@
       if (!old) return; // not in this view
       old.replaceWith(fragment(data.html[cfg.lang]));
       flashTiles(serverNow()); // a flashing tile keeps flashing when it is redrawn
+      tickDurations(serverNow()); // counted from now, not from when the server rendered it
       const age = document.querySelector("#panel-departments .age");
       if (age && data.updated) age.dataset.updated = String(data.updated);
       sortAndCount();
