@@ -34,12 +34,14 @@ if TYPE_CHECKING:
     )
     from ioc.events_config import EventsConfig
     from ioc.metrics_config import MetricsConfig
+    from ioc.status_page_config import StatusPageConfig
     from ioc.model import Event, Series
     from ioc.pipeline import PollOutcome
     from ioc.status import StatusBoard
     from ioc.store.alert_delivery import DeliveryStore
     from ioc.store.announcement import AnnouncementStore
     from ioc.store.audit import AuditStore
+    from ioc.store.availability import HistoryStore
     from ioc.store.events import EventStore
     from ioc.store.incidents import IncidentStore
     from ioc.store.maintenance_store import OperatorWindow
@@ -74,6 +76,8 @@ class WebConfig(Protocol):
     def events(self) -> EventsConfig: ...
     @property
     def metrics(self) -> MetricsConfig: ...
+    @property
+    def status_pages(self) -> Sequence[StatusPageConfig]: ...
 
 
 class AlertDesk(Protocol):
@@ -170,3 +174,5 @@ class WebContext:
     reload: Callable[[], Awaitable[ReloadOutcome]]
     last_reload: Callable[[], ReloadOutcome | None]
     add_poll_hook: Callable[[Callable[[PollOutcome], None]], None]
+    # the poll history the public status page's availability bars read (None: no bars)
+    history: HistoryStore | None = None

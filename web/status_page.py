@@ -1,0 +1,431 @@
+"""The public status page for citizens: ``/status``, ``/status/{slug}``, their JSON twins.
+
+Every request is served from a cached snapshot: the status board, the public incidents and
+the planned windows are read at most every ``refresh`` seconds (the shortest of the pages'),
+the 90 days of availability every :data:`HISTORY_REFRESH` seconds (one batched read of the
+poll history, :mod:`ioc.store.availability`), both in the background while the previous
+snapshot keeps being served. Each page and language is rendered once per snapshot (HTML,
+JSON, and their gzip), so a request costs a dictionary lookup and a write: 200 requests a
+second are cheap. Responses carry an ``ETag`` (a hash of the content and its update time)
+and ``Last-Modified`` (when the content last changed), answer ``If-None-Match`` and
+``If-Modified-Since`` with 304, and say ``Cache-Control: public, max-age=…`` so a proxy or
+CDN in front can take the load.
+
+Each page has a token bucket per client address (the real one behind a trusted proxy,
+``web.forwarded``): over it, 429 with ``Retry-After`` and a readable page. A page with
+``require_auth`` needs the viewer role (and is ``private`` to caches). No script at all:
+the page works with JavaScript disabled; the CSS is the only other file it loads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import hashlib
+import json
+import logging
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from email.utils import formatdate
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import jinja2
+from aiohttp import web
+
+from ioc.availability import Tally, tally
+from ioc.logs import fields
+from ioc.status_page_config import StatusPageConfig
+from ioc.store.base import StoreError
+from ioc.store.incidents import PublicIncident
+from web.client_limits import FailureLimiter
+from web.context import WebContext
+from web.i18n import format_time
+from web.keys import AUTH, CONTEXT, TEMPLATES
+from web.status_badge import badge_svg, unknown_badge_svg
+from web.status_view import (
+    Inputs,
+    bar_days,
+    build_document,
+    duration_text,
+    service_targets,
+    word,
+)
+from web.status_windows import PlannedWindow, planned_windows
+
+log = logging.getLogger("ioc.web")
+
+HISTORY_REFRESH = 300.0   # seconds between reads of the availability history
+MAX_TRACKED_CLIENTS = 10_000
+
+
+@dataclass(slots=True)
+class Rendered:
+    body: bytes
+    gzipped: bytes
+    etag: str
+    last_modified: float
+    content_type: str
+
+
+@dataclass(slots=True)
+class _Version:
+    key: str               # hash of the document without its update time
+    updated_at: float      # when that content was first served
+    rendered: dict[str, Rendered] = field(default_factory=dict)
+
+
+class StatusPages:
+    """The snapshots and rendered bodies of every configured page, and the rate limits."""
+
+    def __init__(self, context: WebContext, templates: jinja2.Environment) -> None:
+        self.context = context
+        self.templates = templates
+        self._inputs: Inputs | None = None
+        self._built_at = -math.inf            # monotonic
+        self._serial = 0                      # snapshots built so far
+        self._tallies: dict[str, list[Tally]] | None = None
+        self._tallies_for: tuple[Any, ...] = ()
+        self._tallies_at = -math.inf
+        self._refreshing: asyncio.Task[None] | None = None
+        self._versions: dict[tuple[str, str], tuple[int, dict[str, Any], _Version]] = {}
+        self._limiters: dict[str, tuple[tuple[int, float], FailureLimiter]] = {}
+
+    # -- pages in force ------------------------------------------------------------------
+
+    def pages(self) -> tuple[StatusPageConfig, ...]:
+        return tuple(self.context.config().status_pages)
+
+    def page(self, slug: str | None) -> StatusPageConfig | None:
+        pages = self.pages()
+        if not pages:
+            return None
+        if slug is None:
+            return pages[0]
+        return next((p for p in pages if p.slug == slug), None)
+
+    def page_of_service(self, slug: str) -> StatusPageConfig | None:
+        return next((p for p in self.pages() if any(s.slug == slug for s in p.services())),
+                    None)
+
+    # -- rate limits ---------------------------------------------------------------------
+
+    def retry_after(self, page: StatusPageConfig, client: str) -> float:
+        """0 when ``client`` may have this page now (and takes a token), else seconds."""
+        limit = page.rate_limit
+        settings = (limit.burst, limit.requests / limit.per)
+        held = self._limiters.get(page.slug)
+        if held is None or held[0] != settings:  # new, or changed by a reload
+            window = limit.burst / settings[1]
+            held = self._limiters[page.slug] = (
+                settings, FailureLimiter(limit.burst, window, MAX_TRACKED_CLIENTS))
+        limiter = held[1]
+        now = self.context.monotonic()
+        wait = limiter.retry_after(client, now)
+        if wait > 0:
+            return wait
+        limiter.fail(client, now)  # a token bucket: one request takes one token
+        return 0.0
+
+    # -- snapshot ------------------------------------------------------------------------
+
+    async def snapshot(self) -> Inputs:
+        """The current inputs; rebuilt in the background once older than ``refresh``."""
+        pages = self.pages()
+        refresh = min((p.refresh for p in pages), default=5.0)
+        stale = self.context.monotonic() - self._built_at >= refresh
+        if stale and (self._refreshing is None or self._refreshing.done()):
+            self._refreshing = asyncio.create_task(self._rebuild(), name="ioc-status-page")
+        if self._inputs is None:
+            assert self._refreshing is not None
+            await asyncio.shield(self._refreshing)
+        assert self._inputs is not None
+        return self._inputs
+
+    async def close(self) -> None:
+        if self._refreshing is not None and not self._refreshing.done():
+            self._refreshing.cancel()
+            await asyncio.gather(self._refreshing, return_exceptions=True)
+
+    async def _rebuild(self) -> None:
+        context = self.context
+        config = context.config()
+        pages = self.pages()
+        tz = ZoneInfo(config.province.timezone)
+        now = context.clock()
+        started = context.monotonic()
+        targets = {t.name: t.department for t in context.board.targets.values()}
+        shown = sorted({t for p in pages for s in p.services()
+                        for t in service_targets(s, targets)})
+        days = max((p.history_days for p in pages), default=90)
+        bounds = bar_days(now, tz, days)
+        incident_days = max((p.incident_days for p in pages), default=14)
+        span_start = min(bounds[0][1], now - incident_days * 86400)
+        alerts = context.alerts
+        windows = planned_windows(alerts.settings.maintenance, alerts.windows.values(),
+                                  span_start, now + 15 * 86400, tz)
+        incidents: list[PublicIncident] = []
+        try:
+            incidents = await context.incidents.public_between(
+                now - incident_days * 86400, now + 1, shown)
+        except StoreError as exc:
+            log.warning("status page: cannot read incidents", extra=fields(error=str(exc)))
+            incidents = [] if self._inputs is None else list(self._inputs.incidents)
+        key = (bounds[0][0], bounds[-1][0], tuple(shown))
+        if (self._tallies is None or key != self._tallies_for
+                or started - self._tallies_at >= HISTORY_REFRESH):
+            await self._read_history(shown, bounds, windows, now, key)
+        self._inputs = Inputs(
+            now=now, tz=tz, targets=targets, states=dict(context.board.targets),
+            days=[d for d, _, _ in bounds], tallies=self._tallies, incidents=incidents,
+            windows=windows)
+        self._built_at = started
+        self._serial += 1
+
+    async def _read_history(self, shown: list[str], bounds: list[tuple[Any, float, float]],
+                            windows: list[PlannedWindow], now: float,
+                            key: tuple[Any, ...]) -> None:
+        history = self.context.history
+        if history is None:
+            return
+        wanted = set(shown)
+        intervals = {t.name: t.interval for t in self.context.board.targets.values()
+                     if t.name in wanted}
+        try:
+            found = await history.histories(bounds[0][1], bounds[-1][2], intervals=intervals,
+                                            targets=wanted)
+        except StoreError as exc:
+            log.warning("status page: cannot read the availability history",
+                        extra=fields(error=str(exc)))
+            self._tallies_at = self.context.monotonic()  # try again later, not per request
+            return
+
+        def compute() -> dict[str, list[Tally]]:
+            out: dict[str, list[Tally]] = {}
+            for name, h in found.items():
+                planned = [(w.starts_at, w.ends_at) for w in windows
+                           if w.covers((h.department,))]
+                out[name] = [tally(h.segments, a, b, now=now, monitored_from=h.monitored_from,
+                                   planned=planned) for _, a, b in bounds]
+            return out
+
+        # CPU for a few hundred milliseconds at 1,000 targets: off the loop.
+        self._tallies = await asyncio.to_thread(compute)
+        self._tallies_for = key
+        self._tallies_at = self.context.monotonic()
+
+    # -- documents and bodies --------------------------------------------------------------
+
+    async def document(self, page: StatusPageConfig, lang: str) -> tuple[dict[str, Any],
+                                                                          _Version]:
+        """The public document of a page (cached per snapshot) and its version."""
+        inputs = await self.snapshot()
+        held = self._versions.get((page.slug, lang))
+        if held is not None and held[0] == self._serial:
+            return held[1], held[2]
+        doc = build_document(page, lang, inputs)
+        key = hashlib.sha256(json.dumps(doc, sort_keys=True, ensure_ascii=False,
+                                        default=str).encode()).hexdigest()
+        if held is not None and held[2].key == key:
+            version = held[2]
+        else:
+            version = _Version(key, inputs.now)
+        doc["updated_at"] = version.updated_at
+        self._versions[(page.slug, lang)] = (self._serial, doc, version)
+        return doc, version
+
+    def _render(self, version: _Version, kind: str, make: Any, content_type: str
+                ) -> Rendered:
+        found = version.rendered.get(kind)
+        if found is None:
+            body: bytes = make()
+            etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+            found = version.rendered[kind] = Rendered(
+                body, gzip.compress(body, compresslevel=6, mtime=0), etag,
+                version.updated_at, content_type)
+        return found
+
+    async def html(self, page: StatusPageConfig, lang: str) -> Rendered:
+        doc, version = await self.document(page, lang)
+        tz = self.context.config().province.timezone
+        return self._render(version, "html", lambda: self.templates.get_template(
+            "status.html").render(doc=doc, lang=lang, w=_words(lang),
+                                  at=_clock(tz), duration=_duration(lang),
+                                  json_href=_json_href(page, self.pages()),
+                                  ).encode(), "text/html; charset=utf-8")
+
+    async def json(self, page: StatusPageConfig, lang: str) -> Rendered:
+        doc, version = await self.document(page, lang)
+        return self._render(version, "json", lambda: json.dumps(
+            _public_json(doc), ensure_ascii=False, separators=(",", ":")).encode(),
+            "application/json; charset=utf-8")
+
+    async def badge(self, page: StatusPageConfig, slug: str, lang: str) -> Rendered:
+        doc, version = await self.document(page, lang)
+        service = next(s for g in doc["groups"] for s in g["services"] if s["slug"] == slug)
+        return self._render(version, f"badge:{slug}", lambda: badge_svg(
+            service["name"], service["state_label"], service["state"]).encode(),
+            "image/svg+xml; charset=utf-8")
+
+
+def _public_json(doc: dict[str, Any]) -> dict[str, Any]:
+    """The document as ``/status.json`` serves it: the days without the page's labels."""
+    groups = [{**g, "services": [{**s, "days": [{k: v for k, v in d.items() if k != "label"}
+                                                 for d in s["days"]]}
+                                 for s in g["services"]]} for g in doc["groups"]]
+    return {**doc, "groups": groups}
+
+
+def _words(lang: str) -> Any:
+    def w(key: str, **values: object) -> str:
+        return word(lang, key, **values)
+    return w
+
+
+def _clock(tz: str) -> Any:
+    def at(ts: object) -> str:
+        return format_time(ts, tz, "%H:%M %d/%m/%Y")
+    return at
+
+
+def _duration(lang: str) -> Any:
+    def text(seconds: float) -> str:
+        return duration_text(seconds, lang)
+    return text
+
+
+def _json_href(page: StatusPageConfig, pages: tuple[StatusPageConfig, ...]) -> str:
+    return "/status.json" if pages and pages[0].slug == page.slug else \
+        f"/status/{page.slug}.json"
+
+
+# -- HTTP -------------------------------------------------------------------------------------
+
+STATUS_PAGES: web.AppKey[StatusPages] = web.AppKey("status_pages", StatusPages)
+
+
+def _lang(request: web.Request) -> str:
+    return "en" if request.query.get("lang") == "en" else "vi"
+
+
+def _error_page(request: web.Request, status: int, message: str,
+                headers: Mapping[str, str] | None = None) -> web.Response:
+    lang = _lang(request)
+    body = request.app[TEMPLATES].get_template("status_error.html").render(
+        lang=lang, w=_words(lang), status=status, message=message)
+    return web.Response(status=status, text=body, content_type="text/html", charset="utf-8",
+                        headers={"Cache-Control": "no-store", **(headers or {})})
+
+
+def _not_found_text(kind: str) -> web.Response:
+    if kind == "badge":
+        return web.Response(status=404, body=unknown_badge_svg().encode(),
+                            content_type="image/svg+xml", charset="utf-8",
+                            headers={"Cache-Control": "no-store"})
+    return web.json_response({"error": "not found", "detail": "no such status page"},
+                             status=404, headers={"Cache-Control": "no-store"})
+
+
+def _admit(request: web.Request, pages: StatusPages, page: StatusPageConfig,
+           kind: str) -> web.Response | None:
+    """Auth for a private page, then the rate limit: a response to send instead, or None."""
+    if page.require_auth:
+        request.app[AUTH].require(request, "viewer")  # 401/403 as JSON errors
+    wait = pages.retry_after(page, request.remote or "unknown")
+    if wait <= 0:
+        return None
+    seconds = max(1, math.ceil(wait))
+    headers = {"Retry-After": str(seconds)}
+    message = word(_lang(request), "ui.too_many", seconds=seconds)
+    if kind == "html":
+        return _error_page(request, 429, message, headers)
+    if kind == "badge":
+        return web.Response(status=429, text=message, headers={**headers,
+                                                               "Cache-Control": "no-store"})
+    return web.json_response({"error": "too many requests", "detail": message}, status=429,
+                             headers={**headers, "Cache-Control": "no-store"})
+
+
+def _not_modified(request: web.Request, rendered: Rendered) -> bool:
+    match = request.headers.get("If-None-Match")
+    if match is not None:
+        tags = {t.strip().removeprefix("W/") for t in match.split(",")}
+        return "*" in tags or rendered.etag in tags
+    since = request.if_modified_since
+    return since is not None and int(rendered.last_modified) <= since.timestamp()
+
+
+def _respond(request: web.Request, page: StatusPageConfig, rendered: Rendered) -> web.Response:
+    headers = {
+        "ETag": rendered.etag,
+        "Last-Modified": formatdate(int(rendered.last_modified), usegmt=True),
+        "Cache-Control": f"{'private' if page.require_auth else 'public'}, "
+                         f"max-age={int(page.max_age)}",
+        "Vary": "Accept-Encoding" + (", Authorization, Cookie" if page.require_auth else ""),
+    }
+    if _not_modified(request, rendered):
+        return web.Response(status=304, headers=headers)
+    body = rendered.body
+    if "gzip" in request.headers.get("Accept-Encoding", ""):
+        headers["Content-Encoding"] = "gzip"
+        body = rendered.gzipped
+    headers["Content-Type"] = rendered.content_type
+    return web.Response(body=body, headers=headers)
+
+
+async def _serve(request: web.Request, slug: str | None, kind: str) -> web.Response:
+    pages = request.app[STATUS_PAGES]
+    page = pages.page(slug)
+    if page is None:
+        if kind == "html":
+            return _error_page(request, 404, word(_lang(request), "ui.not_found"))
+        return _not_found_text(kind)
+    refused = _admit(request, pages, page, kind)
+    if refused is not None:
+        return refused
+    lang = _lang(request)
+    rendered = await (pages.html(page, lang) if kind == "html" else pages.json(page, lang))
+    return _respond(request, page, rendered)
+
+
+async def main_page(request: web.Request) -> web.Response:
+    return await _serve(request, None, "html")
+
+
+async def main_json(request: web.Request) -> web.Response:
+    return await _serve(request, None, "json")
+
+
+async def named_page(request: web.Request) -> web.Response:
+    return await _serve(request, request.match_info["slug"], "html")
+
+
+async def named_json(request: web.Request) -> web.Response:
+    return await _serve(request, request.match_info["slug"], "json")
+
+
+async def badge(request: web.Request) -> web.Response:
+    pages = request.app[STATUS_PAGES]
+    slug = request.match_info["service"]
+    page = pages.page_of_service(slug)
+    if page is None:
+        return _not_found_text("badge")
+    refused = _admit(request, pages, page, "badge")
+    if refused is not None:
+        return refused
+    return _respond(request, page, await pages.badge(page, slug, _lang(request)))
+
+
+async def _close(app: web.Application) -> None:
+    await app[STATUS_PAGES].close()
+
+
+def add_routes(app: web.Application) -> None:
+    app[STATUS_PAGES] = StatusPages(app[CONTEXT], app[TEMPLATES])
+    app.on_cleanup.append(_close)
+    app.router.add_get("/status", main_page)
+    app.router.add_get("/status.json", main_json)
+    app.router.add_get("/status/badge/{service}.svg", badge)
+    app.router.add_get("/status/{slug}.json", named_json)
+    app.router.add_get("/status/{slug}", named_page)
