@@ -250,10 +250,10 @@ def parse_config(raw: Any, *, env: Mapping[str, str] | None = None,
             issues.append(ConfigIssue("collection.shard", problem))
 
     if file_model is not None and file_model.status_pages:
-        names = {c.name for c in collectors} | set(_collector_names(
+        target_names = {c.name for c in collectors} | set(_collector_names(
             data.get("collectors")).values())
         issues.extend(ConfigIssue(path, message) for path, message in status_page_issues(
-            file_model.status_pages, names, departments or ()))
+            file_model.status_pages, target_names, departments or ()))
 
     alert_rules: list[tuple[RuleConfig, str]] = []
     if file_model is not None:

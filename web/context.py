@@ -34,10 +34,10 @@ if TYPE_CHECKING:
     )
     from ioc.events_config import EventsConfig
     from ioc.metrics_config import MetricsConfig
-    from ioc.status_page_config import StatusPageConfig
     from ioc.model import Event, Series
     from ioc.pipeline import PollOutcome
     from ioc.status import StatusBoard
+    from ioc.status_page_config import StatusPageConfig
     from ioc.store.alert_delivery import DeliveryStore
     from ioc.store.announcement import AnnouncementStore
     from ioc.store.audit import AuditStore

@@ -143,6 +143,15 @@ class StatusPages:
         assert self._inputs is not None
         return self._inputs
 
+    async def refresh(self) -> None:
+        """Rebuild the snapshot now, the availability history included (after an operator's
+        change the next request shows it without waiting for ``refresh``)."""
+        if self._refreshing is not None and not self._refreshing.done():
+            await asyncio.gather(self._refreshing, return_exceptions=True)
+        self._tallies_at = -math.inf
+        self._refreshing = asyncio.create_task(self._rebuild(), name="ioc-status-page")
+        await asyncio.shield(self._refreshing)
+
     async def close(self) -> None:
         if self._refreshing is not None and not self._refreshing.done():
             self._refreshing.cancel()
