@@ -13,8 +13,11 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import aiohttp
+import jsonschema
 import pytest
 from aiohttp import web
+from referencing import Registry
+from referencing.jsonschema import DRAFT202012
 
 from ioc import clock
 from ioc.config import ConfigError
@@ -25,6 +28,7 @@ from service.app import IocApp
 from service.config import parse_config
 from tests.conftest import demo_raw, free_port, polled_app
 from tests.trust.conftest import TOKENS, bearer
+from web.openapi import openapi_document
 from web.status_page import STATUS_PAGES
 
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -88,6 +92,16 @@ async def status_app(tmp_path: Path) -> AsyncIterator[IocApp]:
         await runner.cleanup()
 
 
+def validate(path: str, body: Any) -> None:
+    """The answer matches the OpenAPI document's schema of the route."""
+    doc = openapi_document()
+    schema = doc["paths"][path]["get"]["responses"]["200"]["content"]["application/json"][
+        "schema"]
+    registry = Registry().with_resource("urn:ioc", DRAFT202012.create_resource(doc))
+    jsonschema.Draft202012Validator({"$ref": "urn:ioc" + schema["$ref"]},
+                                    registry=registry).validate(body)
+
+
 async def fresh(app: IocApp) -> None:
     """The page's snapshot rebuilt now (it is otherwise rebuilt every few seconds)."""
     assert app._web_runner is not None
@@ -142,6 +156,7 @@ async def test_the_page_shows_configured_names_and_states_and_nothing_internal(
     status, data, _ = await get(app, "/status.json")
     assert status == 200
     doc = json.loads(data)
+    validate("/status.json", doc)
     services = {s["slug"]: s for g in doc["groups"] for s in g["services"]}
     assert services["tu-phap"]["state"] == "operational"
     assert services["cong-an"]["state"] == "partial"   # one of the department's two fails
@@ -166,7 +181,8 @@ async def test_the_page_shows_configured_names_and_states_and_nothing_internal(
     assert f"{datetime.fromisoformat(iso):%d/%m/%Y}: 99,65 %" in html
     _, badge, _ = await get(app, "/status/badge/cong-an.svg")
     _, english, _ = await get(app, "/status?lang=en")
-    _, english_json, _ = await get(app, "/status.json?lang=en")
+    _, english_json, _ = await get(app, "/status/cong-dan.json?lang=en")
+    validate("/status/{slug}.json", json.loads(english_json))
     forbidden = ["secret-internal-db", "hidden-archive", "stp-health", "cat-health",
                  "SECRET-ERR", "hunter2", "10.9.8.7", "127.0.0.1", "INTERNAL-NOTE",
                  "token=abc", "/admin", "operator-desk", "500",
