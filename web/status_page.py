@@ -26,13 +26,14 @@ import json
 import logging
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from email.utils import formatdate
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import jinja2
 from aiohttp import web
+from markupsafe import Markup
 
 from ioc.availability import Tally, tally
 from ioc.logs import fields
@@ -88,8 +89,10 @@ class StatusPages:
         self._tallies: dict[str, list[Tally]] | None = None
         self._tallies_for: tuple[Any, ...] = ()
         self._tallies_at = -math.inf
+        self._memo: dict[Any, Any] = {}       # bars per service until the history is reread
         self._refreshing: asyncio.Task[None] | None = None
         self._versions: dict[tuple[str, str], tuple[int, dict[str, Any], _Version]] = {}
+        self._wanted: set[tuple[str, str]] = set()   # (page slug, lang) asked for so far
         self._limiters: dict[str, tuple[tuple[int, float], FailureLimiter]] = {}
 
     # -- pages in force ------------------------------------------------------------------
@@ -185,12 +188,23 @@ class StatusPages:
         if (self._tallies is None or key != self._tallies_for
                 or started - self._tallies_at >= HISTORY_REFRESH):
             await self._read_history(shown, bounds, windows, now, key)
-        self._inputs = Inputs(
-            now=now, tz=tz, targets=targets, states=dict(context.board.targets),
+        inputs = Inputs(
+            now=now, tz=tz, targets=targets,
+            # copies: the board's states change on the loop while a thread renders
+            states={n: replace(t) for n, t in context.board.targets.items()},
             days=[d for d, _, _ in bounds], tallies=self._tallies, incidents=incidents,
-            windows=windows)
+            windows=windows, memo=self._memo)
+        serial = self._serial + 1
+        for slug, lang in sorted(self._wanted):
+            page = self.page(slug)
+            if page is None or page.slug != slug:  # a reload removed it
+                self._wanted.discard((slug, lang))
+                self._versions.pop((slug, lang), None)
+                continue
+            await self._prepare(page, lang, inputs, serial)
+        self._inputs = inputs
         self._built_at = started
-        self._serial += 1
+        self._serial = serial
 
     async def _read_history(self, shown: list[str], bounds: list[tuple[Any, float, float]],
                             windows: list[PlannedWindow], now: float,
@@ -221,6 +235,7 @@ class StatusPages:
 
         # CPU for a few hundred milliseconds at 1,000 targets: off the loop.
         self._tallies = await asyncio.to_thread(compute)
+        self._memo = {}
         self._tallies_for = key
         self._tallies_at = self.context.monotonic()
 
@@ -228,20 +243,60 @@ class StatusPages:
 
     async def document(self, page: StatusPageConfig, lang: str) -> tuple[dict[str, Any],
                                                                           _Version]:
-        """The public document of a page (cached per snapshot) and its version."""
-        inputs = await self.snapshot()
-        held = self._versions.get((page.slug, lang))
-        if held is not None and held[0] == self._serial:
-            return held[1], held[2]
+        """The public document of a page and its version, rendered ahead.
+
+        A page and language asked for once is prepared again after every snapshot, in the
+        background: requests never wait for a render, they get the newest one ready.
+        """
+        await self.snapshot()
+        key = (page.slug, lang)
+        held = self._versions.get(key)
+        if held is None:
+            assert self._inputs is not None
+            self._wanted.add(key)
+            await self._prepare(page, lang, self._inputs, self._serial)
+            held = self._versions[key]
+        return held[1], held[2]
+
+    async def _prepare(self, page: StatusPageConfig, lang: str, inputs: Inputs,
+                       serial: int) -> None:
+        key = (page.slug, lang)
+        held = self._versions.get(key)
+        previous = None if held is None else held[2]
+        extras = {"tz": self.context.config().province.timezone,
+                  "json_href": _json_href(page, self.pages())}
+        # Building and rendering 50 services x 90 days takes tens of milliseconds of CPU:
+        # in a thread, so the loop keeps answering (and polling) meanwhile.
+        doc, version = await asyncio.to_thread(self._make, page, lang, inputs, previous,
+                                               extras)
+        self._versions[key] = (serial, doc, version)
+
+    def _make(self, page: StatusPageConfig, lang: str, inputs: Inputs,
+              previous: _Version | None, extras: dict[str, str]
+              ) -> tuple[dict[str, Any], _Version]:
         doc = build_document(page, lang, inputs)
-        key = hashlib.sha256(json.dumps(doc, sort_keys=True, ensure_ascii=False,
-                                        default=str).encode()).hexdigest()
-        if held is not None and held[2].key == key:
-            version = held[2]
-        else:
-            version = _Version(key, inputs.now)
+        digest = hashlib.sha256(json.dumps(doc, sort_keys=True, ensure_ascii=False,
+                                           default=str).encode()).hexdigest()
+        if previous is not None and previous.key == digest:
+            doc["updated_at"] = previous.updated_at
+            return doc, previous  # same content: same bodies, ETag and Last-Modified
+        version = _Version(digest, inputs.now)
         doc["updated_at"] = version.updated_at
-        self._versions[(page.slug, lang)] = (self._serial, doc, version)
+        bars = {}
+        fragment = self.templates.get_template("status_bars.html")
+        for group in doc["groups"]:
+            for s in group["services"]:
+                key = ("bars", s["slug"], s["name"], lang, id(s["days"]))
+                if key not in inputs.memo:  # the days list is the memo's own object
+                    inputs.memo[key] = Markup(fragment.render(s=s, w=_words(lang)))
+                bars[s["slug"]] = inputs.memo[key]
+        html = self.templates.get_template("status.html").render(
+            doc=doc, lang=lang, w=_words(lang), at=_clock(extras["tz"]),
+            duration=_duration(lang), json_href=extras["json_href"], bars=bars).encode()
+        self._render(version, "html", lambda: html, "text/html; charset=utf-8")
+        self._render(version, "json", lambda: json.dumps(
+            _public_json(doc), ensure_ascii=False, separators=(",", ":")).encode(),
+            "application/json; charset=utf-8")
         return doc, version
 
     def _render(self, version: _Version, kind: str, make: Any, content_type: str
@@ -256,19 +311,12 @@ class StatusPages:
         return found
 
     async def html(self, page: StatusPageConfig, lang: str) -> Rendered:
-        doc, version = await self.document(page, lang)
-        tz = self.context.config().province.timezone
-        return self._render(version, "html", lambda: self.templates.get_template(
-            "status.html").render(doc=doc, lang=lang, w=_words(lang),
-                                  at=_clock(tz), duration=_duration(lang),
-                                  json_href=_json_href(page, self.pages()),
-                                  ).encode(), "text/html; charset=utf-8")
+        _, version = await self.document(page, lang)
+        return version.rendered["html"]
 
     async def json(self, page: StatusPageConfig, lang: str) -> Rendered:
-        doc, version = await self.document(page, lang)
-        return self._render(version, "json", lambda: json.dumps(
-            _public_json(doc), ensure_ascii=False, separators=(",", ":")).encode(),
-            "application/json; charset=utf-8")
+        _, version = await self.document(page, lang)
+        return version.rendered["json"]
 
     async def badge(self, page: StatusPageConfig, slug: str, lang: str) -> Rendered:
         doc, version = await self.document(page, lang)

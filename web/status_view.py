@@ -12,7 +12,7 @@ fixed words below. Pure: ``now`` and every input are passed in.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -195,6 +195,9 @@ class Inputs:
     tallies: Mapping[str, Sequence[Tally]] | None   # target → one tally per day; None: not read
     incidents: Sequence[PublicIncident]
     windows: Sequence[PlannedWindow]
+    # What only the availability history decides (a service's bars), kept from one snapshot
+    # to the next until the history is read again: a new dict then.
+    memo: dict[Any, Any] = field(default_factory=dict)
 
 
 def _percent(ratio: float | None, lang: str) -> str | None:
@@ -202,6 +205,31 @@ def _percent(ratio: float | None, lang: str) -> str | None:
         return None
     text = f"{ratio * 100:.2f}".rstrip("0").rstrip(".")
     return f"{text.replace('.', ',')} %" if lang != "en" else f"{text}%"
+
+
+def _days(targets: Sequence[str], lang: str, inputs: Inputs
+          ) -> tuple[list[dict[str, Any]], Tally]:
+    """A service's daily bars and their total: its targets' seconds added, then divided."""
+    day_count = len(inputs.days)
+    days, total = [], Tally()
+    for i, day in enumerate(inputs.days):
+        tally: Tally | None = None
+        if inputs.tallies is not None:
+            per = [inputs.tallies[t][i] for t in targets if t in inputs.tallies
+                   and len(inputs.tallies[t]) == day_count]
+            if per:
+                tally = sum(per, Tally())
+                total = total + tally
+        level = day_level(tally)
+        ratio = None if tally is None else tally.availability
+        label = day.strftime("%d/%m/%Y") + ": " + (
+            word(lang, "day.none") if level == "none" and ratio is None
+            else word(lang, "day.maintenance") if ratio is None
+            else (_percent(ratio, lang) or "") + (
+                f" ({word(lang, 'day.maintenance')})" if level == "maintenance" else ""))
+        days.append({"date": day.isoformat(), "availability": ratio, "level": level,
+                     "label": label})
+    return days, total
 
 
 def _merged(incidents: Sequence[PublicIncident]) -> list[dict[str, Any]]:
@@ -225,7 +253,6 @@ def build_document(page: StatusPageConfig, lang: str, inputs: Inputs) -> dict[st
     now = inputs.now
     horizon_past = now - page.incident_days * 86400
     horizon_ahead = now + UPCOMING_DAYS * 86400
-    day_count = len(inputs.days)
     groups: list[dict[str, Any]] = []
     incidents: list[dict[str, Any]] = []
     maintenance: dict[tuple[float, float, str | None], dict[str, Any]] = {}
@@ -241,25 +268,11 @@ def build_document(page: StatusPageConfig, lang: str, inputs: Inputs) -> dict[st
             state = service_state([inputs.states[t] for t in targets if t in inputs.states],
                                   bool(active))
             worst = min(worst, STATES.index(state))
-            days, total = [], Tally()
-            for i, day in enumerate(inputs.days):
-                tally: Tally | None = None
-                if inputs.tallies is not None:
-                    per = [inputs.tallies[t][i] for t in targets if t in inputs.tallies
-                           and len(inputs.tallies[t]) == day_count]
-                    if per:
-                        tally = sum(per, Tally())
-                        total = total + tally
-                level = day_level(tally)
-                ratio = None if tally is None else tally.availability
-                label = day.strftime("%d/%m/%Y") + ": " + (
-                    word(lang, "day.none") if level == "none" and ratio is None
-                    else word(lang, "day.maintenance") if ratio is None
-                    else (_percent(ratio, lang) or "") + (
-                        f" ({word(lang, 'day.maintenance')})" if level == "maintenance"
-                        else ""))
-                days.append({"date": day.isoformat(), "availability": ratio, "level": level,
-                             "label": label})
+            memo_key = ("days", service.slug, lang, tuple(targets), tuple(inputs.days))
+            held = inputs.memo.get(memo_key)
+            if held is None:
+                held = inputs.memo[memo_key] = _days(targets, lang, inputs)
+            days, total = held
             services.append({"slug": service.slug, "name": name, "state": state,
                              "state_label": word(lang, f"state.{state}"),
                              "availability": total.availability,
@@ -301,7 +314,7 @@ def build_document(page: StatusPageConfig, lang: str, inputs: Inputs) -> dict[st
                  else page.description.pick(lang)},
         "lang": lang,
         "overall": {"state": overall, "label": word(lang, f"banner.{overall}")},
-        "history_days": day_count,
+        "history_days": len(inputs.days),
         "incident_days": page.incident_days,
         "first_day": inputs.days[0].isoformat() if inputs.days else None,
         "groups": groups,

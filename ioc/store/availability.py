@@ -142,12 +142,15 @@ async def read_histories(engine: AsyncEngine, start: float, end: float, *,
             monitored_from = None if first is None else sec(first)
             interval = intervals.get(target) or await _guess_interval(conn, ids)
             hold = interval * HOLD_INTERVALS
+            # Nothing exists before the first poll: a target watched for a day is read for a
+            # day, not for the whole period (90 days of empty buckets otherwise).
+            begin = start if monitored_from is None else max(start, monitored_from)
             if monitored_from is None or monitored_from >= end:
                 segments: list[Segment] = []
             elif len(ids) == 1:
-                segments = await _segments(conn, ids[0], start, end, interval, rolled)
+                segments = await _segments(conn, ids[0], begin, end, interval, rolled)
             else:
-                segments = await _raw_segments(conn, ids, start - hold, end, hold)
+                segments = await _raw_segments(conn, ids, begin - hold, end, hold)
             out[target] = TargetHistory(target, sids[-1][1], monitored_from,
                                         _clip(segments, start, end), interval)
     return out
