@@ -146,6 +146,11 @@ class StatusPages:
         assert self._inputs is not None
         return self._inputs
 
+    def start(self) -> None:
+        """Begin building the first snapshot in the background."""
+        if self._refreshing is None:
+            self._refreshing = asyncio.create_task(self._rebuild(), name="ioc-status-page")
+
     async def refresh(self) -> None:
         """Rebuild the snapshot now, the availability history included (after an operator's
         change the next request shows it without waiting for ``refresh``)."""
@@ -474,12 +479,21 @@ async def badge(request: web.Request) -> web.Response:
     return _respond(request, page, await pages.badge(page, slug, _lang(request)))
 
 
+async def _warm(app: web.Application) -> None:
+    """Start the first snapshot (the history read takes seconds at 1,000 targets) when the
+    server starts, so the first citizen does not wait for it."""
+    pages = app[STATUS_PAGES]
+    if pages.pages():
+        pages.start()
+
+
 async def _close(app: web.Application) -> None:
     await app[STATUS_PAGES].close()
 
 
 def add_routes(app: web.Application) -> None:
     app[STATUS_PAGES] = StatusPages(app[CONTEXT], app[TEMPLATES])
+    app.on_startup.append(_warm)
     app.on_cleanup.append(_close)
     app.router.add_get("/status", main_page)
     app.router.add_get("/status.json", main_json)

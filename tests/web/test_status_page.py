@@ -87,6 +87,7 @@ async def status_app(tmp_path: Path) -> AsyncIterator[IocApp]:
     config = parse_config(status_raw(tmp_path, hostile_port, free_port()), env={})
     try:
         async with polled_app(config) as (app, _):
+            await fresh(app)  # the snapshot begun at start-up predates the first polls
             yield app
     finally:
         await runner.cleanup()
@@ -214,6 +215,7 @@ async def test_over_the_rate_limit_a_readable_429_with_retry_after(tmp_path: Pat
     raw = status_raw(tmp_path, free_port(), free_port(),
                      rate_limit={"burst": 3, "requests": 1, "per": "60s"})
     async with polled_app(parse_config(raw, env={})) as (app, _):
+        await fresh(app)
         statuses = [(await get(app, "/status/cong-dan"))[0] for _ in range(3)]
         assert statuses == [200, 200, 200]
         status, html, headers = await get(app, "/status/cong-dan")
