@@ -50,7 +50,8 @@ WORDS: dict[str, dict[str, str]] = {
         "ui.updated": "Cập nhật lúc",
         "ui.lang": "Ngôn ngữ",
         "ui.services": "Trạng thái dịch vụ",
-        "ui.incidents": "Sự cố",
+        "ui.incidents": "Sự cố gần đây",
+        "ui.open_incidents": "Sự cố đang diễn ra",
         "ui.no_incidents": "Không có sự cố nào trong {days} ngày qua.",
         "ui.maintenance": "Bảo trì theo kế hoạch",
         "ui.ongoing": "Đang diễn ra",
@@ -78,6 +79,7 @@ WORDS: dict[str, dict[str, str]] = {
         "ui.unavailable": "Trang trạng thái tạm thời chưa sẵn sàng. Vui lòng thử lại sau.",
         "unit.minutes": "{n} phút",
         "unit.hours": "{h} giờ {m} phút",
+        "unit.whole_hours": "{h} giờ",
         "unit.days": "{d} ngày {h} giờ",
     },
     "en": {
@@ -99,7 +101,8 @@ WORDS: dict[str, dict[str, str]] = {
         "ui.updated": "Updated at",
         "ui.lang": "Language",
         "ui.services": "Service status",
-        "ui.incidents": "Incidents",
+        "ui.incidents": "Recent incidents",
+        "ui.open_incidents": "Ongoing incidents",
         "ui.no_incidents": "No incidents in the past {days} days.",
         "ui.maintenance": "Planned maintenance",
         "ui.ongoing": "Ongoing",
@@ -127,6 +130,7 @@ WORDS: dict[str, dict[str, str]] = {
         "ui.unavailable": "The status page is not available yet. Please try again shortly.",
         "unit.minutes": "{n} min",
         "unit.hours": "{h} h {m} min",
+        "unit.whole_hours": "{h} h",
         "unit.days": "{d} d {h} h",
     },
 }
@@ -144,7 +148,7 @@ def duration_text(seconds: float, lang: str) -> str:
         return word(lang, "unit.minutes", n=minutes)
     hours, minutes = divmod(minutes, 60)
     if hours < 24:
-        return word(lang, "unit.hours", h=hours, m=minutes)
+        return word(lang, "unit.hours" if minutes else "unit.whole_hours", h=hours, m=minutes)
     days, hours = divmod(hours, 24)
     return word(lang, "unit.days", d=days, h=hours)
 
