@@ -409,11 +409,16 @@ def _admit(request: web.Request, pages: StatusPages, page: StatusPageConfig,
                              headers={**headers, "Cache-Control": "no-store"})
 
 
+def _gzip_etag(etag: str) -> str:
+    """The gzip body's own tag: a strong ETag names one sequence of bytes."""
+    return etag[:-1] + '-gz"'
+
+
 def _not_modified(request: web.Request, rendered: Rendered) -> bool:
     match = request.headers.get("If-None-Match")
     if match is not None:
         tags = {t.strip().removeprefix("W/") for t in match.split(",")}
-        return "*" in tags or rendered.etag in tags
+        return "*" in tags or rendered.etag in tags or _gzip_etag(rendered.etag) in tags
     since = request.if_modified_since
     return since is not None and int(rendered.last_modified) <= since.timestamp()
 
@@ -426,14 +431,16 @@ def _respond(request: web.Request, page: StatusPageConfig, rendered: Rendered) -
                          f"max-age={int(page.max_age)}",
         "Vary": "Accept-Encoding" + (", Authorization, Cookie" if page.require_auth else ""),
     }
+    zipped = "gzip" in request.headers.get("Accept-Encoding", "")
+    if zipped:  # the tag of what this client would get
+        headers["ETag"] = _gzip_etag(rendered.etag)
     if _not_modified(request, rendered):
         return web.Response(status=304, headers=headers)
-    body = rendered.body
-    if "gzip" in request.headers.get("Accept-Encoding", ""):
-        headers["Content-Encoding"] = "gzip"
-        body = rendered.gzipped
     headers["Content-Type"] = rendered.content_type
-    return web.Response(body=body, headers=headers)
+    if zipped:
+        headers["Content-Encoding"] = "gzip"
+        return web.Response(body=rendered.gzipped, headers=headers)
+    return web.Response(body=rendered.body, headers=headers)
 
 
 async def _serve(request: web.Request, slug: str | None, kind: str) -> web.Response:

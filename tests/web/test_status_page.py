@@ -228,6 +228,34 @@ async def test_over_the_rate_limit_a_readable_429_with_retry_after(tmp_path: Pat
         assert status == 429
 
 
+async def test_the_limit_is_per_client_behind_a_trusted_proxy(tmp_path: Path) -> None:
+    raw = status_raw(tmp_path, free_port(), free_port(),
+                     rate_limit={"burst": 2, "requests": 1, "per": "60s"})
+    raw["service"]["trusted_proxies"] = ["127.0.0.1/32"]
+    async with polled_app(parse_config(raw, env={})) as (app, _):
+        await fresh(app)
+        one, other = {"X-Forwarded-For": "203.0.113.9"}, {"X-Forwarded-For": "198.51.100.7"}
+        assert [(await get(app, "/status", one))[0] for _ in range(3)] == [200, 200, 429]
+        assert (await get(app, "/status", other))[0] == 200  # its own bucket
+
+
+async def test_gzip_has_its_own_etag_and_both_revalidate(status_app: IocApp) -> None:
+    async with aiohttp.ClientSession(auto_decompress=False) as session:
+        async with session.get(status_app.url + "/status",
+                               headers={"Accept-Encoding": "gzip"}) as resp:
+            zipped = resp.headers["ETag"]
+            assert resp.headers["Content-Encoding"] == "gzip"
+            assert resp.headers["Vary"] == "Accept-Encoding"
+        async with session.get(status_app.url + "/status",
+                               headers={"Accept-Encoding": "identity"}) as resp:
+            plain = resp.headers["ETag"]
+            assert "Content-Encoding" not in resp.headers
+    assert zipped != plain
+    for tag in (zipped, plain):
+        status, _, _ = await get(status_app, "/status", {"If-None-Match": tag})
+        assert status == 304
+
+
 async def test_unknown_pages_and_badges_are_404(status_app: IocApp) -> None:
     status, html, headers = await get(status_app, "/status/khong-co")
     assert status == 404 and "Không tìm thấy" in html and "text/html" in headers["Content-Type"]
