@@ -256,6 +256,21 @@ async def test_gzip_has_its_own_etag_and_both_revalidate(status_app: IocApp) -> 
         assert status == 304
 
 
+async def test_a_reload_changes_the_pages(status_app: IocApp, tmp_path: Path) -> None:
+    raw = status_raw(tmp_path, free_port(), free_port())
+    raw["collectors"] = [c for c in raw["collectors"]
+                         if c["name"] in status_app.runners]  # the same targets
+    page = raw["status_pages"][0]
+    page["title"] = {"vi": "Tiêu đề mới", "en": "New title"}
+    page["groups"][0]["services"] = page["groups"][0]["services"][:1]
+    result = await status_app.reload(parse_config(raw, env={}))
+    assert result.ok, result.errors
+    await fresh(status_app)
+    _, html, _ = await get(status_app, "/status")
+    assert "Tiêu đề mới" in html and "Công an" not in html
+    assert (await get(status_app, "/status/badge/cong-an.svg"))[0] == 404
+
+
 async def test_unknown_pages_and_badges_are_404(status_app: IocApp) -> None:
     status, html, headers = await get(status_app, "/status/khong-co")
     assert status == 404 and "Không tìm thấy" in html and "text/html" in headers["Content-Type"]
