@@ -93,7 +93,7 @@ _COMMON = {"304": {"description": "not modified"},
            "429": _resp("Error", "too many requests from this address")}
 
 _HTML = {"description": "the page (HTML, no script)", "content": {"text/html": {}}}
-_HTML_ERROR = {"content": {"text/html": {}}}
+_HTML_ERROR: dict[str, Any] = {"content": {"text/html": {}}}
 
 STATUS_PATHS: dict[str, Any] = {
     "/status": {"get": {

@@ -174,7 +174,7 @@ async def test_the_page_shows_configured_names_and_states_and_nothing_internal(
     assert public and public[0]["notes"] == [PUBLIC_NOTE]
     assert public[0]["duration_seconds"] == 300
 
-    _, html, headers = await get(app, "/status")
+    _, html, _ = await get(app, "/status")
     assert "<script" not in html.lower().replace("&lt;script", "")
     assert "Hoạt động bình thường" in html and "Gián đoạn một phần" in html
     assert "Công an &lt;tỉnh&gt; &amp; &#34;dân&#34;" in html

@@ -54,7 +54,8 @@ def config(tmp_path: Path, refused_port: int) -> Any:
          "ranges": [{"start": f"{ahead:%Y-%m-%d %H:%M}",
                      "end": f"{ahead + timedelta(hours=3):%Y-%m-%d %H:%M}"}]},
         {"department": "STP", "ranges": [
-            {"start": f"{past:%Y-%m-%d %H:%M}", "end": f"{past + timedelta(hours=4):%Y-%m-%d %H:%M}"}]},
+            {"start": f"{past:%Y-%m-%d %H:%M}",
+             "end": f"{past + timedelta(hours=4):%Y-%m-%d %H:%M}"}]},
     ]}
     raw["status_pages"] = [{
         "slug": "dich-vu-cong",
@@ -179,8 +180,8 @@ async def test_the_page_renders_without_javascript_at_desktop_and_phone_widths(
                                             java_script_enabled=False)
         page = await context.new_page()
         problems: list[str] = []
-        page.on("pageerror", lambda e: problems.append(str(e)))
-        page.on("requestfailed", lambda r: problems.append(r.url))
+        page.on("pageerror", lambda e, seen=problems: seen.append(str(e)))
+        page.on("requestfailed", lambda r, seen=problems: seen.append(r.url))
         await page.goto(f"{demo.url}/status?lang={lang}", wait_until="load")
         assert await page.locator("script").count() == 0
         assert await page.locator(".service").count() == 8
