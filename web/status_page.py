@@ -92,7 +92,9 @@ class StatusPages:
         self._memo: dict[Any, Any] = {}       # bars per service until the history is reread
         self._refreshing: asyncio.Task[None] | None = None
         self._versions: dict[tuple[str, str], tuple[int, dict[str, Any], _Version]] = {}
-        self._wanted: set[tuple[str, str]] = set()   # (page slug, lang) asked for so far
+        # (page slug, lang) -> the kinds (html, json) asked for so far
+        self._wanted: dict[tuple[str, str], set[str]] = {}
+        self._history_version = 0             # reads of the availability history so far
         self._limiters: dict[str, tuple[tuple[int, float], FailureLimiter]] = {}
 
     # -- pages in force ------------------------------------------------------------------
@@ -198,12 +200,12 @@ class StatusPages:
             # copies: the board's states change on the loop while a thread renders
             states={n: replace(t) for n, t in context.board.targets.items()},
             days=[d for d, _, _ in bounds], tallies=self._tallies, incidents=incidents,
-            windows=windows, memo=self._memo)
+            windows=windows, memo=self._memo, history_version=self._history_version)
         serial = self._serial + 1
         for slug, lang in sorted(self._wanted):
             page = self.page(slug)
             if page is None or page.slug != slug:  # a reload removed it
-                self._wanted.discard((slug, lang))
+                self._wanted.pop((slug, lang), None)
                 self._versions.pop((slug, lang), None)
                 continue
             await self._prepare(page, lang, inputs, serial)
@@ -241,24 +243,26 @@ class StatusPages:
         # CPU for a few hundred milliseconds at 1,000 targets: off the loop.
         self._tallies = await asyncio.to_thread(compute)
         self._memo = {}
+        self._history_version += 1
         self._tallies_for = key
         self._tallies_at = self.context.monotonic()
 
     # -- documents and bodies --------------------------------------------------------------
 
-    async def document(self, page: StatusPageConfig, lang: str) -> tuple[dict[str, Any],
-                                                                          _Version]:
-        """The public document of a page and its version, rendered ahead.
+    async def document(self, page: StatusPageConfig, lang: str, kind: str = "html"
+                       ) -> tuple[dict[str, Any], _Version]:
+        """The public document of a page and its version, with ``kind`` (html or json)
+        rendered ahead.
 
-        A page and language asked for once is prepared again after every snapshot, in the
-        background: requests never wait for a render, they get the newest one ready.
+        A page, language and kind asked for once is prepared again after every snapshot, in
+        the background: requests never wait for a render, they get the newest one ready.
         """
         await self.snapshot()
         key = (page.slug, lang)
         held = self._versions.get(key)
-        if held is None:
+        if held is None or kind not in held[2].rendered:
             assert self._inputs is not None
-            self._wanted.add(key)
+            self._wanted.setdefault(key, set()).add(kind)
             await self._prepare(page, lang, self._inputs, self._serial)
             held = self._versions[key]
         return held[1], held[2]
@@ -270,38 +274,47 @@ class StatusPages:
         previous = None if held is None else held[2]
         extras = {"tz": self.context.config().province.timezone,
                   "json_href": _json_href(page, self.pages())}
+        kinds = frozenset(self._wanted.get(key, ()))
         # Building and rendering 50 services x 90 days takes tens of milliseconds of CPU:
         # in a thread, so the loop keeps answering (and polling) meanwhile.
         doc, version = await asyncio.to_thread(self._make, page, lang, inputs, previous,
-                                               extras)
+                                               extras, kinds)
         self._versions[key] = (serial, doc, version)
 
     def _make(self, page: StatusPageConfig, lang: str, inputs: Inputs,
-              previous: _Version | None, extras: dict[str, str]
+              previous: _Version | None, extras: dict[str, str], kinds: frozenset[str]
               ) -> tuple[dict[str, Any], _Version]:
         doc = build_document(page, lang, inputs)
-        digest = hashlib.sha256(json.dumps(doc, sort_keys=True, ensure_ascii=False,
-                                           default=str).encode()).hexdigest()
+        # The bars come from the memo, the same objects until the history is read again
+        # (distinct lists alive together have distinct ids): the digest names the read and
+        # the list rather than hashing 90 days of every service again.
+        digest = hashlib.sha256(json.dumps(
+            {**doc, "groups": [{**g, "services": [{**s, "days": id(s["days"])}
+                                                  for s in g["services"]]}
+                               for g in doc["groups"]], "history": inputs.history_version},
+            sort_keys=True, ensure_ascii=False, default=str).encode()).hexdigest()
         if previous is not None and previous.key == digest:
-            doc["updated_at"] = previous.updated_at
-            return doc, previous  # same content: same bodies, ETag and Last-Modified
-        version = _Version(digest, inputs.now)
+            version = previous  # same content: same bodies, ETag and Last-Modified
+        else:
+            version = _Version(digest, inputs.now)
         doc["updated_at"] = version.updated_at
-        bars = {}
-        fragment = self.templates.get_template("status_bars.html")
-        for group in doc["groups"]:
-            for s in group["services"]:
-                key = ("bars", s["slug"], s["name"], lang, id(s["days"]))
-                if key not in inputs.memo:  # the days list is the memo's own object
-                    inputs.memo[key] = Markup(fragment.render(s=s, w=_words(lang)))
-                bars[s["slug"]] = inputs.memo[key]
-        html = self.templates.get_template("status.html").render(
-            doc=doc, lang=lang, w=_words(lang), at=_clock(extras["tz"]),
-            duration=_duration(lang), json_href=extras["json_href"], bars=bars).encode()
-        self._render(version, "html", lambda: html, "text/html; charset=utf-8")
-        self._render(version, "json", lambda: json.dumps(
-            _public_json(doc), ensure_ascii=False, separators=(",", ":")).encode(),
-            "application/json; charset=utf-8")
+        if "html" in kinds and "html" not in version.rendered:
+            bars = {}
+            fragment = self.templates.get_template("status_bars.html")
+            for group in doc["groups"]:
+                for s in group["services"]:
+                    key = ("bars", s["slug"], s["name"], lang, id(s["days"]))
+                    if key not in inputs.memo:  # the days list is the memo's own object
+                        inputs.memo[key] = Markup(fragment.render(s=s, w=_words(lang)))
+                    bars[s["slug"]] = inputs.memo[key]
+            html = self.templates.get_template("status.html").render(
+                doc=doc, lang=lang, w=_words(lang), at=_clock(extras["tz"]),
+                duration=_duration(lang), json_href=extras["json_href"], bars=bars).encode()
+            self._render(version, "html", lambda: html, "text/html; charset=utf-8")
+        if "json" in kinds and "json" not in version.rendered:
+            self._render(version, "json", lambda: json.dumps(
+                _public_json(doc), ensure_ascii=False, separators=(",", ":")).encode(),
+                "application/json; charset=utf-8")
         return doc, version
 
     def _render(self, version: _Version, kind: str, make: Any, content_type: str
@@ -316,15 +329,15 @@ class StatusPages:
         return found
 
     async def html(self, page: StatusPageConfig, lang: str) -> Rendered:
-        _, version = await self.document(page, lang)
+        _, version = await self.document(page, lang, "html")
         return version.rendered["html"]
 
     async def json(self, page: StatusPageConfig, lang: str) -> Rendered:
-        _, version = await self.document(page, lang)
+        _, version = await self.document(page, lang, "json")
         return version.rendered["json"]
 
     async def badge(self, page: StatusPageConfig, slug: str, lang: str) -> Rendered:
-        doc, version = await self.document(page, lang)
+        doc, version = await self.document(page, lang, "json")
         service = next(s for g in doc["groups"] for s in g["services"] if s["slug"] == slug)
         return self._render(version, f"badge:{slug}", lambda: badge_svg(
             service["name"], service["state_label"], service["state"]).encode(),

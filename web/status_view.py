@@ -202,6 +202,7 @@ class Inputs:
     # What only the availability history decides (a service's bars), kept from one snapshot
     # to the next until the history is read again: a new dict then.
     memo: dict[Any, Any] = field(default_factory=dict)
+    history_version: int = 0   # which read of the history ``tallies`` and ``memo`` are of
 
 
 def _percent(ratio: float | None, lang: str) -> str | None:
