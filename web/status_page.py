@@ -61,6 +61,10 @@ HISTORY_REFRESH = 300.0   # seconds between reads of the availability history
 MAX_TRACKED_CLIENTS = 10_000
 
 
+class Unavailable(Exception):
+    """No snapshot could be built yet: the page answers 503, readable, and tries again."""
+
+
 @dataclass(slots=True)
 class Rendered:
     body: bytes
@@ -145,7 +149,8 @@ class StatusPages:
         if self._inputs is None:
             assert self._refreshing is not None
             await asyncio.shield(self._refreshing)
-        assert self._inputs is not None
+            if self._inputs is None:  # tried again after ``refresh``
+                raise Unavailable
         return self._inputs
 
     def start(self) -> None:
@@ -168,6 +173,16 @@ class StatusPages:
             await asyncio.gather(self._refreshing, return_exceptions=True)
 
     async def _rebuild(self) -> None:
+        """A new snapshot; a failure is logged and the previous snapshot stays in use (with
+        none yet, the requests waiting for it get :class:`Unavailable`)."""
+        try:
+            await self._build()
+        except Exception as exc:
+            log.exception("status page: cannot build the snapshot",
+                          extra=fields(error=f"{type(exc).__name__}: {exc}"))
+            self._built_at = self.context.monotonic()  # not again at every request
+
+    async def _build(self) -> None:
         context = self.context
         config = context.config()
         pages = self.pages()
@@ -393,6 +408,17 @@ def _error_page(request: web.Request, status: int, message: str,
                         headers={"Cache-Control": "no-store", **(headers or {})})
 
 
+def _unavailable(request: web.Request, kind: str) -> web.Response:
+    message = word(_lang(request), "ui.unavailable")
+    headers = {"Retry-After": "5", "Cache-Control": "no-store"}
+    if kind == "html":
+        return _error_page(request, 503, message, headers)
+    if kind == "badge":
+        return web.Response(status=503, text=message, headers=headers)
+    return web.json_response({"error": "unavailable", "detail": message}, status=503,
+                             headers=headers)
+
+
 def _not_found_text(kind: str) -> web.Response:
     if kind == "badge":
         return web.Response(status=404, body=unknown_badge_svg().encode(),
@@ -467,7 +493,10 @@ async def _serve(request: web.Request, slug: str | None, kind: str) -> web.Respo
     if refused is not None:
         return refused
     lang = _lang(request)
-    rendered = await (pages.html(page, lang) if kind == "html" else pages.json(page, lang))
+    try:
+        rendered = await (pages.html(page, lang) if kind == "html" else pages.json(page, lang))
+    except Unavailable:
+        return _unavailable(request, kind)
     return _respond(request, page, rendered)
 
 
@@ -496,7 +525,11 @@ async def badge(request: web.Request) -> web.Response:
     refused = _admit(request, pages, page, "badge")
     if refused is not None:
         return refused
-    return _respond(request, page, await pages.badge(page, slug, _lang(request)))
+    try:
+        rendered = await pages.badge(page, slug, _lang(request))
+    except Unavailable:
+        return _unavailable(request, "badge")
+    return _respond(request, page, rendered)
 
 
 async def _warm(app: web.Application) -> None:
