@@ -95,6 +95,7 @@ class StatusPages:
         self._tallies_at = -math.inf
         self._memo: dict[Any, Any] = {}       # bars per service until the history is reread
         self._refreshing: asyncio.Task[None] | None = None
+        self._history_task: asyncio.Task[None] | None = None
         self._versions: dict[tuple[str, str], tuple[int, dict[str, Any], _Version]] = {}
         # (page slug, lang) -> the kinds (html, json) asked for so far
         self._wanted: dict[tuple[str, str], set[str]] = {}
@@ -163,14 +164,15 @@ class StatusPages:
         change the next request shows it without waiting for ``refresh``)."""
         if self._refreshing is not None and not self._refreshing.done():
             await asyncio.gather(self._refreshing, return_exceptions=True)
-        self._tallies_at = -math.inf
+        self._tallies_for = ()  # read the history again, and wait for it
         self._refreshing = asyncio.create_task(self._rebuild(), name="ioc-status-page")
         await asyncio.shield(self._refreshing)
 
     async def close(self) -> None:
-        if self._refreshing is not None and not self._refreshing.done():
-            self._refreshing.cancel()
-            await asyncio.gather(self._refreshing, return_exceptions=True)
+        for task in (self._refreshing, self._history_task):
+            if task is not None and not task.done():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
 
     async def _rebuild(self) -> None:
         """A new snapshot; a failure is logged and the previous snapshot stays in use (with
@@ -207,9 +209,16 @@ class StatusPages:
             log.warning("status page: cannot read incidents", extra=fields(error=str(exc)))
             incidents = [] if self._inputs is None else list(self._inputs.incidents)
         key = (bounds[0][0], bounds[-1][0], tuple(shown))
-        if (self._tallies is None or key != self._tallies_for
-                or started - self._tallies_at >= HISTORY_REFRESH):
+        if self._tallies is None or key != self._tallies_for:
+            # the bars must be of the days and targets shown: wait for them (the first
+            # snapshot, a new day, a reload that changed the services)
             await self._read_history(shown, bounds, windows, now, key)
+        elif started - self._tallies_at >= HISTORY_REFRESH and (
+                self._history_task is None or self._history_task.done()):
+            # a periodic re-read takes seconds at 1,000 targets: snapshots go on meanwhile
+            self._history_task = asyncio.create_task(
+                self._read_history(shown, bounds, windows, now, key),
+                name="ioc-status-page-history")
         inputs = Inputs(
             now=now, tz=tz, targets=targets,
             # copies: the board's states change on the loop while a thread renders
@@ -261,6 +270,7 @@ class StatusPages:
         self._history_version += 1
         self._tallies_for = key
         self._tallies_at = self.context.monotonic()
+        self._built_at = -math.inf  # the next request takes the new bars into a snapshot
 
     # -- documents and bodies --------------------------------------------------------------
 
