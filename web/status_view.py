@@ -189,7 +189,7 @@ def day_level(tally: Tally | None) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Inputs:
-    """Everything the document is built from, read by ``web.status_page``."""
+    """Everything the document is built from, read by ``web.status_cache``."""
 
     now: float
     tz: ZoneInfo
