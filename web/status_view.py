@@ -212,12 +212,15 @@ def _percent(ratio: float | None, lang: str) -> str | None:
     return f"{text.replace('.', ',')} %" if lang != "en" else f"{text}%"
 
 
-def _days(targets: Sequence[str], lang: str, inputs: Inputs
+def _days(targets: Sequence[str], lang: str, inputs: Inputs, count: int
           ) -> tuple[list[dict[str, Any]], Tally]:
-    """A service's daily bars and their total: its targets' seconds added, then divided."""
+    """A service's last ``count`` daily bars and their total: its targets' seconds added,
+    then divided."""
     day_count = len(inputs.days)
     days, total = [], Tally()
     for i, day in enumerate(inputs.days):
+        if i < day_count - count:
+            continue
         tally: Tally | None = None
         if inputs.tallies is not None:
             per = [inputs.tallies[t][i] for t in targets if t in inputs.tallies
@@ -273,10 +276,11 @@ def build_document(page: StatusPageConfig, lang: str, inputs: Inputs) -> dict[st
             state = service_state([inputs.states[t] for t in targets if t in inputs.states],
                                   bool(active))
             worst = min(worst, STATES.index(state))
-            memo_key = ("days", service.slug, lang, tuple(targets), tuple(inputs.days))
+            memo_key = ("days", service.slug, lang, tuple(targets), tuple(inputs.days),
+                        page.history_days)
             held = inputs.memo.get(memo_key)
             if held is None:
-                held = inputs.memo[memo_key] = _days(targets, lang, inputs)
+                held = inputs.memo[memo_key] = _days(targets, lang, inputs, page.history_days)
             days, total = held
             services.append({"slug": service.slug, "name": name, "state": state,
                              "state_label": word(lang, f"state.{state}"),
@@ -312,6 +316,7 @@ def build_document(page: StatusPageConfig, lang: str, inputs: Inputs) -> dict[st
                         entry["services"].append(name)
         groups.append({"name": group.name.pick(lang), "services": services})
     overall = STATES[worst]
+    shown_days = inputs.days[-page.history_days:]
     incidents.sort(key=lambda i: (not i["open"], -i["started_at"]))
     return {
         "page": {"slug": page.slug, "title": page.title.pick(lang),
@@ -319,9 +324,9 @@ def build_document(page: StatusPageConfig, lang: str, inputs: Inputs) -> dict[st
                  else page.description.pick(lang)},
         "lang": lang,
         "overall": {"state": overall, "label": word(lang, f"banner.{overall}")},
-        "history_days": len(inputs.days),
+        "history_days": len(shown_days),
         "incident_days": page.incident_days,
-        "first_day": inputs.days[0].isoformat() if inputs.days else None,
+        "first_day": shown_days[0].isoformat() if shown_days else None,
         "groups": groups,
         "incidents": incidents,
         "maintenance": sorted(maintenance.values(), key=lambda m: m["starts_at"]),

@@ -3,6 +3,7 @@ windows laid out from the config (time passed in, no app)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
@@ -96,6 +97,16 @@ def test_targets_add_their_seconds_and_overlapping_outages_merge() -> None:
     assert listed == [("portal", True, None, []),
                       ("portal", False, round(2 * h), ["Đã xử lý"])]
     assert doc["overall"]["state"] == "operational"
+
+
+def test_a_page_shows_its_own_number_of_days() -> None:
+    short = page(history_days=7)
+    many = replace(inputs([]), days=[date(2026, 11, d) for d in range(1, 31)],
+                   tallies={"a": [Tally(up=86400)] * 30}, memo={})
+    doc = build_document(short, "vi", many)
+    bars = doc["groups"][0]["services"][0]["days"]
+    assert [d["date"] for d in bars] == [f"2026-11-{d}" for d in range(24, 31)]
+    assert doc["history_days"] == 7 and doc["first_day"] == "2026-11-24"
 
 
 def test_windows_from_config_ranges_weekly_slots_and_operators() -> None:
