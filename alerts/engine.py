@@ -39,6 +39,10 @@ from ioc.store.base import Fence, StoreError
 
 log = logging.getLogger("ioc.alerts")
 
+# The longest a warm-up waits for the first poll of every target, in warm-ups: a target whose
+# first poll never comes back (a hung scheduler) must not hold resolutions forever.
+WARMUP_LIMIT = 10
+
 _EVAL_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
@@ -228,6 +232,7 @@ class AlertEngine:
                  *, interval: float, registry: CollectorRegistry,
                  store: AlertStateStore | None = None, warmup: float = 0.0,
                  keep_resolved_for: float = 3600.0,
+                 data_ready: Callable[[], bool] | None = None,
                  wall_clock: Callable[[], float] = clock.now,
                  monotonic: Callable[[], float] = clock.monotonic) -> None:
         self.evaluator = Evaluator(rules)
@@ -236,6 +241,10 @@ class AlertEngine:
         self.interval = interval
         self.store = store
         self.warmup = warmup
+        # Under load the first polls after a start can take longer than ``warmup``: until every
+        # target has answered once (``data_ready``) the warm-up goes on, up to WARMUP_LIMIT
+        # times its length, so an empty window is never read as a recovery (and a re-page).
+        self.data_ready = data_ready
         self.keep_resolved_for = keep_resolved_for
         # Set while this instance is the alert leader (ioc.leader): every state write proves it.
         self.fence: Fence | None = None
@@ -358,12 +367,20 @@ class AlertEngine:
                 delay = next_tick - self._monotonic()
             await asyncio.sleep(max(0.0, delay))
 
+    def warming_up(self, now: float, since: float) -> bool:
+        """Whether alerts missing from this cycle's results are still held (see the module)."""
+        if now < since + self.warmup:
+            return True
+        if self.data_ready is None or now >= since + WARMUP_LIMIT * max(self.warmup, 1.0):
+            return False
+        return not self.data_ready()
+
     async def run_cycle(self, now: float) -> Cycle:
         """Evaluate every rule at ``now``, persist what changed, tell the sink."""
         started = self._monotonic()
         since = self._started_at if self._started_at is not None else now
         cycle = self.evaluator.evaluate(self.caches, now, data_since=since,
-                                        warming_up=now < since + self.warmup)
+                                        warming_up=self.warming_up(now, since))
         if self._carry:
             cycle.alerts.extend(self._carry)
             self._carry.clear()

@@ -17,6 +17,12 @@ matching series over a window with a threshold::
 or it fires when a metric has no sample for a while (``absent: 10m``), so a collector that
 stopped reporting pages too. Annotations are Jinja2 templates rendered in a sandbox: rules may
 come from files an operator did not write, and a template must never reach Python objects.
+
+An annotation may also be given in English beside the default (Vietnamese) text, under the
+same key with ``_en`` added (``summary_en``). The annotations stay one flat mapping of strings,
+so older rule files, stored alerts and Alertmanager payloads keep their shape; notifications
+read the default keys, and screens in English pick the ``_en`` text where there is one
+(``localized``).
 """
 
 from __future__ import annotations
@@ -53,6 +59,9 @@ COMPARE: dict[str, Callable[[float, float], bool]] = {
 }
 
 RESERVED_LABELS = ("alertname", "severity")
+# Languages an annotation may be translated into, as the suffix of its key (summary_en); the
+# key without a suffix is the default language's text (Vietnamese), which notifications use.
+ANNOTATION_LANGS = ("en",)
 _LABEL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 DEFAULT_RULES = "default_rules.yaml"
 MAX_RULE_FILE_BYTES = 10 * 1024 * 1024
@@ -84,7 +93,9 @@ class RuleConfig(StrictModel):
     severity: Severity = "warning"
     labels: dict[str, str] = Field(default_factory=dict, description="labels added to alerts")
     annotations: dict[str, str] = Field(
-        default_factory=dict, description="summary, description, runbook_url: Jinja2 templates")
+        default_factory=dict,
+        description="title, summary, description, runbook_url: Jinja2 templates; the same "
+                    "key with `_en` (summary_en) is its English text")
 
     @field_validator("matchers")
     @classmethod
@@ -123,6 +134,11 @@ class RuleConfig(StrictModel):
                 env.parse(source)  # syntax only; compile_rule builds the template
             except TemplateError as exc:
                 raise ValueError(f"annotation {key!r} is not a valid template: {exc}") from None
+            base, lang = translated_key(key)
+            if lang and base not in value:
+                raise ValueError(f"annotation {key!r} is the {lang!r} text of {base!r}, which "
+                                 f"the rule does not give: add {base!r} in the default language "
+                                 "(notifications and screens without a translation show it)")
         return value
 
     @model_validator(mode="after")
@@ -182,8 +198,33 @@ class _Blank(Undefined):
     """A missing label renders as an empty string, as in Prometheus templates."""
 
 
-def human_duration(seconds: Any) -> str:
-    """``93784`` → ``1 ngày 2 giờ``: the two largest units, in Vietnamese."""
+def translated_key(key: str) -> tuple[str, str]:
+    """``summary_en`` → (``summary``, ``en``); a key with no language suffix → (key, "")."""
+    for lang in ANNOTATION_LANGS:
+        suffix = "_" + lang
+        if key.endswith(suffix) and len(key) > len(suffix):
+            return key[:-len(suffix)], lang
+    return key, ""
+
+
+def localized(annotations: Mapping[str, str], key: str, lang: str) -> str:
+    """The annotation ``key`` in ``lang`` where the rule gives it, else the default text."""
+    if lang in ANNOTATION_LANGS:
+        text = annotations.get(f"{key}_{lang}")
+        if text:
+            return text
+    return annotations.get(key, "")
+
+
+_UNITS = {
+    "vi": (("ngày", "ngày"), ("giờ", "giờ"), ("phút", "phút"), ("giây", "giây")),
+    "en": (("day", "days"), ("hour", "hours"), ("minute", "minutes"), ("second", "seconds")),
+}
+
+
+def human_duration(seconds: Any, lang: str = "vi") -> str:
+    """``93784`` → ``1 ngày 2 giờ`` (``|duration("en")``: ``1 day 2 hours``): the two
+    largest units, in Vietnamese unless English is asked for."""
     try:
         total = float(seconds)
     except (TypeError, ValueError, OverflowError):
@@ -192,14 +233,16 @@ def human_duration(seconds: Any) -> str:
         return str(total)
     sign = "-" if total < 0 else ""
     rest = int(abs(total))
+    units = _UNITS.get(lang, _UNITS["vi"])
     parts = []
-    for size, unit in ((86400, "ngày"), (3600, "giờ"), (60, "phút"), (1, "giây")):
+    for size, (one, many) in zip((86400, 3600, 60, 1), units, strict=True):
         if rest >= size:
-            parts.append(f"{rest // size} {unit}")
+            count = rest // size
+            parts.append(f"{count} {one if count == 1 else many}")
             rest %= size
         if len(parts) == 2:
             break
-    return sign + (" ".join(parts) if parts else "0 giây")
+    return sign + (" ".join(parts) if parts else f"0 {units[3][1]}")
 
 
 def percent(value: Any, digits: int = 1) -> str:
@@ -455,6 +498,7 @@ __all__ = [
     "compile_rules",
     "gather_rules",
     "human_duration",
+    "localized",
     "parse_rule_text",
     "percent",
     "read_rule_file",

@@ -115,7 +115,7 @@ async def main() -> None:
         await app.event_store.open()  # the security panel reads the latest events
         await app.wall.open()
         await app.dispatcher.open()  # delivery's tables: an evaluation's result is recorded
-        runner = web.AppRunner(create_web_app(app.web, app.wall), access_log=None)
+        runner = web.AppRunner(create_web_app(app.web, app.wall, app.console), access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()

@@ -23,6 +23,7 @@ import aiohttp
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from collectors.mapping import CompiledMapping, FieldMapping, UnknownUnits
+from collectors.probe.body import read_capped
 from ioc import trace
 from ioc.collector import CollectorFailure
 from ioc.config_types import CollectorConfig, StrictModel
@@ -95,7 +96,7 @@ async def fetch_json(session: aiohttp.ClientSession, cfg: JsonStatsConfig) -> An
     try:
         async with session.request(cfg.method, cfg.url, headers=headers,
                                    json=cfg.body, ssl=ssl_arg) as response:
-            raw = await response.content.read(cfg.max_bytes + 1)
+            raw = await read_capped(response, cfg.max_bytes)
             status = response.status
             tracer = trace.active()
             if tracer is not None:

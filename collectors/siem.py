@@ -22,6 +22,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import ssl
 from collections import Counter as Tally
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +34,8 @@ import jmespath
 from jmespath.exceptions import JMESPathError
 from pydantic import Field, SecretStr, field_validator
 
+from collectors.probe.body import read_capped
+from collectors.probe.errors import classify_http_error
 from ioc import trace
 from ioc.collector import CollectorFailure
 from ioc.config_types import CollectorConfig, Duration, StrictModel
@@ -342,7 +345,7 @@ class SiemCollector:
         try:
             async with session.request(method, url, headers=self._headers, ssl=self._ssl,
                                        **kwargs) as response:
-                body = await response.content.read(MAX_RESPONSE_BYTES + 1)
+                body = await read_capped(response, MAX_RESPONSE_BYTES)
                 tracer = trace.active()
                 if tracer is not None:
                     tracer.exchange(str(response.url), response.status,
@@ -355,11 +358,12 @@ class SiemCollector:
                     raise CollectorFailure("http_status",
                                            f"SIEM answered HTTP {response.status}: "
                                            f"{body[:200].decode('utf-8', 'replace')}")
-        except aiohttp.ClientConnectorError as exc:
-            raise CollectorFailure("connect_refused", f"cannot connect: {exc.os_error}") \
-                from exc
-        except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError) as exc:
-            raise CollectorFailure("protocol_error", f"bad response: {exc}") from exc
+        except (aiohttp.ClientError, ssl.SSLError, ConnectionError) as exc:
+            # every client failure by the probes' own vocabulary (dns, tls, connect_timeout,
+            # a head over aiohttp's limits, …), never the catch-all "error"
+            failure = classify_http_error(exc) or CollectorFailure(
+                "protocol_error", f"bad response: {exc}"[:500])
+            raise failure from exc
         try:
             return json.loads(body)
         except ValueError as exc:

@@ -279,6 +279,8 @@ class WallConfig(StrictModel):
     replay_events: int = Field(1000, ge=10, le=1_000_000,
                                description="recent events kept for Last-Event-ID resume")
     announcement: str = Field("", max_length=500, description="banner text at start")
+    sound: bool = Field(False, description="a short tone (made in the page) when a critical "
+                                           "alert newly fires")
     allowed_networks: list[str] = Field(default_factory=list,
                                         description="CIDRs that may see the wall; empty: any")
 

@@ -78,6 +78,7 @@ from service.try_command import API_LIMIT, find_targets, try_target
 from web.app import create_web_app
 from web.client_limits import TrustMetrics, server_logger
 from web.connections import ConnectionGuard, ConnectionSettings, GuardedAppRunner
+from web.console_feed import ConsoleFeed
 from web.context import WebContext
 from web.forwarded import TrustedProxies
 from web.keys import AUTH
@@ -218,6 +219,7 @@ class IocApp:
             store=AlertStateStore(config.storage.url),
             warmup=max((config.interval_of(c) + config.timeout_of(c)
                         for c in config.collectors), default=0.0),
+            data_ready=self.first_polls_done,
             keep_resolved_for=keep_resolved_for(self.dispatcher.settings.route,
                                                 config.alerts.evaluation_interval))
         self.keep_ranges(self.alerts.rules)
@@ -255,9 +257,17 @@ class IocApp:
             polling=lambda: self.scheduler.running, shard_ready=self._shard_ready,
             proxies=self.proxies, try_target=self.try_target, reload=self.reload,
             last_reload=lambda: self.reloader.last, add_poll_hook=self.pipeline.add_hook,
+            rule_names=lambda: [rule.name for rule in self.alerts.rules],
             history=self.history)
         self.wall = WallFeed(self.web, epoch=format(int(clock.now() * 1000), "x"))
         self.wall.attach()
+        self.console = ConsoleFeed(self.web, self.wall.stream.epoch, self.wall.templates)
+        self.console.attach()
+
+    def first_polls_done(self) -> bool:
+        """Every target this instance polls has finished a poll since start (the alert
+        engine's warm-up waits for it; other shards' targets arrive through the store tail)."""
+        return all(t.last_check is not None for t in self.board.targets.values() if not t.remote)
 
     def keep_ranges(self, rules: Sequence[Rule]) -> None:
         """Keep in memory the ranges of points the rules (and the wall) read, and only the
@@ -483,6 +493,7 @@ class IocApp:
         # a stream already open was authorised under the old ones, so every screen reconnects
         # (resuming from the replay ring) and is checked again.
         self.wall.stream.close_all()
+        self.console.stream.close_all()
 
     def session(self) -> aiohttp.ClientSession:
         if self._session is None:
@@ -546,7 +557,7 @@ class IocApp:
             limit=cfg.collection.max_concurrency, limit_per_host=cfg.collection.max_per_host,
             keepalive=False, user_agent=f"ioc/{__version__}")
         self._web_runner = GuardedAppRunner(
-            create_web_app(self.web, self.wall), self.connections, access_log=None,
+            create_web_app(self.web, self.wall, self.console), self.connections, access_log=None,
             handle_signals=False, shutdown_timeout=2.0,
             logger=server_logger(self.trust, clock.monotonic),
             # request line and header caps: an oversized one gets 400 before any handler

@@ -8,15 +8,19 @@ import json
 import math
 from collections.abc import Mapping
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
 from alerts.acks import DEFAULT_ACK_SECONDS
+from alerts.rules import localized
 from ioc.config_types import parse_duration
 from web.auth import PRINCIPAL, Principal
 from web.bodies import body_limits, parse_json, read_body
+from web.console_time import looks_local, typed_field
 from web.context import AlertDesk
 from web.errors import ApiError
+from web.i18n import DEFAULT_LANG, LANGS
 from web.keys import AUTH, CONTEXT, request_now
 
 MAX_LIMIT = 1000
@@ -106,11 +110,24 @@ def filter_alerts(alerts: list[dict[str, Any]],
     return out
 
 
+TEXT_KEYS = ("title", "summary", "description")  # the annotations `text` gives per language
+
+
+def with_text(alerts: list[dict[str, Any]], lang: str) -> list[dict[str, Any]]:
+    """Each row with ``text``: its title, summary and description in ``lang`` (``summary_en``
+    where the rule gives it, else the default text); ``annotations`` stay as rendered."""
+    return [{**a, "text": {k: localized(a["annotations"], k, lang) for k in TEXT_KEYS}}
+            for a in alerts]
+
+
 async def list_alerts(request: web.Request) -> web.Response:
     _require(request, "viewer")
+    lang = request.query.get("lang", DEFAULT_LANG)
+    if lang not in LANGS:
+        raise ApiError(400, "invalid lang", f"expected one of {', '.join(LANGS)}, got {lang!r}")
     now = request_now(request)
     alerts = filter_alerts(_dispatcher(request).view(now), request.query)
-    return _ok({"generated_at": now, "alerts": alerts})
+    return _ok({"generated_at": now, "alerts": with_text(alerts, lang)})
 
 
 async def ack_alert(request: web.Request) -> web.Response:
@@ -162,12 +179,19 @@ async def create_silence(request: web.Request) -> web.Response:
     comment = data.get("comment", "")
     if not isinstance(comment, str) or len(comment) > 1000:
         raise ApiError(400, "invalid comment", "a text of at most 1000 characters")
-    starts_at = _number(data, "starts_at", now)
+    tz = ZoneInfo(_dispatcher(request).settings.timezone)
+    lang = request.query.get("lang", "en")
+    # The console sends typed times, "start"/"end" as dd/mm/yyyy HH:MM (web.console_time).
+    starts_at = (typed_field(data["start"], "start", tz, lang) if looks_local(data.get("start"))
+                 else _number(data, "starts_at", now))
     assert starts_at is not None
     duration = _duration(data, "duration", None)
-    ends_at = _number(data, "ends_at", None if duration is None else starts_at + duration)
+    ends_at = (typed_field(data["end"], "end", tz, lang) if looks_local(data.get("end"))
+               else _number(data, "ends_at", None if duration is None
+                            else starts_at + duration))
     if ends_at is None:
-        raise ApiError(400, "missing end", "give ends_at (unix seconds) or duration (e.g. 2h)")
+        raise ApiError(400, "missing end", "give ends_at (unix seconds), end (dd/mm/yyyy "
+                                           "HH:MM) or duration (e.g. 2h)")
     try:
         silence = await _dispatcher(request).add_silence(
             matchers, starts_at=starts_at, ends_at=ends_at, created_by=who.name,
@@ -265,6 +289,10 @@ ALERT_SCHEMAS: dict[str, Any] = {
             "fingerprint": {"type": "string"},
             "state": {"type": "string", "enum": ["firing", "resolved"]},
             "labels": _STRMAP, "annotations": _STRMAP, "value": _NUM_OR_NULL,
+            "text": {"type": "object", "description": "title, summary and description in "
+                     "the language asked for with ?lang= (the default text where the rule "
+                     "gives no translation)",
+                     "properties": {k: {"type": "string"} for k in TEXT_KEYS}},
             "active_at": {"type": "number"}, "fired_at": _NUM_OR_NULL,
             "resolved_at": _NUM_OR_NULL, "department_name": {"type": "string"},
             "receivers": {"type": "array", "items": {"type": "string"}},
@@ -307,6 +335,10 @@ ALERT_SCHEMAS: dict[str, Any] = {
             "comment": {"type": "string"},
             "starts_at": {"type": "number", "description": "unix seconds (default now)"},
             "ends_at": {"type": "number", "description": "unix seconds"},
+            "start": {"type": "string", "description": "instead of starts_at: dd/mm/yyyy "
+                      "HH:MM in the province's time"},
+            "end": {"type": "string", "description": "instead of ends_at: dd/mm/yyyy HH:MM "
+                    "in the province's time"},
             "duration": {"type": "string", "description": "instead of ends_at, e.g. 2h"}},
     },
     "NewAck": {"type": "object", "properties": {
@@ -353,7 +385,8 @@ ALERT_PATHS: dict[str, Any] = {
         "summary": "Firing alerts, with their receivers, ack and why any is muted",
         "operationId": "alerts",
         "parameters": [_param(n, f"only alerts with this {n}") for n in ALERT_FILTERS]
-        + [_param("muted", "true or false")],
+        + [_param("muted", "true or false"),
+           _param("lang", "vi (default) or en: the language of each alert's `text`")],
         "responses": {"200": _resp("AlertList", "alerts"), **_ERRORS},
     }},
     "/api/v1/alerts/{fingerprint}/ack": {"post": {

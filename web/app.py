@@ -20,6 +20,8 @@ from web import (
     audit_api,
     client_limits,
     console,
+    console_bulk,
+    console_incidents,
     events_api,
     forwarded,
     incidents_api,
@@ -34,6 +36,7 @@ from web import (
 )
 from web.auth import Authenticator
 from web.bodies import BODY_LIMITS, BodyLimits
+from web.console_feed import CONSOLE, ConsoleFeed
 from web.context import WebContext
 from web.errors import error_middleware, json_error
 from web.i18n import format_time
@@ -99,13 +102,17 @@ async def _security_headers(request: web.Request, response: web.StreamResponse) 
 
 async def _close_streams(app: web.Application) -> None:
     app[WALL].close()
+    app[CONSOLE].close()
 
 
 async def not_found(request: web.Request) -> web.Response:
     return json_error(404, "not found", f"no route for {request.method} {request.path}")
 
 
-def create_web_app(context: WebContext, wall: WallFeed) -> web.Application:
+def create_web_app(context: WebContext, wall: WallFeed,
+                   console_feed: ConsoleFeed | None = None) -> web.Application:
+    """The application; ``console_feed`` is the console's live feed the service built and
+    attached (one is made here, attached, when a caller has none)."""
     config = context.config()
     service = config.service
     clock = context.clock
@@ -127,6 +134,10 @@ def create_web_app(context: WebContext, wall: WallFeed) -> web.Application:
         client_max_size=service.max_body_size)
     app[CONTEXT] = context
     app[WALL] = wall
+    if console_feed is None:
+        console_feed = ConsoleFeed(context, wall.stream.epoch, wall.templates)
+        console_feed.attach()
+    app[CONSOLE] = console_feed
     app[BODY_LIMITS] = BodyLimits.from_config(service)
     auth = config.auth
     app[AUTH] = Authenticator(
@@ -161,6 +172,8 @@ def create_web_app(context: WebContext, wall: WallFeed) -> web.Application:
     oncall_api.add_routes(app)
     announcement.add_routes(app)
     console.add_routes(app)
+    console_bulk.add_routes(app)
+    console_incidents.add_routes(app)
     runbooks.add_routes(app)
     audit_api.add_routes(app)
     reload_api.add_routes(app)

@@ -174,5 +174,8 @@ class WebContext:
     reload: Callable[[], Awaitable[ReloadOutcome]]
     last_reload: Callable[[], ReloadOutcome | None]
     add_poll_hook: Callable[[Callable[[PollOutcome], None]], None]
+    # the names of the alert rules in force (the console's rule lists name rules that have
+    # not fired yet); none when the service has no rules
+    rule_names: Callable[[], Sequence[str]] = lambda: ()
     # the poll history the public status page's availability bars read (None: no bars)
     history: HistoryStore | None = None

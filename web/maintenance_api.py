@@ -18,6 +18,7 @@ from aiohttp import web
 
 from alerts.maintenance import MAX_WINDOW_SECONDS, parse_instant
 from web.alerts_api import _body, _dispatcher, _ok, _require
+from web.console_time import looks_local, typed_field
 from web.errors import ApiError
 from web.keys import request_now
 
@@ -44,10 +45,11 @@ async def create_maintenance(request: web.Request) -> web.Response:
     if not isinstance(comment, str) or len(comment) > MAX_COMMENT_CHARS:
         raise ApiError(400, "invalid comment", f"a text of at most {MAX_COMMENT_CHARS} "
                        "characters")
-    starts_at = _instant(data, "start", now, tz)
+    lang = request.query.get("lang", "en")
+    starts_at = _instant(data, "start", now, tz, lang)
     if "end" not in data or data["end"] in (None, ""):
         raise ApiError(400, "missing end", "give end: unix seconds or an ISO 8601 time")
-    ends_at = _instant(data, "end", now, tz)
+    ends_at = _instant(data, "end", now, tz, lang)
     if sum(1 for w in dispatcher.windows.values() if w.ends_at > now) >= MAX_OPEN_WINDOWS:
         raise ApiError(409, "too many windows", f"at most {MAX_OPEN_WINDOWS} pending or "
                        "active windows; end some first")
@@ -73,10 +75,13 @@ async def end_maintenance(request: web.Request) -> web.Response:
     return _ok({"window": _shown(request, ended.to_dict(now))})
 
 
-def _instant(data: dict[str, Any], name: str, default: float, tz: ZoneInfo) -> float:
+def _instant(data: dict[str, Any], name: str, default: float, tz: ZoneInfo,
+             lang: str) -> float:
     value = data.get(name)
     if value is None or value == "":
         return default
+    if looks_local(value):  # typed in the console: dd/mm/yyyy HH:MM (web.console_time)
+        return typed_field(value, name, tz, lang)
     try:
         return parse_instant(value, tz)
     except ValueError as exc:
@@ -110,7 +115,8 @@ def _resp(schema: str, description: str) -> dict[str, Any]:
             "content": {"application/json": {"schema": {"$ref": _REF + schema}}}}
 
 
-_INSTANT_TEXT = "unix seconds or ISO 8601; without an offset, the province's time"
+_INSTANT_TEXT = ("unix seconds, ISO 8601 or dd/mm/yyyy HH:MM; without an offset, the "
+                 "province's time")
 _INSTANT: dict[str, Any] = {"oneOf": [{"type": "number"}, {"type": "string"}],
                             "description": _INSTANT_TEXT,
                             "examples": ["2026-12-05T22:00", 1796482800]}

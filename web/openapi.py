@@ -13,6 +13,7 @@ from ioc import __version__
 from web.alerts_api import ALERT_PATHS, ALERT_SCHEMAS
 from web.announcement import ANNOUNCEMENT_PATHS, ANNOUNCEMENT_SCHEMAS
 from web.audit_api import AUDIT_PATHS, AUDIT_SCHEMAS
+from web.console_bulk import BULK_PATHS, BULK_SCHEMAS
 from web.events_api import EVENT_PATHS, EVENT_SCHEMAS
 from web.incidents_api import INCIDENT_PATHS, INCIDENT_SCHEMAS
 from web.maintenance_api import MAINTENANCE_PATHS, MAINTENANCE_SCHEMAS
@@ -129,6 +130,7 @@ SCHEMAS: dict[str, Any] = {
     **RELOAD_SCHEMAS,
     **TRY_SCHEMAS,
     **INCIDENT_SCHEMAS,
+    **BULK_SCHEMAS,
     **STATUS_SCHEMAS,
 }
 
@@ -186,6 +188,7 @@ PATHS: dict[str, Any] = {
     **RELOAD_PATHS,
     **TRY_PATHS,
     **INCIDENT_PATHS,
+    **BULK_PATHS,
     **STATUS_PATHS,
 }
 

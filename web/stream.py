@@ -40,6 +40,10 @@ from web.errors import ApiError
 log = logging.getLogger("ioc.stream")
 
 CLIENT_QUEUE = 1000  # events waiting for one client before it is cut off
+# Who reads each named stream, and the settings that cap them (metric help, refusals).
+_AUDIENCE = {"wall": ("wall screens", "wall.max_clients", "wall.max_clients_per_address"),
+             "console": ("console pages", "the console's cap in all",
+                         "its cap per address")}
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +75,10 @@ class EventStream:
 
     def __init__(self, registry: CollectorRegistry, *, epoch: str, ring_size: int,
                  max_clients: int, heartbeat: float,
-                 max_clients_per_address: int | None = None) -> None:
+                 max_clients_per_address: int | None = None, name: str = "wall") -> None:
+        """``name`` is whose stream this is: ``wall`` (the screens) or ``console`` (operators'
+        sessions, ``web.console_feed``); it names the metric families and the log lines."""
+        self.name = name
         self.epoch = epoch
         self.max_clients = max_clients
         self.max_per_address = max_clients_per_address or max_clients
@@ -80,25 +87,28 @@ class EventStream:
         self._ring: deque[StreamEvent] = deque(maxlen=ring_size)
         self._seq = 0
         self._clients: set[_Client] = set()
-        self._refusing = OverflowLog(log, "wall stream client cap", full="reached",
+        self._refusing = OverflowLog(log, f"{name} stream client cap", full="reached",
                                      action="refusing", max_clients=max_clients,
                                      max_clients_per_address=self.max_per_address)
-        self._cutting = OverflowLog(log, "wall stream client queue",
+        self._cutting = OverflowLog(log, f"{name} stream client queue",
                                     action="cutting off slow clients",
                                     client_queue=CLIENT_QUEUE)
-        self.clients_gauge = Gauge("ioc_wall_stream_clients",
-                                   "Wall screens connected to the live stream.",
+        who, caps, per_address = _AUDIENCE.get(name, (f"{name} clients", "the cap in all",
+                                                       "the cap per address"))
+        self._who, self._caps, self._per_address = who, caps, per_address
+        self.clients_gauge = Gauge(f"ioc_{name}_stream_clients",
+                                   f"{who.capitalize()} connected to the live stream.",
                                    registry=registry)
-        self.events_total = Counter("ioc_wall_stream_events_total",
+        self.events_total = Counter(f"ioc_{name}_stream_events_total",
                                     "Events published to the live stream, by kind.", ["kind"],
                                     registry=registry)
         self.rejected_total = Counter(
-            "ioc_wall_stream_rejected_total",
-            "Stream connections refused because wall.max_clients were connected, or "
-            "wall.max_clients_per_address from the client's address.",
+            f"ioc_{name}_stream_rejected_total",
+            f"Stream connections refused because {caps} were connected, or "
+            f"{per_address} from the client's address.",
             registry=registry)
         self.dropped_total = Counter(
-            "ioc_wall_stream_dropped_total",
+            f"ioc_{name}_stream_dropped_total",
             "Stream clients cut off because they could not keep up.", registry=registry)
 
     @property
@@ -163,11 +173,11 @@ class EventStream:
     def subscribe(self, address: str = "unknown") -> _Client:
         """A new client from ``address``; ApiError 503 when either cap is reached."""
         if len(self._clients) >= self.max_clients:
-            self._refuse(address, f"at most {self.max_clients} wall screens may be connected "
-                                  "(wall.max_clients); try again later")
+            self._refuse(address, f"at most {self.max_clients} {self._who} may be connected "
+                                  f"({self._caps}); try again later")
         if self._by_address.get(address, 0) >= self.max_per_address:
             self._refuse(address, f"at most {self.max_per_address} stream connections from "
-                                  "one address (wall.max_clients_per_address)")
+                                  f"one address ({self._per_address})")
         self._refusing.ok()
         client = _Client(address)
         self._clients.add(client)

@@ -17,9 +17,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from alerts.rules import localized
 from ioc.cache import SeriesCache
 from ioc.config import WALL_PANELS
 from ioc.model import Event
+from web.i18n import LANGS
 
 if TYPE_CHECKING:
     from ioc.config import WallConfig
@@ -55,10 +57,14 @@ class WallView:
         return panel in self.panels
 
 
+DEFAULT_VIEW = "toan-tinh"  # the whole province: the one view when none is configured
+LEGACY_DEFAULT_VIEW = "all"  # its earlier name, still answered for screens set up with it
+
+
 def views_from_config(cfg: WallConfig) -> list[WallView]:
-    """The configured views, or one view named ``all`` with every panel."""
+    """The configured views, or one view named ``toan-tinh`` with every panel."""
     if not cfg.views:
-        return [WallView("all", "", WALL_PANELS, ())]
+        return [WallView(DEFAULT_VIEW, "", WALL_PANELS, ())]
     return [WallView(v.name, v.title, tuple(v.panels), tuple(v.departments)) for v in cfg.views]
 
 
@@ -295,58 +301,224 @@ def security_panel(cache: SeriesCache, now: float, stale_after: float,
     }
 
 
-ALERTS_SHOWN = 4  # alerts listed on the wall; the rest are counted ("+ 3 more")
-ALERT_SEVERITIES = ("critical", "warning", "info")
+ALERT_LINES_MAX = 16  # lines the panel could ever hold at 24 px text; plans go up to this
+ALERTS_SHOWN = 4  # lines shown before the page has measured its panel (no script: stays)
+GROUP_NAMES = 8  # departments named on a rule's line (one line, cut with an ellipsis)
+FLASH_SECONDS = 60.0  # a newly fired critical alert flashes its line and its tile this long
 
 
-def _alert_row(alert: Mapping[str, Any]) -> dict[str, Any]:
+def alert_since(alert: Mapping[str, Any], failing_since: Mapping[str, float]) -> float:
+    """When what the alert is about began: the outage's first failed poll for an alert about
+    a target that is failing (``failing_since``), else when the condition began to hold.
+
+    An outage that began after the alert did (the target recovered for a poll and failed
+    again while the alert kept firing) is not its start: the alert's own beginning is.
+    """
+    active = alert["active_at"] if alert["active_at"] is not None else alert["fired_at"]
+    failing = failing_since.get(alert["labels"].get("target", ""))
+    if failing is not None and (active is None or failing <= active):
+        return failing
+    return active if active is not None else 0.0
+
+
+def _alert_row(alert: Mapping[str, Any],
+               failing_since: Mapping[str, float] | None = None) -> dict[str, Any]:
     labels = alert["labels"]
     annotations = alert["annotations"]
     muted = alert["muted"]
     ack = alert["ack"]
     department = labels.get("department", "")
-    return {
+    department_name = alert["department_name"] or department
+    severity = labels.get("severity", "")
+    alertname = labels.get("alertname", "")
+    summary = {lang: localized(annotations, "summary", lang) for lang in LANGS}
+    fired = alert["fired_at"]
+    row = {
+        "kind": "alert",
         "fingerprint": alert["fingerprint"],
-        "severity": labels.get("severity", ""),
-        "alertname": labels.get("alertname", ""),
+        "severity": severity,
+        "alertname": alertname,
         "department": department,
-        "department_name": alert["department_name"] or department,
+        "department_name": department_name,
         "target": labels.get("target", ""),
-        "summary": annotations.get("summary", ""),
-        "since": alert["fired_at"] or alert["active_at"],
+        "title": {lang: localized(annotations, "title", lang) or alertname for lang in LANGS},
+        "summary": summary,
+        # the department, when the summary does not name it already
+        "where": {lang: department_name if department_name not in text else ""
+                  for lang, text in summary.items()},
+        "since": alert_since(alert, failing_since or {}),
+        # a critical alert flashes (and may sound) until then; None: it does not
+        "fresh_until": fired + FLASH_SECONDS if severity == "critical" and fired else None,
         "acked_by": ack["by"] if ack else None,
+        "acked_at": ack.get("at") if ack else None,
         "silenced": bool(muted.get("silenced_by")),
         "maintenance": bool(muted.get("maintenance")),
         "inhibited": bool(muted.get("inhibited_by")),
     }
+    row["handled"] = bool(row["acked_by"] or row["silenced"] or row["maintenance"]
+                          or row["inhibited"])
+    return row
 
 
 def alert_sort_key(row: Mapping[str, Any]) -> tuple[int, int, float]:
-    """Unhandled alerts first (nobody acked or muted them), then by severity, newest first."""
-    handled = bool(row["acked_by"] or row["silenced"] or row["maintenance"]
-                   or row["inhibited"])
-    severity = (ALERT_SEVERITIES.index(row["severity"]) if row["severity"] in ALERT_SEVERITIES
-                else len(ALERT_SEVERITIES))
-    return int(handled), severity, -row["since"]
+    """By severity first (a critical someone took in hand stays above every warning), then
+    unhandled before handled (acked, silenced, in maintenance, inhibited), newest outage first.
+    """
+    return _severity_rank(row["severity"]), int(row["handled"]), -row["since"]
+
+
+def alert_group(members: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """One line for the critical alerts of one rule: "Mất kết nối — 35 hệ thống"."""
+    first = members[0]
+    names = list(dict.fromkeys(m["department_name"] for m in members if m["department_name"]))
+    fresh = [m["fresh_until"] for m in members if m["fresh_until"] is not None]
+    return {
+        "kind": "group",
+        "fingerprint": "group:" + first["alertname"],
+        "severity": first["severity"],
+        "alertname": first["alertname"],
+        "title": first["title"],
+        "count": len(members),
+        "systems": all(m["target"] for m in members),  # counted as systems, else as alerts
+        "departments": names[:GROUP_NAMES],
+        "handled": sum(1 for m in members if m["handled"]),
+        "since": min(m["since"] for m in members),
+        "fresh_until": max(fresh) if fresh else None,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class AlertFold:
+    """What the panel shows when ``capacity`` lines fit: ``lines`` of the ``mode`` list
+    (``full``: one line per alert; ``grouped``: critical alerts of one rule on one line), and
+    the alerts left out, counted by severity (the "và N cảnh báo khác" line)."""
+
+    mode: str
+    lines: list[dict[str, Any]]
+    hidden: tuple[tuple[str, int], ...]
+
+    @property
+    def hidden_total(self) -> int:
+        return sum(n for _, n in self.hidden)
+
+
+def alert_lines(rows: Sequence[dict[str, Any]]) -> tuple[list[dict[str, Any]],
+                                                         list[dict[str, Any]]]:
+    """The two lists a panel folds: every alert, and criticals of a rule collapsed."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        if row["severity"] == "critical":
+            groups.setdefault(row["alertname"], []).append(row)
+    grouped = [members[0] if len(members) == 1 else alert_group(members)
+               for members in groups.values()]
+    grouped += [r for r in rows if r["severity"] != "critical"]
+    return list(rows), grouped
+
+
+def _hidden(lines: Sequence[Mapping[str, Any]]) -> tuple[tuple[str, int], ...]:
+    counts: dict[str, int] = {}
+    for line in lines:
+        counts[line["severity"]] = counts.get(line["severity"], 0) + line.get("count", 1)
+    return tuple(sorted(counts.items(), key=lambda kv: _severity_rank(kv[0])))
+
+
+def fold_alerts(rows: Sequence[dict[str, Any]], capacity: int,
+                lines: tuple[list[dict[str, Any]], list[dict[str, Any]]] | None = None
+                ) -> AlertFold:
+    """The lines shown when ``capacity`` lines fit (the "more" line counts as one).
+
+    Warnings and info fold before any critical does; when the criticals alone do not fit,
+    the criticals of each rule collapse into one line that says how many; only when even
+    those do not fit are lines left out, and the "more" line says what they hold.
+    ``lines`` is :func:`alert_lines` of ``rows`` when the caller has it already.
+    """
+    capacity = max(1, capacity)
+    full, grouped = lines if lines is not None else alert_lines(rows)
+    if len(full) <= capacity:
+        return AlertFold("full", full, ())
+    critical = sum(1 for r in full if r["severity"] == "critical")
+    if critical <= capacity - 1:
+        return AlertFold("full", full[:capacity - 1], _hidden(full[capacity - 1:]))
+    if len(grouped) <= capacity:
+        return AlertFold("grouped", grouped, ())
+    return AlertFold("grouped", grouped[:capacity - 1], _hidden(grouped[capacity - 1:]))
+
+
+def alert_plans(rows: Sequence[dict[str, Any]], lines_max: int = ALERT_LINES_MAX,
+                lines: tuple[list[dict[str, Any]], list[dict[str, Any]]] | None = None
+                ) -> tuple[list[dict[str, Any]], list[tuple[tuple[str, int], ...]]]:
+    """A plan per capacity from ``lines_max`` down to 1 (repeats dropped): the page shows the
+    first whose lines fit its panel. Each plan names its list, how many of its lines show,
+    and which "more" line (an index into the second value, or None). ``lines`` as for
+    :func:`fold_alerts`."""
+    plans: list[dict[str, Any]] = []
+    mores: list[tuple[tuple[str, int], ...]] = []
+    lines = lines if lines is not None else alert_lines(rows)
+    for capacity in range(lines_max, 0, -1):
+        fold = fold_alerts(rows, capacity, lines)
+        more = None
+        if fold.hidden:
+            if fold.hidden not in mores:
+                mores.append(fold.hidden)
+            more = mores.index(fold.hidden)
+        plan = {"mode": fold.mode, "n": len(fold.lines), "more": more}
+        if not plans or plans[-1] != plan:
+            plans.append(plan)
+    return plans, mores
+
+
+def fresh_criticals(rows: Sequence[Mapping[str, Any]], now: float) -> list[list[Any]]:
+    """``[fingerprint, department, flash until]`` of the newest critical that fired within
+    ``FLASH_SECONDS`` in each department: what the page flashes (and sounds once for). One
+    per department, so a province-wide outage does not put thousands in every delta."""
+    newest: dict[str, Mapping[str, Any]] = {}
+    for row in rows:
+        until = row["fresh_until"]
+        if until is None or until <= now:
+            continue
+        seen = newest.get(row["department"])
+        if seen is None or until > seen["fresh_until"]:
+            newest[row["department"]] = row
+    return [[r["fingerprint"], code, r["fresh_until"]] for code, r in sorted(newest.items())]
+
+
+def alert_rows(alerts: Sequence[Mapping[str, Any]],
+               failing_since: Mapping[str, float] | None = None) -> list[dict[str, Any]]:
+    """The firing alerts as the panel's rows, in the panel's order (``alert_sort_key``)."""
+    return sorted((_alert_row(a, failing_since) for a in alerts if a["state"] == "firing"),
+                  key=alert_sort_key)
 
 
 def alerts_panel(alerts: Sequence[Mapping[str, Any]], updated: float | None, now: float,
-                 stale_after: float, shown: int = ALERTS_SHOWN) -> dict[str, Any] | None:
+                 stale_after: float, failing_since: Mapping[str, float] | None = None,
+                 lines_max: int = ALERT_LINES_MAX,
+                 shown: int = ALERTS_SHOWN) -> dict[str, Any] | None:
     """Firing alerts as the wall lists them, from the rows ``GET /api/v1/alerts`` returns.
 
+    ``failing_since`` maps a target to the first failed poll of its current outage (status
+    rows). The page measures how many lines fit and applies the first plan that fits; the
+    server renders the plan for ``shown`` lines, so a page without its script is sensible.
     None (the panel hides) when nothing fires.
     """
-    rows = sorted((_alert_row(a) for a in alerts if a["state"] == "firing"),
-                  key=alert_sort_key)
+    rows = alert_rows(alerts, failing_since)
     if not rows:
         return None
     by_severity: dict[str, int] = {}
     for row in rows:
         by_severity[row["severity"]] = by_severity.get(row["severity"], 0) + 1
+    full, grouped = lines = alert_lines(rows)
+    plans, mores = alert_plans(rows, lines_max, lines)
+    used = {mode: max((p["n"] for p in plans if p["mode"] == mode), default=0)
+            for mode in ("full", "grouped")}
+    first = fold_alerts(rows, min(shown, lines_max), lines)
     when = updated if updated is not None else now
     return {
-        "items": rows[:shown],
-        "more": max(0, len(rows) - shown),
+        "lists": {"full": full[:used["full"]], "grouped": grouped[:used["grouped"]]},
+        "plans": plans,
+        "mores": mores,
+        "initial": {"mode": first.mode, "n": len(first.lines),
+                    "more": mores.index(first.hidden) if first.hidden in mores else None},
+        "fresh": fresh_criticals(rows, now),
         "firing": len(rows),
         "by_severity": sorted(by_severity.items(), key=lambda kv: _severity_rank(kv[0])),
         "updated": when,
@@ -465,16 +637,23 @@ def sparkline(points: Sequence[tuple[float, float]], width: int = 100,
 # The document behind the page
 
 
+def failing_since(rows: Iterable[Mapping[str, Any]]) -> dict[str, float]:
+    """Target -> the first failed poll of its current outage, from status rows."""
+    return {r["name"]: r["failing_since"] for r in rows if r.get("failing_since") is not None}
+
+
 def side_panels(cache: SeriesCache, state: WallState, now: float,
-                stale_after: float, events_cache: SeriesCache | None = None
+                stale_after: float, events_cache: SeriesCache | None = None,
+                failing: Mapping[str, float] | None = None
                 ) -> dict[str, dict[str, Any] | None]:
     """``events_cache`` holds the security-event counts (alerts.event_counts); events are not
-    samples and never reach the sample cache."""
+    samples and never reach the sample cache. ``failing`` is :func:`failing_since` of the
+    status rows: an alert about a failing target says since when its outage began."""
     return {
         "backlog": backlog_panel(cache, state.trends.get("backlog", []), now, stale_after),
         "feedback": feedback_panel(cache, state.trends.get("feedback", []), now, stale_after),
         "security": security_panel(events_cache or cache, now, stale_after, state.security),
-        "alerts": alerts_panel(state.alerts, state.alerts_updated, now, stale_after),
+        "alerts": alerts_panel(state.alerts, state.alerts_updated, now, stale_after, failing),
         "indices": indices_panel(cache, now, stale_after),
     }
 
@@ -485,7 +664,8 @@ def wall_document(status: Mapping[str, Any], *, view: WallView,
                   events_cache: SeriesCache | None = None) -> dict[str, Any]:
     """Everything one view of the wall shows, derived from the status document."""
     tiles = department_tiles(status, departments, view, state.availability)
-    panels = side_panels(cache, state, now, stale_after, events_cache)
+    panels = side_panels(cache, state, now, stale_after, events_cache,
+                         failing_since(status["targets"]))
     checks = [t["last_check"] for t in tiles if t["last_check"] is not None]
     return {
         "generated_at": now,

@@ -44,6 +44,8 @@ from web.errors import ApiError
 from web.i18n import LANGS, Translator, catalogue
 from web.stream import EventStream
 from web.wall import (
+    DEFAULT_VIEW,
+    LEGACY_DEFAULT_VIEW,
     PANEL_METRICS,
     SECURITY_LISTED,
     SECURITY_SHOWN,
@@ -68,7 +70,7 @@ log = logging.getLogger("ioc.wall")
 _PANEL_METRICS_ITEMS = tuple((k, frozenset(v)) for k, v in PANEL_METRICS.items())
 # Words the page's script needs; everything else arrives rendered.
 SCRIPT_WORDS = ("offline_banner", "updated", "age_seconds", "age_minutes", "age_hours",
-                "age_days", "live", "offline", "stale")
+                "age_days", "live", "offline", "stale", "sound_blocked")
 EVENTS_PER_DELTA = 20  # security events carried by one `event` stream delta
 TILE_SPACING = 0.5  # seconds between two rebuilds of one department's tile
 
@@ -170,6 +172,8 @@ class WallFeed:
         for view in self.views:
             if view.name == name:
                 return view
+        if name == LEGACY_DEFAULT_VIEW and [v.name for v in self.views] == [DEFAULT_VIEW]:
+            return self.views[0]  # screens set up before the view was named toan-tinh
         raise ApiError(404, "unknown view",
                        f"no wall view {name!r}; views: {', '.join(v.name for v in self.views)}")
 
@@ -310,8 +314,11 @@ class WallFeed:
         })
 
     def publish_panels(self, now: float, only: str | None = None) -> None:
+        failing = ({n: t.failing_since for n, t in self.ctx.board.targets.items()
+                    if t.failing_since is not None}
+                   if only in (None, "alerts") else None)
         panels = side_panels(self.ctx.cache, self.state, now, self.cfg.stale_after,
-                             self.ctx.event_counts)
+                             self.ctx.event_counts, failing)
         for name in SIDE_PANELS:
             if only is not None and name != only:
                 continue
@@ -444,6 +451,7 @@ class WallFeed:
                 "stale_after": self.cfg.stale_after, "rendered_at": doc["generated_at"],
                 "rotate": rotate, "views": rotation,
                 "current": _view_url(view, query), "words": words,
+                "sound": self.cfg.sound,
             },
             config_json=partial(json.dumps, ensure_ascii=False),
         )

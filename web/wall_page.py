@@ -2,25 +2,31 @@
 
 The rendering and the deltas are the feed's (``web.wall_feed``); these handlers check who may
 look (networks, the viewer role, a wall token exchanged for a cookie), read the page's query
-and hand over.
+and hand over. A page that cannot be shown (a bad query, an unknown view, no permission, a
+failure) is answered with a readable page in the screen's language, with the same status a
+client would get from the API: a TV shows no JSON. The stream and the API stay JSON.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+import logging
+from collections.abc import Awaitable, Callable, Mapping
 
 from aiohttp import web
 
 from ioc.config_types import parse_duration
 from web import stream as sse
 from web.errors import ApiError
-from web.i18n import LANGS, pick_lang
+from web.i18n import LANGS, Translator, pick_lang
 from web.keys import AUTH, CONTEXT, WALL
 from web.sessions import exchange_wall_token
 from web.wall_feed import WallFeed
 
+log = logging.getLogger("ioc.wall")
+
 THEMES = ("dark", "light")
+RETRY_AFTER_FAILURE = 30  # seconds before a screen showing the 500 page loads the wall again
 MIN_ROTATE = 5.0
 FIRST_RENDER_WAIT = 0.25  # seconds the page waits for store figures before rendering without
 
@@ -56,7 +62,44 @@ def _require_viewer(request: web.Request) -> None:
     request.app[AUTH].require(request, "viewer")
 
 
-async def page(request: web.Request) -> web.Response:
+def error_page(request: web.Request, status: int, detail: object = None) -> web.Response:
+    """The wall's error as a page: large words in the screen's language, the reason, and the
+    views there are; a failure reloads itself after a while."""
+    feed = _feed(request)
+    lang = pick_lang(request.query.get("lang"))
+    theme = request.query.get("theme", "dark")
+    html = feed.templates.get_template("wall_error.html").render(
+        t=Translator(lang, feed.ctx.config().province.timezone), lang=lang,
+        theme=theme if theme in THEMES else "dark", status=status,
+        message_key=f"error_{status}" if status in (400, 403, 404, 500) else "error_title",
+        detail="" if detail is None else str(detail),
+        views=[v.name for v in feed.views], home=f"/?lang={lang}",
+        refresh=RETRY_AFTER_FAILURE if status >= 500 else None)
+    return web.Response(status=status, text=html, content_type="text/html", charset="utf-8",
+                        headers={"Cache-Control": "no-store"})
+
+
+def html_errors(handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """Answer the wall page's errors with :func:`error_page` (redirects pass through)."""
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except ApiError as exc:
+            detail = f"{exc.error}: {exc.detail}" if exc.detail else exc.error
+            return error_page(request, exc.status, detail)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            return error_page(request, exc.status, exc.reason)
+        except Exception:
+            log.exception("wall page failed", extra={"fields": {"path": request.path}})
+            return error_page(request, 500)
+    return wrapped
+
+
+@html_errors
+async def page(request: web.Request) -> web.StreamResponse:
     feed = _feed(request)
     feed.allowed(request)
     exchanged = exchange_wall_token(request)

@@ -43,6 +43,24 @@ class Inflater:
         return bool(self._z.unconsumed_tail)
 
 
+async def read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The body as the session hands it over, at most ``limit`` + 1 bytes.
+
+    ``StreamReader.read(n)`` returns what is buffered, not n bytes: a JSON answer larger than
+    one network read would be cut. Reading chunk by chunk until the end or past the cap reads
+    it whole, and the caller sees that it passed the cap from the length.
+    """
+    parts: list[bytes] = []
+    size = 0
+    while size <= limit:
+        chunk = await response.content.read(min(CHUNK, limit + 1 - size))
+        if not chunk:
+            break
+        parts.append(chunk)
+        size += len(chunk)
+    return b"".join(parts)
+
+
 async def read_body(response: aiohttp.ClientResponse, limit: int) -> bytes:
     """The (decompressed) body, or CollectorFailure("too_large") once it passes ``limit``."""
     declared = response.content_length

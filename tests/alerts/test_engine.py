@@ -215,3 +215,47 @@ async def test_edited_annotations_reach_firing_alerts_at_reload_and_restart(
         assert dict(row.annotations) == {"summary": "sau khi khởi động lại"}  # stored too
     finally:
         await store.close()
+
+
+async def test_warm_up_waits_for_the_first_poll_of_every_target(store_url: str) -> None:
+    """Polls slower than the warm-up after a restart: nothing resolves before they answer."""
+    cache, sink = SeriesCache(3600, 100), Recorder()
+    first = engine(store_url, cache, sink)
+    await first.load(0)
+    down(cache, 99)
+    (fired,) = (await first.run_cycle(100)).firing()
+    await first.stop()
+
+    polled = False
+    cache2 = SeriesCache(3600, 100)
+    second = AlertEngine(rules(DOWN), [cache2], Recorder(), interval=15,
+                         registry=CollectorRegistry(), store=AlertStateStore(store_url),
+                         warmup=10, data_ready=lambda: polled)
+    await second.load(110)
+    # past the warm-up's own length, no poll answered yet: still held, not resolved
+    (held,) = (await second.run_cycle(130)).alerts
+    assert held.state is AlertState.FIRING and held.fingerprint == fired.fingerprint
+    # the first poll answers: still down, the alert goes on firing from its old start
+    polled = True
+    down(cache2, 135)
+    (kept,) = (await second.run_cycle(140)).alerts
+    assert (kept.state, kept.fired_at) == (AlertState.FIRING, 100)
+    await second.stop()
+
+
+async def test_warm_up_gives_up_waiting_after_its_limit(store_url: str) -> None:
+    cache, sink = SeriesCache(3600, 100), Recorder()
+    first = engine(store_url, cache, sink)
+    await first.load(0)
+    down(cache, 99)
+    await first.run_cycle(100)
+    await first.stop()
+
+    second = AlertEngine(rules(DOWN), [SeriesCache(3600, 100)], Recorder(), interval=15,
+                         registry=CollectorRegistry(), store=AlertStateStore(store_url),
+                         warmup=10, data_ready=lambda: False)
+    await second.load(110)
+    assert second.warming_up(200, 110) is True  # within 10 warm-ups
+    (resolved,) = (await second.run_cycle(110 + 10 * 10)).alerts
+    assert resolved.state is AlertState.RESOLVED
+    await second.stop()

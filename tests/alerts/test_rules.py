@@ -29,6 +29,8 @@ BAD_RULES = [
     ({"labels": {"severity": "x"}}, "alerts.rules[0].labels", "set by ioc"),
     ({"annotations": {"summary": "{{ labels.target "}}, "alerts.rules[0].annotations",
      "not a valid template"),
+    ({"annotations": {"summary_en": "{{ labels.target }} is down"}},
+     "alerts.rules[0].annotations", "is the 'en' text of 'summary', which the rule does not give"),
     ({"absent": "5m"}, "alerts.rules[0]", "takes no op, threshold"),
     ({"transform": "until", "aggregate": "rate"}, "alerts.rules[0]", "does not apply"),
     ({"combine": "max"}, "alerts.rules[0]", "`combine` needs `by`"),

@@ -329,3 +329,23 @@ def test_config_errors_name_the_key() -> None:
     assert "body is sent only with method: POST" in text
     assert "p@ss" not in repr(config("http://x/", basic_auth={"username": "u",
                                                                "password": "p@ss"}))
+
+
+async def test_a_payload_sent_in_many_small_writes_is_read_whole(aiohttp_server: Any,
+                                                                 session: Any) -> None:
+    """A portal answering 1 MB of JSON in small pieces: read to its end, not one network read."""
+    payload = load("native_dossiers.json")
+    payload["pad"] = "x" * 1_000_000
+    raw = json.dumps(payload).encode()
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await resp.prepare(request)
+        for start in range(0, len(raw), 1400):
+            await resp.write(raw[start:start + 1400])
+        await resp.write_eof()
+        return resp
+
+    url = await serve(aiohttp_server, handler)
+    result = await BacklogCollector(config(url)).collect(session, NOW)
+    assert result.up and result.value == 3

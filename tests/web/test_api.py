@@ -130,7 +130,8 @@ async def test_openapi_describes_every_json_route(running_app) -> None:
     web_app = app._web_runner.app  # type: ignore[union-attr]
     routes = {r.resource.canonical for r in web_app.router.routes() if r.resource is not None}
     html_or_text = {"/", "/metrics", "/wall/{view}", "/api/v1/stream", "/static",
-                    "/console", "/console/login", "/console/logout", "/runbooks",
+                    "/console", "/console/login", "/console/logout", "/console/stream",
+                    "/console/incidents", "/runbooks",
                     "/runbooks/{rule}", "/oncall/ack/{token}"}
     assert routes - html_or_text == set(body["paths"])
 

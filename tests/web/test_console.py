@@ -89,22 +89,21 @@ def alert(fp: str, severity: str, since: float, *, ack: str | None = None,
             "ack": {"by": ack} if ack else None}
 
 
-def test_alerts_panel_lists_unhandled_first_then_by_severity_and_hides_when_none() -> None:
+def test_alerts_panel_lists_by_severity_then_unhandled_first_and_hides_when_none() -> None:
     assert alerts_panel([], None, 1000.0, 600) is None
     assert alerts_panel([alert("r", "critical", 1, state="resolved")], 5.0, 10.0, 600) is None
     rows = [alert("acked", "critical", 500, ack="ca-truc"), alert("warn", "warning", 600),
             alert("crit", "critical", 400), alert("quiet", "critical", 700, silenced=True),
             alert("info", "info", 800), alert("crit2", "critical", 900)]
-    panel = alerts_panel(rows, 990.0, 1000.0, 600, shown=4)
+    panel = alerts_panel(rows, 990.0, 1000.0, 600)
     assert panel is not None
-    assert [i["fingerprint"] for i in panel["items"]] == ["crit2", "crit", "warn", "info"]
-    assert panel["firing"] == 6 and panel["more"] == 2
+    assert [(i["fingerprint"], i["acked_by"], i["silenced"])
+            for i in panel["lists"]["full"]] == [
+        ("crit2", None, False), ("crit", None, False), ("quiet", None, True),
+        ("acked", "ca-truc", False), ("warn", None, False), ("info", None, False)]
+    assert panel["firing"] == 6
     assert panel["by_severity"] == [("critical", 4), ("warning", 1), ("info", 1)]
     assert panel["stale"] is False
-    full = alerts_panel(rows, 990.0, 1000.0, 600, shown=10)
-    assert full is not None
-    assert [(i["fingerprint"], i["acked_by"], i["silenced"]) for i in full["items"][-2:]] == [
-        ("quiet", None, True), ("acked", "ca-truc", False)]
     assert alerts_panel(rows, 100.0, 1000.0, 600)["stale"] is True  # type: ignore[index]
 
 

@@ -79,7 +79,7 @@ async def test_ack_and_silence_round_trip_through_the_console(tmp_path: Path,
         # Announce maintenance for the department: the wall marks its alert, then end it.
         until = datetime.fromtimestamp(clock.now() + 7200, ZoneInfo("Asia/Ho_Chi_Minh"))
         await console.select_option("#new-maintenance select[name=department]", "STP")
-        await console.fill("#new-maintenance input[name=end]", until.strftime("%Y-%m-%dT%H:%M"))
+        await console.fill("#new-maintenance input[name=end]", until.strftime("%d/%m/%Y %H:%M"))
         await console.fill("#new-maintenance input[name=comment]", "chuyển máy chủ")
         await console.click("#new-maintenance button")
         await console.wait_for_selector("#maintenance .maintenance-row")
@@ -136,7 +136,8 @@ async def test_hostile_names_are_isolated_and_long_ones_wrap(tmp_path: Path,
             await fault(f"http://127.0.0.1:{sim_port}", unit, "down")
         # The wall is live; the console is rendered when opened: open it once both fired.
         await wall.wait_for_function(
-            "() => document.querySelectorAll('#panel-alerts .alert.a-critical').length === 2",
+            "() => document.querySelectorAll('#panel-alerts .alert-list:not([hidden])"
+            " .alert.a-critical:not([hidden])').length === 2",
             timeout=15000)
         assert await wall.evaluate(UNISOLATED) == []
         assert await wall.evaluate(OVERFLOWS) == []
@@ -148,6 +149,7 @@ async def test_hostile_names_are_isolated_and_long_ones_wrap(tmp_path: Path,
         await console.wait_for_selector("#alerts tr.alert")
         assert await console.evaluate("() => document.querySelectorAll('#alerts tr.alert')"
                                       ".length") == 2
+        await console.click("#raw-matchers summary")  # the experts' raw matchers
         await console.fill("#silence-matchers", f'department="{rlo}"')
         assert await console.evaluate(WIDTH) <= 1600  # was 120,000 px with the long name
         assert await console.evaluate(UNISOLATED) == []

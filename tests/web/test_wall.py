@@ -224,10 +224,14 @@ async def test_named_view_language_theme_and_bad_queries(wall_app: IocApp) -> No
     assert "/wall/tat-ca?" in html  # the rotation playlist
     for query, error in (("?lang=fr", "invalid lang"), ("?theme=blue", "invalid theme"),
                          ("?rotate=1s", "invalid rotate"), ("?rotate=soon", "invalid rotate")):
-        code, _, body = await fetch(wall_app.url + "/" + query)
+        code, headers, body = await fetch(wall_app.url + "/" + query)
         assert code == 400 and error in body
-    code, _, body = await fetch(wall_app.url + "/wall/nope")
-    assert code == 404 and "tat-ca" in body
+        assert headers["Content-Type"].startswith("text/html")  # a page on a TV, not JSON
+        assert "Địa chỉ có tham số không hợp lệ." in body
+    code, headers, body = await fetch(wall_app.url + "/wall/nope?lang=en")
+    assert code == 404 and headers["Content-Type"].startswith("text/html")
+    assert "There is no wall screen at this address." in body and "/wall/tat-ca" in body
+    assert not VIETNAMESE.search(re.sub(r"<[^>]+>", "", body))
 
 
 async def test_static_files_are_served_with_the_font(wall_app: IocApp) -> None:

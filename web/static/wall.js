@@ -53,6 +53,7 @@
         panel.classList.toggle("stale", now - updated > cfg.stale_after);
       }
     }
+    flashTiles(now);
     if (connected && Date.now() - lastMessageAt > cfg.offline_after * 1000) {
       setOffline(true); // quiet for too long: say so, even if the socket looks open
     }
@@ -91,11 +92,113 @@
     }
   }
 
+  // ---- the alerts panel: the plan that fits, the flash of a new critical, its tone ----------
+
+  // The server sends plans from the most lines to the fewest (web.wall.alert_plans); the
+  // first whose lines fit the panel's height is shown. Only the measuring is done here.
+  function applyPlan(fit, plan) {
+    for (const list of fit.querySelectorAll(".alert-list")) {
+      const on = list.dataset.mode === plan.mode;
+      list.hidden = !on;
+      for (const li of list.children) li.hidden = !on || Number(li.dataset.line) >= plan.n;
+    }
+    for (const more of fit.querySelectorAll(".more[data-more]")) {
+      more.hidden = Number(more.dataset.more) !== plan.more;
+    }
+  }
+
+  function fitAlerts() {
+    const fit = document.querySelector("#panel-alerts:not([hidden]) .alert-fit");
+    if (!fit) return;
+    const plans = JSON.parse(fit.dataset.plans);
+    for (let i = 0; i < plans.length; i++) {
+      applyPlan(fit, plans[i]);
+      fit.dataset.plan = String(i);
+      if (fit.scrollHeight <= fit.clientHeight + 1) return;
+    }
+  }
+
+  const flashing = new Map(); // department code -> server time its flash ends
+  const toned = new Set(); // fingerprints whose tone was played (or tried)
+  let audio = null;
+
+  function audioContext() {
+    const Context = window.AudioContext || window.webkitAudioContext;
+    if (!audio && Context) audio = new Context();
+    return audio;
+  }
+
+  function soundHint(show) {
+    const hint = document.getElementById("sound-hint");
+    if (!hint) return;
+    hint.textContent = words.sound_blocked;
+    hint.hidden = !show;
+  }
+
+  function tone() {
+    if (!cfg.sound) return;
+    const ctx = audioContext();
+    if (!ctx) return;
+    if (ctx.state !== "running") { // the browser waits for a click on the page
+      body.dataset.tonesBlocked = String(Number(body.dataset.tonesBlocked || 0) + 1);
+      soundHint(true);
+      return;
+    }
+    const start = ctx.currentTime;
+    for (const [at, freq] of [[0, 880], [0.22, 1175]]) { // two short beeps, made here
+      const osc = ctx.createOscillator();
+      const gain = ctx.createGain();
+      osc.frequency.value = freq;
+      gain.gain.setValueAtTime(0.0001, start + at);
+      gain.gain.exponentialRampToValueAtTime(0.4, start + at + 0.02);
+      gain.gain.exponentialRampToValueAtTime(0.0001, start + at + 0.18);
+      osc.connect(gain).connect(ctx.destination);
+      osc.start(start + at);
+      osc.stop(start + at + 0.2);
+    }
+    body.dataset.tones = String(Number(body.dataset.tones || 0) + 1);
+  }
+
+  function flashTiles(now) {
+    for (const [code, until] of flashing) {
+      const tile = document.getElementById("dept-" + code);
+      if (tile) tile.classList.toggle("flash", until > now);
+      if (until <= now) flashing.delete(code);
+    }
+    for (const li of document.querySelectorAll("#panel-alerts [data-fresh-until]")) {
+      li.classList.toggle("flash", Number(li.dataset.freshUntil) > now);
+    }
+  }
+
+  function newAlerts() {
+    const fit = document.querySelector("#panel-alerts .alert-fit");
+    const now = serverNow();
+    if (fit) {
+      for (const [fingerprint, code, until] of JSON.parse(fit.dataset.fresh)) {
+        if (until <= now) continue;
+        if (code) flashing.set(code, Math.max(until, flashing.get(code) || 0));
+        if (!toned.has(fingerprint)) { toned.add(fingerprint); tone(); }
+      }
+    }
+    flashTiles(now);
+  }
+
+  function enableSound() {
+    if (!cfg.sound) return;
+    const ctx = audioContext();
+    if (!ctx) return;
+    if (ctx.state !== "running") soundHint(true);
+    document.addEventListener("click", () => {
+      ctx.resume().then(() => soundHint(false));
+    });
+  }
+
   const handlers = {
     tile(data) {
       const old = document.getElementById("dept-" + data.code);
       if (!old) return; // not in this view
       old.replaceWith(fragment(data.html[cfg.lang]));
+      flashTiles(serverNow()); // a flashing tile keeps flashing when it is redrawn
       const age = document.querySelector("#panel-departments .age");
       if (age && data.updated) age.dataset.updated = String(data.updated);
       sortAndCount();
@@ -103,12 +206,15 @@
     panel(data) {
       const old = document.getElementById("panel-" + data.panel);
       if (old) old.replaceWith(fragment(data.html[cfg.lang]));
+      if (data.panel === "alerts") newAlerts();
+      fitAlerts(); // another panel's height changes the room the alerts have
     },
     announcement(data) {
       const box = document.getElementById("announcement");
       if (!box) return;
       document.getElementById("announcement-text").textContent = data.text;
       box.hidden = !data.text;
+      fitAlerts();
     },
     duty(data) {
       const box = document.getElementById("duty");
@@ -158,6 +264,11 @@
   }
 
   sortAndCount();
+  enableSound();
+  newAlerts();
+  fitAlerts();
+  document.fonts.ready.then(fitAlerts); // the font changes how the summaries wrap
+  window.addEventListener("resize", fitAlerts);
   tick();
   setInterval(tick, 1000);
   connect();
