@@ -130,13 +130,18 @@ class StatusPages:
     # -- snapshot ------------------------------------------------------------------------
 
     async def snapshot(self) -> Inputs:
-        """The current inputs; rebuilt in the background once older than ``refresh``."""
+        """The current inputs, rebuilt in the background once older than ``refresh``.
+
+        Under load a request never waits: it gets the previous snapshot while the next one
+        is built. After a quiet spell (older than twice ``refresh``) the first request waits
+        for the rebuild rather than showing what was true minutes ago.
+        """
         pages = self.pages()
         refresh = min((p.refresh for p in pages), default=5.0)
-        stale = self.context.monotonic() - self._built_at >= refresh
-        if stale and (self._refreshing is None or self._refreshing.done()):
+        age = self.context.monotonic() - self._built_at
+        if age >= refresh and (self._refreshing is None or self._refreshing.done()):
             self._refreshing = asyncio.create_task(self._rebuild(), name="ioc-status-page")
-        if self._inputs is None:
+        if self._inputs is None or (age >= 2 * refresh and self._refreshing is not None):
             assert self._refreshing is not None
             await asyncio.shield(self._refreshing)
             if self._inputs is None:  # tried again after ``refresh``

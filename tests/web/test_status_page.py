@@ -3,6 +3,7 @@ daily bars from stored polls, caching, rate limits, languages, badges, the publi
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import xml.etree.ElementTree as ET
@@ -28,7 +29,9 @@ from service.app import IocApp
 from service.config import parse_config
 from tests.conftest import demo_raw, free_port, polled_app
 from tests.trust.conftest import TOKENS, bearer
+from web.keys import TEMPLATES
 from web.openapi import openapi_document
+from web.status_cache import StatusPages
 from web.status_page import STATUS_PAGES
 
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -269,6 +272,27 @@ async def test_a_reload_changes_the_pages(status_app: IocApp, tmp_path: Path) ->
     _, html, _ = await get(status_app, "/status")
     assert "Tiêu đề mới" in html and "Công an" not in html
     assert (await get(status_app, "/status/badge/cong-an.svg"))[0] == 404
+
+
+async def test_snapshots_are_served_stale_briefly_and_never_after_a_quiet_spell(
+        status_app: IocApp) -> None:
+    ticks = [100.0]
+    assert status_app._web_runner is not None
+    context = dataclasses.replace(status_app.web, monotonic=lambda: ticks[0])
+    pages = StatusPages(context, status_app._web_runner.app[TEMPLATES])
+    first = await pages.snapshot()            # none yet: built while the caller waits
+    ticks[0] += 0.5                            # within refresh (1 s): the same snapshot
+    assert await pages.snapshot() is first
+    ticks[0] += 1.0                            # stale: served while the next is built
+    assert await pages.snapshot() is first
+    assert pages._refreshing is not None
+    await pages._refreshing
+    second = await pages.snapshot()
+    assert second is not first
+    ticks[0] += 10.0                           # a quiet spell: the request waits
+    third = await pages.snapshot()
+    assert third is not second and third.now >= second.now
+    await pages.close()
 
 
 async def test_unknown_pages_and_badges_are_404(status_app: IocApp) -> None:
