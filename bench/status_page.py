@@ -192,7 +192,7 @@ async def main() -> None:
         stored = await seed(app, args.history_hours)
         print(f"seeded {stored} polls ({args.history_hours:g} h every 5 min) in "
               f"{time.perf_counter() - started:.1f} s")
-        runner = web.AppRunner(create_web_app(app.web, app.wall), access_log=None)
+        runner = web.AppRunner(create_web_app(app.web, app.wall, app.console), access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
