@@ -68,6 +68,8 @@ class WeeklyConfig(StrictModel):
 class MaintenanceConfig(StrictModel):
     department: str = Field(description="department code whose alerts are muted")
     comment: str | None = Field(None, description="shown next to muted alerts")
+    public_note: str | None = Field(None, min_length=1, max_length=500,
+                                    description="the public status page's wording for it")
     ranges: list[RangeConfig] = Field(default_factory=list)
     weekly: list[WeeklyConfig] = Field(default_factory=list)
 

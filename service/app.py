@@ -61,6 +61,7 @@ from ioc.store import SqlStore, open_store
 from ioc.store.alert_state import AlertStateStore
 from ioc.store.announcement import AnnouncementStore
 from ioc.store.audit import AuditStore
+from ioc.store.availability import HistoryStore
 from ioc.store.base import StoreError
 from ioc.store.events import EventStore
 from ioc.store.incidents import IncidentStore
@@ -229,6 +230,7 @@ class IocApp:
         # Trust: the audit log of writes, the web layer's refusal counters, config reloads.
         self.audit = AuditStore(config.storage.url)
         self.incidents = IncidentStore(config.storage.url)
+        self.history = HistoryStore(config.storage.url)  # the public status page's bars
         self.incident_job = IncidentJob(
             self.incidents, interval=INCIDENT_SYNC_INTERVAL,
             leading=lambda: self.alert_role.leading, fence=lambda: self.alerts.fence,
@@ -255,7 +257,8 @@ class IocApp:
             polling=lambda: self.scheduler.running, shard_ready=self._shard_ready,
             proxies=self.proxies, try_target=self.try_target, reload=self.reload,
             last_reload=lambda: self.reloader.last, add_poll_hook=self.pipeline.add_hook,
-            rule_names=lambda: [rule.name for rule in self.alerts.rules])
+            rule_names=lambda: [rule.name for rule in self.alerts.rules],
+            history=self.history)
         self.wall = WallFeed(self.web, epoch=format(int(clock.now() * 1000), "x"))
         self.wall.attach()
         self.console = ConsoleFeed(self.web, self.wall.stream.epoch, self.wall.templates)
@@ -528,6 +531,7 @@ class IocApp:
         await self.alert_role.start()  # delivery and, on the alert leader, evaluation
         await self.audit.open()
         await self.incidents.open()
+        await self.history.open()
         self._incident_task = asyncio.create_task(self.incident_job.run_forever(),
                                                   name="ioc-incidents")
         if self.shared_board is not None:
@@ -621,6 +625,7 @@ class IocApp:
         await self.wall.aclose()
         await self.audit.close()
         await self.incidents.close()
+        await self.history.close()
         await self.store.close()
         if self._sim_runner is not None:
             await self._sim_runner.cleanup()

@@ -46,6 +46,7 @@ from ioc.indices import IndexConfig, IndexList
 from ioc.metrics_config import MetricsConfig
 from ioc.remote_write_config import RemoteWriteEndpoint
 from ioc.sharding import auto_shard_issue
+from ioc.status_page_config import StatusPageConfig, status_page_issues
 
 __all__ = ["Config", "ConfigError", "ConfigFile", "ConfigIssue", "load_config", "parse_config"]
 
@@ -67,6 +68,7 @@ class ConfigFile(StrictModel):
     alerts: AlertsConfig = AlertsConfig()
     metrics: MetricsConfig = MetricsConfig()
     remote_write: list[RemoteWriteEndpoint] = Field(default_factory=list)
+    status_pages: list[StatusPageConfig] = Field(default_factory=list)
     collectors: list[dict[str, Any]] = Field(default_factory=list)
 
 
@@ -93,6 +95,7 @@ class Config:
     alert_rules: tuple[tuple[RuleConfig, str], ...] = ()
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     remote_write: tuple[RemoteWriteEndpoint, ...] = ()
+    status_pages: tuple[StatusPageConfig, ...] = ()
 
     def interval_of(self, collector: CollectorConfig) -> float:
         return collector.interval or self.collection.interval
@@ -246,6 +249,12 @@ def parse_config(raw: Any, *, env: Mapping[str, str] | None = None,
         if problem is not None:
             issues.append(ConfigIssue("collection.shard", problem))
 
+    if file_model is not None and file_model.status_pages:
+        target_names = {c.name for c in collectors} | set(_collector_names(
+            data.get("collectors")).values())
+        issues.extend(ConfigIssue(path, message) for path, message in status_page_issues(
+            file_model.status_pages, target_names, departments or ()))
+
     alert_rules: list[tuple[RuleConfig, str]] = []
     if file_model is not None:
         base_dir = Path(source).parent if source != "<memory>" else Path.cwd()
@@ -297,6 +306,7 @@ def parse_config(raw: Any, *, env: Mapping[str, str] | None = None,
         alert_rules=tuple(alert_rules),
         metrics=file_model.metrics,
         remote_write=tuple(file_model.remote_write),
+        status_pages=tuple(file_model.status_pages),
     )
 
 

@@ -30,6 +30,7 @@ from web import (
     reload_api,
     runbooks,
     sessions,
+    status_page,
     try_api,
     wall_page,
 )
@@ -178,6 +179,7 @@ def create_web_app(context: WebContext, wall: WallFeed,
     reload_api.add_routes(app)
     try_api.add_routes(app)
     incidents_api.add_routes(app)
+    status_page.add_routes(app)
     app.router.add_get("/api/openapi.json", openapi)
     return app
 

@@ -37,9 +37,11 @@ if TYPE_CHECKING:
     from ioc.model import Event, Series
     from ioc.pipeline import PollOutcome
     from ioc.status import StatusBoard
+    from ioc.status_page_config import StatusPageConfig
     from ioc.store.alert_delivery import DeliveryStore
     from ioc.store.announcement import AnnouncementStore
     from ioc.store.audit import AuditStore
+    from ioc.store.availability import HistoryStore
     from ioc.store.events import EventStore
     from ioc.store.incidents import IncidentStore
     from ioc.store.maintenance_store import OperatorWindow
@@ -74,6 +76,8 @@ class WebConfig(Protocol):
     def events(self) -> EventsConfig: ...
     @property
     def metrics(self) -> MetricsConfig: ...
+    @property
+    def status_pages(self) -> Sequence[StatusPageConfig]: ...
 
 
 class AlertDesk(Protocol):
@@ -173,3 +177,5 @@ class WebContext:
     # the names of the alert rules in force (the console's rule lists name rules that have
     # not fired yet); none when the service has no rules
     rule_names: Callable[[], Sequence[str]] = lambda: ()
+    # the poll history the public status page's availability bars read (None: no bars)
+    history: HistoryStore | None = None

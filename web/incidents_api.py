@@ -5,6 +5,9 @@
 * ``POST /api/v1/incidents/{id}/notes`` (operator): one note on the incident's timeline,
   a JSON ``{"text": ...}`` under the alerts' body limit; the audit middleware records the
   write, the note itself records who wrote it.
+* ``PUT`` (or ``POST``) ``/api/v1/incidents/{id}/public-note`` (operator): the one text the
+  public status page shows for the incident, ``{"text": ...}``; empty text withdraws it.
+  Audited like every write; the row keeps who wrote it and when.
 * ``GET /api/v1/reports?period=2026-11&format=pdf`` (viewer): the report ``ioc report``
   writes, as a download. One report is built at a time (they read a month of history);
   a second request meanwhile gets 429 rather than doubling the load.
@@ -24,7 +27,7 @@ from aiohttp import web
 
 from ioc.reports.render import CONTENT_TYPES, FORMATS, render
 from ioc.store.base import StoreError
-from ioc.store.incidents import NOTE_LIMIT, NotFound, Query
+from ioc.store.incidents import NOTE_LIMIT, PUBLIC_NOTE_LIMIT, NotFound, Query
 from web.bodies import body_limits, read_body
 from web.context import WebContext
 from web.errors import ApiError
@@ -101,8 +104,7 @@ async def list_incidents(request: web.Request) -> web.Response:
         dumps=lambda data: json.dumps(data, ensure_ascii=False))
 
 
-async def add_note(request: web.Request) -> web.Response:
-    app, who = _app(request, "operator")
+async def _text(request: web.Request, limit: int) -> str:
     raw = await read_body(request, body_limits(request).alerts)
     try:
         data = json.loads(raw) if raw.strip() else {}
@@ -111,7 +113,13 @@ async def add_note(request: web.Request) -> web.Response:
     text = data.get("text") if isinstance(data, dict) else None
     if not isinstance(text, str):
         raise ApiError(400, "invalid text", f"expected {{\"text\": \"...\"}}, at most "
-                                            f"{NOTE_LIMIT} characters")
+                                            f"{limit} characters")
+    return text
+
+
+async def add_note(request: web.Request) -> web.Response:
+    app, who = _app(request, "operator")
+    text = await _text(request, NOTE_LIMIT)
     try:
         note = await app.incidents.add_note(request.match_info["id"], actor=who, text=text,
                                             now=app.clock())
@@ -123,6 +131,21 @@ async def add_note(request: web.Request) -> web.Response:
         raise ApiError(503, "store unavailable", str(exc)) from None
     return web.json_response(note, status=201,
                              dumps=lambda data: json.dumps(data, ensure_ascii=False))
+
+
+async def set_public_note(request: web.Request) -> web.Response:
+    app, who = _app(request, "operator")
+    text = await _text(request, PUBLIC_NOTE_LIMIT)
+    try:
+        note = await app.incidents.set_public_note(request.match_info["id"], actor=who,
+                                                   text=text, now=app.clock())
+    except NotFound:
+        raise ApiError(404, "no such incident", request.match_info["id"]) from None
+    except ValueError as exc:
+        raise ApiError(400, "invalid public note", str(exc)) from None
+    except StoreError as exc:
+        raise ApiError(503, "store unavailable", str(exc)) from None
+    return web.json_response(note, dumps=lambda data: json.dumps(data, ensure_ascii=False))
 
 
 async def report(request: web.Request) -> web.Response:
@@ -163,6 +186,8 @@ def add_routes(app: web.Application) -> None:
     app[REPORT_BUSY] = asyncio.Lock()
     app.router.add_get("/api/v1/incidents", list_incidents)
     app.router.add_post("/api/v1/incidents/{id}/notes", add_note)
+    app.router.add_put("/api/v1/incidents/{id}/public-note", set_public_note)
+    app.router.add_post("/api/v1/incidents/{id}/public-note", set_public_note)
     app.router.add_get("/api/v1/reports", report)
 
 
@@ -179,7 +204,8 @@ INCIDENT_SCHEMAS: dict[str, Any] = {
     "Incident": {
         "type": "object",
         "required": ["id", "target", "department", "started_at", "ended_at", "open",
-                     "duration_seconds", "failed_polls", "causes", "planned", "alert",
+                     "duration_seconds", "failed_polls", "causes", "planned", "public_note",
+                     "alert",
                      "acked_by", "acked_at", "notes"],
         "properties": {
             "id": {"type": "string"}, "target": {"type": "string"},
@@ -193,10 +219,17 @@ INCIDENT_SCHEMAS: dict[str, Any] = {
                        "description": "failure reason: failed polls"},
             "planned": {"type": "boolean",
                         "description": "started inside a maintenance window"},
+            "public_note": {"type": ["string", "null"],
+                            "description": "what the public status page says about it"},
             "alert": {"type": ["object", "null"]},
             "acked_by": {"type": ["string", "null"]}, "acked_at": {"type": ["number", "null"]},
             "notes": {"type": "array", "items": {"$ref": _REF + "IncidentNote"}},
         },
+    },
+    "PublicNote": {
+        "type": "object", "required": ["id", "public_note", "by", "at"],
+        "properties": {"id": {"type": "string"}, "public_note": {"type": ["string", "null"]},
+                       "by": {"type": ["string", "null"]}, "at": {"type": ["number", "null"]}},
     },
     "IncidentPage": {
         "type": "object", "required": ["incidents", "next_cursor"],
@@ -235,6 +268,21 @@ INCIDENT_PATHS: dict[str, Any] = {
                       "404": _resp("Error", "no such incident"),
                       "413": _resp("Error", "body too large"), **_ERRORS},
     }},
+    "/api/v1/incidents/{id}/public-note": {method: {
+        "summary": "Set the incident's public note (the public status page's wording)",
+        "description": f"Needs the operator role. Body {{\"text\": ...}}, at most "
+                       f"{PUBLIC_NOTE_LIMIT} characters; empty text withdraws the note. "
+                       "PUT and POST do the same.",
+        "operationId": f"{method}IncidentPublicNote",
+        "parameters": [{"name": "id", "in": "path", "required": True,
+                        "schema": {"type": "string"}}],
+        "requestBody": {"required": True, "content": {"application/json": {"schema": {
+            "type": "object", "required": ["text"],
+            "properties": {"text": {"type": "string", "maxLength": PUBLIC_NOTE_LIMIT}}}}}},
+        "responses": {"200": _resp("PublicNote", "the note as stored"),
+                      "404": _resp("Error", "no such incident"),
+                      "413": _resp("Error", "body too large"), **_ERRORS},
+    } for method in ("put", "post")},
     "/api/v1/reports": {"get": {
         "summary": "The availability and incident report of a period",
         "description": "Needs the viewer role. format json (default), html, pdf, xlsx or "

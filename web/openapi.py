@@ -20,6 +20,7 @@ from web.maintenance_api import MAINTENANCE_PATHS, MAINTENANCE_SCHEMAS
 from web.oncall_api import ONCALL_PATHS, ONCALL_SCHEMAS
 from web.openapi_parts import json_response as _json
 from web.reload_api import RELOAD_PATHS, RELOAD_SCHEMAS
+from web.status_openapi import STATUS_PATHS, STATUS_SCHEMAS
 from web.try_api import TRY_PATHS, TRY_SCHEMAS
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
@@ -130,6 +131,7 @@ SCHEMAS: dict[str, Any] = {
     **TRY_SCHEMAS,
     **INCIDENT_SCHEMAS,
     **BULK_SCHEMAS,
+    **STATUS_SCHEMAS,
 }
 
 
@@ -187,6 +189,7 @@ PATHS: dict[str, Any] = {
     **TRY_PATHS,
     **INCIDENT_PATHS,
     **BULK_PATHS,
+    **STATUS_PATHS,
 }
 
 

@@ -18,7 +18,7 @@ period) is read raw whole: rare, and the merge of two rollups could not be exact
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 
@@ -64,10 +64,11 @@ class HistoryStore(TableStore):
 
     async def histories(self, start: float, end: float, *,
                         intervals: Mapping[str, float] | None = None,
-                        department: str | None = None) -> dict[str, TargetHistory]:
+                        department: str | None = None,
+                        targets: Collection[str] | None = None) -> dict[str, TargetHistory]:
         try:
             return await read_histories(self._reader(), start, end, intervals=intervals,
-                                        department=department)
+                                        department=department, targets=targets)
         except Exception as exc:
             raise StoreError(f"store {self.url_for_display}: cannot read the poll history: "
                              f"{type(exc).__name__}: {exc}") from exc
@@ -115,8 +116,10 @@ class HistoryStore(TableStore):
 
 async def read_histories(engine: AsyncEngine, start: float, end: float, *,
                          intervals: Mapping[str, float] | None = None,
-                         department: str | None = None) -> dict[str, TargetHistory]:
-    """Every target's segments over ``[start, end)``, from rollups and raw polls."""
+                         department: str | None = None,
+                         targets: Collection[str] | None = None) -> dict[str, TargetHistory]:
+    """Every target's segments over ``[start, end)``, from rollups and raw polls (only
+    ``targets``' when given: the public status page reads the targets it shows)."""
     intervals = intervals or {}
     async with engine.connect() as conn:
         by_target: dict[str, list[tuple[int, str]]] = defaultdict(list)
@@ -126,6 +129,8 @@ async def read_histories(engine: AsyncEngine, start: float, end: float, *,
             if "target" not in labels:
                 continue
             if department is not None and labels.get("department") != department:
+                continue
+            if targets is not None and labels["target"] not in targets:
                 continue
             by_target[labels["target"]].append((sid, labels.get("department", "")))
         rolled = (await conn.execute(select(rollup_watermarks.c.rolled_to).where(
@@ -137,12 +142,15 @@ async def read_histories(engine: AsyncEngine, start: float, end: float, *,
             monitored_from = None if first is None else sec(first)
             interval = intervals.get(target) or await _guess_interval(conn, ids)
             hold = interval * HOLD_INTERVALS
+            # Nothing exists before the first poll: a target watched for a day is read for a
+            # day, not for the whole period (90 days of empty buckets otherwise).
+            begin = start if monitored_from is None else max(start, monitored_from)
             if monitored_from is None or monitored_from >= end:
                 segments: list[Segment] = []
             elif len(ids) == 1:
-                segments = await _segments(conn, ids[0], start, end, interval, rolled)
+                segments = await _segments(conn, ids[0], begin, end, interval, rolled)
             else:
-                segments = await _raw_segments(conn, ids, start - hold, end, hold)
+                segments = await _raw_segments(conn, ids, begin - hold, end, hold)
             out[target] = TargetHistory(target, sids[-1][1], monitored_from,
                                         _clip(segments, start, end), interval)
     return out

@@ -54,6 +54,10 @@ REASON_METRIC = "ioc_target_failure_reason"
 LOOKBACK_MS = 2 * 60_000
 NOTE_LIMIT = 2000          # characters of one note
 NOTES_PER_INCIDENT = 200   # a short timeline, not a chat
+PUBLIC_NOTE_LIMIT = 1000   # characters of the public note: a few sentences for citizens
+# The columns sync derives from polls; the rest of a row (the public note) is an operator's.
+_DERIVED = ("department", "started_at", "ended_at", "last_failed_at", "failed_polls",
+            "causes", "planned")
 
 incidents_table = Table(
     "ioc_incidents", metadata,
@@ -66,6 +70,10 @@ incidents_table = Table(
     Column("failed_polls", Integer, nullable=False),
     Column("causes", Text, nullable=False),       # JSON {reason: count}
     Column("planned", Boolean, nullable=False),
+    # What the public status page says (revision 0007): an operator's words, never derived.
+    Column("public_note", Text, nullable=True),
+    Column("public_note_by", Text, nullable=True),
+    Column("public_note_at", BigInteger, nullable=True),
     Index("ioc_incidents_started_idx", "started_at"),
     Index("ioc_incidents_target_idx", "target", "started_at"),
 )
@@ -93,6 +101,20 @@ class Fence(Protocol):
 
 class NotFound(LookupError):
     """No incident has this id."""
+
+
+@dataclass(frozen=True, slots=True)
+class PublicIncident:
+    """What the public status page may know of an incident: its target (to map it to a
+    public service, never shown), times, whether it was planned, and the public note."""
+
+    target: str
+    department: str
+    started_at: float
+    ended_at: float | None
+    planned: bool
+    public_note: str | None
+    public_note_at: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,7 +220,7 @@ class IncidentStore(TableStore):
         for row in await conn.execute(select(incidents_table).where(
                 incidents_table.c.started_at >= lowest)):
             values = dict(row._mapping)
-            held[values.pop("target")][values.pop("id")] = values
+            held[values.pop("target")][values.pop("id")] = {k: values[k] for k in _DERIVED}
         written = 0
         for target, polls in ups.items():
             seq = [Poll(sec(ts), up, None if up else reason_from_code(reasons[target].get(ts)))
@@ -305,6 +327,7 @@ class IncidentStore(TableStore):
                 "duration_seconds": round(incident.duration(now), 3),
                 "failed_polls": incident.failed_polls, "causes": dict(incident.causes),
                 "planned": incident.planned,
+                "public_note": row.public_note,
                 "alert": None if alert is None else alert["alert"],
                 "acked_by": None if alert is None else alert["acked_by"],
                 "acked_at": None if alert is None else alert["acked_at"],
@@ -391,3 +414,53 @@ class IncidentStore(TableStore):
             raise StoreError(f"store {self.url_for_display}: cannot add the note: "
                              f"{type(exc).__name__}: {exc}") from exc
         return {"at": sec(ms(now)), "by": actor, "text": text}  # as stored: milliseconds
+
+    # -- the public note -------------------------------------------------------------------
+
+    async def set_public_note(self, incident_id: str, *, actor: str, text: str, now: float
+                              ) -> dict[str, Any]:
+        """Set (or, with empty text, clear) the incident's public note (NotFound,
+        ValueError)."""
+        text = text.strip()
+        if len(text) > PUBLIC_NOTE_LIMIT:
+            raise ValueError(f"text: at most {PUBLIC_NOTE_LIMIT} characters (got {len(text)})")
+        t = incidents_table
+        try:
+            async with self._writer().begin() as conn:
+                done = await conn.execute(t.update().where(t.c.id == incident_id).values(
+                    public_note=text or None, public_note_by=actor if text else None,
+                    public_note_at=ms(now) if text else None))
+                if done.rowcount == 0:
+                    raise NotFound(incident_id)
+        except NotFound:
+            raise
+        except Exception as exc:
+            raise StoreError(f"store {self.url_for_display}: cannot set the public note: "
+                             f"{type(exc).__name__}: {exc}") from exc
+        return {"id": incident_id, "public_note": text or None,
+                "by": actor if text else None, "at": sec(ms(now)) if text else None}
+
+    async def public_between(self, start: float, end: float, targets: Sequence[str]
+                             ) -> builtins.list[PublicIncident]:
+        """Incidents of ``targets`` overlapping ``[start, end)``, oldest first: only the
+        columns a public page may use (no causes, no internal notes)."""
+        if not targets:
+            return []
+        t = incidents_table
+        stmt = (select(t.c.target, t.c.department, t.c.started_at, t.c.ended_at, t.c.planned,
+                       t.c.public_note, t.c.public_note_at)
+                .where(t.c.started_at < ms(end),
+                       or_(t.c.ended_at.is_(None), t.c.ended_at > ms(start)))
+                .order_by(t.c.started_at, t.c.id))
+        wanted = set(targets)
+        try:
+            async with self._reader().connect() as conn:
+                rows = list(await conn.execute(stmt))
+        except Exception as exc:
+            raise StoreError(f"store {self.url_for_display}: cannot read incidents: "
+                             f"{type(exc).__name__}: {exc}") from exc
+        return [PublicIncident(r.target, r.department, sec(r.started_at),
+                               None if r.ended_at is None else sec(r.ended_at),
+                               bool(r.planned), r.public_note,
+                               None if r.public_note_at is None else sec(r.public_note_at))
+                for r in rows if r.target in wanted]

@@ -47,18 +47,23 @@ ROUTE_ROLES: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/try/{name}"): "admin",
     ("GET", "/api/v1/incidents"): "viewer",
     ("POST", "/api/v1/incidents/{id}/notes"): "operator",
+    ("PUT", "/api/v1/incidents/{id}/public-note"): "operator",
+    ("POST", "/api/v1/incidents/{id}/public-note"): "operator",
     ("GET", "/api/v1/reports"): "viewer",
     ("GET", "/metrics"): "metrics",
 }
 # Open on purpose (docs/security.md says why): liveness and readiness for load balancers,
 # the API's description, the page assets, the console's sign-in (its own checks), and the
 # default rules' runbooks (fixed text, opened from notifications) and the on-call ack page
-# (the signed, single-use link is the credential).
+# (the signed, single-use link is the credential), and the citizens' status page (public
+# names only; a page with require_auth checks the viewer role itself).
 PUBLIC: set[tuple[str, str]] = {
     ("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/api/openapi.json"),
     ("GET", "/static"), ("GET", "/console"), ("POST", "/console/login"),
     ("POST", "/console/logout"), ("GET", "/runbooks"), ("GET", "/runbooks/{rule}"),
     ("GET", "/oncall/ack/{token}"), ("POST", "/oncall/ack/{token}"),
+    ("GET", "/status"), ("GET", "/status.json"), ("GET", "/status/{slug}"),
+    ("GET", "/status/{slug}.json"), ("GET", "/status/badge/{service}.svg"),
 }
 # Only for a console session: no token of any role opens them (the console's live stream; its
 # incidents page shows the sign-in form instead, as /console does).
