@@ -16,6 +16,7 @@ from ioc import clock
 from ioc.incidents import reason_code
 from ioc.model import Sample, make_labels
 from ioc.status import TargetState
+from ioc.store.incidents import Query as IncidentQuery
 from tests.alerts.test_delivery_e2e import RULE, fault
 from tests.conftest import demo_config, free_port, polled_app
 from tests.web.test_browser import (  # noqa: F401 (browser is a fixture)
@@ -122,7 +123,10 @@ async def test_the_console_updates_live_filters_and_acts_on_several_alerts(
             "() => document.querySelectorAll('#alerts-body .mark.acked').length === 2",
             timeout=5000)
         assert await page.input_value(warning) == "đang gọi Sở Y tế"
-        assert "2/2" in (await page.text_content("#status") or "")
+        # the answer's summary can come after the stream has shown the acks
+        await page.wait_for_function(
+            "() => (document.getElementById('status').textContent || '').includes('2/2')",
+            timeout=5000)
         assert await page.evaluate("() => window.notReloaded") is True
         # the warning was hidden by the filter, so it was not acked
         await page.select_option("#f-severity", "")
@@ -217,10 +221,25 @@ async def test_the_longest_names_fit_at_1366_and_the_incidents_page_works(
         await page.click("#incidents li.incident form.note button")
         await page.wait_for_selector("#incidents .notes li")
         assert "ca-truc" in (await page.text_content("#incidents .notes") or "")
+        # the public note citizens read on /status: set from the page, then withdrawn
+        await page.fill("#incidents li.incident form.public-note input[name=text]",
+                        "Cổng dịch vụ công gián đoạn, đã khôi phục")
+        await page.click("#incidents li.incident form.public-note button")
+        await page.wait_for_selector("#incidents dl.facts dd:has-text('đã khôi phục')")
+        rows, _ = await app.incidents.list(IncidentQuery(department="BQLKCN"), clock.now())
+        # the first incident listed (newest first) has it, no other
+        assert [r.get("public_note") for r in rows] == [
+            "Cổng dịch vụ công gián đoạn, đã khôi phục"] + [None] * (len(rows) - 1)
         path = shoot("console-incidents-1366x768-vi.png")
         if path:
             await page.screenshot(path=str(path))
         assert await page.evaluate(OVERFLOWS) == []
+
+        await page.fill("#incidents li.incident form.public-note input[name=text]", "")
+        await page.click("#incidents li.incident form.public-note button")
+        await page.wait_for_selector("#incidents form.public-note input[value='']")
+        rows, _ = await app.incidents.list(IncidentQuery(department="BQLKCN"), clock.now())
+        assert {r.get("public_note") for r in rows} == {None}
 
         await page.fill("#incident-filters input[name=start]", "31/02/2027 10:00")
         await page.click("#incident-filters button")

@@ -84,8 +84,8 @@
       } else if (el.name === "matchers") {
         const items = el.value.split("\n").map((s) => s.trim()).filter(Boolean);
         data.matchers = (data.matchers || []).concat(items);
-      } else if (el.value !== "") {
-        data[el.name] = el.value;
+      } else if (el.value !== "" || el.dataset.keepEmpty !== undefined) {
+        data[el.name] = el.value; // keep-empty: an empty value means something (withdraw)
       }
     }
     return data;
