@@ -71,6 +71,7 @@ def _admit(request: web.Request, pages: StatusPages, page: StatusPageConfig,
     wait = pages.retry_after(page, request.remote or "unknown")
     if wait <= 0:
         return None
+    request.app[CONTEXT].trust.rejected.labels(reason="status_rate_limited").inc()
     seconds = max(1, math.ceil(wait))
     headers = {"Retry-After": str(seconds)}
     message = word(_lang(request), "ui.too_many", seconds=seconds)

@@ -229,6 +229,8 @@ async def test_over_the_rate_limit_a_readable_429_with_retry_after(tmp_path: Pat
         # another client behind no trusted proxy cannot claim another address
         status, _, _ = await get(app, "/status", {"X-Forwarded-For": "203.0.113.9"})
         assert status == 429
+        assert app.registry.get_sample_value("ioc_http_requests_rejected_total",
+                                             {"reason": "status_rate_limited"}) == 3
 
 
 async def test_the_limit_is_per_client_behind_a_trusted_proxy(tmp_path: Path) -> None:
