@@ -26,10 +26,11 @@ from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from alerts.dispatcher import Dispatcher
-from alerts.notifiers import Integration
+from alerts.notifiers import HttpSession, Integration
 from alerts.report_delivery import report_integrations, report_notifications
+from ioc.availability import parse_period
 from ioc.logs import fields
-from ioc.reports.files import ReportFiles
+from ioc.reports.files import BuiltReport, ReportFiles, ReportRequest
 from ioc.reports.schedule import ScheduleConfig, due_run, next_fire
 from ioc.store.base import Fence, NotLeaderError, StoreError
 from ioc.store.report_runs import ReportRun, ReportRunStore
@@ -177,3 +178,47 @@ def build_report_scheduler(config: Callable[[], Config], dispatcher: Dispatcher,
         config, ReportRunStore(first.storage.url), channels, leading=leading, fence=fence,
         after_enqueue=dispatcher.outbox.after_enqueue,
         download_url=lambda: config().reports.public_url or external_url(), clock=clock)
+
+
+PERIOD_KINDS = {"previous_day": "day", "previous_week": "week", "previous_month": "month"}
+
+
+async def send_by_hand(config: Config, name: str, period: str, *, now: float
+                       ) -> tuple[bool, ReportRun | None]:
+    """``ioc report --send NAME --period P``: queue that run as the schedule would.
+
+    (True, run) when queued now; (False, the recorded run) when it was queued before. The
+    running service's alert leader sends what is queued (its outbox looks at least every
+    minute); nothing is sent from this process, so a report is never sent from two places.
+    """
+    tz = ZoneInfo(config.province.timezone)
+    chosen = next((s for s in config.reports.schedules if s.name == name), None)
+    if chosen is None:
+        known = ", ".join(s.name for s in config.reports.schedules) or "none configured"
+        raise ValueError(f"schedule {name!r}: not under reports.schedules (known: {known})")
+    wanted = PERIOD_KINDS[chosen.period]
+    if parse_period(period, tz).kind != wanted:
+        raise ValueError(f"period {period!r}: schedule {name!r} reports on a {wanted} "
+                         f"({chosen.period})")
+    store = ReportRunStore(config.storage.url)
+    await store.open()
+    try:
+        channels = report_integrations(config.alerts.receivers, set(chosen.receivers),
+                                       HttpSession(), _NoSource())
+        scheduler = ReportScheduler(
+            lambda: config, store, channels, leading=lambda: False, fence=lambda: None,
+            after_enqueue=lambda: None,
+            download_url=lambda: config.reports.public_url or config.alerts.external_url
+            or f"http://{config.service.listen}/", clock=lambda: now)
+        queued = await scheduler.queue(chosen, period, fired_at=now, now=now,
+                                       trigger="manual", fence=None)
+        return queued, await store.run(name, period)
+    finally:
+        await store.close()
+
+
+class _NoSource:
+    """The CLI only queues; the service's own channels build and send."""
+
+    async def get(self, request: ReportRequest) -> BuiltReport:
+        raise RuntimeError("reports are built by the running service")
