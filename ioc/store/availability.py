@@ -94,6 +94,43 @@ class HistoryStore(TableStore):
             raise StoreError(f"store {self.url_for_display}: cannot read counters: "
                              f"{type(exc).__name__}: {exc}") from exc
 
+    async def last_values_by_month(self, metrics: Sequence[str],
+                                   months: Sequence[tuple[str, float, float]]
+                                   ) -> dict[str, list[tuple[str, dict[str, str], float]]]:
+        """For each month ``(label, start, end)``: the last value of each series inside it.
+
+        Raw samples where they are still kept; past the raw retention, the newest 1 h rollup
+        bucket of the month, its ``max`` (the portal's counters only grow within their
+        period, so a bucket's largest value is its last). One indexed lookup per series and
+        month: a year of a province is a few thousand of them, not a scan.
+        """
+        try:
+            async with self._reader().connect() as conn:
+                out: dict[str, list[tuple[str, dict[str, str], float]]] = {
+                    label: [] for label, _, _ in months}
+                for sid, metric, text in await conn.execute(
+                        select(series.c.id, series.c.metric, series.c.labels)
+                        .where(series.c.metric.in_(list(metrics)))):
+                    labels = dict(parse_canonical_labels(text))
+                    for label, start, end in months:
+                        value = (await conn.execute(
+                            select(samples.c.value).where(
+                                samples.c.series_id == sid, samples.c.ts >= ms(start),
+                                samples.c.ts < ms(end))
+                            .order_by(samples.c.ts.desc()).limit(1))).scalar()
+                        if value is None:
+                            value = (await conn.execute(
+                                select(rollup_1h.c.max).where(
+                                    rollup_1h.c.series_id == sid,
+                                    rollup_1h.c.ts >= ms(start), rollup_1h.c.ts < ms(end))
+                                .order_by(rollup_1h.c.ts.desc()).limit(1))).scalar()
+                        if value is not None:
+                            out[label].append((metric, labels, float(value)))
+                return out
+        except Exception as exc:
+            raise StoreError(f"store {self.url_for_display}: cannot read monthly counters: "
+                             f"{type(exc).__name__}: {exc}") from exc
+
     async def events_by_severity(self, start: float, end: float
                                  ) -> dict[str, dict[str, int]]:
         """Security events that occurred in ``[start, end)``: department → severity → n."""
