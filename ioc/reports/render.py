@@ -243,11 +243,13 @@ def render_xlsx(report: dict[str, Any], *, lang: str, tz: ZoneInfo) -> bytes:
         ws.append(header)
         for cell in ws[1]:
             cell.font = Font(bold=True)
-        for values in body:
+        # Row numbers counted here: ``ws.max_row`` walks every cell, once per row it was
+        # asked for a table of thousands of incidents took seconds.
+        for row, values in enumerate(body, start=2):
             ws.append(values)
             for col, number_format in enumerate(formats, start=1):
                 if number_format:
-                    ws.cell(ws.max_row, col).number_format = number_format
+                    ws.cell(row, col).number_format = number_format
 
     def days(seconds: float | None) -> float | None:
         return None if seconds is None else seconds / 86_400

@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ioc.availability import HOLD_INTERVALS, Segment, segments_from_polls
@@ -101,31 +101,33 @@ class HistoryStore(TableStore):
 
         Raw samples where they are still kept; past the raw retention, the newest 1 h rollup
         bucket of the month, its ``max`` (the portal's counters only grow within their
-        period, so a bucket's largest value is its last). One indexed lookup per series and
-        month: a year of a province is a few thousand of them, not a scan.
+        period, so a bucket's largest value is its last). One statement per month, two
+        index seeks per series in it.
         """
+        s = series.c
         try:
             async with self._reader().connect() as conn:
-                out: dict[str, list[tuple[str, dict[str, str], float]]] = {
-                    label: [] for label, _, _ in months}
-                for sid, metric, text in await conn.execute(
-                        select(series.c.id, series.c.metric, series.c.labels)
-                        .where(series.c.metric.in_(list(metrics)))):
-                    labels = dict(parse_canonical_labels(text))
-                    for label, start, end in months:
-                        value = (await conn.execute(
-                            select(samples.c.value).where(
-                                samples.c.series_id == sid, samples.c.ts >= ms(start),
-                                samples.c.ts < ms(end))
-                            .order_by(samples.c.ts.desc()).limit(1))).scalar()
-                        if value is None:
-                            value = (await conn.execute(
-                                select(rollup_1h.c.max).where(
-                                    rollup_1h.c.series_id == sid,
-                                    rollup_1h.c.ts >= ms(start), rollup_1h.c.ts < ms(end))
-                                .order_by(rollup_1h.c.ts.desc()).limit(1))).scalar()
-                        if value is not None:
-                            out[label].append((metric, labels, float(value)))
+                names = {sid: (metric, dict(parse_canonical_labels(text)))
+                         for sid, metric, text in await conn.execute(
+                             select(s.id, s.metric, s.labels)
+                             .where(s.metric.in_(list(metrics))))}
+                out: dict[str, list[tuple[str, dict[str, str], float]]] = {}
+                for label, start, end in months:
+                    raw = select(samples.c.value).where(
+                        samples.c.series_id == s.id, samples.c.ts >= ms(start),
+                        samples.c.ts < ms(end)).order_by(samples.c.ts.desc()).limit(1)
+                    hour = select(rollup_1h.c.max).where(
+                        rollup_1h.c.series_id == s.id, rollup_1h.c.ts >= ms(start),
+                        rollup_1h.c.ts < ms(end)).order_by(rollup_1h.c.ts.desc()).limit(1)
+                    found = []
+                    for chunk in _chunks(list(names)):
+                        for sid, last_raw, last_hour in await conn.execute(
+                                select(s.id, raw.scalar_subquery(), hour.scalar_subquery())
+                                .where(s.id.in_(chunk))):
+                            value = last_raw if last_raw is not None else last_hour
+                            if value is not None:
+                                found.append((*names[sid], float(value)))
+                    out[label] = found
                 return out
         except Exception as exc:
             raise StoreError(f"store {self.url_for_display}: cannot read monthly counters: "
@@ -153,8 +155,16 @@ class HistoryStore(TableStore):
 async def read_histories(engine: AsyncEngine, start: float, end: float, *,
                          intervals: Mapping[str, float] | None = None,
                          department: str | None = None) -> dict[str, TargetHistory]:
-    """Every target's segments over ``[start, end)``, from rollups and raw polls."""
+    """Every target's segments over ``[start, end)``, from rollups and raw polls.
+
+    What every target needs is asked for all of them at once — each series' first poll
+    (one statement of index seeks), the month's irregular 5 min buckets and rows per day
+    (one scan of the rollup rows) — and then one read of raw polls per target with outage
+    edges. A query per target and step (ten per target) made a province's month 8-10 s of
+    round trips through aiosqlite's thread (BENCHMARKS.md).
+    """
     intervals = intervals or {}
+    width = TIER_5M.width
     async with engine.connect() as conn:
         by_target: dict[str, list[tuple[int, str]]] = defaultdict(list)
         for sid, text in await conn.execute(
@@ -167,36 +177,70 @@ async def read_histories(engine: AsyncEngine, start: float, end: float, *,
             by_target[labels["target"]].append((sid, labels.get("department", "")))
         rolled = (await conn.execute(select(rollup_watermarks.c.rolled_to).where(
             rollup_watermarks.c.tier == TIER_5M.name))).scalar()
-        out: dict[str, TargetHistory] = {}
+        firsts = await _first_polls(conn, [sid for sids in by_target.values()
+                                           for sid, _ in sids])
+        lo, hi = floor_to(ms(start), width), ceil_to(ms(end), width)
+        top = lo if rolled is None else max(lo, min(hi, floor_to(rolled, width)))
+        plans: dict[str, tuple[list[int], float | None, float]] = {}
+        need: dict[int, int] = {}
         for target, sids in sorted(by_target.items()):
             ids = [sid for sid, _ in sids]
-            first = await _first_poll(conn, ids)
+            first = _first_of(firsts, ids)
             monitored_from = None if first is None else sec(first)
             interval = intervals.get(target) or await _guess_interval(conn, ids)
+            plans[target] = (ids, monitored_from, interval)
+            if monitored_from is not None and monitored_from < end and len(ids) == 1:
+                need[ids[0]] = max(1, int(width / 1000 // interval))
+        irregular = await _irregular(conn, need, lo - width, top) if top > lo else {}
+        out: dict[str, TargetHistory] = {}
+        for target, (ids, monitored_from, interval) in plans.items():
             hold = interval * HOLD_INTERVALS
             if monitored_from is None or monitored_from >= end:
                 segments: list[Segment] = []
             elif len(ids) == 1:
-                segments = await _segments(conn, ids[0], start, end, interval, rolled)
+                segments = await _segments(conn, ids[0], start, end, interval, top,
+                                           irregular.get(ids[0], set()))
             else:
                 segments = await _raw_segments(conn, ids, start - hold, end, hold)
-            out[target] = TargetHistory(target, sids[-1][1], monitored_from,
+            out[target] = TargetHistory(target, by_target[target][-1][1], monitored_from,
                                         _clip(segments, start, end), interval)
     return out
 
 
-async def _first_poll(conn: AsyncConnection, ids: Sequence[int]) -> int | None:
+CHUNK = 500  # series ids per statement (bound parameters stay far below every limit)
+
+
+def _chunks(ids: Sequence[int]) -> list[list[int]]:
+    return [list(ids[i:i + CHUNK]) for i in range(0, len(ids), CHUNK)]
+
+
+async def _first_polls(conn: AsyncConnection, ids: Sequence[int]
+                       ) -> dict[int, tuple[int | None, int | None]]:
+    """Series id -> (oldest raw poll, oldest rollup bucket), by one index seek per series
+    and table inside one statement per chunk of series."""
+    out: dict[int, tuple[int | None, int | None]] = {}
+    s = series.c
+    raw = select(func.min(samples.c.ts)).where(samples.c.series_id == s.id).scalar_subquery()
+    hour = select(func.min(rollup_1h.c.ts)).where(
+        rollup_1h.c.series_id == s.id).scalar_subquery()
+    five = select(func.min(rollup_5m.c.ts)).where(
+        rollup_5m.c.series_id == s.id).scalar_subquery()
+    for chunk in _chunks(ids):
+        for sid, first_raw, first_hour, first_five in await conn.execute(
+                select(s.id, raw, hour, five).where(s.id.in_(chunk))):
+            rolled = [v for v in (first_hour, first_five) if v is not None]
+            out[sid] = (first_raw, min(rolled) if rolled else None)
+    return out
+
+
+def _first_of(firsts: Mapping[int, tuple[int | None, int | None]],
+              ids: Sequence[int]) -> int | None:
     """The oldest poll kept: raw, or a rollup bucket's start where raw history was pruned
     (then only the bucket is known, and the target counts as watched from its start)."""
-    found: dict[str, list[int]] = {"raw": [], "rolled": []}
-    for key, table in (("raw", samples), ("rolled", rollup_1h), ("rolled", rollup_5m)):
-        for sid in ids:  # one index seek per series
-            value = (await conn.execute(select(func.min(table.c.ts))
-                                        .where(table.c.series_id == sid))).scalar()
-            if value is not None:
-                found[key].append(value)
-    raw = min(found["raw"]) if found["raw"] else None
-    rolled = min(found["rolled"]) if found["rolled"] else None
+    raws = [firsts[i][0] for i in ids if i in firsts and firsts[i][0] is not None]
+    rolls = [firsts[i][1] for i in ids if i in firsts and firsts[i][1] is not None]
+    raw = min(v for v in raws if v is not None) if raws else None
+    rolled = min(v for v in rolls if v is not None) if rolls else None
     if raw is None or (rolled is not None and rolled < floor_to(raw, TIER_5M.width)):
         return rolled
     return raw
@@ -214,73 +258,122 @@ async def _guess_interval(conn: AsyncConnection, ids: Sequence[int]) -> float:
 _DAY_MS = 86_400_000
 
 
-async def _irregular(conn: AsyncConnection, sid: int, lo: int, hi: int, need: int) -> set[int]:
-    """Buckets in ``[lo, hi)`` that are not full of good polls: missing, short, or holding
-    a failed poll. The database walks the month's rows; Python sees a few per outage.
+async def _irregular(conn: AsyncConnection, need: Mapping[int, int], lo: int, hi: int
+                     ) -> dict[int, set[int]]:
+    """Per series, the buckets in ``[lo, hi)`` that are not full of good polls: missing,
+    short (fewer than ``need[series]`` polls), or holding a failed poll.
 
-    Missing buckets are found per UTC day: a day with all its rows is complete (the usual
-    case, one row of counts), only the others have their bucket starts read.
+    One pass of the database over the rollup rows, per chunk of series with the same
+    ``need`` (a province has one or a few intervals), counts per series and UTC day the
+    rows and the bad ones; a day with all its rows and none bad (the usual case) is done.
+    Only the other days have their bucket rows read, a batch of days per statement.
     """
     width = TIER_5M.width
     r = rollup_5m
-    in_range = (r.c.series_id == sid, r.c.ts >= lo, r.c.ts < hi)
-    out = {ts for (ts,) in await conn.execute(select(r.c.ts).where(
-        *in_range, (r.c.count < need) | (r.c.sum != r.c.count)))}
+    out: dict[int, set[int]] = defaultdict(set)
+    days: dict[int, set[int]] = defaultdict(set)
+    look: list[tuple[int, int, int]] = []   # (series, first, last): days missing buckets
+    bad_days: list[tuple[int, int, int]] = []  # complete days with a bad bucket
+    by_need: dict[int, list[int]] = defaultdict(list)
+    for sid, n in need.items():
+        by_need[n].append(sid)
     day = (r.c.ts // _DAY_MS).label("day")
-    days: set[int] = set()
-    for raw_day, count in await conn.execute(select(day, func.count()).where(*in_range)
-                                             .group_by(day)):
-        number = int(raw_day)
-        days.add(number)
-        first, last = max(lo, number * _DAY_MS), min(hi, (number + 1) * _DAY_MS)
-        if count == (last - first) // width:
-            continue
-        present = {ts for (ts,) in await conn.execute(select(r.c.ts).where(
-            r.c.series_id == sid, r.c.ts >= first, r.c.ts < last))}
-        out.update(b for b in range(first, last, width) if b not in present)
-    # days without a single row
-    for number in range(lo // _DAY_MS, (hi - 1) // _DAY_MS + 1):
-        if number not in days:
-            first, last = max(lo, number * _DAY_MS), min(hi, (number + 1) * _DAY_MS)
-            out.update(range(first, last, width))
+    for n, sids in by_need.items():
+        bad = func.sum(case(((r.c.count < n) | (r.c.sum != r.c.count), 1), else_=0))
+        for chunk in _chunks(sids):
+            for sid, raw_day, count, bad_rows in await conn.execute(
+                    select(r.c.series_id, day, func.count(), bad)
+                    .where(r.c.series_id.in_(chunk), r.c.ts >= lo, r.c.ts < hi)
+                    .group_by(r.c.series_id, day)):
+                number = int(raw_day)
+                days[sid].add(number)
+                first, last = max(lo, number * _DAY_MS), min(hi, (number + 1) * _DAY_MS)
+                if count != (last - first) // width:
+                    look.append((sid, first, last))
+                elif bad_rows:
+                    bad_days.append((sid, first, last))
+    # Whole days with some bucket missing: every bucket start (present or not) is read.
+    for part in range(0, len(look), 200):
+        batch = look[part:part + 200]
+        rows = await conn.execute(
+            select(r.c.series_id, r.c.ts, r.c.count, r.c.sum).where(or_(*(
+                and_(r.c.series_id == sid, r.c.ts >= first, r.c.ts < last)
+                for sid, first, last in batch))))
+        present: dict[int, set[int]] = defaultdict(set)
+        for sid, ts, count, total in rows:
+            present[sid].add(ts)
+            if count < need[sid] or total != count:
+                out[sid].add(ts)
+        for sid, first, last in batch:
+            out[sid].update(b for b in range(first, last, width) if b not in present[sid])
+    # Complete days with a short or failed bucket: only those buckets are read.
+    for part in range(0, len(bad_days), 200):
+        batch = bad_days[part:part + 200]
+        for sid, ts, count, total in await conn.execute(
+                select(r.c.series_id, r.c.ts, r.c.count, r.c.sum).where(
+                    or_(*(and_(r.c.series_id == sid, r.c.ts >= first, r.c.ts < last)
+                          for sid, first, last in batch)),
+                    (r.c.sum != r.c.count) | (r.c.count < max(need.values())))):
+            if count < need[sid] or total != count:
+                out[sid].add(ts)
+    for sid in need:  # days without a single row
+        for number in range(lo // _DAY_MS, (hi - 1) // _DAY_MS + 1):
+            if number not in days[sid]:
+                first, last = max(lo, number * _DAY_MS), min(hi, (number + 1) * _DAY_MS)
+                out[sid].update(range(first, last, width))
     return out
 
 
 async def _segments(conn: AsyncConnection, sid: int, start: float, end: float,
-                    interval: float, rolled_to: int | None) -> list[Segment]:
+                    interval: float, top: int, irregular: set[int]) -> list[Segment]:
     """Solid buckets are good polls through and through; the rest is read raw.
 
     A bucket is solid when it and the bucket before it hold as many polls as the width
     allows at the interval, all good (the previous bucket's last poll covers this one's
     start). Only good buckets are taken from the rollups: an outage, short or long, is
-    read from its raw polls, so its edges fall where the polls put them.
+    read from its raw polls, so its edges fall where the polls put them. Buckets from
+    ``top`` (the rollup watermark) on are read raw. All raw reads of a series are one query.
     """
     width = TIER_5M.width
     hold = interval * HOLD_INTERVALS
     lo, hi = floor_to(ms(start), width), ceil_to(ms(end), width)
-    top = lo if rolled_to is None else max(lo, min(hi, floor_to(rolled_to, width)))
     dirty: set[int] = set(range(top, hi, width))
-    if top > lo:
-        need = max(1, int(width / 1000 // interval))
-        for b in await _irregular(conn, sid, lo - width, top, need):
-            dirty.add(b)
-            dirty.add(b + width)
+    for b in irregular:
+        dirty.add(b)
+        dirty.add(b + width)
     runs: list[tuple[int, int]] = []
     for b in sorted(d for d in dirty if lo <= d < hi):
         if runs and runs[-1][1] == b:
             runs[-1] = (runs[-1][0], b + width)
         else:
             runs.append((b, b + width))
+    raw = await _raw_runs(conn, sid, [(sec(a) - hold, sec(b)) for a, b in runs])
     out: list[Segment] = []
     cursor = lo
-    for a, b in runs:
+    for (a, b), polls in zip(runs, raw, strict=True):
         if a > cursor:
             out.append(Segment(sec(cursor), sec(a), True))
-        out += await _raw_segments(conn, [sid], sec(a) - hold, sec(b), hold, clip_from=sec(a))
+        out += _clip(segments_from_polls(polls, hold), sec(a), sec(b))
         cursor = b
     if cursor < hi:
         out.append(Segment(sec(cursor), sec(hi), True))
     return _joined(out)
+
+
+async def _raw_runs(conn: AsyncConnection, sid: int, ranges: Sequence[tuple[float, float]]
+                    ) -> list[list[tuple[float, bool]]]:
+    """The raw polls of one series in each of ``ranges`` (seconds), in one query."""
+    if not ranges:
+        return []
+    found: list[tuple[float, bool]] = []
+    for part in range(0, len(ranges), 200):  # a bounded OR per statement
+        ors = or_(*(and_(samples.c.ts >= ms(a), samples.c.ts < ms(b))
+                    for a, b in ranges[part:part + 200]))
+        found += [(sec(ts), value >= 0.5) for ts, value in await conn.execute(
+            select(samples.c.ts, samples.c.value)
+            .where(samples.c.series_id == sid, ors).order_by(samples.c.ts))]
+    found.sort()
+    return [[(ts, up) for ts, up in found if a <= ts < b] for a, b in ranges]
 
 
 async def _raw_segments(conn: AsyncConnection, ids: Sequence[int], start: float, end: float,
