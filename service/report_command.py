@@ -1,7 +1,9 @@
 """``ioc report``: a period's report from the store, written in one format.
 
 The data is :func:`ioc.reports.collect.collect`'s, the same the API's download
-(``GET /api/v1/reports``) serves; this module is the command line around it.
+(``GET /api/v1/reports``) serves; this module is the command line around it. With
+``--send SCHEDULE`` it queues a scheduled report's run instead, for the running service to
+send (:func:`service.report_schedule.send_by_hand`).
 """
 
 from __future__ import annotations

@@ -14,7 +14,9 @@ Figures, and how each is counted (docs/reports.md):
 * dossiers and feedback: the portal's counters are gauges of its own current period, so the
   report takes the last value stored inside the report's period (docs/domain.md); rates are
   QĐ 766's (:mod:`ioc.domain`);
-* security events: counted by severity, by the time they occurred.
+* security events: counted by severity, by the time they occurred;
+* on-time rate by month: the last 12 months' counters (each month's last value, read by
+  ``collect``), every department's added before dividing.
 """
 
 from __future__ import annotations

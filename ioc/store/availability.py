@@ -21,8 +21,9 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
+from typing import Any
 
-from sqlalchemy import and_, case, func, or_, select
+from sqlalchemy import Table, case, func, select, union_all
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ioc.availability import HOLD_INTERVALS, Segment, segments_from_polls
@@ -293,12 +294,10 @@ async def _irregular(conn: AsyncConnection, need: Mapping[int, int], lo: int, hi
                 elif bad_rows:
                     bad_days.append((sid, first, last))
     # Whole days with some bucket missing: every bucket start (present or not) is read.
-    for part in range(0, len(look), 200):
-        batch = look[part:part + 200]
-        rows = await conn.execute(
-            select(r.c.series_id, r.c.ts, r.c.count, r.c.sum).where(or_(*(
-                and_(r.c.series_id == sid, r.c.ts >= first, r.c.ts < last)
-                for sid, first, last in batch))))
+    cols = (r.c.series_id, r.c.ts, r.c.count, r.c.sum)
+    for part in range(0, len(look), UNION_PARTS):
+        batch = look[part:part + UNION_PARTS]
+        rows = await conn.execute(_ranges(r, cols, batch))
         present: dict[int, set[int]] = defaultdict(set)
         for sid, ts, count, total in rows:
             present[sid].add(ts)
@@ -307,13 +306,10 @@ async def _irregular(conn: AsyncConnection, need: Mapping[int, int], lo: int, hi
         for sid, first, last in batch:
             out[sid].update(b for b in range(first, last, width) if b not in present[sid])
     # Complete days with a short or failed bucket: only those buckets are read.
-    for part in range(0, len(bad_days), 200):
-        batch = bad_days[part:part + 200]
-        for sid, ts, count, total in await conn.execute(
-                select(r.c.series_id, r.c.ts, r.c.count, r.c.sum).where(
-                    or_(*(and_(r.c.series_id == sid, r.c.ts >= first, r.c.ts < last)
-                          for sid, first, last in batch)),
-                    (r.c.sum != r.c.count) | (r.c.count < max(need.values())))):
+    for part in range(0, len(bad_days), UNION_PARTS):
+        batch = bad_days[part:part + UNION_PARTS]
+        for sid, ts, count, total in await conn.execute(_ranges(
+                r, cols, batch, (r.c.sum != r.c.count) | (r.c.count < max(need.values())))):
             if count < need[sid] or total != count:
                 out[sid].add(ts)
     for sid in need:  # days without a single row
@@ -360,18 +356,30 @@ async def _segments(conn: AsyncConnection, sid: int, start: float, end: float,
     return _joined(out)
 
 
+UNION_PARTS = 100  # ranges per statement (SQLite allows 500 parts in a compound select)
+
+
+def _ranges(table: Table, cols: Sequence[Any], ranges: Sequence[tuple[int, int, int]],
+            *where: Any) -> Any:
+    """Rows of ``table`` in each ``(series, from_ms, to_ms)``: one SELECT per range joined
+    by UNION ALL, so each part is an index range of the primary key (an OR of the ranges
+    lets SQLite's planner scan the whole table instead)."""
+    parts = [select(*cols).where(table.c.series_id == sid, table.c.ts >= a, table.c.ts < b,
+                                 *where) for sid, a, b in ranges]
+    return parts[0] if len(parts) == 1 else union_all(*parts)
+
+
 async def _raw_runs(conn: AsyncConnection, sid: int, ranges: Sequence[tuple[float, float]]
                     ) -> list[list[tuple[float, bool]]]:
     """The raw polls of one series in each of ``ranges`` (seconds), in one query."""
     if not ranges:
         return []
     found: list[tuple[float, bool]] = []
-    for part in range(0, len(ranges), 200):  # a bounded OR per statement
-        ors = or_(*(and_(samples.c.ts >= ms(a), samples.c.ts < ms(b))
-                    for a, b in ranges[part:part + 200]))
-        found += [(sec(ts), value >= 0.5) for ts, value in await conn.execute(
-            select(samples.c.ts, samples.c.value)
-            .where(samples.c.series_id == sid, ors).order_by(samples.c.ts))]
+    cols = (samples.c.series_id, samples.c.ts, samples.c.value)
+    for part in range(0, len(ranges), UNION_PARTS):
+        batch = [(sid, ms(a), ms(b)) for a, b in ranges[part:part + UNION_PARTS]]
+        found += [(sec(ts), value >= 0.5)
+                  for _, ts, value in await conn.execute(_ranges(samples, cols, batch))]
     found.sort()
     return [[(ts, up) for ts, up in found if a <= ts < b] for a, b in ranges]
 
