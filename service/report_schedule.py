@@ -59,6 +59,7 @@ class ReportScheduler:
         self.download_url = download_url
         self.clock = clock
         self._recorded: set[tuple[str, str]] = set()  # runs known to be in the store
+        self._waiting: set[str] = set()  # schedules told to wait for a restart
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._failing = False
@@ -133,6 +134,14 @@ class ReportScheduler:
         for schedule in self.schedules():
             run = due_run(schedule, tz, now)
             if run is None or (run.schedule, run.period) in self._recorded:
+                continue
+            unknown = [r for r in schedule.receivers if r not in self.integrations]
+            if unknown:  # added by a reload: its channels are built at the next start
+                if schedule.name not in self._waiting:
+                    self._waiting.add(schedule.name)
+                    log.warning("scheduled report waits for a restart: receivers added since "
+                                "the start have no channels yet", extra=fields(
+                                    schedule=schedule.name, receivers=",".join(unknown)))
                 continue
             trigger = "schedule" if now - run.fired_at <= ON_TIME_SECONDS else "catch-up"
             if await self.queue(schedule, run.period, fired_at=run.fired_at, now=now,

@@ -14,6 +14,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from alerts.notifiers import HttpSession, Integration
+from alerts.report_delivery import report_integrations
 from ioc.reports.schedule import (
     ScheduleConfig,
     due_run,
@@ -23,7 +25,7 @@ from ioc.reports.schedule import (
 )
 from ioc.store.report_runs import ReportRunStore
 from service.config import Config, ConfigError, parse_config
-from service.report_schedule import ReportScheduler, send_by_hand
+from service.report_schedule import ReportScheduler, _NoSource, send_by_hand
 
 VN = ZoneInfo("Asia/Ho_Chi_Minh")
 
@@ -104,18 +106,17 @@ def config_for(tmp_path: Path, **reports: Any) -> Config:
                              **reports}}, env={})
 
 
+def channels(config: Config) -> dict[str, list[Integration]]:
+    return report_integrations(config.alerts.receivers, {"bao-cao"}, HttpSession(),
+                               _NoSource())
+
+
 async def test_catch_up_sends_the_latest_missed_period_once(tmp_path: Path) -> None:
     config = config_for(tmp_path, public_url="https://ioc.haugiang.gov.vn/")
     store = ReportRunStore(config.storage.url)
     await store.open()
-    from alerts.notifiers import HttpSession
-    from alerts.report_delivery import report_integrations
-    from service.report_schedule import _NoSource
-
-    channels = report_integrations(config.alerts.receivers, {"bao-cao"}, HttpSession(),
-                                   _NoSource())
     woken: list[int] = []
-    scheduler = ReportScheduler(lambda: config, store, channels, leading=lambda: True,
+    scheduler = ReportScheduler(lambda: config, store, channels(config), leading=lambda: True,
                                 fence=lambda: None, after_enqueue=lambda: woken.append(1),
                                 download_url=lambda: "unused", clock=lambda: 0.0)
     try:
@@ -128,7 +129,7 @@ async def test_catch_up_sends_the_latest_missed_period_once(tmp_path: Path) -> N
             ("2026-W50", "catch-up", 1)]
         # On time the next Monday; a fresh scheduler (a restart) finds the row and sends none.
         assert await scheduler.tick(at(2026, 12, 21, 7, 30, 10)) == [("tuan", "2026-W51")]
-        again = ReportScheduler(lambda: config, store, channels, leading=lambda: True,
+        again = ReportScheduler(lambda: config, store, channels(config), leading=lambda: True,
                                 fence=lambda: None, after_enqueue=lambda: None,
                                 download_url=lambda: "unused", clock=lambda: 0.0)
         assert await again.tick(at(2026, 12, 21, 8)) == []
@@ -152,10 +153,27 @@ async def test_sending_by_hand_is_idempotent_too(tmp_path: Path) -> None:
     store = ReportRunStore(config.storage.url)
     await store.open()
     try:
+        scheduler = ReportScheduler(lambda: config, store, channels(config),
+                                    leading=lambda: True, fence=lambda: None,
+                                    after_enqueue=lambda: None, download_url=lambda: "",
+                                    clock=lambda: 0.0)
+        assert await scheduler.tick(at(2026, 11, 30, 7, 30, 5)) == []
+        assert [r.trigger for r in await store.runs()] == ["manual"]
+    finally:
+        await store.close()
+
+
+async def test_a_receiver_added_by_a_reload_waits_for_a_restart(tmp_path: Path) -> None:
+    config = config_for(tmp_path)
+    store = ReportRunStore(config.storage.url)
+    await store.open()
+    try:
+        # channels built at start for no receiver: the schedule's is not among them
         scheduler = ReportScheduler(lambda: config, store, {}, leading=lambda: True,
                                     fence=lambda: None, after_enqueue=lambda: None,
                                     download_url=lambda: "", clock=lambda: 0.0)
         assert await scheduler.tick(at(2026, 11, 30, 7, 30, 5)) == []
+        assert await store.runs() == []  # not recorded: sent after the restart
     finally:
         await store.close()
 
@@ -176,3 +194,20 @@ def test_cli_send(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "not sent again" in capsys.readouterr().out
     assert main(["report", "-c", str(path), "--send", "nope", "--period", "2026-11"]) == 1
     assert "not under reports.schedules" in capsys.readouterr().err
+
+
+def test_the_short_message_of_a_department_report_in_english() -> None:
+    from alerts.report_delivery import render_text
+
+    spec = {"schedule": "stp", "period": "2026-W48", "formats": ["pdf", "csv"], "lang": "en",
+            "department": "STP", "download_url": "https://ioc.example.vn/"}
+    summary = {"province": "Tỉnh Hậu Giang", "systems": 4, "availability": 0.998765,
+               "incidents": 3, "downtime_seconds": 3725.0}
+    assert render_text(spec, summary) == (
+        "Operations report week 48 of 2026 — Tỉnh Hậu Giang — STP\n"
+        "Systems monitored: 4\nAvailability: 99.877 %\nIncidents: 3\n"
+        "Total downtime: 1:02:05\nDownload:\n"
+        "- PDF: https://ioc.example.vn/api/v1/reports?period=2026-W48&format=pdf&lang=en"
+        "&department=STP\n"
+        "- CSV: https://ioc.example.vn/api/v1/reports?period=2026-W48&format=csv&lang=en"
+        "&department=STP\n")
