@@ -89,7 +89,8 @@ async def fill(store: SqlStore, targets: int, interval: int, outages: int, start
     await store.append([Sample("ioc_target_up", labels(i), 1.0, start) for i in range(targets)])
     _, writer = store.engines()
     rolled_to = int(end - 3600) * 1000
-    lo, hi = int(start) * 1000, rolled_to - WIDTH * 1000
+    # from an hour before the month, as a store running since before it holds
+    lo, hi = int(start - 3600) * 1000, rolled_to - WIDTH * 1000
     async with writer.begin() as conn:
         ids = [r[0] for r in await conn.execute(text("SELECT id FROM ioc_series ORDER BY id"))]
     for chunk in range(0, len(ids), 50):

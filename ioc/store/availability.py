@@ -264,59 +264,56 @@ async def _irregular(conn: AsyncConnection, need: Mapping[int, int], lo: int, hi
     """Per series, the buckets in ``[lo, hi)`` that are not full of good polls: missing,
     short (fewer than ``need[series]`` polls), or holding a failed poll.
 
-    One pass of the database over the rollup rows, per chunk of series with the same
-    ``need`` (a province has one or a few intervals), counts per series and UTC day the
-    rows and the bad ones; a day with all its rows and none bad (the usual case) is done.
-    Only the other days have their bucket rows read, a batch of days per statement.
+    One pass over the rollup rows in primary-key order, per chunk of series with the same
+    ``need`` (a province has one or a few intervals), counts each series' rows and bad ones
+    (grouped by series only: grouping by day as well made SQLite sort the month's rows).
+    A series with every bucket and none bad (the usual case) is done. The bad buckets of the
+    others are read in a second pass over their rows, and only a series missing buckets has
+    its days counted, to find which.
     """
     width = TIER_5M.width
     r = rollup_5m
     out: dict[int, set[int]] = defaultdict(set)
-    days: dict[int, set[int]] = defaultdict(set)
-    look: list[tuple[int, int, int]] = []   # (series, first, last): days missing buckets
-    bad_days: list[tuple[int, int, int]] = []  # complete days with a bad bucket
+    expected = (hi - lo) // width
+    bad_series: list[int] = []
+    short_series: list[int] = []
     by_need: dict[int, list[int]] = defaultdict(list)
     for sid, n in need.items():
         by_need[n].append(sid)
-    day = (r.c.ts // _DAY_MS).label("day")
     for n, sids in by_need.items():
         bad = func.sum(case(((r.c.count < n) | (r.c.sum != r.c.count), 1), else_=0))
         for chunk in _chunks(sids):
-            for sid, raw_day, count, bad_rows in await conn.execute(
-                    select(r.c.series_id, day, func.count(), bad)
+            seen = set()
+            for sid, count, bad_rows in await conn.execute(
+                    select(r.c.series_id, func.count(), bad)
                     .where(r.c.series_id.in_(chunk), r.c.ts >= lo, r.c.ts < hi)
-                    .group_by(r.c.series_id, day)):
-                number = int(raw_day)
-                days[sid].add(number)
-                first, last = max(lo, number * _DAY_MS), min(hi, (number + 1) * _DAY_MS)
-                if count != (last - first) // width:
-                    look.append((sid, first, last))
-                elif bad_rows:
-                    bad_days.append((sid, first, last))
-    # Whole days with some bucket missing: every bucket start (present or not) is read.
+                    .group_by(r.c.series_id)):
+                seen.add(sid)
+                if bad_rows:
+                    bad_series.append(sid)
+                if count != expected:
+                    short_series.append(sid)
+            short_series.extend(sid for sid in chunk if sid not in seen)
     cols = (r.c.series_id, r.c.ts, r.c.count, r.c.sum)
-    for part in range(0, len(look), UNION_PARTS):
-        batch = look[part:part + UNION_PARTS]
-        rows = await conn.execute(_ranges(r, cols, batch))
-        present: dict[int, set[int]] = defaultdict(set)
-        for sid, ts, count, total in rows:
-            present[sid].add(ts)
-            if count < need[sid] or total != count:
-                out[sid].add(ts)
-        for sid, first, last in batch:
-            out[sid].update(b for b in range(first, last, width) if b not in present[sid])
-    # Complete days with a short or failed bucket: only those buckets are read.
-    for part in range(0, len(bad_days), UNION_PARTS):
-        batch = bad_days[part:part + UNION_PARTS]
+    for part in range(0, len(bad_series), UNION_PARTS):
+        batch = [(sid, lo, hi) for sid in bad_series[part:part + UNION_PARTS]]
         for sid, ts, count, total in await conn.execute(_ranges(
                 r, cols, batch, (r.c.sum != r.c.count) | (r.c.count < max(need.values())))):
             if count < need[sid] or total != count:
                 out[sid].add(ts)
-    for sid in need:  # days without a single row
+    day = (r.c.ts // _DAY_MS).label("day")
+    for sid in short_series:  # which days miss buckets, then which buckets
+        counts = {int(number): count for number, count in await conn.execute(
+            select(day, func.count()).where(r.c.series_id == sid, r.c.ts >= lo, r.c.ts < hi)
+            .group_by(day))}
         for number in range(lo // _DAY_MS, (hi - 1) // _DAY_MS + 1):
-            if number not in days[sid]:
-                first, last = max(lo, number * _DAY_MS), min(hi, (number + 1) * _DAY_MS)
+            first, last = max(lo, number * _DAY_MS), min(hi, (number + 1) * _DAY_MS)
+            if number not in counts:
                 out[sid].update(range(first, last, width))
+            elif counts[number] != (last - first) // width:
+                present = {ts for (ts,) in await conn.execute(select(r.c.ts).where(
+                    r.c.series_id == sid, r.c.ts >= first, r.c.ts < last))}
+                out[sid].update(b for b in range(first, last, width) if b not in present)
     return out
 
 
