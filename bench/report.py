@@ -209,6 +209,11 @@ async def run(args: argparse.Namespace, url: str) -> None:
     t = time.perf_counter()
     await fill(store, args.targets, args.interval, args.outages, period.start,
                period.end, rng)
+    if backend == "postgresql":  # the statistics autovacuum keeps in a live store
+        _, writer = store.engines()
+        async with writer.connect() as conn:
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
+            await conn.execute(text("ANALYZE"))
     print(f"{backend}: generated in {time.perf_counter() - t:.1f} s "
           f"({args.targets} targets x {period.days} days at {args.interval} s: "
           f"{args.targets * period.days * 86_400 // args.interval:,} polls; load {load()})")
