@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
@@ -49,7 +49,9 @@ class ReportScheduler:
                  integrations: Mapping[str, Sequence[Integration]], *,
                  leading: Callable[[], bool], fence: Callable[[], Fence | None],
                  after_enqueue: Callable[[], object], download_url: Callable[[], str],
-                 clock: Callable[[], float]) -> None:
+                 clock: Callable[[], float],
+                 prepare: Callable[[ScheduleConfig, str], Awaitable[object]] | None = None
+                 ) -> None:
         self.config = config
         self.store = store
         self.integrations = integrations
@@ -58,6 +60,7 @@ class ReportScheduler:
         self.after_enqueue = after_enqueue
         self.download_url = download_url
         self.clock = clock
+        self.prepare = prepare
         self._recorded: set[tuple[str, str]] = set()  # runs known to be in the store
         self._waiting: set[str] = set()  # schedules told to wait for a restart
         self._task: asyncio.Task[None] | None = None
@@ -80,7 +83,8 @@ class ReportScheduler:
         await self.store.open()
 
     def start(self) -> None:
-        if self._task is None and self.schedules():
+        """Always, schedules or not: a reload may add the first one."""
+        if self._task is None:
             self._task = asyncio.create_task(self.run_forever(), name="ioc-report-schedule")
 
     async def stop(self) -> None:
@@ -144,6 +148,13 @@ class ReportScheduler:
                                     schedule=schedule.name, receivers=",".join(unknown)))
                 continue
             trigger = "schedule" if now - run.fired_at <= ON_TIME_SECONDS else "catch-up"
+            if self.prepare is not None:
+                if await self.store.run(run.schedule, run.period) is not None:
+                    self._recorded.add((run.schedule, run.period))
+                    continue
+                # Built before it is queued: the outbox then sends from the cache at once,
+                # instead of holding its round (and a page due in it) for the build.
+                await self.prepare(schedule, run.period)
             if await self.queue(schedule, run.period, fired_at=run.fired_at, now=now,
                                 trigger=trigger, fence=self.fence()):
                 queued.append((run.schedule, run.period))
@@ -186,7 +197,9 @@ def build_report_scheduler(config: Callable[[], Config], dispatcher: Dispatcher,
     return ReportScheduler(
         config, ReportRunStore(first.storage.url), channels, leading=leading, fence=fence,
         after_enqueue=dispatcher.outbox.after_enqueue,
-        download_url=lambda: config().reports.public_url or external_url(), clock=clock)
+        download_url=lambda: config().reports.public_url or external_url(), clock=clock,
+        prepare=lambda s, period: files.get(
+            ReportRequest(period, tuple(s.formats), s.lang, s.department)))
 
 
 PERIOD_KINDS = {"previous_day": "day", "previous_week": "week", "previous_month": "month"}

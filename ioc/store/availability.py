@@ -17,6 +17,7 @@ period) is read raw whole: rare, and the merge of two rollups could not be exact
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -159,10 +160,10 @@ async def read_histories(engine: AsyncEngine, start: float, end: float, *,
     """Every target's segments over ``[start, end)``, from rollups and raw polls.
 
     What every target needs is asked for all of them at once — each series' first poll
-    (one statement of index seeks), the month's irregular 5 min buckets and rows per day
-    (one scan of the rollup rows) — and then one read of raw polls per target with outage
-    edges. A query per target and step (ten per target) made a province's month 8-10 s of
-    round trips through aiosqlite's thread (BENCHMARKS.md).
+    (one statement of index seeks), the month's irregular 5 min buckets (one pass over the
+    rollup rows), the raw polls around outage edges and of the newest hour (a hundred
+    primary-key ranges per statement). A query per target and step (ten per target) made a
+    province's month 8-10 s of round trips through aiosqlite's thread (BENCHMARKS.md).
     """
     intervals = intervals or {}
     width = TIER_5M.width
@@ -193,19 +194,29 @@ async def read_histories(engine: AsyncEngine, start: float, end: float, *,
             if monitored_from is not None and monitored_from < end and len(ids) == 1:
                 need[ids[0]] = max(1, int(width / 1000 // interval))
         irregular = await _irregular(conn, need, lo - width, top) if top > lo else {}
+        # The raw polls every target's runs need, read for all targets together.
+        runs = {sid: _dirty_runs(lo, hi, top, irregular.get(sid, set()))
+                for sid in need}
+        holds = {ids[0]: interval * HOLD_INTERVALS for ids, _, interval in plans.values()
+                 if len(ids) == 1}
+        wanted = [(sid, a - round(holds[sid] * 1000), b)
+                  for sid, sid_runs in runs.items() for a, b in sid_runs]
+        polls = await _raw_many(conn, wanted)
         out: dict[str, TargetHistory] = {}
         for target, (ids, monitored_from, interval) in plans.items():
             hold = interval * HOLD_INTERVALS
             if monitored_from is None or monitored_from >= end:
                 segments: list[Segment] = []
             elif len(ids) == 1:
-                segments = await _segments(conn, ids[0], start, end, interval, top,
-                                           irregular.get(ids[0], set()))
+                sid = ids[0]
+                segments = _assemble(lo, hi, runs[sid], [
+                    polls[(sid, a - round(hold * 1000), b)] for a, b in runs[sid]], hold)
             else:
                 segments = await _raw_segments(conn, ids, start - hold, end, hold)
             out[target] = TargetHistory(target, by_target[target][-1][1], monitored_from,
                                         _clip(segments, start, end), interval)
     return out
+
 
 
 CHUNK = 500  # series ids per statement (bound parameters stay far below every limit)
@@ -317,19 +328,13 @@ async def _irregular(conn: AsyncConnection, need: Mapping[int, int], lo: int, hi
     return out
 
 
-async def _segments(conn: AsyncConnection, sid: int, start: float, end: float,
-                    interval: float, top: int, irregular: set[int]) -> list[Segment]:
-    """Solid buckets are good polls through and through; the rest is read raw.
-
-    A bucket is solid when it and the bucket before it hold as many polls as the width
-    allows at the interval, all good (the previous bucket's last poll covers this one's
-    start). Only good buckets are taken from the rollups: an outage, short or long, is
-    read from its raw polls, so its edges fall where the polls put them. Buckets from
-    ``top`` (the rollup watermark) on are read raw. All raw reads of a series are one query.
-    """
+def _dirty_runs(lo: int, hi: int, top: int, irregular: set[int]) -> list[tuple[int, int]]:
+    """The runs of buckets (ms) read from raw polls: irregular buckets and the one after each
+    (its start is covered by the irregular one's last poll), and everything from ``top``
+    (the rollup watermark) on. A bucket is solid when it and the bucket before it hold as
+    many polls as the width allows at the interval, all good; only solid buckets are taken
+    from the rollups, so an outage's edges fall where its polls put them."""
     width = TIER_5M.width
-    hold = interval * HOLD_INTERVALS
-    lo, hi = floor_to(ms(start), width), ceil_to(ms(end), width)
     dirty: set[int] = set(range(top, hi, width))
     for b in irregular:
         dirty.add(b)
@@ -340,13 +345,18 @@ async def _segments(conn: AsyncConnection, sid: int, start: float, end: float,
             runs[-1] = (runs[-1][0], b + width)
         else:
             runs.append((b, b + width))
-    raw = await _raw_runs(conn, sid, [(sec(a) - hold, sec(b)) for a, b in runs])
+    return runs
+
+
+def _assemble(lo: int, hi: int, runs: Sequence[tuple[int, int]],
+              polls: Sequence[Sequence[tuple[float, bool]]], hold: float) -> list[Segment]:
+    """Solid time up between the runs, each run's segments from its raw polls."""
     out: list[Segment] = []
     cursor = lo
-    for (a, b), polls in zip(runs, raw, strict=True):
+    for (a, b), found in zip(runs, polls, strict=True):
         if a > cursor:
             out.append(Segment(sec(cursor), sec(a), True))
-        out += _clip(segments_from_polls(polls, hold), sec(a), sec(b))
+        out += _clip(segments_from_polls(found, hold), sec(a), sec(b))
         cursor = b
     if cursor < hi:
         out.append(Segment(sec(cursor), sec(hi), True))
@@ -366,19 +376,27 @@ def _ranges(table: Table, cols: Sequence[Any], ranges: Sequence[tuple[int, int, 
     return parts[0] if len(parts) == 1 else union_all(*parts)
 
 
-async def _raw_runs(conn: AsyncConnection, sid: int, ranges: Sequence[tuple[float, float]]
-                    ) -> list[list[tuple[float, bool]]]:
-    """The raw polls of one series in each of ``ranges`` (seconds), in one query."""
-    if not ranges:
-        return []
-    found: list[tuple[float, bool]] = []
+async def _raw_many(conn: AsyncConnection, ranges: Sequence[tuple[int, int, int]]
+                    ) -> dict[tuple[int, int, int], list[tuple[float, bool]]]:
+    """The raw polls in each ``(series, from_ms, to_ms)``, read for many series per
+    statement (a statement per target made a round trip and, on PostgreSQL, a plan over
+    every day partition per target)."""
+    by_series: dict[int, list[tuple[int, bool]]] = defaultdict(list)
     cols = (samples.c.series_id, samples.c.ts, samples.c.value)
-    for part in range(0, len(ranges), UNION_PARTS):
-        batch = [(sid, ms(a), ms(b)) for a, b in ranges[part:part + UNION_PARTS]]
-        found += [(sec(ts), value >= 0.5)
-                  for _, ts, value in await conn.execute(_ranges(samples, cols, batch))]
-    found.sort()
-    return [[(ts, up) for ts, up in found if a <= ts < b] for a, b in ranges]
+    unique = sorted(set(ranges))
+    for part in range(0, len(unique), UNION_PARTS):
+        for sid, ts, value in await conn.execute(
+                _ranges(samples, cols, unique[part:part + UNION_PARTS])):
+            by_series[sid].append((ts, value >= 0.5))
+    for found in by_series.values():
+        found.sort()
+    out = {}
+    for sid, a, b in unique:
+        found = by_series.get(sid, [])
+        first = bisect_left(found, (a, False))
+        last = bisect_left(found, (b, False))
+        out[(sid, a, b)] = [(sec(ts), up) for ts, up in dict(found[first:last]).items()]
+    return out
 
 
 async def _raw_segments(conn: AsyncConnection, ids: Sequence[int], start: float, end: float,
