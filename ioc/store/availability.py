@@ -276,42 +276,38 @@ async def _irregular(conn: AsyncConnection, need: Mapping[int, int], lo: int, hi
     short (fewer than ``need[series]`` polls), or holding a failed poll.
 
     One pass over the rollup rows in primary-key order, per chunk of series with the same
-    ``need`` (a province has one or a few intervals), counts each series' rows and bad ones
-    (grouped by series only: grouping by day as well made SQLite sort the month's rows).
-    A series with every bucket and none bad (the usual case) is done. The bad buckets of the
-    others are read in a second pass over their rows, and only a series missing buckets has
-    its days counted, to find which.
+    ``need`` (a province has one or a few intervals), counts each series' rows and gathers
+    its bad buckets (grouped by series only: grouping by day as well made SQLite sort the
+    month's rows). A month of 1,000 targets is 8.6 million rows, read once. Only a series
+    missing buckets has its days counted, to find which.
     """
     width = TIER_5M.width
     r = rollup_5m
     out: dict[int, set[int]] = defaultdict(set)
     expected = (hi - lo) // width
-    bad_series: list[int] = []
     short_series: list[int] = []
     by_need: dict[int, list[int]] = defaultdict(list)
     for sid, n in need.items():
         by_need[n].append(sid)
+    postgres = conn.dialect.name == "postgresql"
     for n, sids in by_need.items():
-        bad = func.sum(case(((r.c.count < n) | (r.c.sum != r.c.count), 1), else_=0))
+        is_bad = (r.c.count < n) | (r.c.sum != r.c.count)
+        # the bad buckets' starts in the same pass: an array on PostgreSQL, a list of
+        # numbers on SQLite (group_concat skips the NULLs of the good ones)
+        bad = func.array_agg(r.c.ts).filter(is_bad) if postgres else \
+            func.group_concat(case((is_bad, r.c.ts)))
         for chunk in _chunks(sids):
             seen = set()
-            for sid, count, bad_rows in await conn.execute(
+            for sid, count, starts in await conn.execute(
                     select(r.c.series_id, func.count(), bad)
                     .where(r.c.series_id.in_(chunk), r.c.ts >= lo, r.c.ts < hi)
                     .group_by(r.c.series_id)):
                 seen.add(sid)
-                if bad_rows:
-                    bad_series.append(sid)
+                if starts:
+                    out[sid].update(starts if postgres else map(int, starts.split(",")))
                 if count != expected:
                     short_series.append(sid)
             short_series.extend(sid for sid in chunk if sid not in seen)
-    cols = (r.c.series_id, r.c.ts, r.c.count, r.c.sum)
-    for part in range(0, len(bad_series), UNION_PARTS):
-        batch = [(sid, lo, hi) for sid in bad_series[part:part + UNION_PARTS]]
-        for sid, ts, count, total in await conn.execute(_ranges(
-                r, cols, batch, (r.c.sum != r.c.count) | (r.c.count < max(need.values())))):
-            if count < need[sid] or total != count:
-                out[sid].add(ts)
     day = (r.c.ts // _DAY_MS).label("day")
     for sid in short_series:  # which days miss buckets, then which buckets
         counts = {int(number): count for number, count in await conn.execute(
