@@ -211,3 +211,41 @@ def test_the_short_message_of_a_department_report_in_english() -> None:
         "&department=STP\n"
         "- CSV: https://ioc.example.vn/api/v1/reports?period=2026-W48&format=csv&lang=en"
         "&department=STP\n")
+
+
+async def test_chat_channels_carry_the_summary_built_at_send_time(tmp_path: Path) -> None:
+    """Telegram's and Zalo's request bodies, with the figures the report source built."""
+    from alerts.messages import Notification
+    from alerts.notifiers.telegram import TelegramConfig
+    from alerts.notifiers.zalo import ZaloConfig
+    from alerts.report_delivery import ReportTelegram, ReportZalo
+    from ioc.reports.files import BuiltReport, ReportRequest
+
+    class Built:
+        def __init__(self) -> None:
+            self.asked: list[ReportRequest] = []
+
+        async def get(self, request: ReportRequest) -> BuiltReport:
+            self.asked.append(request)
+            return BuiltReport({"province": "Tỉnh Hậu Giang", "summary": {
+                "systems": 12, "availability": 0.99, "incidents": 2,
+                "downtime_seconds": 60.0}}, {})
+
+    source = Built()
+    spec = {"schedule": "thang", "period": "2026-11", "formats": ["pdf"], "lang": "vi",
+            "department": None, "download_url": "https://ioc.haugiang.gov.vn/"}
+    n = Notification(receiver="bao-cao", group_key="report:thang:2026-11", status="report",
+                     group_labels={}, alerts=(), created_at=0.0, dedup_key="k",
+                     extra={"report": spec})
+    session = HttpSession()
+    telegram = ReportTelegram(TelegramConfig(bot_token="t", chat_id="-100"), session, source)
+    filled, _ = await telegram._fill(n)
+    body = telegram.request(filled)
+    assert body["chat_id"] == "-100" and body["text"].startswith(
+        "Báo cáo vận hành tháng 11/2026 — Tỉnh Hậu Giang\nSố hệ thống giám sát: 12\n"
+        "Tỷ lệ sẵn sàng: 99,000 %\nSố sự cố: 2\nTổng thời gian gián đoạn: 0:01:00\n")
+    assert "format=pdf" in body["text"]
+    zalo = ReportZalo(ZaloConfig(user_ids=["u1"], access_token="a"), session, source)
+    assert zalo.message(filled, "u1")["message"]["text"] == body["text"]
+    assert source.asked == [ReportRequest("2026-11", ("pdf",), "vi", None)]
+    assert telegram.send_limit > 300
