@@ -202,6 +202,12 @@ class Outbox:
 
 
 def _send_limit(integration: Integration) -> float:
-    """A notifier enforces its own timeout; this is the backstop for one that hangs."""
+    """A notifier enforces its own timeout; this is the backstop for one that hangs.
+
+    A notifier that does more than one request (a scheduled report builds its files first)
+    says how long it may take in ``send_limit``."""
+    limit = getattr(integration.notifier, "send_limit", None)
+    if limit is not None:
+        return float(limit)
     own = getattr(getattr(integration.notifier, "config", None), "timeout", 10.0)
     return float(own) + 5.0

@@ -73,6 +73,7 @@ from ioc.trace import Trace
 from service.alert_role import AlertRole, build_store_tail, keep_resolved_for
 from service.config import Config
 from service.reload import Reloader, ReloadResult
+from service.report_schedule import build_report_scheduler
 from service.shared_board import build_shared_board
 from service.try_command import API_LIMIT, find_targets, try_target
 from web.app import create_web_app
@@ -237,6 +238,11 @@ class IocApp:
             windows=lambda: [Window(w.department, w.starts_at, w.ends_at)
                              for w in self.dispatcher.windows.values()], clock=clock.now,
             late=self.store.ledger_late_writes)
+        # Scheduled reports (docs/reports.md): queued on the alert leader, sent by its outbox.
+        self.report_schedule = build_report_scheduler(
+            lambda: self.config, self.dispatcher, leading=lambda: self.alert_role.leading,
+            fence=lambda: self.alerts.fence, external_url=lambda: self.external_url,
+            clock=clock.now)
         self.trust = TrustMetrics(self.registry)
         # The edges of the web server: who is a proxy, and how long and how many connections
         # any client may hold (web/forwarded.py, web/connections.py).
@@ -534,6 +540,8 @@ class IocApp:
         await self.history.open()
         self._incident_task = asyncio.create_task(self.incident_job.run_forever(),
                                                   name="ioc-incidents")
+        await self.report_schedule.open()
+        self.report_schedule.start()
         if self.shared_board is not None:
             await self.shared_board.start()
         self._prune_task = asyncio.create_task(
@@ -621,6 +629,7 @@ class IocApp:
         await self.remote_write.stop()
         await self.events.stop()
         await self.event_store.close()
+        await self.report_schedule.stop()
         await self.dispatcher.stop()
         await self.wall.aclose()
         await self.audit.close()

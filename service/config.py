@@ -45,6 +45,7 @@ from ioc.events_config import EventsConfig
 from ioc.indices import IndexConfig, IndexList
 from ioc.metrics_config import MetricsConfig
 from ioc.remote_write_config import RemoteWriteEndpoint
+from ioc.reports.schedule import ReportsConfig
 from ioc.sharding import auto_shard_issue
 from ioc.status_page_config import StatusPageConfig, status_page_issues
 
@@ -69,6 +70,7 @@ class ConfigFile(StrictModel):
     metrics: MetricsConfig = MetricsConfig()
     remote_write: list[RemoteWriteEndpoint] = Field(default_factory=list)
     status_pages: list[StatusPageConfig] = Field(default_factory=list)
+    reports: ReportsConfig = ReportsConfig()
     collectors: list[dict[str, Any]] = Field(default_factory=list)
 
 
@@ -96,6 +98,7 @@ class Config:
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     remote_write: tuple[RemoteWriteEndpoint, ...] = ()
     status_pages: tuple[StatusPageConfig, ...] = ()
+    reports: ReportsConfig = field(default_factory=ReportsConfig)
 
     def interval_of(self, collector: CollectorConfig) -> float:
         return collector.interval or self.collection.interval
@@ -183,6 +186,26 @@ def _check_collectors(raw_collectors: Any, departments: set[str] | None
     return configs, issues
 
 
+def _check_report_schedules(model: ConfigFile, departments: set[str] | None
+                            ) -> list[ConfigIssue]:
+    """Each scheduled report's receivers and department must exist."""
+    issues = []
+    receivers = {r.name for r in model.alerts.receivers}
+    for index, schedule in enumerate(model.reports.schedules):
+        here = f"reports.schedules[{index}]"
+        for pos, name in enumerate(schedule.receivers):
+            if name not in receivers:
+                known = ", ".join(sorted(receivers)) or "none defined"
+                issues.append(ConfigIssue(f"{here}.receivers[{pos}]",
+                                          f"unknown receiver {name!r} (add it under "
+                                          f"alerts.receivers, defined: {known})"))
+        if schedule.department is not None and departments is not None \
+                and schedule.department not in departments:
+            issues.append(ConfigIssue(f"{here}.department",
+                                      f"unknown department {schedule.department!r}"))
+    return issues
+
+
 def parse_config(raw: Any, *, env: Mapping[str, str] | None = None,
                  source: str = "<memory>") -> Config:
     """Validate an already parsed YAML document. Raises ConfigError listing every issue."""
@@ -243,6 +266,9 @@ def parse_config(raw: Any, *, env: Mapping[str, str] | None = None,
             if name in names[:index]:
                 issues.append(ConfigIssue(f"wall.views[{index}].name",
                                           f"duplicate view name {name!r}"))
+
+    if file_model is not None:
+        issues.extend(_check_report_schedules(file_model, departments))
 
     if file_model is not None:
         problem = auto_shard_issue(file_model.collection.shard, file_model.storage.url)
@@ -307,6 +333,7 @@ def parse_config(raw: Any, *, env: Mapping[str, str] | None = None,
         metrics=file_model.metrics,
         remote_write=tuple(file_model.remote_write),
         status_pages=tuple(file_model.status_pages),
+        reports=file_model.reports,
     )
 
 

@@ -1,7 +1,9 @@
 """``ioc report``: a period's report from the store, written in one format.
 
 The data is :func:`ioc.reports.collect.collect`'s, the same the API's download
-(``GET /api/v1/reports``) serves; this module is the command line around it.
+(``GET /api/v1/reports``) serves; this module is the command line around it. With
+``--send SCHEDULE`` it queues a scheduled report's run instead, for the running service to
+send (:func:`service.report_schedule.send_by_hand`).
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -17,7 +20,8 @@ from ioc import clock
 from ioc.reports.collect import collect
 from ioc.reports.render import FORMATS, render
 from ioc.store.base import StoreError
-from service.config import ConfigError, load_config
+from service.config import Config, ConfigError, load_config
+from service.report_schedule import send_by_hand
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_CONFIG = 0, 1, 2
 
@@ -35,6 +39,9 @@ def add_parser(sub: Any) -> None:
     report.add_argument("--format", choices=FORMATS, default="html")
     report.add_argument("--lang", choices=("vi", "en"), default="vi")
     report.add_argument("-o", "--output", help="file to write (default: standard output)")
+    report.add_argument("--send", metavar="SCHEDULE",
+                        help="queue the period's report of a reports.schedules entry for its "
+                             "receivers (once per schedule and period, like the schedule)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -48,6 +55,8 @@ def run(args: argparse.Namespace) -> int:
         print("ioc report: give --period (2026-11, 2026-W48, 2026-11-30) or --week",
               file=sys.stderr)
         return EXIT_FAILED
+    if args.send:
+        return _send(config, args.send, period)
     try:
         report = asyncio.run(collect(config, period, now=clock.now(),
                                      department=args.department))
@@ -61,4 +70,20 @@ def run(args: argparse.Namespace) -> int:
         Path(args.output).write_bytes(body)
     else:
         sys.stdout.buffer.write(body)
+    return EXIT_OK
+
+
+def _send(config: Config, name: str, period: str) -> int:
+    try:
+        queued, run = asyncio.run(send_by_hand(config, name, period, now=clock.now()))
+    except (ValueError, StoreError) as exc:
+        print(f"ioc report: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    if queued:
+        print(f"ioc report: {name} {period} queued for its receivers "
+              f"({run.notifications if run else 0} messages); the running ioc sends them")
+    else:
+        how = f" ({run.trigger}, {datetime.fromtimestamp(run.queued_at, UTC):%Y-%m-%d %H:%M} UTC)" \
+            if run else ""
+        print(f"ioc report: {name} {period} was queued before{how}; not sent again")
     return EXIT_OK

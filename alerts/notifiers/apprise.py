@@ -54,11 +54,15 @@ class AppriseNotifier:
         self.config = config
         self.send_resolved = config.send_resolved
 
+    def message(self, notification: Notification) -> dict[str, Any]:
+        """Title, body and type (a scheduled report sends its own)."""
+        return build_message(notification)
+
     async def send(self, notification: Notification) -> None:
         sender = apprise.Apprise()
         for url in self.config.urls:
             if not sender.add(url.get_secret_value()):
                 raise NotifierError("apprise: a configured URL is not understood by Apprise")
-        ok = await sender.async_notify(**build_message(notification))
+        ok = await sender.async_notify(**self.message(notification))
         if not ok:
             raise NotifierError("apprise: at least one service did not accept the message")

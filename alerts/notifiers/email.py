@@ -63,9 +63,12 @@ class EmailNotifier:
         return build_message(notification, self.config.sender, self.config.to)
 
     async def send(self, notification: Notification) -> None:
+        await self.deliver(self.message(notification))
+
+    async def deliver(self, message: EmailMessage) -> None:
+        """Hand one built message to the relay (scheduled reports build their own)."""
         cfg = self.config
         host, port = split_listen(cfg.smarthost)
-        message = self.message(notification)
         try:
             await aiosmtplib.send(
                 message, hostname=host, port=port,

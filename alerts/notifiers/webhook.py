@@ -73,13 +73,17 @@ class WebhookNotifier:
         self.send_resolved = config.send_resolved
         self._session = session
 
+    def body(self, notification: Notification) -> dict[str, Any]:
+        """The JSON posted (a scheduled report posts its own)."""
+        return build_payload(notification, self.config.max_alerts)
+
     async def send(self, notification: Notification) -> None:
         headers = {"Idempotency-Key": notification.dedup_key}
         if self.config.bearer_token is not None:
             headers["Authorization"] = f"Bearer {self.config.bearer_token.get_secret_value()}"
         try:
             async with self._session().post(
-                    self.config.url, json=build_payload(notification, self.config.max_alerts),
+                    self.config.url, json=self.body(notification),
                     headers=headers,
                     timeout=aiohttp.ClientTimeout(total=self.config.timeout)) as resp:
                 check_http_status(resp.status, await resp.text(), "webhook")

@@ -14,13 +14,15 @@ Figures, and how each is counted (docs/reports.md):
 * dossiers and feedback: the portal's counters are gauges of its own current period, so the
   report takes the last value stored inside the report's period (docs/domain.md); rates are
   QĐ 766's (:mod:`ioc.domain`);
-* security events: counted by severity, by the time they occurred.
+* security events: counted by severity, by the time they occurred;
+* on-time rate by month: the last 12 months' counters (each month's last value, read by
+  ``collect``), every department's added before dividing.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from ioc.availability import Period, Tally, tally
@@ -36,6 +38,36 @@ from ioc.store.availability import TargetHistory
 TOP_SYSTEMS = 10
 
 
+def add_counts(counts: Iterable[DossierCounts]) -> DossierCounts:
+    """Departments' counters added field by field (``due_soon`` where every one has it)."""
+    total: dict[str, Any] = {}
+    for one in counts:
+        for name in DossierCounts.__dataclass_fields__:
+            value = getattr(one, name)
+            if name == "due_soon" and (value is None or total.get(name, 0) is None):
+                total[name] = None
+                continue
+            total[name] = total.get(name, 0) + value
+    return DossierCounts(**total)
+
+
+def ontime_by_month(monthly: Mapping[str, Mapping[str, DossierCounts]],
+                    department: str | None) -> list[dict[str, Any]]:
+    """Per month (oldest first): dossiers received and resolved and the QĐ 766 on-time rate
+    of the province (or of ``department``), counters added before dividing."""
+    out: list[dict[str, Any]] = []
+    for month, by_dept in monthly.items():
+        chosen = [c for code, c in by_dept.items() if department is None or code == department]
+        if not chosen:
+            out.append({"month": month, "received": None, "resolved": None, "handled": None,
+                        "ontime_rate": None})
+            continue
+        total = add_counts(chosen)
+        out.append({"month": month, "received": total.received, "resolved": total.resolved,
+                    "handled": total.handled, "ontime_rate": dossier_ontime_ratio(total)})
+    return out
+
+
 def _planned(windows: Sequence[Window], department: str) -> list[tuple[float, float]]:
     return [(w.starts_at, w.ends_at) for w in windows if w.department in ("*", department)]
 
@@ -47,7 +79,9 @@ def build_report(*, period: Period, day_bounds: Sequence[tuple[Any, float, float
                  dossiers: Mapping[str, DossierCounts] | None = None,
                  feedback: Mapping[str, FeedbackCounts] | None = None,
                  security: Mapping[str, Mapping[str, int]] | None = None,
-                 department: str | None = None) -> dict[str, Any]:
+                 department: str | None = None,
+                 monthly_dossiers: Mapping[str, Mapping[str, DossierCounts]] | None = None
+                 ) -> dict[str, Any]:
     dossiers = dossiers or {}
     feedback = feedback or {}
     security = security or {}
@@ -133,6 +167,7 @@ def build_report(*, period: Period, day_bounds: Sequence[tuple[Any, float, float
         "daily": [{"day": day.isoformat(), "availability": t.availability,
                    "unknown_seconds": t.unknown}
                   for (day, _, _), t in zip(day_bounds, per_day, strict=True)],
+        "ontime_by_month": ontime_by_month(monthly_dossiers or {}, department),
         "incidents": [{
             "target": i.target, "department": i.department,
             "department_name": departments.get(i.department, i.department),

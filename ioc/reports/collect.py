@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 from zoneinfo import ZoneInfo
 
-from ioc.availability import parse_period
+from ioc.availability import Period, parse_period
 from ioc.domain import DossierCounts, FeedbackCounts
 from ioc.incidents import Window
 from ioc.reports.build import build_report
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from ioc.config import DepartmentConfig, ProvinceConfig, StorageConfig
     from ioc.config_types import CollectorConfig
 
+MONTHS = 12  # the on-time chart's months, the report's own month last
 DOSSIER_METRICS = ("ioc_dossiers", "ioc_dossiers_received", "ioc_feedback_reports")
 _DOSSIER_FIELDS = set(DossierCounts.__dataclass_fields__)
 _FEEDBACK_FIELDS = set(FeedbackCounts.__dataclass_fields__)
@@ -45,6 +47,20 @@ def _dossiers(values: list[tuple[str, dict[str, str], float]]
             feedback[dept][labels["status"]] += int(value)
     return ({d: DossierCounts(**v) for d, v in dossier.items()},
             {d: FeedbackCounts(**v) for d, v in feedback.items()})
+
+
+def months_before(period: Period, tz: ZoneInfo, count: int = MONTHS) -> list[
+        tuple[str, float, float]]:
+    """The ``count`` calendar months up to the one the period ends in, oldest first."""
+    last = datetime.fromtimestamp(period.end - 1, tz).date()
+    out = []
+    year, month = last.year, last.month
+    for _ in range(count):
+        label = f"{year}-{month:02d}"
+        bounds = parse_period(label, tz)
+        out.append((label, bounds.start, bounds.end))
+        year, month = (year, month - 1) if month > 1 else (year - 1, 12)
+    return out[::-1]
 
 
 class ReportConfig(Protocol):
@@ -85,6 +101,9 @@ async def collect(config: ReportConfig, period_text: str, *, now: float,
         dossiers, feedback = _dossiers(await history.last_values(
             DOSSIER_METRICS, period.start, period.end))
         security = await history.events_by_severity(period.start, period.end)
+        monthly = {label: _dossiers(values)[0] for label, values in (
+            await history.last_values_by_month(DOSSIER_METRICS,
+                                               months_before(period, tz))).items()}
     finally:
         for store in (history, ledger, maintenance):
             await store.close()
@@ -93,4 +112,4 @@ async def collect(config: ReportConfig, period_text: str, *, now: float,
         province=config.province.name,
         departments={d.code: d.name for d in config.departments}, histories=histories,
         incidents=incidents, windows=windows, dossiers=dossiers, feedback=feedback,
-        security=security, department=department)
+        security=security, department=department, monthly_dossiers=monthly)

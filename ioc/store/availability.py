@@ -17,12 +17,14 @@ period) is read raw whole: rare, and the merge of two rollups could not be exact
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Table, case, func, select, union_all
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ioc.availability import HOLD_INTERVALS, Segment, segments_from_polls
@@ -95,6 +97,45 @@ class HistoryStore(TableStore):
             raise StoreError(f"store {self.url_for_display}: cannot read counters: "
                              f"{type(exc).__name__}: {exc}") from exc
 
+    async def last_values_by_month(self, metrics: Sequence[str],
+                                   months: Sequence[tuple[str, float, float]]
+                                   ) -> dict[str, list[tuple[str, dict[str, str], float]]]:
+        """For each month ``(label, start, end)``: the last value of each series inside it.
+
+        Raw samples where they are still kept; past the raw retention, the newest 1 h rollup
+        bucket of the month, its ``max`` (the portal's counters only grow within their
+        period, so a bucket's largest value is its last). One statement per month, two
+        index seeks per series in it.
+        """
+        s = series.c
+        try:
+            async with self._reader().connect() as conn:
+                names = {sid: (metric, dict(parse_canonical_labels(text)))
+                         for sid, metric, text in await conn.execute(
+                             select(s.id, s.metric, s.labels)
+                             .where(s.metric.in_(list(metrics))))}
+                out: dict[str, list[tuple[str, dict[str, str], float]]] = {}
+                for label, start, end in months:
+                    raw = select(samples.c.value).where(
+                        samples.c.series_id == s.id, samples.c.ts >= ms(start),
+                        samples.c.ts < ms(end)).order_by(samples.c.ts.desc()).limit(1)
+                    hour = select(rollup_1h.c.max).where(
+                        rollup_1h.c.series_id == s.id, rollup_1h.c.ts >= ms(start),
+                        rollup_1h.c.ts < ms(end)).order_by(rollup_1h.c.ts.desc()).limit(1)
+                    found = []
+                    for chunk in _chunks(list(names)):
+                        for sid, last_raw, last_hour in await conn.execute(
+                                select(s.id, raw.scalar_subquery(), hour.scalar_subquery())
+                                .where(s.id.in_(chunk))):
+                            value = last_raw if last_raw is not None else last_hour
+                            if value is not None:
+                                found.append((*names[sid], float(value)))
+                    out[label] = found
+                return out
+        except Exception as exc:
+            raise StoreError(f"store {self.url_for_display}: cannot read monthly counters: "
+                             f"{type(exc).__name__}: {exc}") from exc
+
     async def events_by_severity(self, start: float, end: float
                                  ) -> dict[str, dict[str, int]]:
         """Security events that occurred in ``[start, end)``: department → severity → n."""
@@ -119,8 +160,16 @@ async def read_histories(engine: AsyncEngine, start: float, end: float, *,
                          department: str | None = None,
                          targets: Collection[str] | None = None) -> dict[str, TargetHistory]:
     """Every target's segments over ``[start, end)``, from rollups and raw polls (only
-    ``targets``' when given: the public status page reads the targets it shows)."""
+    ``targets``' when given: the public status page reads the targets it shows).
+
+    What every target needs is asked for all of them at once — each series' first poll
+    (one statement of index seeks), the month's irregular 5 min buckets (one pass over the
+    rollup rows), the raw polls around outage edges and of the newest hour (a hundred
+    primary-key ranges per statement). A query per target and step (ten per target) made a
+    province's month 8-10 s of round trips through aiosqlite's thread (BENCHMARKS.md).
+    """
     intervals = intervals or {}
+    width = TIER_5M.width
     async with engine.connect() as conn:
         by_target: dict[str, list[tuple[int, str]]] = defaultdict(list)
         for sid, text in await conn.execute(
@@ -135,39 +184,89 @@ async def read_histories(engine: AsyncEngine, start: float, end: float, *,
             by_target[labels["target"]].append((sid, labels.get("department", "")))
         rolled = (await conn.execute(select(rollup_watermarks.c.rolled_to).where(
             rollup_watermarks.c.tier == TIER_5M.name))).scalar()
-        out: dict[str, TargetHistory] = {}
+        firsts = await _first_polls(conn, [sid for sids in by_target.values()
+                                           for sid, _ in sids])
+        lo, hi = floor_to(ms(start), width), ceil_to(ms(end), width)
+        top = lo if rolled is None else max(lo, min(hi, floor_to(rolled, width)))
+        plans: dict[str, tuple[list[int], float | None, float]] = {}
+        need: dict[int, int] = {}
+        # Nothing exists before a target's first poll: it is read from there, not from the
+        # period's start (a target watched for a day is one day of buckets, not 90 days of
+        # empty ones, each counted missing and read back from raw polls).
+        begins: dict[int, int] = {}
         for target, sids in sorted(by_target.items()):
             ids = [sid for sid, _ in sids]
-            first = await _first_poll(conn, ids)
+            first = _first_of(firsts, ids)
             monitored_from = None if first is None else sec(first)
             interval = intervals.get(target) or await _guess_interval(conn, ids)
+            plans[target] = (ids, monitored_from, interval)
+            if monitored_from is not None and monitored_from < end and len(ids) == 1:
+                need[ids[0]] = max(1, int(width / 1000 // interval))
+                begins[ids[0]] = max(lo, floor_to(ms(monitored_from), width))
+        # from the bucket before the period's first (a solid bucket needs a full one before
+        # it), or from a later target's first bucket
+        windows = {sid: lo - width if begin <= lo else begin for sid, begin in begins.items()}
+        irregular = await _irregular(conn, need, windows, top) if top > lo else {}
+        # The raw polls every target's runs need, read for all targets together.
+        runs = {sid: _dirty_runs(begins[sid], hi, top, irregular.get(sid, set()))
+                for sid in need}
+        holds = {ids[0]: interval * HOLD_INTERVALS for ids, _, interval in plans.values()
+                 if len(ids) == 1}
+        wanted = [(sid, a - round(holds[sid] * 1000), b)
+                  for sid, sid_runs in runs.items() for a, b in sid_runs]
+        polls = await _raw_many(conn, wanted)
+        out: dict[str, TargetHistory] = {}
+        for target, (ids, monitored_from, interval) in plans.items():
             hold = interval * HOLD_INTERVALS
-            # Nothing exists before the first poll: a target watched for a day is read for a
-            # day, not for the whole period (90 days of empty buckets otherwise).
-            begin = start if monitored_from is None else max(start, monitored_from)
             if monitored_from is None or monitored_from >= end:
                 segments: list[Segment] = []
             elif len(ids) == 1:
-                segments = await _segments(conn, ids[0], begin, end, interval, rolled)
+                sid = ids[0]
+                segments = _assemble(begins[sid], hi, runs[sid], [
+                    polls[(sid, a - round(hold * 1000), b)] for a, b in runs[sid]], hold)
             else:
+                begin = start if monitored_from is None else max(start, monitored_from)
                 segments = await _raw_segments(conn, ids, begin - hold, end, hold)
-            out[target] = TargetHistory(target, sids[-1][1], monitored_from,
+            out[target] = TargetHistory(target, by_target[target][-1][1], monitored_from,
                                         _clip(segments, start, end), interval)
     return out
 
 
-async def _first_poll(conn: AsyncConnection, ids: Sequence[int]) -> int | None:
+
+CHUNK = 500  # series ids per statement (bound parameters stay far below every limit)
+
+
+def _chunks(ids: Sequence[int]) -> list[list[int]]:
+    return [list(ids[i:i + CHUNK]) for i in range(0, len(ids), CHUNK)]
+
+
+async def _first_polls(conn: AsyncConnection, ids: Sequence[int]
+                       ) -> dict[int, tuple[int | None, int | None]]:
+    """Series id -> (oldest raw poll, oldest rollup bucket), by one index seek per series
+    and table inside one statement per chunk of series."""
+    out: dict[int, tuple[int | None, int | None]] = {}
+    s = series.c
+    raw = select(func.min(samples.c.ts)).where(samples.c.series_id == s.id).scalar_subquery()
+    hour = select(func.min(rollup_1h.c.ts)).where(
+        rollup_1h.c.series_id == s.id).scalar_subquery()
+    five = select(func.min(rollup_5m.c.ts)).where(
+        rollup_5m.c.series_id == s.id).scalar_subquery()
+    for chunk in _chunks(ids):
+        for sid, first_raw, first_hour, first_five in await conn.execute(
+                select(s.id, raw, hour, five).where(s.id.in_(chunk))):
+            rolled = [v for v in (first_hour, first_five) if v is not None]
+            out[sid] = (first_raw, min(rolled) if rolled else None)
+    return out
+
+
+def _first_of(firsts: Mapping[int, tuple[int | None, int | None]],
+              ids: Sequence[int]) -> int | None:
     """The oldest poll kept: raw, or a rollup bucket's start where raw history was pruned
     (then only the bucket is known, and the target counts as watched from its start)."""
-    found: dict[str, list[int]] = {"raw": [], "rolled": []}
-    for key, table in (("raw", samples), ("rolled", rollup_1h), ("rolled", rollup_5m)):
-        for sid in ids:  # one index seek per series
-            value = (await conn.execute(select(func.min(table.c.ts))
-                                        .where(table.c.series_id == sid))).scalar()
-            if value is not None:
-                found[key].append(value)
-    raw = min(found["raw"]) if found["raw"] else None
-    rolled = min(found["rolled"]) if found["rolled"] else None
+    raws = [firsts[i][0] for i in ids if i in firsts and firsts[i][0] is not None]
+    rolls = [firsts[i][1] for i in ids if i in firsts and firsts[i][1] is not None]
+    raw = min(v for v in raws if v is not None) if raws else None
+    rolled = min(v for v in rolls if v is not None) if rolls else None
     if raw is None or (rolled is not None and rolled < floor_to(raw, TIER_5M.width)):
         return rolled
     return raw
@@ -185,73 +284,132 @@ async def _guess_interval(conn: AsyncConnection, ids: Sequence[int]) -> float:
 _DAY_MS = 86_400_000
 
 
-async def _irregular(conn: AsyncConnection, sid: int, lo: int, hi: int, need: int) -> set[int]:
-    """Buckets in ``[lo, hi)`` that are not full of good polls: missing, short, or holding
-    a failed poll. The database walks the month's rows; Python sees a few per outage.
+async def _irregular(conn: AsyncConnection, need: Mapping[int, int],
+                     windows: Mapping[int, int], hi: int) -> dict[int, set[int]]:
+    """Per series, the buckets in ``[windows[series], hi)`` that are not full of good polls:
+    missing, short (fewer than ``need[series]`` polls), or holding a failed poll.
 
-    Missing buckets are found per UTC day: a day with all its rows is complete (the usual
-    case, one row of counts), only the others have their bucket starts read.
+    One pass over the rollup rows in primary-key order, per chunk of series with the same
+    ``need`` (a province has one or a few intervals), counts each series' rows and gathers
+    its bad buckets (grouped by series only: grouping by day as well made SQLite sort the
+    month's rows). A month of 1,000 targets is 8.6 million rows, read once. Only a series
+    missing buckets has its days counted, to find which.
     """
     width = TIER_5M.width
     r = rollup_5m
-    in_range = (r.c.series_id == sid, r.c.ts >= lo, r.c.ts < hi)
-    out = {ts for (ts,) in await conn.execute(select(r.c.ts).where(
-        *in_range, (r.c.count < need) | (r.c.sum != r.c.count)))}
+    out: dict[int, set[int]] = defaultdict(set)
+    if not windows:
+        return out
+    lo = min(windows.values())  # rows before a series' own window do not exist
+    short_series: list[int] = []
+    by_need: dict[int, list[int]] = defaultdict(list)
+    for sid, n in need.items():
+        by_need[n].append(sid)
+    postgres = conn.dialect.name == "postgresql"
+    for n, sids in by_need.items():
+        is_bad = (r.c.count < n) | (r.c.sum != r.c.count)
+        # the bad buckets' starts in the same pass: an array on PostgreSQL, a list of
+        # numbers on SQLite (group_concat skips the NULLs of the good ones)
+        bad = func.array_agg(r.c.ts).filter(is_bad) if postgres else \
+            func.group_concat(case((is_bad, r.c.ts)))
+        for chunk in _chunks(sids):
+            seen = set()
+            for sid, count, starts in await conn.execute(
+                    select(r.c.series_id, func.count(), bad)
+                    .where(r.c.series_id.in_(chunk), r.c.ts >= lo, r.c.ts < hi)
+                    .group_by(r.c.series_id)):
+                seen.add(sid)
+                if starts:
+                    out[sid].update(starts if postgres else map(int, starts.split(",")))
+                if count != (hi - windows[sid]) // width:
+                    short_series.append(sid)
+            short_series.extend(sid for sid in chunk if sid not in seen)
     day = (r.c.ts // _DAY_MS).label("day")
-    days: set[int] = set()
-    for raw_day, count in await conn.execute(select(day, func.count()).where(*in_range)
-                                             .group_by(day)):
-        number = int(raw_day)
-        days.add(number)
-        first, last = max(lo, number * _DAY_MS), min(hi, (number + 1) * _DAY_MS)
-        if count == (last - first) // width:
-            continue
-        present = {ts for (ts,) in await conn.execute(select(r.c.ts).where(
-            r.c.series_id == sid, r.c.ts >= first, r.c.ts < last))}
-        out.update(b for b in range(first, last, width) if b not in present)
-    # days without a single row
-    for number in range(lo // _DAY_MS, (hi - 1) // _DAY_MS + 1):
-        if number not in days:
-            first, last = max(lo, number * _DAY_MS), min(hi, (number + 1) * _DAY_MS)
-            out.update(range(first, last, width))
+    for sid in short_series:  # which days miss buckets, then which buckets
+        own = windows[sid]
+        counts = {int(number): count for number, count in await conn.execute(
+            select(day, func.count()).where(r.c.series_id == sid, r.c.ts >= own, r.c.ts < hi)
+            .group_by(day))}
+        for number in range(own // _DAY_MS, (hi - 1) // _DAY_MS + 1):
+            first, last = max(own, number * _DAY_MS), min(hi, (number + 1) * _DAY_MS)
+            if number not in counts:
+                out[sid].update(range(first, last, width))
+            elif counts[number] != (last - first) // width:
+                present = {ts for (ts,) in await conn.execute(select(r.c.ts).where(
+                    r.c.series_id == sid, r.c.ts >= first, r.c.ts < last))}
+                out[sid].update(b for b in range(first, last, width) if b not in present)
     return out
 
 
-async def _segments(conn: AsyncConnection, sid: int, start: float, end: float,
-                    interval: float, rolled_to: int | None) -> list[Segment]:
-    """Solid buckets are good polls through and through; the rest is read raw.
-
-    A bucket is solid when it and the bucket before it hold as many polls as the width
-    allows at the interval, all good (the previous bucket's last poll covers this one's
-    start). Only good buckets are taken from the rollups: an outage, short or long, is
-    read from its raw polls, so its edges fall where the polls put them.
-    """
+def _dirty_runs(lo: int, hi: int, top: int, irregular: set[int]) -> list[tuple[int, int]]:
+    """The runs of buckets (ms) read from raw polls: irregular buckets and the one after each
+    (its start is covered by the irregular one's last poll), and everything from ``top``
+    (the rollup watermark) on. A bucket is solid when it and the bucket before it hold as
+    many polls as the width allows at the interval, all good; only solid buckets are taken
+    from the rollups, so an outage's edges fall where its polls put them."""
     width = TIER_5M.width
-    hold = interval * HOLD_INTERVALS
-    lo, hi = floor_to(ms(start), width), ceil_to(ms(end), width)
-    top = lo if rolled_to is None else max(lo, min(hi, floor_to(rolled_to, width)))
     dirty: set[int] = set(range(top, hi, width))
-    if top > lo:
-        need = max(1, int(width / 1000 // interval))
-        for b in await _irregular(conn, sid, lo - width, top, need):
-            dirty.add(b)
-            dirty.add(b + width)
+    for b in irregular:
+        dirty.add(b)
+        dirty.add(b + width)
     runs: list[tuple[int, int]] = []
     for b in sorted(d for d in dirty if lo <= d < hi):
         if runs and runs[-1][1] == b:
             runs[-1] = (runs[-1][0], b + width)
         else:
             runs.append((b, b + width))
+    return runs
+
+
+def _assemble(lo: int, hi: int, runs: Sequence[tuple[int, int]],
+              polls: Sequence[Sequence[tuple[float, bool]]], hold: float) -> list[Segment]:
+    """Solid time up between the runs, each run's segments from its raw polls."""
     out: list[Segment] = []
     cursor = lo
-    for a, b in runs:
+    for (a, b), found in zip(runs, polls, strict=True):
         if a > cursor:
             out.append(Segment(sec(cursor), sec(a), True))
-        out += await _raw_segments(conn, [sid], sec(a) - hold, sec(b), hold, clip_from=sec(a))
+        out += _clip(segments_from_polls(found, hold), sec(a), sec(b))
         cursor = b
     if cursor < hi:
         out.append(Segment(sec(cursor), sec(hi), True))
     return _joined(out)
+
+
+UNION_PARTS = 100  # ranges per statement (SQLite allows 500 parts in a compound select)
+
+
+def _ranges(table: Table, cols: Sequence[Any], ranges: Sequence[tuple[int, int, int]],
+            *where: Any) -> Any:
+    """Rows of ``table`` in each ``(series, from_ms, to_ms)``: one SELECT per range joined
+    by UNION ALL, so each part is an index range of the primary key (an OR of the ranges
+    lets SQLite's planner scan the whole table instead)."""
+    parts = [select(*cols).where(table.c.series_id == sid, table.c.ts >= a, table.c.ts < b,
+                                 *where) for sid, a, b in ranges]
+    return parts[0] if len(parts) == 1 else union_all(*parts)
+
+
+async def _raw_many(conn: AsyncConnection, ranges: Sequence[tuple[int, int, int]]
+                    ) -> dict[tuple[int, int, int], list[tuple[float, bool]]]:
+    """The raw polls in each ``(series, from_ms, to_ms)``, read for many series per
+    statement (a statement per target made a round trip and, on PostgreSQL, a plan over
+    every day partition per target)."""
+    by_series: dict[int, list[tuple[int, bool]]] = defaultdict(list)
+    cols = (samples.c.series_id, samples.c.ts, samples.c.value)
+    unique = sorted(set(ranges))
+    for part in range(0, len(unique), UNION_PARTS):
+        for sid, ts, value in await conn.execute(
+                _ranges(samples, cols, unique[part:part + UNION_PARTS])):
+            by_series[sid].append((ts, value >= 0.5))
+    for found in by_series.values():
+        found.sort()
+    out = {}
+    for sid, a, b in unique:
+        found = by_series.get(sid, [])
+        first = bisect_left(found, (a, False))
+        last = bisect_left(found, (b, False))
+        out[(sid, a, b)] = [(sec(ts), up) for ts, up in dict(found[first:last]).items()]
+    return out
 
 
 async def _raw_segments(conn: AsyncConnection, ids: Sequence[int], start: float, end: float,

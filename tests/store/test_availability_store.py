@@ -28,16 +28,19 @@ async def history(store: SqlStore, store_url: str) -> AsyncIterator[HistoryStore
 
 
 def histories_of(rng: random.Random) -> dict[str, list[tuple[float, bool]]]:
-    """Four targets over a day at 30 s: steady, flapping, a restart gap, added at noon."""
+    """Five targets over a day at 30 s: steady, flapping, a restart gap, added at noon, and
+    added at 16:03:13 (its first poll inside a 5 min bucket, read from there on)."""
     out: dict[str, list[tuple[float, bool]]] = {}
-    for name in ("steady", "flappy", "gap", "late"):
+    for name in ("steady", "flappy", "gap", "late", "odd"):
         polls = []
         up = True
         for i in range(2880):
-            ts = T0 + i * 30.0 + (7.0 if name == "flappy" else 0.0)
+            ts = T0 + i * 30.0 + {"flappy": 7.0, "odd": 13.0}.get(name, 0.0)
             if name == "gap" and T0 + 5 * 3600 <= ts < T0 + 7 * 3600 + 45:
                 continue
             if name == "late" and ts < T0 + 12 * 3600:
+                continue
+            if name == "odd" and ts < T0 + 16 * 3600 + 180:
                 continue
             if name != "steady" and rng.random() < 0.01:
                 up = not up
