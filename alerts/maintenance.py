@@ -120,6 +120,32 @@ def _boundaries(window: MaintenanceConfig, around: datetime) -> list[datetime]:
     return out
 
 
+def scheduled_spans(window: MaintenanceConfig, start: float, end: float,
+                    tz: ZoneInfo) -> list[tuple[float, float]]:
+    """The ``[opens, closes)`` instants (unix seconds) of a scheduled window that overlap
+    ``[start, end)``: its fixed ranges and each weekly slot, laid out day by day in the
+    province's time. The incident ledger, the reports and the public status page all read
+    planned time from here, so a schedule marks the same minutes planned in each."""
+    out: list[tuple[float, float]] = []
+    for fixed in window.ranges:
+        out.append((_parse_local(fixed.start).replace(tzinfo=tz).timestamp(),
+                     _parse_local(fixed.end).replace(tzinfo=tz).timestamp()))
+    first = datetime.fromtimestamp(start, tz).date() - timedelta(days=1)
+    last = datetime.fromtimestamp(end, tz).date()
+    for weekly in window.weekly:
+        opens, closes = _parse_clock(weekly.start), _parse_clock(weekly.end)
+        day = first
+        while day <= last:
+            if _DAYS[day.weekday()] in weekly.days:
+                begins, ends = datetime.combine(day, opens), datetime.combine(day, closes)
+                if ends <= begins:  # a slot running past midnight
+                    ends += timedelta(days=1)
+                out.append((begins.replace(tzinfo=tz).timestamp(),
+                            ends.replace(tzinfo=tz).timestamp()))
+            day += timedelta(days=1)
+    return sorted((a, b) for a, b in out if a < end and b > start)
+
+
 def next_config_boundary(windows: Iterable[MaintenanceConfig], now: float,
                          tz: ZoneInfo) -> float | None:
     """The first instant after ``now`` at which a scheduled window opens or closes (unix

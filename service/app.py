@@ -91,6 +91,9 @@ log = logging.getLogger("ioc.app")
 # (web/wall.py security_panel; from the event counts, or the sample cache when those are empty).
 WALL_RANGES = ("ioc_security_events_total",)
 DRAIN_GRACE = 5.0  # seconds an in-flight poll of a removed target may take to finish
+# How far back the config's maintenance schedule is laid out for the incident ledger: an
+# outage still open that began in a window this long ago stays planned when re-derived.
+PLANNED_LOOKBACK = 90 * 86_400.0
 
 
 @dataclass(frozen=True)
@@ -235,8 +238,7 @@ class IocApp:
         self.incident_job = IncidentJob(
             self.incidents, interval=INCIDENT_SYNC_INTERVAL,
             leading=lambda: self.alert_role.leading, fence=lambda: self.alerts.fence,
-            windows=lambda: [Window(w.department, w.starts_at, w.ends_at)
-                             for w in self.dispatcher.windows.values()], clock=clock.now,
+            windows=self.incident_windows, clock=clock.now,
             late=self.store.ledger_late_writes)
         # Scheduled reports (docs/reports.md): queued on the alert leader, sent by its outbox.
         self.report_schedule = build_report_scheduler(
@@ -269,6 +271,14 @@ class IocApp:
         self.wall.attach()
         self.console = ConsoleFeed(self.web, self.wall.stream.epoch, self.wall.templates)
         self.console.attach()
+
+    def incident_windows(self) -> list[Window]:
+        """Maintenance that marks an incident planned: windows operators announced and the
+        config's schedule, laid out over the span an open outage's start may lie in."""
+        now = clock.now()
+        return [Window(w.department, w.starts_at, w.ends_at)
+                for w in self.dispatcher.windows.values()] + \
+            self.config.maintenance_spans(now - PLANNED_LOOKBACK, now + 86_400.0)
 
     def first_polls_done(self) -> bool:
         """Every target this instance polls has finished a poll since start (the alert

@@ -16,11 +16,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import yaml
 from pydantic import Field, ValidationError
 
 from alerts.config import AlertsConfig
+from alerts.maintenance import scheduled_spans
 from alerts.rules import RuleConfig, gather_rules
 from collectors.registry import COLLECTOR_TYPES
 from ioc.config import (
@@ -42,6 +44,7 @@ from ioc.config import (
 )
 from ioc.config_types import CollectorConfig, StrictModel
 from ioc.events_config import EventsConfig
+from ioc.incidents import Window
 from ioc.indices import IndexConfig, IndexList
 from ioc.metrics_config import MetricsConfig
 from ioc.remote_write_config import RemoteWriteEndpoint
@@ -106,6 +109,13 @@ class Config:
     def timeout_of(self, collector: CollectorConfig) -> float:
         timeout = collector.timeout or self.collection.timeout
         return min(timeout, self.interval_of(collector))
+
+    def maintenance_spans(self, start: float, end: float) -> list[Window]:
+        """The config's scheduled maintenance (``alerts.maintenance``) over ``[start, end)``
+        as windows of the incident ledger and the reports, in ``province.timezone``."""
+        tz = ZoneInfo(self.province.timezone)
+        return [Window(window.department, a, b) for window in self.alerts.maintenance
+                for a, b in scheduled_spans(window, start, end, tz)]
 
     def department_name(self, code: str) -> str:
         for dept in self.departments:

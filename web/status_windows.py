@@ -12,13 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from alerts.maintenance import MaintenanceConfig
+from alerts.maintenance import MaintenanceConfig, scheduled_spans
 from ioc.store.maintenance_store import OperatorWindow
-
-_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,31 +29,10 @@ class PlannedWindow:
         return self.department == "*" or self.department in set(departments)
 
 
-def _at(moment: datetime, tz: ZoneInfo) -> float:
-    return moment.replace(tzinfo=tz).timestamp()
-
-
 def _config_windows(window: MaintenanceConfig, start: float, end: float,
                     tz: ZoneInfo) -> list[PlannedWindow]:
-    out: list[PlannedWindow] = []
-    for fixed in window.ranges:
-        a = _at(datetime.fromisoformat(fixed.start), tz)
-        b = _at(datetime.fromisoformat(fixed.end), tz)
-        out.append(PlannedWindow(window.department, a, b, window.public_note))
-    first: date = datetime.fromtimestamp(start, tz).date() - timedelta(days=1)
-    last: date = datetime.fromtimestamp(end, tz).date()
-    for weekly in window.weekly:
-        opens, closes = time.fromisoformat(weekly.start), time.fromisoformat(weekly.end)
-        day = first
-        while day <= last:
-            if _DAYS[day.weekday()] in weekly.days:
-                begins, ends = datetime.combine(day, opens), datetime.combine(day, closes)
-                if ends <= begins:   # a slot running past midnight
-                    ends += timedelta(days=1)
-                out.append(PlannedWindow(window.department, _at(begins, tz), _at(ends, tz),
-                                         window.public_note))
-            day += timedelta(days=1)
-    return out
+    return [PlannedWindow(window.department, a, b, window.public_note)
+            for a, b in scheduled_spans(window, start, end, tz)]
 
 
 def planned_windows(config: Iterable[MaintenanceConfig], announced: Iterable[OperatorWindow],

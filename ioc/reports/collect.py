@@ -77,6 +77,10 @@ class ReportConfig(Protocol):
 
     def interval_of(self, collector: CollectorConfig) -> float: ...
 
+    def maintenance_spans(self, start: float, end: float) -> Sequence[Window]:
+        """The config's scheduled maintenance over ``[start, end)``."""
+        ...
+
 
 async def collect(config: ReportConfig, period_text: str, *, now: float,
                   department: str | None = None) -> dict[str, Any]:
@@ -98,6 +102,7 @@ async def collect(config: ReportConfig, period_text: str, *, now: float,
         windows = [Window(w.department, w.starts_at, w.ends_at)
                    for w in await maintenance.load(period.start)
                    if w.starts_at < period.end]
+        windows += config.maintenance_spans(period.start, period.end)
         dossiers, feedback = _dossiers(await history.last_values(
             DOSSIER_METRICS, period.start, period.end))
         security = await history.events_by_severity(period.start, period.end)

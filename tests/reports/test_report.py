@@ -11,6 +11,7 @@ import csv
 import io
 import shutil
 import subprocess
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from openpyxl import load_workbook
 
-from ioc.incidents import reason_code
+from ioc.incidents import Window, reason_code
 from ioc.model import Sample, make_labels
 from ioc.reports.collect import collect
 from ioc.reports.render import Formatter, render
@@ -34,8 +35,8 @@ NOW = datetime(2026, 12, 1, 1, tzinfo=VN).timestamp()
 EVIL = "<b>yte</b>"
 
 
-def config_for(url: str) -> Config:
-    return parse_config({
+def config_for(url: str, **extra: Any) -> Config:
+    return parse_config({**extra,
         "departments": [{"code": "STP", "name": "Sở Tư pháp"},
                         {"code": "SYT", "name": "Sở Y tế"}],
         "storage": {"url": url},
@@ -49,7 +50,7 @@ async def config(tmp_path: Path) -> Config:
     return await seed(tmp_path)
 
 
-async def seed(tmp_path: Path) -> Config:
+async def seed(tmp_path: Path, windows: Sequence[Window] = ()) -> Config:
     """A day of polls on 10 November: cong-stp down 10:00–10:10 (timeouts), the other up."""
     url = f"sqlite+aiosqlite:///{tmp_path / 'ioc.db'}"
     store = SqlStore(url)
@@ -74,7 +75,7 @@ async def seed(tmp_path: Path) -> Config:
     await store.close()
     ledger = IncidentStore(url)
     await ledger.open()
-    await ledger.sync(NOW)
+    await ledger.sync(NOW, windows)
     await ledger.close()
     return config_for(url)
 
@@ -202,3 +203,31 @@ async def test_pages_list_the_longest_incidents_and_say_how_many_more(config: Co
     assert "sys0004" not in html and "sys0005" in html and "sys0204" in html
     book = load_workbook(io.BytesIO(render(report, "xlsx", lang="en", tz=VN, departments={})))
     assert book["Incidents"].max_row == rendering.PAGE_INCIDENTS + 5 + 1  # all, and a header
+
+
+
+MAINTENANCE = {"maintenance": [{"department": "STP", "comment": "nâng cấp máy chủ",
+                                "weekly": [{"days": ["tue"], "start": "09:55",
+                                            "end": "10:30"}]}]}
+
+
+async def test_the_config_maintenance_schedule_marks_the_outage_planned(tmp_path: Path) -> None:
+    """A weekly slot in alerts.maintenance (Tuesdays 09:55-10:30; 10 November is one) covers
+    cong-stp's outage: the ledger, synced with the windows the service gives it, marks the
+    incident planned, and the report leaves it out of incidents and downtime."""
+    scheduled = config_for(f"sqlite+aiosqlite:///{tmp_path / 'ioc.db'}", alerts=MAINTENANCE)
+    spans = scheduled.maintenance_spans(DAY0 - 86_400, NOW)
+    first = spans[0]
+    assert (first.department, first.ends_at - first.starts_at) == ("STP", 2100.0)
+    assert datetime.fromtimestamp(first.starts_at, VN) == datetime(2026, 11, 10, 9, 55,
+                                                                   tzinfo=VN)
+    assert len(spans) == 3  # 10, 17 and 24 November (1 December's opens after NOW)
+    await seed(tmp_path, windows=spans)
+    report = await collect(scheduled, "2026-11", now=NOW)
+    s = report["summary"]
+    assert (s["incidents"], s["planned_incidents"], s["downtime_seconds"]) == (0, 1, 0)
+    # planned whatever the polls said (docs/reports.md): the three Tuesdays' slots of STP's
+    # one system, the two after its polls stopped included
+    assert s["down_seconds"] == 0 and s["planned_seconds"] == 3 * 2100
+    stp = next(d for d in report["departments"] if d["code"] == "STP")
+    assert stp["availability"] == 1.0
