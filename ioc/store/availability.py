@@ -17,12 +17,13 @@ period) is read raw whole: rare, and the merge of two rollups could not be exact
 
 from __future__ import annotations
 
+import asyncio
 from bisect import bisect_left
 from collections import defaultdict
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Table, case, func, select, union_all
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -234,10 +235,35 @@ async def read_histories(engine: AsyncEngine, start: float, end: float, *,
 
 
 CHUNK = 500  # series ids per statement (bound parameters stay far below every limit)
+# Statements a month's read runs at once on PostgreSQL, each on a connection of its own: the
+# server spends a core per statement scanning rollup rows, so a report no longer waits for
+# one core while the others idle. SQLite reads on its one connection, one at a time.
+PARALLEL = 4
+
+T = TypeVar("T")
 
 
-def _chunks(ids: Sequence[int]) -> list[list[int]]:
-    return [list(ids[i:i + CHUNK]) for i in range(0, len(ids), CHUNK)]
+async def _each(conn: AsyncConnection, jobs: Sequence[Callable[[AsyncConnection], Awaitable[T]]]
+                ) -> list[T]:
+    """Run read-only ``jobs``: on PostgreSQL up to PARALLEL at once, each on its own pooled
+    connection (every job reads committed data; none needs another's snapshot); else in turn
+    on ``conn``."""
+    if conn.dialect.name != "postgresql" or len(jobs) < 2:
+        return [await job(conn) for job in jobs]
+    gate = asyncio.Semaphore(PARALLEL)
+
+    async def run(job: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        async with gate, conn.engine.connect() as own:
+            return await job(own)
+
+    return list(await asyncio.gather(*(run(job) for job in jobs)))
+
+
+def _chunks(ids: Sequence[int], spread: int = 1) -> list[list[int]]:
+    """``ids`` in statements of at most CHUNK, and in at least ``spread`` of them when there
+    are that many (for statements run at once)."""
+    size = max(1, min(CHUNK, -(-len(ids) // spread)))
+    return [list(ids[i:i + size]) for i in range(0, len(ids), size)]
 
 
 async def _first_polls(conn: AsyncConnection, ids: Sequence[int]
@@ -306,24 +332,35 @@ async def _irregular(conn: AsyncConnection, need: Mapping[int, int],
     for sid, n in need.items():
         by_need[n].append(sid)
     postgres = conn.dialect.name == "postgresql"
-    for n, sids in by_need.items():
+
+    def counted(n: int, chunk: list[int]) -> Callable[[AsyncConnection], Awaitable[list[Any]]]:
         is_bad = (r.c.count < n) | (r.c.sum != r.c.count)
         # the bad buckets' starts in the same pass: an array on PostgreSQL, a list of
         # numbers on SQLite (group_concat skips the NULLs of the good ones)
         bad = func.array_agg(r.c.ts).filter(is_bad) if postgres else \
             func.group_concat(case((is_bad, r.c.ts)))
-        for chunk in _chunks(sids):
-            seen = set()
-            for sid, count, starts in await conn.execute(
-                    select(r.c.series_id, func.count(), bad)
-                    .where(r.c.series_id.in_(chunk), r.c.ts >= lo, r.c.ts < hi)
-                    .group_by(r.c.series_id)):
-                seen.add(sid)
-                if starts:
-                    out[sid].update(starts if postgres else map(int, starts.split(",")))
-                if count != (hi - windows[sid]) // width:
-                    short_series.append(sid)
-            short_series.extend(sid for sid in chunk if sid not in seen)
+
+        async def job(c: AsyncConnection) -> list[Any]:
+            return list(await c.execute(
+                select(r.c.series_id, func.count(), bad)
+                .where(r.c.series_id.in_(chunk), r.c.ts >= lo, r.c.ts < hi)
+                .group_by(r.c.series_id)))
+        return job
+
+    chunks = [chunk for n, sids in by_need.items()
+              for chunk in _chunks(sids, PARALLEL if postgres else 1)]
+    needs = [need[chunk[0]] for chunk in chunks]
+    results = await _each(conn, [counted(n, chunk) for n, chunk in zip(needs, chunks,
+                                                                         strict=True)])
+    for chunk, rows in zip(chunks, results, strict=True):
+        seen = set()
+        for sid, count, starts in rows:
+            seen.add(sid)
+            if starts:
+                out[sid].update(starts if postgres else map(int, starts.split(",")))
+            if count != (hi - windows[sid]) // width:
+                short_series.append(sid)
+        short_series.extend(sid for sid in chunk if sid not in seen)
     day = (r.c.ts // _DAY_MS).label("day")
     for sid in short_series:  # which days miss buckets, then which buckets
         own = windows[sid]
@@ -397,9 +434,16 @@ async def _raw_many(conn: AsyncConnection, ranges: Sequence[tuple[int, int, int]
     by_series: dict[int, list[tuple[int, bool]]] = defaultdict(list)
     cols = (samples.c.series_id, samples.c.ts, samples.c.value)
     unique = sorted(set(ranges))
-    for part in range(0, len(unique), UNION_PARTS):
-        for sid, ts, value in await conn.execute(
-                _ranges(samples, cols, unique[part:part + UNION_PARTS])):
+
+    def part(first: int) -> Callable[[AsyncConnection], Awaitable[list[Any]]]:
+        async def job(c: AsyncConnection) -> list[Any]:
+            return list(await c.execute(
+                _ranges(samples, cols, unique[first:first + UNION_PARTS])))
+        return job
+
+    for rows in await _each(conn, [part(first)
+                                   for first in range(0, len(unique), UNION_PARTS)]):
+        for sid, ts, value in rows:
             by_series[sid].append((ts, value >= 0.5))
     for found in by_series.values():
         found.sort()
