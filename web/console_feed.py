@@ -31,6 +31,7 @@ import jinja2
 from aiohttp import web
 
 from ioc.status import TargetState
+from web.causes import cause_of
 from web.console_rows import RowCache, alert_signature, pending_signature
 from web.context import WebContext
 from web.i18n import LANGS, Translator
@@ -61,10 +62,15 @@ def is_pending(state: TargetState) -> bool:
 def pending_targets(targets: Mapping[str, TargetState], alerted: set[str],
                     departments: Mapping[str, str]) -> list[dict[str, Any]]:
     """The pending rows, longest failing first: failing targets no firing alert names."""
-    rows = [{"target": s.name, "department": s.department,
-             "department_name": departments.get(s.department, s.department),
-             "down": s.up is False, "since": s.failing_since, "reason": s.reason or ""}
-            for s in targets.values() if is_pending(s) and s.name not in alerted]
+    rows = []
+    for s in targets.values():
+        if not is_pending(s) or s.name in alerted:
+            continue
+        cause = cause_of(s.reason, s.last_error, s.last_value)  # plain words, as the wall
+        rows.append({"target": s.name, "department": s.department,
+                     "department_name": departments.get(s.department, s.department),
+                     "down": s.up is False, "since": s.failing_since, "reason": s.reason or "",
+                     "cause": cause.key, "cause_status": cause.status})
     rows.sort(key=lambda r: (r["since"] is None, r["since"] or 0.0, r["target"]))
     return rows
 

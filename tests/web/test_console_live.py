@@ -120,6 +120,8 @@ async def test_alerts_acks_silences_and_pending_targets_reach_an_open_console(
         local = datetime.fromtimestamp(failing_since, ZoneInfo("Asia/Ho_Chi_Minh"))
         shown = re.sub(r"<[^>]+>", "", rows(pending["data"]))
         assert local.strftime("%H:%M:%S %d/%m/%Y") in shown
+        # why, in the wall's plain words (the simulator's "down" drops the connection)
+        assert "Kết nối bị ngắt" in shown and "protocol_error" not in shown
         assert pending["data"]["count"] == 1 and pending["data"]["order"] == ["cat-health"]
 
         # A new alert.

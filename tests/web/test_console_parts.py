@@ -33,7 +33,8 @@ def test_pending_targets_are_failing_ones_no_firing_alert_names_longest_first() 
     rows = pending_targets(targets, {"alerted"}, {"STP": "Sở Tư pháp"})
     assert [r["target"] for r in rows] == ["down", "blip", "recovering"]
     assert rows[0] == {"target": "down", "department": "STP", "department_name": "Sở Tư pháp",
-                       "down": True, "since": 100.0, "reason": "timeout"}
+                       "down": True, "since": 100.0, "reason": "timeout",
+                       "cause": "cause_timeout", "cause_status": None}  # plain words
     assert rows[1]["down"] is False and rows[2]["department_name"] == "CAT"
 
 
