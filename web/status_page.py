@@ -180,11 +180,18 @@ async def _close(app: web.Application) -> None:
     await app[STATUS_PAGES].close()
 
 
+async def to_main_page(request: web.Request) -> web.Response:
+    """``/status/`` as a citizen may type it: the page itself lives at ``/status``."""
+    target = "/status" + (f"?{request.query_string}" if request.query_string else "")
+    raise web.HTTPMovedPermanently(target)
+
+
 def add_routes(app: web.Application) -> None:
     app[STATUS_PAGES] = StatusPages(app[CONTEXT], app[TEMPLATES])
     app.on_startup.append(_warm)
     app.on_cleanup.append(_close)
     app.router.add_get("/status", main_page)
+    app.router.add_get("/status/", to_main_page)
     app.router.add_get("/status.json", main_json)
     app.router.add_get("/status/badge/{service}.svg", badge)
     app.router.add_get("/status/{slug}.json", named_json)

@@ -62,7 +62,7 @@ PUBLIC: set[tuple[str, str]] = {
     ("GET", "/static"), ("GET", "/console"), ("POST", "/console/login"),
     ("POST", "/console/logout"), ("GET", "/runbooks"), ("GET", "/runbooks/{rule}"),
     ("GET", "/oncall/ack/{token}"), ("POST", "/oncall/ack/{token}"),
-    ("GET", "/status"), ("GET", "/status.json"), ("GET", "/status/{slug}"),
+    ("GET", "/status"), ("GET", "/status/"), ("GET", "/status.json"), ("GET", "/status/{slug}"),
     ("GET", "/status/{slug}.json"), ("GET", "/status/badge/{service}.svg"),
 }
 # Only for a console session: no token of any role opens them (the console's live stream; its

@@ -307,6 +307,14 @@ async def test_unknown_pages_and_badges_are_404(status_app: IocApp) -> None:
     assert status == 404
 
 
+async def test_a_trailing_slash_leads_to_the_page(status_app: IocApp) -> None:
+    async with aiohttp.ClientSession() as session, session.get(
+            status_app.url + "/status/?lang=en", allow_redirects=False) as resp:
+        assert resp.status == 301 and resp.headers["Location"] == "/status?lang=en"
+    status, html, _ = await get(status_app, "/status/")
+    assert status == 200 and "<html" in html
+
+
 async def test_a_private_page_needs_a_viewer(status_app: IocApp) -> None:
     assert (await get(status_app, "/status/noi-bo"))[0] == 401
     status, _, headers = await get(status_app, "/status/noi-bo", bearer("viewer"))
