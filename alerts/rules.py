@@ -27,6 +27,8 @@ read the default keys, and screens in English pick the ``_en`` text where there 
 
 from __future__ import annotations
 
+import copy
+import functools
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -339,11 +341,25 @@ def compile_rule(config: RuleConfig, *, source: str = "",
     )
 
 
+# Annotation templates compiled once per process and text, shared by every compile_rules
+# (each config load and reload; the sandboxed templates are safe to share and render from
+# any thread). Bounded: a long-running instance reloaded with ever new texts starts over.
+_SHARED: dict[str, Any] = {}
+_SHARED_MAX = 4096
+
+
+@functools.cache
+def _shared_environment() -> SandboxedEnvironment:
+    return template_environment()
+
+
 def compile_rules(configs: list[tuple[RuleConfig, str]],
                   department_names: Mapping[str, str] | None = None,
                   external_url: str = "") -> list[Rule]:
-    env = template_environment()
-    compiled: dict[str, Any] = {}
+    env = _shared_environment()
+    if len(_SHARED) > _SHARED_MAX:
+        _SHARED.clear()
+    compiled = _SHARED
     names = dict(department_names or {})
     return [compile_rule(cfg, source=src, department_names=names, env=env, compiled=compiled,
                          external_url=external_url)
@@ -421,10 +437,17 @@ def read_rule_file(path: Path, shown: str | None = None
     return parse_rule_text(text, shown)
 
 
+@functools.lru_cache(maxsize=32)
+def _yaml(text: str) -> Any:
+    """A rule file's YAML, parsed once per text: the default rules are read at every config
+    load and reload (and tests load hundreds of configs), always the same few kilobytes."""
+    return yaml.safe_load(text)
+
+
 def parse_rule_text(text: str, shown: str) -> tuple[list[tuple[RuleConfig, str]],
                                                     list[RuleIssue]]:
     try:
-        raw = yaml.safe_load(text)
+        raw = copy.deepcopy(_yaml(text))  # the caller's to keep; the parse is shared
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""

@@ -7,6 +7,7 @@ and the wall's feed; the objects every handler shares are under the keys of ``we
 from __future__ import annotations
 
 import asyncio
+import functools
 from pathlib import Path
 
 import jinja2
@@ -149,12 +150,7 @@ def create_web_app(context: WebContext, wall: WallFeed,
     app[sessions.WALL_COOKIES] = sessions.WallCookies(app[AUTH])
     app[METRICS_GUARD] = MetricsGuard(config.metrics)
     app[EXPOSITION] = Exposition()
-    app[TEMPLATES] = jinja2.Environment(
-        loader=jinja2.PackageLoader("web", "templates"),
-        autoescape=True,  # every page, every value: target names and errors are untrusted
-        undefined=jinja2.StrictUndefined,
-    )
-    app[TEMPLATES].filters["clock"] = _format_clock
+    app[TEMPLATES] = page_templates()
     app.on_response_prepare.append(_security_headers)
     app.on_shutdown.append(_close_streams)
     app.router.add_get("/", wall_page.page)
@@ -182,6 +178,19 @@ def create_web_app(context: WebContext, wall: WallFeed,
     status_page.add_routes(app)
     app.router.add_get("/api/openapi.json", openapi)
     return app
+
+
+@functools.cache
+def page_templates() -> jinja2.Environment:
+    """The other pages' templates (status page, errors), compiled once per process: every
+    app (tests start hundreds) shares one environment of pure filters."""
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("web", "templates"),
+        autoescape=True,  # every page, every value: target names and errors are untrusted
+        undefined=jinja2.StrictUndefined,
+    )
+    env.filters["clock"] = _format_clock
+    return env
 
 
 def _format_clock(ts: object) -> str:

@@ -24,7 +24,7 @@ import ipaddress
 import json
 import logging
 from collections.abc import Collection, Mapping, Sequence
-from functools import partial
+from functools import cache, partial
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
@@ -76,7 +76,10 @@ EVENTS_PER_DELTA = 20  # security events carried by one `event` stream delta
 TILE_SPACING = 0.5  # seconds between two rebuilds of one department's tile
 
 
+@cache
 def make_templates() -> jinja2.Environment:
+    """The wall's and console's templates, compiled once per process: every app (tests start
+    hundreds) shares one environment, which holds only pure globals and filters."""
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("web", "templates"),
         autoescape=True,  # every value: target and department names are untrusted

@@ -7,6 +7,8 @@ demo and the tests share exactly the names a real operator would see, and it is 
 
 from __future__ import annotations
 
+import copy
+import functools
 from dataclasses import dataclass
 from importlib import resources
 from typing import Literal
@@ -38,7 +40,14 @@ class Unit:
 
 
 def load_province_data() -> dict[str, object]:
-    """Parse the packaged YAML; kept separate so callers needing the header can reuse it."""
+    """Parse the packaged YAML; kept separate so callers needing the header can reuse it.
+    Parsed once per process (every simulator start and demo config reads it); each caller
+    gets its own copy."""
+    return copy.deepcopy(_parsed_province())
+
+
+@functools.cache
+def _parsed_province() -> dict[str, object]:
     text = resources.files(__package__).joinpath("province.yaml").read_text(encoding="utf-8")
     data = yaml.safe_load(text)
     if not isinstance(data, dict):
