@@ -20,6 +20,7 @@ from email.utils import formatdate
 from aiohttp import web
 
 from ioc.status_page_config import StatusPageConfig
+from web.errors import ApiError
 from web.keys import AUTH, CONTEXT, TEMPLATES
 from web.status_badge import unknown_badge_svg
 from web.status_cache import Rendered, StatusPages, Unavailable, words
@@ -67,7 +68,14 @@ def _admit(request: web.Request, pages: StatusPages, page: StatusPageConfig,
            kind: str) -> web.Response | None:
     """Auth for a private page, then the rate limit: a response to send instead, or None."""
     if page.require_auth:
-        request.app[AUTH].require(request, "viewer")  # 401/403 as JSON errors
+        try:
+            request.app[AUTH].require(request, "viewer")
+        except ApiError as exc:
+            if kind != "html":
+                raise  # the JSON twin and badges answer as the API does
+            # a person at a browser: a readable page saying where to sign in
+            return _error_page(request, exc.status, word(_lang(request), "ui.private"),
+                               {"WWW-Authenticate": "Bearer"} if exc.status == 401 else {})
     wait = pages.retry_after(page, request.remote or "unknown")
     if wait <= 0:
         return None

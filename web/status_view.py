@@ -74,6 +74,8 @@ WORDS: dict[str, dict[str, str]] = {
         "ui.json": "Dữ liệu dạng JSON",
         "ui.footer": "Trang này tự làm mới khi tải lại; số liệu được cập nhật vài giây một lần.",
         "ui.not_found": "Không tìm thấy trang trạng thái này.",
+        "ui.private": "Trang trạng thái này chỉ dành cho cán bộ đã đăng nhập: "
+                      "đăng nhập tại /console rồi mở lại trang.",
         "ui.home": "Về trang trạng thái chính",
         "ui.too_many": "Quá nhiều yêu cầu. Vui lòng thử lại sau {seconds} giây.",
         "ui.unavailable": "Trang trạng thái tạm thời chưa sẵn sàng. Vui lòng thử lại sau.",
@@ -125,6 +127,8 @@ WORDS: dict[str, dict[str, str]] = {
         "ui.json": "Data as JSON",
         "ui.footer": "Reload the page for fresh figures; they are updated every few seconds.",
         "ui.not_found": "There is no such status page.",
+        "ui.private": "This status page is for signed-in staff only: sign in at /console, "
+                      "then open the page again.",
         "ui.home": "Back to the main status page",
         "ui.too_many": "Too many requests. Please try again in {seconds} seconds.",
         "ui.unavailable": "The status page is not available yet. Please try again shortly.",

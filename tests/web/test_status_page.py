@@ -316,7 +316,15 @@ async def test_a_trailing_slash_leads_to_the_page(status_app: IocApp) -> None:
 
 
 async def test_a_private_page_needs_a_viewer(status_app: IocApp) -> None:
-    assert (await get(status_app, "/status/noi-bo"))[0] == 401
+    status, html, headers = await get(status_app, "/status/noi-bo")
+    # a person at a browser reads where to sign in; the JSON twin answers as the API does
+    assert status == 401 and headers["Content-Type"].startswith("text/html")
+    assert "đăng nhập tại /console" in html and headers["WWW-Authenticate"] == "Bearer"
+    status, html, headers = await get(status_app, "/status/noi-bo?lang=en",
+                                      {"Authorization": "Bearer not-a-token"})
+    assert status == 401 and "sign in at /console" in html
+    status, _, headers = await get(status_app, "/status/noi-bo.json")
+    assert status == 401 and headers["Content-Type"].startswith("application/json")
     status, _, headers = await get(status_app, "/status/noi-bo", bearer("viewer"))
     assert status == 200 and headers["Cache-Control"].startswith("private")
     assert (await get(status_app, "/status/badge/noi-bo-tu-phap.svg"))[0] == 401
