@@ -209,6 +209,7 @@ async def test_page_is_vietnamese_escaped_and_locked_down(wall_app: IocApp) -> N
     csp = headers["Content-Security-Policy"]
     assert "script-src 'self'" in csp and "default-src 'none'" in csp
     assert "unsafe-inline" not in csp
+    assert headers["Server"] == "ioc"  # no Python or aiohttp version given away
     scripts = re.findall(r"<script([^>]*)>(.*?)</script>", html, flags=re.S)
     assert scripts and all('src="/static/' in attrs and not body for attrs, body in scripts)
     assert "http://" not in html and "https://" not in html  # nothing from elsewhere
