@@ -7,8 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry
 
+from ioc.event_sink import EventSink
 from ioc.model import Event
+from ioc.store.events import EventStore
 from service.app import IocApp
 from tests.conftest import demo_config, free_port
 from tests.helpers import Changes
@@ -28,6 +31,20 @@ class Arrivals:
 
     async def until(self, count: int) -> None:
         await self._changed.until(lambda: len(self.events) >= count, 10)
+
+
+@pytest.fixture
+async def sink(tmp_path: Path) -> AsyncIterator[EventSink]:
+    """An event sink on its own SQLite store, for collectors tested without an app."""
+    store = EventStore(f"sqlite+aiosqlite:///{tmp_path / 'ev.db'}")
+    await store.open()
+    sink = EventSink(store, CollectorRegistry())
+    sink.start()
+    try:
+        yield sink
+    finally:
+        await sink.stop()
+        await store.close()
 
 
 INGEST_TOKEN = "ingest-token-0123456789"

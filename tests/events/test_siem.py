@@ -13,7 +13,6 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from prometheus_client import CollectorRegistry
 
 from collectors.siem import Cursor, SiemCollector, SiemConfig, wazuh_event
 from ioc.event_sink import EventSink
@@ -88,19 +87,6 @@ def siem_block(url: str, **over: Any) -> dict[str, Any]:
     return {"type": "siem", "name": "wazuh", "department": "STTTT", "url": url,
             "username": "ioc-reader", "password": "s3cret-password", "page_size": 10,
             "event_department": "agent.labels.department", **over}
-
-
-@pytest.fixture
-async def sink(tmp_path: Path) -> AsyncIterator[EventSink]:
-    store = EventStore(f"sqlite+aiosqlite:///{tmp_path / 'ev.db'}")
-    await store.open()
-    sink = EventSink(store, CollectorRegistry())
-    sink.start()
-    try:
-        yield sink
-    finally:
-        await sink.stop()
-        await store.close()
 
 
 def total(sink: EventSink) -> float:

@@ -6,20 +6,17 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp import web
-from prometheus_client import CollectorRegistry
 
 from collectors.probe.session import open_probe_session
 from collectors.siem import SiemCollector, SiemConfig
 from collectors.simulator import hostile as hostile_answers
 from ioc.collector import CollectorFailure
 from ioc.event_sink import EventSink
-from ioc.store.events import EventStore
 
 # path on collectors.simulator.hostile: the reason the SIEM poll must fail with
 EXPECTED = {
@@ -47,19 +44,6 @@ async def hostile() -> AsyncIterator[str]:
         yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
     finally:
         server.close()
-
-
-@pytest.fixture
-async def sink(tmp_path: Path) -> AsyncIterator[EventSink]:
-    store = EventStore(f"sqlite+aiosqlite:///{tmp_path / 'ev.db'}")
-    await store.open()
-    sink = EventSink(store, CollectorRegistry())
-    sink.start()
-    try:
-        yield sink
-    finally:
-        await sink.stop()
-        await store.close()
 
 
 @pytest.mark.parametrize("path", sorted(EXPECTED))
