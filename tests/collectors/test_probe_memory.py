@@ -28,6 +28,7 @@ from tests.collectors.probe_support import collector_config
 from tests.conftest import free_port
 
 POLLS = 20
+ATTEMPTS = 3
 PATHS = ["ok", "entity-keyword", "header-flood", "repeated-header", "big-head",
          "endless-line", "short-body", "not-http", "redirect-loop", "gzip-bomb", "hang"]
 
@@ -95,12 +96,21 @@ def test_polls_leave_no_reference_cycles(hostile_process: str, engine: str) -> N
     extra = {"keepalive": True} if engine == "aiohttp" else {}
     results: dict[str, tuple[int, int]] = {}
 
+    def leaks(r: tuple[int, int]) -> bool:
+        return r[0] > POLLS // 4 or r[1] > POLLS // 2
+
     async def main() -> None:
         for path in PATHS:
-            results[path] = await poll_many(hostile_process + path, extra)
+            # A leak shows on every measurement; a busy machine can cut a timed-out poll at a
+            # different point and move a few dozen objects once. So a path counts as leaky
+            # only when three measurements in a row say so.
+            for _ in range(ATTEMPTS):
+                results[path] = await poll_many(hostile_process + path, extra)
+                if not leaks(results[path]):
+                    break
 
     uvloop.run(main())
-    leaky = {path: r for path, r in results.items() if r[0] > POLLS // 4 or r[1] > POLLS // 2}
+    leaky = {path: r for path, r in results.items() if leaks(r)}
     assert not leaky, f"(cycle garbage, growth with the polls) per {POLLS} polls: {leaky}"
 
 
