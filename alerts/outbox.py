@@ -18,6 +18,7 @@ a receiver down during an alert storm must not add a log line per notification.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -75,6 +76,7 @@ class Outbox:
         self._wake = asyncio.Event()
         self._channels: dict[str, _Channel] = {}
         self._task: asyncio.Task[None] | None = None
+        self._sending: dict[str, asyncio.Task[None]] = {}  # integration → its sender now
         self._overflow = OverflowLog(log, "notification queue")
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -85,9 +87,11 @@ class Outbox:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        tasks = [t for t in (task, *self._sending.values()) if t is not None]
+        self._sending.clear()
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def wake(self) -> None:
         """New rows were stored: look now instead of at the next deadline."""
@@ -110,8 +114,11 @@ class Outbox:
 
     async def run(self) -> None:
         while True:
+            # Cleared before looking, so a wake during the look (a channel done, a new row)
+            # is not lost.
+            self._wake.clear()
             try:
-                busy = await self.run_once()
+                busy = await self.dispatch()
                 if busy:
                     continue
                 wait = await self._until_next()
@@ -121,7 +128,6 @@ class Outbox:
             except Exception:
                 log.exception("outbox: unexpected error")
                 wait = 5.0
-            self._wake.clear()
             try:
                 async with asyncio.timeout(wait):
                     await self._wake.wait()
@@ -131,20 +137,46 @@ class Outbox:
     async def _until_next(self) -> float:
         depth = await self.store.pending_count()
         self.counters.queue_depth(depth)
-        nxt = await self.store.next_attempt()
+        # A channel still sending wakes the loop when it is done; its rows are not a reason
+        # to look again sooner.
+        nxt = await self.store.next_attempt(exclude=self._sending.keys())
         if nxt is None:
             return 60.0
         return min(60.0, max(0.05, nxt - self.clock()))
 
-    async def run_once(self) -> bool:
-        """Send what is due; True when a full batch was read (there may be more)."""
-        rows = await self.store.due(self.clock(), self.config.batch_size)
+    async def dispatch(self) -> bool:
+        """Start sending what is due on every channel not already sending.
+
+        Each channel sends from a task of its own and the loop does not wait for it, so a
+        receiver that hangs until its timeout holds up only its own queue, never another
+        channel's next notification. True when a full batch was read (there may be more)."""
+        rows = await self.store.due(self.clock(), self.config.batch_size,
+                                    exclude=self._sending.keys())
         by_channel: dict[str, list[OutboxRow]] = {}
         for row in rows:
             by_channel.setdefault(row.integration, []).append(row)
-        await asyncio.gather(*(self._send_channel(name, queue)
-                               for name, queue in by_channel.items()))
+        for name, queue in by_channel.items():
+            task = asyncio.create_task(self._send_channel(name, queue),
+                                       name=f"ioc-outbox-{name}")
+            self._sending[name] = task
+            task.add_done_callback(functools.partial(self._sent, name))
         return len(rows) >= self.config.batch_size
+
+    def _sent(self, name: str, task: asyncio.Task[None]) -> None:
+        if self._sending.get(name) is task:
+            del self._sending[name]
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("outbox: sending failed unexpectedly",
+                      extra=fields(integration=name, error=repr(exc)))
+        self.wake()
+
+    async def run_once(self) -> bool:
+        """Send what is due and wait until it is sent (or deferred); True when a full batch
+        was read. The loop uses ``dispatch``; this is for callers that step the outbox."""
+        busy = await self.dispatch()
+        while self._sending:
+            await asyncio.gather(*self._sending.values(), return_exceptions=True)
+        return busy
 
     async def _send_channel(self, name: str, queue: list[OutboxRow]) -> None:
         integration = self.integrations.get(name)

@@ -13,7 +13,7 @@ Times are integer milliseconds, as in the rest of the schema.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Collection, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -223,26 +223,33 @@ class DeliveryStore(TableStore):
                              json.loads(r.resolved), sec(r.sent_at), r.content, r.sequence)
                     for r in result]
 
-    async def due(self, now: float, limit: int) -> list[OutboxRow]:
+    async def due(self, now: float, limit: int,
+                  exclude: Collection[str] = ()) -> list[OutboxRow]:
         """Pending notifications due now, oldest first, in order per integration.
 
         A channel with any row still waiting out its backoff is skipped entirely, so a
-        notification queued during an outage never overtakes the older ones.
+        notification queued during an outage never overtakes the older ones. ``exclude``
+        names channels still sending, whose rows must not be read twice.
         """
         waiting = (select(outbox.c.integration)
                    .where(outbox.c.state == "pending", outbox.c.next_attempt_at > ms(now)))
-        async with self._read("due") as conn:
-            result = await conn.execute(
-                select(outbox).where(outbox.c.state == "pending",
+        query = select(outbox).where(outbox.c.state == "pending",
                                      outbox.c.next_attempt_at <= ms(now),
                                      outbox.c.integration.not_in(waiting))
-                .order_by(outbox.c.id).limit(limit))
+        if exclude:
+            query = query.where(outbox.c.integration.not_in(list(exclude)))
+        async with self._read("due") as conn:
+            result = await conn.execute(query.order_by(outbox.c.id).limit(limit))
             return [_outbox_row(r) for r in result]
 
-    async def next_attempt(self) -> float | None:
-        """When the first channel's backoff ends (its latest deferred row), if any."""
+    async def next_attempt(self, exclude: Collection[str] = ()) -> float | None:
+        """When the first channel's backoff ends (its latest deferred row), if any; channels
+        in ``exclude`` are left out."""
+        pending = outbox.c.state == "pending"
+        if exclude:
+            pending = pending & outbox.c.integration.not_in(list(exclude))
         per_channel = (select(func.max(outbox.c.next_attempt_at).label("until"))
-                       .where(outbox.c.state == "pending")
+                       .where(pending)
                        .group_by(outbox.c.integration).subquery())
         async with self._read("next_attempt") as conn:
             found = (await conn.execute(select(func.min(per_channel.c.until)))).scalar()

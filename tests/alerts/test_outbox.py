@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -225,3 +227,64 @@ async def test_overflow_is_logged_once_per_episode(delivery_store: DeliveryStore
     assert lines == ["notification queue is full: dropping (counted in metrics)",
                      "notification queue no longer dropping"]
     assert caplog.records[-1].fields["dropped"] == 30  # type: ignore[attr-defined]
+
+
+async def test_a_hanging_channel_never_holds_up_another(delivery_store: DeliveryStore,
+                                                        aiohttp_server, session) -> None:
+    """The outbox's own loop: while one receiver hangs until its timeout, another channel's
+    notifications — one queued before, one queued during the hang — are delivered."""
+    release = asyncio.Event()
+    slow_got: list[str] = []
+    fast_got: asyncio.Queue[str] = asyncio.Queue()
+
+    async def slow(request: web.Request) -> web.Response:
+        slow_got.append((await request.json())["dedupKey"])
+        await release.wait()
+        return web.Response(text="ok")
+
+    async def fast(request: web.Request) -> web.Response:
+        await fast_got.put((await request.json())["dedupKey"])
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_post("/slow", slow)
+    app.router.add_post("/fast", fast)
+    server = await aiohttp_server(app)
+    integrations = {
+        name: Integration(name, name, "webhook", WebhookNotifier(
+            WebhookConfig(url=str(server.make_url("/" + name)), timeout="60s"),
+            lambda: session))
+        for name in ("slow", "fast")}
+    slow_sent = asyncio.Event()
+
+    class Watched(Counters):
+        def sent(self, integration: Integration, result: str) -> None:
+            super().sent(integration, result)
+            if (integration.id, result) == ("slow", "sent"):
+                slow_sent.set()
+
+    outbox = Outbox(delivery_store, integrations, CONFIG, Watched(), time.time)
+
+    def new(key: str, integration: str) -> NewNotification:
+        n: Notification = sample_notification(key=key)
+        return NewNotification(key, integration, integration, n.group_key, n.status,
+                               n.to_json(), time.time())
+
+    outbox.start()
+    try:
+        await delivery_store.enqueue([new("s1", "slow"), new("f1", "fast")], [])
+        await outbox.after_enqueue()
+        async with asyncio.timeout(20):  # far below the slow channel's 60 s
+            assert await fast_got.get() == "f1"
+            await delivery_store.enqueue([new("f2", "fast")], [])
+            await outbox.after_enqueue()
+            assert await fast_got.get() == "f2"
+        assert slow_got == ["s1"] and not release.is_set(), "the slow send is still open"
+        release.set()
+        async with asyncio.timeout(20):
+            await slow_sent.wait()
+        sent = await delivery_store.recent(limit=5, state="sent")
+        assert sorted(r.dedup_key for r in sent) == ["f1", "f2", "s1"]
+    finally:
+        release.set()
+        await outbox.stop()
