@@ -155,6 +155,11 @@ _WEEK = re.compile(r"^(\d{4})-W(\d{2})$")
 _DAY = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")
 
 
+def is_week(text: str) -> bool:
+    """Whether ``text`` has an ISO week's form (2026-W48), as ``--week`` and ``week=`` take."""
+    return _WEEK.match(text) is not None
+
+
 @dataclass(frozen=True, slots=True)
 class Period:
     """A calendar day, ISO week or month in the province's time zone, as unix seconds."""

@@ -17,6 +17,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from ioc import clock
+from ioc.availability import is_week
 from ioc.reports.collect import collect
 from ioc.reports.render import FORMATS, render
 from ioc.store.base import StoreError
@@ -51,9 +52,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"ioc report: {exc}", file=sys.stderr)
         return EXIT_BAD_CONFIG
     period = args.week or args.period
-    if not period:
-        print("ioc report: give --period (2026-11, 2026-W48, 2026-11-30) or --week",
-              file=sys.stderr)
+    problem = ("give --period (2026-11, 2026-W48, 2026-11-30) or --week" if not period
+               else "give --period or --week, not both" if args.week and args.period
+               else f"--week {args.week!r}: expected an ISO week (2026-W48)"
+               if args.week and not is_week(args.week) else None)
+    if problem:
+        print(f"ioc report: {problem}", file=sys.stderr)
         return EXIT_FAILED
     if args.send:
         return _send(config, args.send, period)

@@ -20,11 +20,13 @@ import base64
 import binascii
 import json
 import math
+from collections.abc import Mapping
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
+from ioc.availability import is_week
 from ioc.reports.render import CONTENT_TYPES, FORMATS, render
 from ioc.store.base import StoreError
 from ioc.store.incidents import NOTE_LIMIT, PUBLIC_NOTE_LIMIT, NotFound, Query
@@ -151,7 +153,7 @@ async def set_public_note(request: web.Request) -> web.Response:
 async def report(request: web.Request) -> web.Response:
     app, _ = _app(request, "viewer")
     params = request.query
-    period = params.get("period", "")
+    period = _period_param(params)
     fmt = params.get("format", "json")
     lang = params.get("lang", "vi")
     if fmt not in (*FORMATS, "json"):
@@ -180,6 +182,19 @@ async def report(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={
         "Content-Type": CONTENT_TYPES[fmt],
         "Content-Disposition": f'attachment; filename="{name}.{fmt}"'})
+
+
+def _period_param(params: Mapping[str, str]) -> str:
+    """``period=`` (a month, an ISO week or a day) or ``week=``, as ``ioc report`` takes them."""
+    period, week = params.get("period", ""), params.get("week", "")
+    if period and week:
+        raise ApiError(400, "invalid report", "give period or week, not both")
+    if week and not is_week(week):
+        raise ApiError(400, "invalid report", f"week {week!r}: expected an ISO week (2026-W48)")
+    if not (period or week):
+        raise ApiError(400, "invalid report",
+                       "give period (2026-11, 2026-W48 or 2026-11-30) or week (2026-W48)")
+    return period or week
 
 
 def add_routes(app: web.Application) -> None:
@@ -285,11 +300,12 @@ INCIDENT_PATHS: dict[str, Any] = {
     } for method in ("put", "post")},
     "/api/v1/reports": {"get": {
         "summary": "The availability and incident report of a period",
-        "description": "Needs the viewer role. format json (default), html, pdf, xlsx or "
+        "description": "Needs the viewer role. Give period or week (a period that has not "
+                       "begun is refused). format json (default), html, pdf, xlsx or "
                        "csv; lang vi (default) or en.",
         "operationId": "report",
-        "parameters": [{**_param("period", "2026-11, 2026-W48 or 2026-11-30", "string"),
-                        "required": True},
+        "parameters": [_param("period", "2026-11, 2026-W48 or 2026-11-30", "string"),
+                       _param("week", "an ISO week, 2026-W48 (instead of period)", "string"),
                        _param("department", "one department's code", "string"),
                        _param("format", "json, html, pdf, xlsx or csv", "string"),
                        _param("lang", "vi or en", "string")],

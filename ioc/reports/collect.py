@@ -87,6 +87,9 @@ async def collect(config: ReportConfig, period_text: str, *, now: float,
     """The report of a period as data (raises ValueError on a bad period, StoreError)."""
     tz = ZoneInfo(config.province.timezone)
     period = parse_period(period_text, tz)
+    if period.start > now:
+        # Nothing of it can be known yet: an all-unknown report would read as a blank one.
+        raise ValueError(f"period {period_text!r} has not begun yet")
     if department is not None and config.departments and department not in {
             d.code for d in config.departments}:
         raise ValueError(f"department {department!r}: not under departments: in the config")

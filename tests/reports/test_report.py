@@ -188,6 +188,21 @@ def test_the_command_writes_the_file(config: Config, tmp_path: Path) -> None:
     assert main(["report", "-c", str(path), "--period", "2026-99"]) == 1
     assert main(["report", "-c", str(path)]) == 1
     assert main(["report", "-c", str(tmp_path / "missing.yaml"), "--period", "2026-11"]) == 2
+    assert main(["report", "-c", str(path), "--week", "2026-W48", "--format", "csv",
+                 "-o", str(out)]) == 0
+    for wrong in (["--week", "2026-11"], ["--week", "2026-W48", "--period", "2026-11"],
+                  ["--period", "2099-01"]):
+        assert main(["report", "-c", str(path), *wrong]) == 1, wrong
+
+
+def test_the_command_says_what_was_wrong(config: Config, tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(f"storage: {{url: '{config.storage.url}'}}\n", encoding="utf-8")
+    assert main(["report", "-c", str(path), "--week", "2026-11"]) == 1
+    assert "--week '2026-11': expected an ISO week (2026-W48)" in capsys.readouterr().err
+    assert main(["report", "-c", str(path), "--period", "2099-01"]) == 1
+    assert "period '2099-01' has not begun yet" in capsys.readouterr().err
 
 
 async def test_pages_list_the_longest_incidents_and_say_how_many_more(config: Config) -> None:

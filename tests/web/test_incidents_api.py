@@ -148,7 +148,18 @@ async def test_reports_download_in_each_format(app: IocApp) -> None:
     assert float(rows["ghost"]["Availability"]) == pytest.approx(ghost["availability"],
                                                                  abs=1e-6)
     for query in ("period=2026-13", "period=2026-11&format=doc", "period=2026-11&lang=fr",
-                  "period=2026-11&department=NOPE"):
+                  "period=2026-11&department=NOPE", "", "period=", "week=2026-11",
+                  "week=2026-W54", "period=2026-W00", "period=2026-11&week=2026-W48",
+                  "period=2099-01", "week=2099-W01", "period=2026-02-30",
+                  "period=2026-11-01T00:00", "period=%00", "period=" + "9" * 5000):
         status, body, _ = await call(app, "GET", f"/api/v1/reports?{query}", "viewer")
-        assert status == 400, (query, body)
+        assert (status == 400 and body["error"] == "invalid report") or query in (
+            "period=2026-11&format=doc", "period=2026-11&lang=fr"), (query, body)
+        assert status == 400 and body["detail"], (query, body)
+    _, body, _ = await call(app, "GET", "/api/v1/reports?period=2099-01", "viewer")
+    assert body["detail"] == "period '2099-01' has not begun yet"
+    week = datetime.fromtimestamp(clock.now() - 240, ZoneInfo("Asia/Ho_Chi_Minh")
+                                  ).strftime("%G-W%V")
+    status, by_week, _ = await call(app, "GET", f"/api/v1/reports?week={week}", "viewer")
+    assert status == 200 and by_week["kind"] == "week" and by_week["period"] == week
     assert (await call(app, "GET", f"/api/v1/reports?period={period}"))[0] == 401
