@@ -9,7 +9,8 @@ megabytes never waits in line before a page, nor a page before it.
   ``…xlsx``; each with its content type);
 * Telegram, Zalo, Apprise: the summary (province availability, incidents, downtime) and a
   link to download each format (``reports.public_url`` or ``alerts.external_url`` +
-  ``api/v1/reports``, which asks for a viewer token);
+  ``reports/download``, signed so it opens without a token, when ``reports.link_secret`` is
+  set; otherwise ``api/v1/reports``, which asks for a viewer token);
 * webhook: the same as JSON (``kind: "report"``), with the ``Idempotency-Key`` header.
 
 Alertmanager receivers get no report (it takes alerts, not documents).
@@ -65,6 +66,9 @@ TEXT = {
            "downtime": "Total downtime", "systems": "Systems monitored",
            "download": "Download", "attached": "Attached", "none": "no data"},
 }
+
+
+LinkSigner = Callable[[Mapping[str, Any]], dict[str, str]]
 
 
 class ReportSource(Protocol):
@@ -130,7 +134,10 @@ def period_text(period: str, lang: str) -> str:
 
 
 def links(spec: Mapping[str, Any]) -> dict[str, str]:
-    """Format -> download URL (``GET /api/v1/reports``)."""
+    """Format -> download URL: the signed links the channel added when it sent
+    (``ioc.reports.links``), else ``GET /api/v1/reports``, which asks for a viewer token."""
+    if spec.get("links"):
+        return dict(spec["links"])
     base = str(spec.get("download_url") or "")
     if not base:
         return {}
@@ -232,13 +239,16 @@ class _ReportChannel:
     source: ReportSource
     send_resolved = True
     send_limit: float
+    signer: LinkSigner | None = None  # signs the download links when reports.link_secret is set
 
     async def _fill(self, n: Notification) -> tuple[Notification, BuiltReport]:
-        """The notification with the report's figures in ``extra``, and the built report."""
+        """The notification with the report's figures (and signed links) in ``extra``, and
+        the built report."""
         spec = n.extra["report"]
         built = await self.source.get(request_of(spec))
-        filled = replace(n, extra={**n.extra, "report": {**spec,
-                                                         "summary": summary_of(built.data)}})
+        signed = self.signer(spec) if self.signer is not None else {}
+        filled = replace(n, extra={**n.extra, "report": {
+            **spec, "summary": summary_of(built.data), **({"links": signed} if signed else {})}})
         return filled, built
 
 
@@ -346,7 +356,8 @@ def _channel(kind: str, cfg: Any, session: Callable[[], aiohttp.ClientSession],
 
 def report_integrations(receivers: Sequence[ReceiverConfig], used: set[str],
                         session: Callable[[], aiohttp.ClientSession],
-                        source: ReportSource) -> dict[str, list[Integration]]:
+                        source: ReportSource, signer: LinkSigner | None = None
+                        ) -> dict[str, list[Integration]]:
     """Receiver name -> its report channels, for the receivers some schedule names."""
     out: dict[str, list[Integration]] = {}
     for receiver in receivers:
@@ -358,6 +369,8 @@ def report_integrations(receivers: Sequence[ReceiverConfig], used: set[str],
             index = counts.get(kind, 0)
             counts[kind] = index + 1
             notifier = _channel(kind, cfg, session, source)
+            if isinstance(notifier, _ReportChannel):
+                notifier.signer = signer
             if notifier is not None:
                 items.append(Integration(f"{PREFIX}{receiver.name}/{kind}[{index}]",
                                          receiver.name, kind, notifier))

@@ -334,23 +334,37 @@ def short_value(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
-    """The keys a model accepts at ``loc`` (for an "unknown key" hint)."""
+def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> Any:
+    """The model class holding the last key of ``loc``, or None where it is not a model."""
     current: Any = model
     for part in loc[:-1]:
         if isinstance(part, int):
             continue
         info = getattr(current, "model_fields", {}).get(part)
         if info is None:
-            return []
+            return None
         annotation = info.annotation
         args = getattr(annotation, "__args__", ())
         candidates = [annotation, *args]
         current = next((c for c in candidates if isinstance(c, type)
                         and issubclass(c, BaseModel)), None)
         if current is None:
-            return []
-    return sorted(getattr(current, "model_fields", {}))
+            return None
+    return current
+
+
+def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """The keys a model accepts at ``loc`` (for an "unknown key" hint)."""
+    return sorted(getattr(_model_at(model, loc), "model_fields", {}))
+
+
+def _is_secret(model: type[BaseModel], loc: tuple[Any, ...]) -> bool:
+    """Whether ``loc`` is a secret field, whose value an error must never quote back."""
+    if not loc:
+        return False
+    info = getattr(_model_at(model, loc), "model_fields", {}).get(loc[-1])
+    annotation = getattr(info, "annotation", None)
+    return SecretStr in (annotation, *getattr(annotation, "__args__", ()))
 
 
 def issues_from_validation(exc: ValidationError, prefix: tuple[Any, ...],
@@ -372,7 +386,8 @@ def issues_from_validation(exc: ValidationError, prefix: tuple[Any, ...],
                 msg = msg[len("Value error, "):]
             message = msg
             if "input" in err and not msg.endswith(repr(err["input"])) \
-                    and kind not in ("dict_type", "list_type", "model_type", "ioc_config"):
+                    and kind not in ("dict_type", "list_type", "model_type", "ioc_config") \
+                    and not _is_secret(model, loc):
                 message += f" (got {short_value(err['input'])})"
         issues.append(ConfigIssue(path, message))
     return issues

@@ -53,6 +53,7 @@ from ioc.pipeline import Pipeline
 from ioc.poll_limits import PollLimits
 from ioc.remote_write import RemoteWriter
 from ioc.reports.collect import collect as collect_report
+from ioc.reports.files import ReportFiles
 from ioc.runner import PollRunner
 from ioc.scheduler import Job, Scheduler, SchedulerMetrics
 from ioc.sharding import AUTO, Ownership, Shard, parse_shard
@@ -241,10 +242,11 @@ class IocApp:
             windows=self.incident_windows, clock=clock.now,
             late=self.store.ledger_late_writes)
         # Scheduled reports (docs/reports.md): queued on the alert leader, sent by its outbox.
+        self.report_files = ReportFiles(lambda: self.config, clock.now)
         self.report_schedule = build_report_scheduler(
             lambda: self.config, self.dispatcher, leading=lambda: self.alert_role.leading,
             fence=lambda: self.alerts.fence, external_url=lambda: self.external_url,
-            clock=clock.now)
+            clock=clock.now, files=self.report_files)
         self.trust = TrustMetrics(self.registry)
         # The edges of the web server: who is a proxy, and how long and how many connections
         # any client may hold (web/forwarded.py, web/connections.py).
@@ -266,7 +268,7 @@ class IocApp:
             proxies=self.proxies, try_target=self.try_target, reload=self.reload,
             last_reload=lambda: self.reloader.last, add_poll_hook=self.pipeline.add_hook,
             rule_names=lambda: [rule.name for rule in self.alerts.rules],
-            history=self.history)
+            history=self.history, report_files=self.report_files.get)
         self.wall = WallFeed(self.web, epoch=format(int(clock.now() * 1000), "x"))
         self.wall.attach()
         self.console = ConsoleFeed(self.web, self.wall.stream.epoch, self.wall.templates)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from alerts.dispatcher import Dispatcher
@@ -31,6 +31,7 @@ from alerts.report_delivery import report_integrations, report_notifications
 from ioc.availability import parse_period
 from ioc.logs import fields
 from ioc.reports.files import BuiltReport, ReportFiles, ReportRequest
+from ioc.reports.links import link_key, signed_links
 from ioc.reports.schedule import ScheduleConfig, due_run, next_fire
 from ioc.store.base import Fence, NotLeaderError, StoreError
 from ioc.store.report_runs import ReportRun, ReportRunStore
@@ -183,15 +184,24 @@ class ReportScheduler:
 def build_report_scheduler(config: Callable[[], Config], dispatcher: Dispatcher, *,
                            leading: Callable[[], bool], fence: Callable[[], Fence | None],
                            external_url: Callable[[], str],
-                           clock: Callable[[], float]) -> ReportScheduler:
+                           clock: Callable[[], float],
+                           files: ReportFiles | None = None) -> ReportScheduler:
     """The scheduler with a report channel for every channel of every receiver, registered
     with the dispatcher's outbox (which sends them on the leader)."""
     first = config()
     assert dispatcher.session is not None
-    files = ReportFiles(config, clock)
+    files = files or ReportFiles(config, clock)
+
+    def sign(spec: Mapping[str, Any]) -> dict[str, str]:
+        reports = config().reports
+        if reports.link_secret is None:
+            return {}
+        return signed_links(spec, link_key(reports.link_secret.get_secret_value()), now=clock(),
+                            ttl=reports.link_ttl)
+
     channels = report_integrations(first.alerts.receivers,
                                    {r.name for r in first.alerts.receivers},
-                                   dispatcher.session, files)
+                                   dispatcher.session, files, sign)
     dispatcher.outbox.integrations.update(
         {i.id: i for items in channels.values() for i in items})
     return ReportScheduler(

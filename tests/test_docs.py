@@ -339,7 +339,8 @@ def test_yaml_examples_are_valid_config() -> None:
         data = yaml.safe_load(block)
         assert isinstance(data, dict), f"example is not a mapping:\n{block}"
         merged.update(data)
-    env = {"IOC_DB_PASSWORD": "p:ss#word", "IOC_SIM_TOKEN": "sim-token"}
+    env = {"IOC_DB_PASSWORD": "p:ss#word", "IOC_SIM_TOKEN": "sim-token",
+           "IOC_REPORT_LINK_SECRET": "report-link-secret-0123456789"}
     config = parse_config(merged, env=env, source="docs/configuration.md")
     assert config.collectors
     assert set(merged) >= set(ConfigFile.model_fields), "every section has an example"

@@ -29,6 +29,7 @@ from web import (
     maintenance_api,
     oncall_api,
     reload_api,
+    report_download,
     runbooks,
     sessions,
     status_page,
@@ -177,6 +178,7 @@ def create_web_app(context: WebContext, wall: WallFeed,
     reload_api.add_routes(app)
     try_api.add_routes(app)
     incidents_api.add_routes(app)
+    report_download.add_routes(app)
     status_page.add_routes(app)
     app.router.add_get("/api/openapi.json", openapi)
     return app

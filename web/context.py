@@ -36,6 +36,8 @@ if TYPE_CHECKING:
     from ioc.metrics_config import MetricsConfig
     from ioc.model import Event, Series
     from ioc.pipeline import PollOutcome
+    from ioc.reports.files import BuiltReport, ReportRequest
+    from ioc.reports.schedule import ReportsConfig
     from ioc.status import StatusBoard
     from ioc.status_page_config import StatusPageConfig
     from ioc.store.alert_delivery import DeliveryStore
@@ -78,6 +80,8 @@ class WebConfig(Protocol):
     def metrics(self) -> MetricsConfig: ...
     @property
     def status_pages(self) -> Sequence[StatusPageConfig]: ...
+    @property
+    def reports(self) -> ReportsConfig: ...
 
 
 class AlertDesk(Protocol):
@@ -179,3 +183,6 @@ class WebContext:
     rule_names: Callable[[], Sequence[str]] = lambda: ()
     # the poll history the public status page's availability bars read (None: no bars)
     history: HistoryStore | None = None
+    # a report's files, built once and kept a while for every asker (the scheduled report's
+    # channels and its signed download links); None: links are not served
+    report_files: Callable[[ReportRequest], Awaitable[BuiltReport]] | None = None

@@ -55,7 +55,8 @@ ROUTE_ROLES: dict[tuple[str, str], str] = {
 # Open on purpose (docs/security.md says why): liveness and readiness for load balancers,
 # the API's description, the page assets, the console's sign-in (its own checks), and the
 # default rules' runbooks (fixed text, opened from notifications) and the on-call ack page
-# (the signed, single-use link is the credential), and the citizens' status page (public
+# (the signed, single-use link is the credential), a scheduled report's signed download link
+# (the link is the credential), and the citizens' status page (public
 # names only; a page with require_auth checks the viewer role itself).
 PUBLIC: set[tuple[str, str]] = {
     ("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/api/openapi.json"),
@@ -64,6 +65,7 @@ PUBLIC: set[tuple[str, str]] = {
     ("GET", "/oncall/ack/{token}"), ("POST", "/oncall/ack/{token}"),
     ("GET", "/status"), ("GET", "/status/"), ("GET", "/status.json"), ("GET", "/status/{slug}"),
     ("GET", "/status/{slug}.json"), ("GET", "/status/badge/{service}.svg"),
+    ("GET", "/reports/download"),
 }
 # Only for a console session: no token of any role opens them (the console's live stream; its
 # incidents page shows the sign-in form instead, as /console does).

@@ -1,0 +1,87 @@
+"""``GET /reports/download``: a scheduled report's file through the signed link its message
+carried (``ioc.reports.links``), for someone who has the link but no token.
+
+The link is the credential: its signature (under ``reports.link_secret``) covers the period,
+format, language, department and expiry, so it opens that one file until it expires and
+nothing else. Whoever opens it is most likely on a phone, having tapped it in Telegram or
+Zalo, so a refusal is a short readable page in Vietnamese and English, not JSON. The file
+comes from the same builder the scheduled report's channels use: everyone who taps the link
+of one report at once waits for one build, and later taps within the hour get the kept
+file.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+from aiohttp import web
+
+from ioc.reports.files import ReportRequest
+from ioc.reports.links import PATH, LinkError, link_key, verify
+from ioc.reports.render import CONTENT_TYPES
+from ioc.reports.schedule import file_name
+from ioc.store.base import StoreError
+from web.keys import CONTEXT
+
+_WORDS = {
+    "off": ("Liên kết tải báo cáo không được bật trên máy chủ này.",
+            "Report download links are not enabled on this server."),
+    "malformed": ("Liên kết tải báo cáo không đầy đủ. Hãy mở lại liên kết trong tin nhắn.",
+                  "The report link is incomplete. Open the link from the message again."),
+    "bad_signature": ("Liên kết tải báo cáo không hợp lệ.", "The report link is not valid."),
+    "expired": ("Liên kết tải báo cáo đã hết hạn. Hãy tải báo cáo từ bảng điều khiển.",
+                "The report link has expired. Download the report from the console."),
+    "store": ("Chưa đọc được số liệu. Hãy thử lại sau ít phút.",
+              "The data could not be read. Try again in a few minutes."),
+    "period": ("Không lập được báo cáo cho kỳ này.", "No report can be made for this period."),
+}
+_STATUS = {"off": 404, "malformed": 400, "bad_signature": 403, "expired": 410,
+           "store": 503, "period": 400}
+
+
+def _refusal(reason: str, detail: str = "") -> web.Response:
+    vi, en = _WORDS[reason]
+    body = (
+        "<!doctype html><html lang=\"vi\"><head><meta charset=\"utf-8\">"
+        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+        f"<title>{html.escape(vi)}</title></head>"
+        "<body style=\"font:1.2rem/1.5 system-ui,sans-serif;max-width:40rem;margin:2rem auto;"
+        "padding:0 1rem;color:#1b1f24;background:#fff\">"
+        f"<h1 style=\"font-size:1.5rem\">{html.escape(vi)}</h1>"
+        f"<p lang=\"en\">{html.escape(en)}</p>"
+        + (f"<p><small>{html.escape(detail)}</small></p>" if detail else "")
+        + "</body></html>")
+    headers = {"Cache-Control": "no-store"}
+    if reason == "store":
+        headers["Retry-After"] = "60"
+    return web.Response(status=_STATUS[reason], text=body, content_type="text/html",
+                        charset="utf-8", headers=headers)
+
+
+async def download(request: web.Request) -> web.StreamResponse:
+    context = request.app[CONTEXT]
+    reports: Any = context.config().reports
+    if reports.link_secret is None or context.report_files is None:
+        return _refusal("off")
+    try:
+        wanted = verify(link_key(reports.link_secret.get_secret_value()), request.query,
+                        context.clock())
+    except LinkError as exc:
+        return _refusal(exc.reason)
+    try:
+        built = await context.report_files(ReportRequest(
+            wanted.period, (wanted.format,), wanted.lang, wanted.department))
+    except ValueError as exc:
+        return _refusal("period", str(exc))
+    except StoreError:
+        return _refusal("store")
+    name = file_name(wanted.period, wanted.format, wanted.lang, wanted.department)
+    return web.Response(body=built.files[wanted.format], headers={
+        "Content-Type": CONTENT_TYPES[wanted.format],
+        "Content-Disposition": f'attachment; filename="{name}"',
+        "Cache-Control": "private, no-store"})
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get(PATH, download)
