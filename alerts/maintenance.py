@@ -70,6 +70,8 @@ class MaintenanceConfig(StrictModel):
     comment: str | None = Field(None, description="shown next to muted alerts")
     public_note: str | None = Field(None, min_length=1, max_length=500,
                                     description="the public status page's wording for it")
+    public_note_en: str | None = Field(None, min_length=1, max_length=500,
+                                       description="the same for the English page")
     ranges: list[RangeConfig] = Field(default_factory=list)
     weekly: list[WeeklyConfig] = Field(default_factory=list)
 
@@ -77,6 +79,9 @@ class MaintenanceConfig(StrictModel):
     def _check_any(self) -> MaintenanceConfig:
         if not self.ranges and not self.weekly:
             raise ValueError("give at least one of ranges or weekly")
+        if self.public_note_en and not self.public_note:
+            raise ValueError("public_note_en: give public_note too (the page is Vietnamese "
+                             "first)")
         return self
 
 

@@ -106,7 +106,8 @@ async def list_incidents(request: web.Request) -> web.Response:
         dumps=lambda data: json.dumps(data, ensure_ascii=False))
 
 
-async def _text(request: web.Request, limit: int) -> str:
+async def _texts(request: web.Request, limit: int, *optional: str) -> dict[str, str]:
+    """``text`` (required) and the ``optional`` string fields of a JSON body."""
     raw = await read_body(request, body_limits(request).alerts)
     try:
         data = json.loads(raw) if raw.strip() else {}
@@ -116,7 +117,20 @@ async def _text(request: web.Request, limit: int) -> str:
     if not isinstance(text, str):
         raise ApiError(400, "invalid text", f"expected {{\"text\": \"...\"}}, at most "
                                             f"{limit} characters")
-    return text
+    out = {"text": text}
+    for name in optional:
+        value = data.get(name, "")
+        if value is None:
+            value = ""
+        if not isinstance(value, str):
+            raise ApiError(400, f"invalid {name}", f"expected a string, at most {limit} "
+                                                   "characters")
+        out[name] = value
+    return out
+
+
+async def _text(request: web.Request, limit: int) -> str:
+    return (await _texts(request, limit))["text"]
 
 
 async def add_note(request: web.Request) -> web.Response:
@@ -137,10 +151,11 @@ async def add_note(request: web.Request) -> web.Response:
 
 async def set_public_note(request: web.Request) -> web.Response:
     app, who = _app(request, "operator")
-    text = await _text(request, PUBLIC_NOTE_LIMIT)
+    body = await _texts(request, PUBLIC_NOTE_LIMIT, "text_en")
     try:
         note = await app.incidents.set_public_note(request.match_info["id"], actor=who,
-                                                   text=text, now=app.clock())
+                                                   text=body["text"], text_en=body["text_en"],
+                                                   now=app.clock())
     except NotFound:
         raise ApiError(404, "no such incident", request.match_info["id"]) from None
     except ValueError as exc:
@@ -220,7 +235,7 @@ INCIDENT_SCHEMAS: dict[str, Any] = {
         "type": "object",
         "required": ["id", "target", "department", "started_at", "ended_at", "open",
                      "duration_seconds", "failed_polls", "causes", "planned", "public_note",
-                     "alert",
+                     "public_note_en", "alert",
                      "acked_by", "acked_at", "notes"],
         "properties": {
             "id": {"type": "string"}, "target": {"type": "string"},
@@ -236,14 +251,18 @@ INCIDENT_SCHEMAS: dict[str, Any] = {
                         "description": "started inside a maintenance window"},
             "public_note": {"type": ["string", "null"],
                             "description": "what the public status page says about it"},
+            "public_note_en": {"type": ["string", "null"],
+                               "description": "the same in English (the English page "
+                                              "falls back to public_note without it)"},
             "alert": {"type": ["object", "null"]},
             "acked_by": {"type": ["string", "null"]}, "acked_at": {"type": ["number", "null"]},
             "notes": {"type": "array", "items": {"$ref": _REF + "IncidentNote"}},
         },
     },
     "PublicNote": {
-        "type": "object", "required": ["id", "public_note", "by", "at"],
+        "type": "object", "required": ["id", "public_note", "public_note_en", "by", "at"],
         "properties": {"id": {"type": "string"}, "public_note": {"type": ["string", "null"]},
+                       "public_note_en": {"type": ["string", "null"]},
                        "by": {"type": ["string", "null"]}, "at": {"type": ["number", "null"]}},
     },
     "IncidentPage": {
@@ -285,15 +304,18 @@ INCIDENT_PATHS: dict[str, Any] = {
     }},
     "/api/v1/incidents/{id}/public-note": {method: {
         "summary": "Set the incident's public note (the public status page's wording)",
-        "description": f"Needs the operator role. Body {{\"text\": ...}}, at most "
-                       f"{PUBLIC_NOTE_LIMIT} characters; empty text withdraws the note. "
-                       "PUT and POST do the same.",
+        "description": f"Needs the operator role. Body {{\"text\": ..., \"text_en\": ...}} "
+                       f"(Vietnamese, and optionally English), each at most "
+                       f"{PUBLIC_NOTE_LIMIT} characters; PUT replaces both, and empty text "
+                       "withdraws it in both languages. PUT and POST do the same.",
         "operationId": f"{method}IncidentPublicNote",
         "parameters": [{"name": "id", "in": "path", "required": True,
                         "schema": {"type": "string"}}],
         "requestBody": {"required": True, "content": {"application/json": {"schema": {
             "type": "object", "required": ["text"],
-            "properties": {"text": {"type": "string", "maxLength": PUBLIC_NOTE_LIMIT}}}}}},
+            "properties": {"text": {"type": "string", "maxLength": PUBLIC_NOTE_LIMIT},
+                           "text_en": {"type": ["string", "null"],
+                                       "maxLength": PUBLIC_NOTE_LIMIT}}}}}},
         "responses": {"200": _resp("PublicNote", "the note as stored"),
                       "404": _resp("Error", "no such incident"),
                       "413": _resp("Error", "body too large"), **_ERRORS},

@@ -244,8 +244,9 @@ def _days(targets: Sequence[str], lang: str, inputs: Inputs, count: int
     return days, total
 
 
-def _merged(incidents: Sequence[PublicIncident]) -> list[dict[str, Any]]:
-    """Overlapping outages of a service's targets as one public incident."""
+def _merged(incidents: Sequence[PublicIncident], lang: str) -> list[dict[str, Any]]:
+    """Overlapping outages of a service's targets as one public incident, with the public
+    notes in ``lang`` (English falls back to the Vietnamese note)."""
     out: list[dict[str, Any]] = []
     for inc in sorted(incidents, key=lambda i: i.started_at):
         end = float("inf") if inc.ended_at is None else inc.ended_at
@@ -255,8 +256,9 @@ def _merged(incidents: Sequence[PublicIncident]) -> list[dict[str, Any]]:
         else:
             cur = {"started_at": inc.started_at, "_end": end, "_notes": []}
             out.append(cur)
-        if inc.public_note:
-            cur["_notes"].append((inc.public_note_at or 0.0, inc.public_note))
+        note = (inc.public_note_en if lang == "en" else None) or inc.public_note
+        if note:
+            cur["_notes"].append((inc.public_note_at or 0.0, note))
     return out
 
 
@@ -292,7 +294,7 @@ def build_document(page: StatusPageConfig, lang: str, inputs: Inputs) -> dict[st
                              "availability_label": _percent(total.availability, lang),
                              "days": days})
             mine = [i for i in inputs.incidents if i.target in targets and not i.planned]
-            for merged in _merged(mine):
+            for merged in _merged(mine, lang):
                 end = merged["_end"]
                 is_open = end == float("inf")
                 if not is_open and end < horizon_past:
@@ -311,10 +313,11 @@ def build_document(page: StatusPageConfig, lang: str, inputs: Inputs) -> dict[st
                                     else "incident.resolved")})
             for w in inputs.windows:
                 if w.ends_at > now and w.starts_at < horizon_ahead and w.covers(depts):
-                    entry = maintenance.setdefault((w.starts_at, w.ends_at, w.note), {
+                    note = (w.note_en if lang == "en" else None) or w.note
+                    entry = maintenance.setdefault((w.starts_at, w.ends_at, note), {
                         "starts_at": w.starts_at, "ends_at": w.ends_at,
                         "active": w.starts_at <= now,
-                        "note": w.note or word(lang, "maintenance.generic"),
+                        "note": note or word(lang, "maintenance.generic"),
                         "services": []})
                     if name not in entry["services"]:
                         entry["services"].append(name)

@@ -5,7 +5,8 @@ slots in the province's local time) and operators' announcements (``OperatorWind
 Both are laid out here as ``[start, end)`` in unix seconds over a span of days, for the
 availability bars (planned time) and the page's list of current and upcoming work. A
 window's ``comment`` is an internal remark and is never carried over; only a config
-window's ``public_note`` is, and everything else reads as the page's generic wording.
+window's ``public_note`` (and ``public_note_en``) is, and everything else reads as the
+page's generic wording.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ class PlannedWindow:
     starts_at: float
     ends_at: float
     note: str | None         # public wording, when the config gives one
+    note_en: str | None = None  # the same for the English page
 
     def covers(self, departments: Iterable[str]) -> bool:
         return self.department == "*" or self.department in set(departments)
@@ -31,7 +33,7 @@ class PlannedWindow:
 
 def _config_windows(window: MaintenanceConfig, start: float, end: float,
                     tz: ZoneInfo) -> list[PlannedWindow]:
-    return [PlannedWindow(window.department, a, b, window.public_note)
+    return [PlannedWindow(window.department, a, b, window.public_note, window.public_note_en)
             for a, b in scheduled_spans(window, start, end, tz)]
 
 

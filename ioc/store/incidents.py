@@ -74,6 +74,7 @@ incidents_table = Table(
     Column("public_note", Text, nullable=True),
     Column("public_note_by", Text, nullable=True),
     Column("public_note_at", BigInteger, nullable=True),
+    Column("public_note_en", Text, nullable=True),
     Index("ioc_incidents_started_idx", "started_at"),
     Index("ioc_incidents_target_idx", "target", "started_at"),
 )
@@ -115,6 +116,7 @@ class PublicIncident:
     planned: bool
     public_note: str | None
     public_note_at: float | None
+    public_note_en: str | None = None  # the English page's wording; else public_note
 
 
 @dataclass(frozen=True, slots=True)
@@ -343,7 +345,7 @@ class IncidentStore(TableStore):
                 "duration_seconds": round(incident.duration(now), 3),
                 "failed_polls": incident.failed_polls, "causes": dict(incident.causes),
                 "planned": incident.planned,
-                "public_note": row.public_note,
+                "public_note": row.public_note, "public_note_en": row.public_note_en,
                 "alert": None if alert is None else alert["alert"],
                 "acked_by": None if alert is None else alert["acked_by"],
                 "acked_at": None if alert is None else alert["acked_at"],
@@ -433,18 +435,23 @@ class IncidentStore(TableStore):
 
     # -- the public note -------------------------------------------------------------------
 
-    async def set_public_note(self, incident_id: str, *, actor: str, text: str, now: float
-                              ) -> dict[str, Any]:
-        """Set (or, with empty text, clear) the incident's public note (NotFound,
-        ValueError)."""
-        text = text.strip()
-        if len(text) > PUBLIC_NOTE_LIMIT:
-            raise ValueError(f"text: at most {PUBLIC_NOTE_LIMIT} characters (got {len(text)})")
+    async def set_public_note(self, incident_id: str, *, actor: str, text: str, now: float,
+                              text_en: str = "") -> dict[str, Any]:
+        """Set (or, with empty text, clear) the incident's public note, in Vietnamese and
+        optionally English (NotFound, ValueError)."""
+        text, text_en = text.strip(), text_en.strip()
+        for name, value in (("text", text), ("text_en", text_en)):
+            if len(value) > PUBLIC_NOTE_LIMIT:
+                raise ValueError(f"{name}: at most {PUBLIC_NOTE_LIMIT} characters "
+                                 f"(got {len(value)})")
+        if not text:
+            text_en = ""  # withdrawing the note withdraws its English wording too
         t = incidents_table
         try:
             async with self._writer().begin() as conn:
                 done = await conn.execute(t.update().where(t.c.id == incident_id).values(
-                    public_note=text or None, public_note_by=actor if text else None,
+                    public_note=text or None, public_note_en=text_en or None,
+                    public_note_by=actor if text else None,
                     public_note_at=ms(now) if text else None))
                 if done.rowcount == 0:
                     raise NotFound(incident_id)
@@ -454,7 +461,8 @@ class IncidentStore(TableStore):
             raise StoreError(f"store {self.url_for_display}: cannot set the public note: "
                              f"{type(exc).__name__}: {exc}") from exc
         return {"id": incident_id, "public_note": text or None,
-                "by": actor if text else None, "at": sec(ms(now)) if text else None}
+                "public_note_en": text_en or None, "by": actor if text else None,
+                "at": sec(ms(now)) if text else None}
 
     async def public_between(self, start: float, end: float, targets: Sequence[str]
                              ) -> builtins.list[PublicIncident]:
@@ -464,7 +472,7 @@ class IncidentStore(TableStore):
             return []
         t = incidents_table
         stmt = (select(t.c.target, t.c.department, t.c.started_at, t.c.ended_at, t.c.planned,
-                       t.c.public_note, t.c.public_note_at)
+                       t.c.public_note, t.c.public_note_at, t.c.public_note_en)
                 .where(t.c.started_at < ms(end),
                        or_(t.c.ended_at.is_(None), t.c.ended_at > ms(start)))
                 .order_by(t.c.started_at, t.c.id))
@@ -478,5 +486,6 @@ class IncidentStore(TableStore):
         return [PublicIncident(r.target, r.department, sec(r.started_at),
                                None if r.ended_at is None else sec(r.ended_at),
                                bool(r.planned), r.public_note,
-                               None if r.public_note_at is None else sec(r.public_note_at))
+                               None if r.public_note_at is None else sec(r.public_note_at),
+                               r.public_note_en)
                 for r in rows if r.target in wanted]

@@ -29,17 +29,19 @@ async def test_a_public_note_is_kept_when_the_incident_is_derived_again(
     (item,), _ = await ledger.list(Query(), now=T0 + 100)
     assert item["public_note"] is None
     stored = await ledger.set_public_note(item["id"], actor="ops", text="  Đang khắc phục  ",
-                                          now=T0 + 110)
-    assert stored == {"id": item["id"], "public_note": "Đang khắc phục", "by": "ops",
-                      "at": T0 + 110}
+                                          now=T0 + 110, text_en=" Being repaired ")
+    assert stored == {"id": item["id"], "public_note": "Đang khắc phục",
+                      "public_note_en": "Being repaired", "by": "ops", "at": T0 + 110}
     await ledger.add_note(item["id"], actor="ops", text="internal", now=T0 + 111)
     await store.append(run("portal", "u", t0=T0 + 120))  # recovers: the row is rewritten
     await ledger.sync(T0 + 200)
     (again,), _ = await ledger.list(Query(), now=T0 + 200)
     assert again["ended_at"] == T0 + 120 and again["public_note"] == "Đang khắc phục"
+    assert again["public_note_en"] == "Being repaired"
     (public,) = await ledger.public_between(T0, T0 + 300, ["portal"])
     assert (public.target, public.started_at, public.ended_at, public.public_note,
-            public.public_note_at) == ("portal", T0 + 30, T0 + 120, "Đang khắc phục", T0 + 110)
+            public.public_note_at, public.public_note_en) == (
+        "portal", T0 + 30, T0 + 120, "Đang khắc phục", T0 + 110, "Being repaired")
     assert not hasattr(public, "causes") and not hasattr(public, "notes")
     assert await ledger.public_between(T0, T0 + 300, ["other"]) == []
     assert await ledger.public_between(T0 + 500, T0 + 600, ["portal"]) == []

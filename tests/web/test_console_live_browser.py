@@ -224,12 +224,15 @@ async def test_the_longest_names_fit_at_1366_and_the_incidents_page_works(
         # the public note citizens read on /status: set from the page, then withdrawn
         await page.fill("#incidents li.incident form.public-note input[name=text]",
                         "Cổng dịch vụ công gián đoạn, đã khôi phục")
+        await page.fill("#incidents li.incident form.public-note input[name=text_en]",
+                        "The portal was interrupted and is back")
         await page.click("#incidents li.incident form.public-note button")
-        await page.wait_for_selector("#incidents dl.facts dd:has-text('đã khôi phục')")
+        await page.wait_for_selector("#incidents dl.facts dd:has-text('is back')")
         rows, _ = await app.incidents.list(IncidentQuery(department="BQLKCN"), clock.now())
         # the first incident listed (newest first) has it, no other
-        assert [r.get("public_note") for r in rows] == [
-            "Cổng dịch vụ công gián đoạn, đã khôi phục"] + [None] * (len(rows) - 1)
+        assert [(r.get("public_note"), r.get("public_note_en")) for r in rows] == [
+            ("Cổng dịch vụ công gián đoạn, đã khôi phục",
+             "The portal was interrupted and is back")] + [(None, None)] * (len(rows) - 1)
         path = shoot("console-incidents-1366x768-vi.png")
         if path:
             await page.screenshot(path=str(path))
@@ -239,7 +242,8 @@ async def test_the_longest_names_fit_at_1366_and_the_incidents_page_works(
         await page.click("#incidents li.incident form.public-note button")
         await page.wait_for_selector("#incidents form.public-note input[value='']")
         rows, _ = await app.incidents.list(IncidentQuery(department="BQLKCN"), clock.now())
-        assert {r.get("public_note") for r in rows} == {None}
+        assert {(r.get("public_note"), r.get("public_note_en")) for r in rows} == {
+            (None, None)}
 
         await page.fill("#incident-filters input[name=start]", "31/02/2027 10:00")
         await page.click("#incident-filters button")

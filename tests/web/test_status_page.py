@@ -376,6 +376,47 @@ async def test_public_note_needs_an_operator_and_is_bounded(status_app: IocApp) 
     assert "/api/v1/incidents/{id}/public-note" in paths
 
 
+async def test_the_english_page_shows_the_english_public_note(status_app: IocApp) -> None:
+    app = status_app
+    _, incident = await seed_archive_day(app)
+    path = f"{app.url}/api/v1/incidents/{incident}/public-note"
+    async with aiohttp.ClientSession() as session:
+        for bad in ({"text": "x", "text_en": 5}, {"text": "x", "text_en": "y" * 1001},
+                    {"text_en": "Fixed"}):
+            async with session.put(path, json=bad, headers=bearer("operator")) as r:
+                assert r.status == 400, bad
+                assert (await r.json())["detail"]
+        async with session.put(path, json={"text": "Đã khắc phục <b>xong</b>",
+                                           "text_en": "Fixed <b>now</b>"},
+                               headers=bearer("operator")) as r:
+            assert r.status == 200
+            note = await r.json()
+    assert note["public_note_en"] == "Fixed <b>now</b>"
+    await fresh(app)
+    _, vi_doc, _ = await get(app, "/status.json")
+    _, en_doc, _ = await get(app, "/status.json?lang=en")
+    _, en_html, _ = await get(app, "/status?lang=en")
+
+    def notes(doc: str) -> list[str]:
+        return [n for i in json.loads(doc)["incidents"] if i["service"] == "luu-tru"
+                for n in i["notes"]]
+
+    assert notes(vi_doc) == ["Đã khắc phục <b>xong</b>"]
+    assert notes(en_doc) == ["Fixed <b>now</b>"]
+    assert "Fixed &lt;b&gt;now&lt;/b&gt;" in en_html and "Đã khắc phục" not in en_html
+    # A new note without English: the English page falls back to the Vietnamese one.
+    async with aiohttp.ClientSession() as session, session.put(
+            path, json={"text": "Đã khắc phục"}, headers=bearer("operator")) as r:
+        assert (await r.json())["public_note_en"] is None
+    await fresh(app)
+    _, en_doc, _ = await get(app, "/status.json?lang=en")
+    assert notes(en_doc) == ["Đã khắc phục"]
+    # Emptying the Vietnamese text withdraws the note, its English wording too.
+    async with aiohttp.ClientSession() as session, session.put(
+            path, json={"text": "", "text_en": "Fixed"}, headers=bearer("operator")) as r:
+        assert (await r.json())["public_note_en"] is None
+
+
 @pytest.mark.parametrize(("page", "path", "message"), [
     ({"slug": "Bad Slug"}, "status_pages[0].slug", "pattern"),
     ({"slug": "badge"}, "status_pages[0].slug", "reserved"),

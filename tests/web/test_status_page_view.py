@@ -7,6 +7,9 @@ from dataclasses import replace
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
+import pytest
+from pydantic import ValidationError
+
 from alerts.maintenance import MaintenanceConfig
 from ioc.availability import Tally
 from ioc.status import TargetState
@@ -125,3 +128,32 @@ def test_windows_from_config_ranges_weekly_slots_and_operators() -> None:
         ("SYT", "Tue 08 22:00", 3.0, "Nâng cấp"),
         ("SYT", "Sat 12 23:00", 2.0, "Nâng cấp"),
     ]
+
+
+def test_the_english_page_takes_the_english_wording_or_falls_back() -> None:
+    h = 3600.0
+    incidents = [
+        PublicIncident("a", "STP", NOW - 30 * h, NOW - 29 * h, False, "Đã xử lý", NOW - 29 * h,
+                       "Resolved"),
+        PublicIncident("b", "STP", NOW - 10 * h, NOW - 9 * h, False, "Chỉ tiếng Việt",
+                       NOW - 9 * h, None),
+    ]
+    windows = planned_windows([MaintenanceConfig.model_validate({
+        "department": "STP", "public_note": "Nâng cấp", "public_note_en": "Upgrade",
+        "ranges": [{"start": "2026-12-08 22:00", "end": "2026-12-09 01:00"}]})], [],
+        NOW, NOW + 7 * 86400, TZ)
+    data = replace(inputs(incidents), windows=windows)
+
+    def words(lang: str) -> tuple[list[list[str]], list[str]]:
+        doc = build_document(page(), lang, data)
+        return [i["notes"] for i in doc["incidents"]], [m["note"] for m in doc["maintenance"]]
+
+    assert words("vi") == ([["Chỉ tiếng Việt"], ["Đã xử lý"]], ["Nâng cấp"])
+    assert words("en") == ([["Chỉ tiếng Việt"], ["Resolved"]], ["Upgrade"])
+
+
+def test_an_english_window_note_needs_the_vietnamese_one() -> None:
+    with pytest.raises(ValidationError, match="give public_note too"):
+        MaintenanceConfig.model_validate({
+            "department": "STP", "public_note_en": "Upgrade",
+            "ranges": [{"start": "2026-12-08 22:00", "end": "2026-12-09 01:00"}]})
