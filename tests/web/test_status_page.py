@@ -29,6 +29,7 @@ from service.app import IocApp
 from service.config import parse_config
 from tests.conftest import demo_raw, free_port, polled_app
 from tests.trust.conftest import TOKENS, bearer
+from web import status_cache
 from web.keys import TEMPLATES
 from web.openapi import openapi_document
 from web.status_cache import StatusPages
@@ -415,6 +416,43 @@ async def test_the_english_page_shows_the_english_public_note(status_app: IocApp
     async with aiohttp.ClientSession() as session, session.put(
             path, json={"text": "", "text_en": "Fixed"}, headers=bearer("operator")) as r:
         assert (await r.json())["public_note_en"] is None
+
+
+async def test_no_snapshot_yet_answers_a_readable_503_and_recovers(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A snapshot that cannot be built (a fault in laying out the windows, injected) with none
+    built before: each form answers 503 with Retry-After, in its own kind, the page a readable
+    page; once building works again the page is back. A later failing rebuild keeps serving
+    the last snapshot."""
+    real = status_cache.planned_windows
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("injected fault")
+
+    monkeypatch.setattr(status_cache, "planned_windows", broken)
+    config = parse_config(status_raw(tmp_path, free_port(), free_port()), env={})
+    app = IocApp(config)
+    await app.start()
+    try:
+        for path, kind in (("/status", "text/html"), ("/status.json", "application/json"),
+                           ("/status/badge/tu-phap.svg", "text/plain"),
+                           ("/status?lang=en", "text/html")):
+            status, body, headers = await get(app, path)
+            assert status == 503, path
+            assert headers["Content-Type"].startswith(kind), (path, headers["Content-Type"])
+            assert headers["Retry-After"] == "5" and headers["Cache-Control"] == "no-store"
+            assert "injected" not in body and "Traceback" not in body
+        _, html, _ = await get(app, "/status")
+        assert 'lang="vi"' in html and "<h1" in html
+        monkeypatch.setattr(status_cache, "planned_windows", real)
+        await fresh(app)
+        assert (await get(app, "/status"))[0] == 200
+        monkeypatch.setattr(status_cache, "planned_windows", broken)
+        await fresh(app)  # fails, logged; the last snapshot stays
+        status, body, _ = await get(app, "/status.json")
+        assert status == 200 and json.loads(body)["groups"]
+    finally:
+        await app.stop(grace=1.0)
 
 
 @pytest.mark.parametrize(("page", "path", "message"), [
