@@ -58,6 +58,8 @@ class ServiceConfig(StrictModel):
     listen: ListenAddress = Field("127.0.0.1:8080", description="address of the web server")
     title: str = Field("Trung tâm Giám sát, điều hành thông minh",
                        description="shown on the wall screen and in notifications")
+    title_en: str = Field("", max_length=500,
+                          description="the title on English pages; empty: title")
     max_concurrent_requests: int = Field(
         64, ge=1, le=10_000, description="API requests answered at once; more get 503")
     max_body_size: int = Field(1 << 20, ge=1024, le=64 << 20,
@@ -104,6 +106,10 @@ class ServiceConfig(StrictModel):
                     f"uvloop cannot be loaded here ({exc}). Hint: pip install uvloop (not "
                     "available on Windows), or set auto to fall back to asyncio's loop") from exc
         return value
+
+    def title_in(self, lang: str) -> str:
+        """The title for a page in ``lang``: the English one on English pages, if given."""
+        return (self.title_en if lang == "en" else "") or self.title
 
 
 class LoggingConfig(StrictModel):
@@ -262,6 +268,9 @@ class WallViewConfig(StrictModel):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_\-]*$", max_length=64,
                       description="the view's address: /wall/NAME")
     title: str = Field("", description="shown in the wall's header; empty: the service title")
+    title_en: str = Field("", max_length=500,
+                          description="the same on the English wall; empty: title, then "
+                                      "the service's English title")
     panels: list[WallPanel] = Field(default_factory=_all_panels, min_length=1)
     departments: list[str] = Field(default_factory=list,
                                    description="department codes whose tiles show; empty: all")

@@ -84,7 +84,7 @@ def _render(request: web.Request, template: str, lang: str, status: int = 200,
     config = request.app[CONTEXT].config()
     t = Translator(lang, config.province.timezone)
     html = request.app[WALL].templates.get_template(template).render(
-        t=t, lang=lang, title=config.service.title, **values)
+        t=t, lang=lang, title=config.service.title_in(lang), **values)
     return _html(html, status)
 
 

@@ -26,7 +26,7 @@ def _render(request: web.Request, lang: str, status: int = 200, **values: object
     config = request.app[CONTEXT].config()
     html = request.app[WALL].templates.get_template("runbook.html").render(
         t=Translator(lang, config.province.timezone), lang=lang,
-        title=config.service.title, **{"text": None, "missing": None, **values})
+        title=config.service.title_in(lang), **{"text": None, "missing": None, **values})
     return web.Response(text=html, status=status, content_type="text/html", charset="utf-8")
 
 

@@ -56,6 +56,7 @@ class WallView:
     title: str
     panels: tuple[str, ...]
     departments: tuple[str, ...]  # empty: every department
+    title_en: str = ""            # the English wall's title; empty: title
 
     def shows(self, panel: str) -> bool:
         return panel in self.panels
@@ -69,7 +70,8 @@ def views_from_config(cfg: WallConfig) -> list[WallView]:
     """The configured views, or one view named ``toan-tinh`` with every panel."""
     if not cfg.views:
         return [WallView(DEFAULT_VIEW, "", WALL_PANELS, ())]
-    return [WallView(v.name, v.title, tuple(v.panels), tuple(v.departments)) for v in cfg.views]
+    return [WallView(v.name, v.title, tuple(v.panels), tuple(v.departments), v.title_en)
+            for v in cfg.views]
 
 
 def duty_line(teams: Sequence[Mapping[str, Any]]) -> str:

@@ -449,7 +449,8 @@ class WallFeed:
         rotation = [_view_url(v, query) for v in self.views] if rotate else []
         return self.templates.get_template("wall.html").render(
             doc=doc, view=view, t=t, lang=lang, theme=theme, cols=cols, rows=rows,
-            title=view.title or doc["province"]["title"],
+            title=(view.title_en if lang == "en" else "") or view.title
+            or self.ctx.config().service.title_in(lang),
             config={
                 "lang": lang, "tz": tz,
                 "since": self.stream.last_id, "offline_after": self.cfg.offline_after,

@@ -125,3 +125,34 @@ async def test_the_earlier_name_of_the_one_view_still_answers(app: IocApp) -> No
     """Screens set up with /wall/all before the view was named toan-tinh keep working."""
     status, _, body = await get(app.url + "/wall/all?lang=en")
     assert status == 200 and 'id="tiles"' in body
+
+
+async def test_titles_follow_the_screens_language(tmp_path: Path) -> None:
+    """service.title_en on English pages (wall, console, runbooks); a view's own titles
+    first; without English titles, the Vietnamese one."""
+    extra = {"service": {"listen": "127.0.0.1:0", "title": "Trung tâm Giám sát tỉnh",
+                         "title_en": "Province Operations Centre"},
+             "wall": {"views": [{"name": "chung"},
+                                {"name": "noi-chinh", "title": "Nội chính",
+                                 "title_en": "Internal affairs"},
+                                {"name": "dvc", "title": "Dịch vụ công"}]}}
+    config = demo_config(tmp_path, free_port(), codes=["STP"], extra=extra)
+    async with polled_app(config) as (app, _):
+        def heading(body: str) -> str:
+            found = re.search(r"<h1[^>]*>(.*?)</h1>", body, re.DOTALL)
+            assert found, body[:300]
+            return found.group(1).strip()
+
+        expected = {"/wall/chung": "Trung tâm Giám sát tỉnh",
+                    "/wall/chung?lang=en": "Province Operations Centre",
+                    "/wall/noi-chinh?lang=en": "Internal affairs",
+                    "/wall/noi-chinh": "Nội chính",
+                    "/wall/dvc?lang=en": "Dịch vụ công"}
+        for path, title in expected.items():
+            status, _, body = await get(app.url + path)
+            assert status == 200 and heading(body) == title, path
+        _, _, console = await get(app.url + "/console?lang=en")
+        assert "Province Operations Centre" in console
+        assert "Trung tâm Giám sát tỉnh" not in console
+        _, _, runbooks = await get(app.url + "/runbooks?lang=en")
+        assert "Province Operations Centre" in runbooks
