@@ -271,8 +271,10 @@ class IocApp:
             history=self.history, report_files=self.report_files.get)
         self.wall = WallFeed(self.web, epoch=format(int(clock.now() * 1000), "x"))
         self.wall.attach()
-        self.console = ConsoleFeed(self.web, self.wall.stream.epoch, self.wall.templates)
+        self.console = ConsoleFeed(self.web, self.wall.stream.epoch, self.wall.templates,
+                                   lambda: self.wall.announcement)
         self.console.attach()
+        self.wall.announcement_listeners.append(self.console.on_announcement)
 
     def incident_windows(self) -> list[Window]:
         """Maintenance that marks an incident planned: windows operators announced and the

@@ -139,8 +139,10 @@ def create_web_app(context: WebContext, wall: WallFeed,
     app[CONTEXT] = context
     app[WALL] = wall
     if console_feed is None:
-        console_feed = ConsoleFeed(context, wall.stream.epoch, wall.templates)
+        console_feed = ConsoleFeed(context, wall.stream.epoch, wall.templates,
+                                   lambda: wall.announcement)
         console_feed.attach()
+        wall.announcement_listeners.append(console_feed.on_announcement)
     app[CONSOLE] = console_feed
     app[BODY_LIMITS] = BodyLimits.from_config(service)
     auth = config.auth

@@ -48,8 +48,6 @@ from web.sessions import (
 )
 
 CONSOLE_PAGES = ("/console", "/console/incidents")  # where a sign-in may lead back to
-HISTORY_SHOWN = 30
-HISTORY_DAYS = 7
 
 
 def _lang(request: web.Request) -> str:
@@ -131,12 +129,8 @@ async def page(request: web.Request) -> web.Response:
     alerts = feed.alerts(now)
     silences = feed.silences(now)
     pending = feed.pending(alerts)
-    history = await dispatcher.store.history(start=now - HISTORY_DAYS * 86400, end=now,
-                                             limit=HISTORY_SHOWN)
-    maintenance = dispatcher.maintenance_now(now)
-    windows = [w.to_dict(now) for w in sorted(dispatcher.windows.values(),
-                                              key=lambda w: w.starts_at)
-               if w.ends_at > now]
+    history = await feed.history(now)
+    maintenance, windows = feed.maintenance(now)
     escalator = dispatcher.escalator
     oncall = escalator.roster.view(now) if escalator is not None else []
     roster = (json.dumps(escalator.roster.config.model_dump(mode="json"), ensure_ascii=False,
@@ -147,7 +141,7 @@ async def page(request: web.Request) -> web.Response:
         request, "console.html", lang, oncall=oncall, roster=roster,
         who=session.principal.name, csrf=request.app[SESSIONS].csrf(sid), now=now,
         alerts=alerts, silences=silences, pending=pending, history=history,
-        maintenance=sorted(maintenance.items()), windows=windows,
+        maintenance=maintenance, windows=windows,
         departments=context.department_names, announcement=request.app[WALL].announcement,
         durations=SILENCE_DURATIONS, since=feed.stream.last_id,
         choices=filter_choices(alerts, context.department_names, _rule_names(request)),

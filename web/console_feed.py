@@ -1,5 +1,6 @@
-"""The console's live feed: firing alerts, silences and pending targets, pushed to every open
-console page over its own Server-Sent Events stream (``GET /console/stream``).
+"""The console's live feed: firing alerts, silences, pending targets, the announcement,
+maintenance and the history, pushed to every open console page over its own Server-Sent
+Events stream (``GET /console/stream``).
 
 It reuses the wall's stream machinery (``web.stream.EventStream``: resume, heartbeat, caps,
 slow clients cut off) on a second instance, so nothing an operator sees reaches a wall screen
@@ -13,6 +14,11 @@ in every language with the page's own macros (``console_parts.html``, autoescape
 published only when it changed — the alert and pending tables row by row, as deltas
 (``web.console_rows``), the short silence list whole; the page swaps rows in and filters and
 selects over their data attributes, it never builds rows itself.
+
+The announcement (the wall feed's listener), the maintenance card (with the alerts: windows
+are alert delivery's state) and the history card are sent whole when they change. The history
+is read from the store at most once per ``HISTORY_SPACING`` after a change, so a burst of
+acks is one read, and the event a change wrote is committed by then.
 
 A *pending* target is one whose last poll failed (``raw_up`` false) or whose debounced state
 is down (``up`` false) while no firing alert names it: trouble the alerts do not show yet
@@ -31,6 +37,7 @@ import jinja2
 from aiohttp import web
 
 from ioc.status import TargetState
+from ioc.store.announcement import Announcement
 from web.causes import cause_of
 from web.console_rows import RowCache, alert_signature, pending_signature
 from web.context import WebContext
@@ -46,6 +53,9 @@ CONSOLE_RING = 200          # events kept for a page that reconnects
 CONSOLE_MAX_CLIENTS = 100   # open console pages in all (sessions are capped at 1,000)
 CONSOLE_PER_ADDRESS = 20    # from one address: a desk with a few tabs, not a script
 PENDING_SPACING = 0.25      # seconds between two rebuilds of the pending list
+HISTORY_SPACING = 0.5       # seconds from a change to the history's re-read
+HISTORY_SHOWN = 30          # events the history card lists
+HISTORY_DAYS = 7            # and how far back
 SILENCE_DURATIONS = ("1h", "2h", "4h", "8h", "24h")
 SEVERITIES = ("critical", "warning", "info")
 
@@ -96,10 +106,13 @@ def _quote(value: str) -> str:
 class ConsoleFeed:
     """Renders the console's live parts and streams them when they change; one per app."""
 
-    def __init__(self, context: WebContext, epoch: str, templates: jinja2.Environment) -> None:
+    def __init__(self, context: WebContext, epoch: str, templates: jinja2.Environment,
+                 announcement: Callable[[], Announcement] | None = None) -> None:
         self.ctx = context
         self.clock: Callable[[], float] = context.clock
         self.templates = templates
+        # the wall feed's current announcement (the console shows and clears the same one)
+        self.announcement = announcement or (lambda: Announcement("", "config", None))
         self.stream = EventStream(context.registry, epoch=epoch, ring_size=CONSOLE_RING,
                                   max_clients=CONSOLE_MAX_CLIENTS,
                                   heartbeat=context.config().wall.heartbeat,
@@ -111,6 +124,7 @@ class ConsoleFeed:
         self._alerted: set[str] = set()                 # targets a firing alert names
         self._pending_due: asyncio.TimerHandle | None = None
         self._alerts_due: asyncio.TimerHandle | None = None
+        self._history_due: asyncio.TimerHandle | None = None
         # One task renders and publishes at a time; requests meanwhile are gathered for its
         # next round ("alerts" = alerts, silences and pending; "pending" alone).
         self._task: asyncio.Task[None] | None = None
@@ -140,6 +154,18 @@ class ConsoleFeed:
 
     def silences(self, now: float) -> list[dict[str, Any]]:
         return silence_rows([s.to_dict(now) for s in self.ctx.alerts.silences.values()])
+
+    def maintenance(self, now: float) -> tuple[list[tuple[str, str]], list[dict[str, Any]]]:
+        """Departments muted now (code, comment) and the announced windows not yet over."""
+        desk = self.ctx.alerts
+        windows = [w.to_dict(now) for w in sorted(desk.windows.values(),
+                                                  key=lambda w: w.starts_at)
+                   if w.ends_at > now]
+        return sorted(desk.maintenance_now(now).items()), windows
+
+    async def history(self, now: float) -> list[dict[str, Any]]:
+        return await self.ctx.alerts.store.history(start=now - HISTORY_DAYS * 86400, end=now,
+                                                   limit=HISTORY_SHOWN)
 
     def pending(self, alerts: list[dict[str, Any]]) -> list[dict[str, Any]]:
         alerted = {a["labels"].get("target", "") for a in alerts}
@@ -183,8 +209,12 @@ class ConsoleFeed:
             try:
                 if "alerts" in wanted:
                     await self.publish_alerts(self.clock(), force)
-                else:
+                elif "pending" in wanted:
                     await self.publish_pending(force)
+                if "announcement" in wanted or "alerts" in wanted:
+                    self.publish_announcement(force)
+                if "history" in wanted or force:
+                    await self.publish_history(force)
             except Exception:  # the next change tries again; the pages keep what they have
                 log.exception("console not refreshed")
         self._wanted.clear()
@@ -202,7 +232,21 @@ class ConsoleFeed:
         silences = self.silences(self.clock())
         self._publish("silences", len(silences),
                       lambda t: str(parts.silence_rows(silences, t)), force)
+        muted, windows = self.maintenance(self.clock())
+        names = self.ctx.department_names
+        self._publish("maintenance", len(muted) + len(windows),
+                      lambda t: str(parts.maintenance_state(muted, windows, names, t)), force)
         await self.publish_pending(force)
+
+    def publish_announcement(self, force: bool = False) -> None:
+        current = self.announcement()
+        self._publish("announcement", int(bool(current.text)),
+                      lambda t: str(self.parts.announcement_state(current, t)), force)
+
+    async def publish_history(self, force: bool = False) -> None:
+        events = await self.history(self.clock())
+        self._publish("history", len(events),
+                      lambda t: str(self.parts.history_table(events, t)), force)
 
     async def publish_pending(self, force: bool = False) -> None:
         rows = pending_targets(self.ctx.board.targets, self._alerted,
@@ -217,9 +261,29 @@ class ConsoleFeed:
     # ---- listeners -----------------------------------------------------------------------
 
     def on_alerts_changed(self) -> None:
-        """Delivery's listener: publish soon (when a page reads), re-arm the time-only timer."""
+        """Delivery's listener: publish soon (when a page reads), re-arm the time-only timer,
+        and read the history a moment later (the change's event is written by then)."""
         self.request("alerts")
         self._arm_alerts_timer()
+        self._read_history_soon()
+
+    def on_announcement(self) -> None:
+        """The wall feed's listener: an operator set or cleared the announcement."""
+        self.request("announcement")
+        self._read_history_soon()
+
+    def _read_history_soon(self) -> None:
+        if not self.stream.client_count or self._history_due is not None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._history_due = loop.call_later(HISTORY_SPACING, self._reread_history)
+
+    def _reread_history(self) -> None:
+        self._history_due = None
+        self.request("history")
 
     def on_outcome(self, outcome: PollOutcome) -> None:
         """A poll: when its target starts or stops pending (or its row changes), rebuild the
@@ -273,10 +337,10 @@ class ConsoleFeed:
 
     def close(self) -> None:
         self.stream.close_all()
-        for handle in (self._alerts_due, self._pending_due):
+        for handle in (self._alerts_due, self._pending_due, self._history_due):
             if handle is not None:
                 handle.cancel()
-        self._alerts_due = self._pending_due = None
+        self._alerts_due = self._pending_due = self._history_due = None
         if self._task is not None:
             self._task.cancel()
 

@@ -23,7 +23,7 @@ import asyncio
 import ipaddress
 import json
 import logging
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from functools import cache, partial
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
@@ -123,6 +123,8 @@ class WallFeed:
         self.views = views_from_config(cfg)
         self.state = WallState(announcement=cfg.announcement)
         self.announcement = Announcement(cfg.announcement, "config", None)
+        # called after an operator sets or clears it (the console's feed shows it too)
+        self.announcement_listeners: list[Callable[[], None]] = []
         self.announcements = context.announcements
         self._alerts_due: asyncio.TimerHandle | None = None
         self.templates = make_templates()
@@ -362,6 +364,8 @@ class WallFeed:
         self.announcement = announcement
         self.state.announcement = text
         self.publish_announcement()
+        for listener in self.announcement_listeners:
+            listener()
         return announcement
 
     # ---- alerts ------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""The console on a running ioc: its live stream (alerts, acks, silences, pending targets),
+"""The console on a running ioc: its live stream (alerts, acks, silences, pending targets,
+the announcement, maintenance and history),
 bulk ack and silence, the silence preview, typed dd/mm/yyyy times and the incidents page."""
 
 from __future__ import annotations
@@ -6,7 +7,7 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -163,6 +164,58 @@ async def test_alerts_acks_silences_and_pending_targets_reach_an_open_console(
         await fault(console.sim, "STP", None)
         await console.until(lambda: "STP" not in console.firing())
         await next_event(stream, "alerts", lambda d: d["count"] == 0, limit=LIVE)
+
+
+async def test_announcement_maintenance_and_history_reach_an_open_console(
+        console: Console) -> None:
+    """The cards that used to reload the page: an announcement set and cleared elsewhere, a
+    maintenance window announced and ended, and the history of each, arrive on the stream."""
+    app = console.app
+    tz = ZoneInfo("Asia/Ho_Chi_Minh")
+    since = app.console.stream.last_id
+    operator = {"Authorization": f"Bearer {OPERATOR}"}
+    async with console.session.get(f"{app.url}/console/stream?since={since}") as resp, \
+            aiohttp.ClientSession() as other:
+        stream = events(resp)
+        await next_event(stream, "heartbeat")
+
+        async with other.post(f"{app.url}/api/v1/announcement", headers=operator,
+                              json={"text": "Họp giao ban lúc <14:00> & báo cáo"}) as made:
+            assert made.status == 200
+        shown = await next_event(stream, "announcement",
+                                 lambda d: "Họp giao ban" in d["html"]["vi"], limit=LIVE)
+        html = shown["data"]["html"]
+        assert "Họp giao ban lúc &lt;14:00&gt; &amp; báo cáo" in html["vi"]
+        assert "ca-truc" in html["vi"] and 'data-method="DELETE"' in html["vi"]
+        assert "Họp giao ban" in html["en"]  # the text as written, the words in English
+        history = await next_event(stream, "history",
+                                   lambda d: "Họp giao ban" in d["html"]["vi"], limit=LIVE)
+        assert "ca-truc" in history["data"]["html"]["vi"]
+
+        start = datetime.fromtimestamp(clock.now() - 60, tz).replace(second=0, microsecond=0)
+        end = start + timedelta(hours=2)
+        async with other.post(f"{app.url}/api/v1/maintenance", headers=operator, json={
+                "department": "SYT", "start": start.strftime("%d/%m/%Y %H:%M"),
+                "end": end.strftime("%d/%m/%Y %H:%M"), "comment": "chuyển máy chủ"}) as made:
+            assert made.status == 201, await made.text()
+            window = (await made.json())["window"]
+        card = await next_event(stream, "maintenance",
+                                lambda d: "chuyển máy chủ" in d["html"]["vi"], limit=LIVE)
+        assert f'data-id="{window["id"]}"' in card["data"]["html"]["vi"]
+        assert end.strftime("%H:%M") in card["data"]["html"]["vi"]
+
+        async with other.delete(f"{app.url}/api/v1/maintenance/{window['id']}",
+                                headers=operator) as ended:
+            assert ended.status == 200, await ended.text()
+        await next_event(stream, "maintenance",
+                         lambda d: f'data-id="{window["id"]}"' not in d["html"]["vi"],
+                         limit=LIVE)
+
+        async with other.delete(f"{app.url}/api/v1/announcement", headers=operator) as gone:
+            assert gone.status == 200
+        cleared = await next_event(stream, "announcement", lambda d: d["count"] == 0,
+                                   limit=LIVE)
+        assert "Họp giao ban" not in cleared["data"]["html"]["vi"]
 
 
 async def test_the_console_page_renders_filters_pending_and_the_builder(

@@ -1,9 +1,10 @@
 // The operator console's only script. Every action goes through ioc's JSON API (the same
 // endpoints any client uses), authenticated by the session cookie and the page's CSRF token.
-// The alerts, silences and pending targets are live: the console's stream (/console/stream)
-// sends each as a server-rendered, escaped fragment when it changes, and this script swaps it
-// in, then applies the filters and the selection again. Actions whose result the stream
-// shows (data-live forms, bulk) do not reload the page; the others reload it after success.
+// The alerts, silences, pending targets, announcement, maintenance and history are live: the
+// console's stream (/console/stream) sends each as a server-rendered, escaped fragment when it
+// changes, and this script swaps it in, then applies the filters and the selection again.
+// Actions whose result the stream shows (data-live forms, bulk) do not reload the page (a
+// data-reset form is emptied after success); the others reload it after success.
 "use strict";
 (function () {
   const meta = document.querySelector('meta[name="csrf-token"]');
@@ -102,6 +103,7 @@
       if (form.dataset.live !== undefined) {
         show(form.dataset.done || "", false);
         if (form === builder) { form.reset(); syncEnd(); hidePreview(); }
+        else if (form.dataset.reset !== undefined) form.reset();
         return;
       }
       sessionStorage.setItem(DONE, form.dataset.done || "");
@@ -291,14 +293,18 @@
       $("pending-count").textContent = data.count;
       $("pending-empty").hidden = data.count > 0;
       $("pending-table").hidden = data.count === 0;
+    } else if (WHOLE.includes(kind)) {
+      $(kind + "-state").innerHTML = data.html[lang] || data.html.vi;
     }
   }
+
+  const WHOLE = ["announcement", "maintenance", "history"];
 
   function connect() {
     const since = root.dataset.since;
     const source = new EventSource("/console/stream?since=" + encodeURIComponent(since));
     const live = $("live-state");
-    for (const kind of ["alerts", "silences", "pending"]) {
+    for (const kind of ["alerts", "silences", "pending", ...WHOLE]) {
       source.addEventListener(kind, (event) => {
         root.dataset.since = event.lastEventId || root.dataset.since;
         swap(kind, JSON.parse(event.data));
