@@ -9,8 +9,10 @@ saves the console's screenshots at 1366×768 (docs/console.md)."""
 from __future__ import annotations
 
 import os
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from ioc import clock
 from ioc.incidents import reason_code
@@ -134,6 +136,20 @@ async def test_the_console_updates_live_filters_and_acts_on_several_alerts(
         assert await page.evaluate(
             "() => document.querySelector('#alerts-body tr[data-severity=warning] .mark.acked')"
         ) is None
+        # Silence the warning until a typed time (the bar's "until" choice, not a preset).
+        assert await page.is_hidden("#bulk-end")
+        await page.check("#alerts-body tr[data-severity=warning] input.pick")
+        await page.select_option("#bulk-duration", "")
+        until = datetime.fromtimestamp(clock.now() + 3 * 3600, ZoneInfo("Asia/Ho_Chi_Minh"))
+        await page.fill("#bulk-end", until.strftime("%d/%m/%Y %H:%M"))
+        await page.fill("#bulk input[name=comment]", "chờ Sở Y tế")
+        await page.click("#bulk-silence")
+        await page.wait_for_function(
+            "() => document.querySelector('#alerts-body tr[data-severity=warning] .marks')"
+            ".textContent.includes('Đã tạm ẩn')", timeout=5000)
+        (silence,) = [s for s in app.dispatcher.silences.values() if s.comment == "chờ Sở Y tế"]
+        assert silence.ends_at == until.replace(second=0, microsecond=0).timestamp()
+        assert await page.is_hidden("#bulk-end")  # the bar is reset once it succeeded
         assert await page.evaluate(OVERFLOWS) == []
 
         # A bookmark of the filtered view opens filtered.

@@ -184,6 +184,14 @@
     bulk.querySelectorAll("button").forEach((b) => { b.disabled = chosen === 0; });
   }
 
+  // the end field shows when "until a time" is chosen instead of a preset duration
+  function syncBulkEnd() {
+    const until = bulk.elements.duration.value === "";
+    bulk.elements.end.hidden = !until;
+    bulk.elements.end.disabled = !until;
+  }
+  bulk.elements.duration.addEventListener("change", syncBulkEnd);
+
   pickAll.addEventListener("change", () => {
     alertsBody.querySelectorAll("tr.alert:not([hidden]) input.pick")
       .forEach((box) => { box.checked = pickAll.checked; });
@@ -199,7 +207,11 @@
     const fingerprints = picked();
     if (!fingerprints.length) { show(bulk.dataset.none, true); return; }
     const data = { action, fingerprints, comment: bulk.elements.comment.value };
-    if (action === "silence") data.duration = bulk.elements.duration.value;
+    if (action === "silence") {
+      // a preset duration, or "until" a typed dd/mm/yyyy HH:MM in the province's time
+      if (bulk.elements.duration.value) data.duration = bulk.elements.duration.value;
+      else data.end = bulk.elements.end.value;
+    }
     const buttons = bulk.querySelectorAll("button");
     buttons.forEach((b) => { b.disabled = true; });
     try {
@@ -208,7 +220,12 @@
         .map((r) => r.fingerprint + ": " + (r.detail || r.error));
       show([fill(bulk.dataset.result, { ok: result.ok, total: result.results.length })]
         .concat(failures).join(" "), result.failed > 0);
-      if (!result.failed) bulk.reset();
+      if (!result.failed) {
+        // done: the bar and the selection start afresh, so the next action is chosen anew
+        bulk.reset();
+        syncBulkEnd();
+        alertsBody.querySelectorAll("input.pick:checked").forEach((box) => { box.checked = false; });
+      }
     } catch (err) {
       show(err.message || String(err), true);
     } finally {
