@@ -36,7 +36,7 @@ from pydantic import (
 from alerts.matchers import Matcher, check_matchers, matches_all, parse_matchers
 from alerts.notifiers.email import EmailConfig
 from alerts.routing import DurationOrZero
-from ioc.config_types import Duration, ListenAddress, Name, StrictModel
+from ioc.config_types import Duration, ListenAddress, Name, SigningSecret, StrictModel
 
 ONCALL_PREFIX = "oncall:"  # a route receiver "oncall:TEAM": the team's on-duty person
 SNOOZE_SECONDS = 3600.0    # "Tạm ẩn 1 giờ"
@@ -209,18 +209,11 @@ class OncallConfig(RosterConfig):
     telegram: OncallTelegramConfig | None = None
     email: OncallEmailConfig | None = None
     zalo: OncallZaloConfig | None = None
-    link_secret: SecretStr | None = Field(None, description="HMAC key of the ack links; "
+    link_secret: SigningSecret | None = Field(None, description="HMAC key of the ack links; "
                                                             "write ${ENV_VAR}")
     link_ttl: Duration = Field(12 * 3600.0, description="how long an ack link is valid")
     link_base_url: str | None = Field(None, pattern=r"^https?://",
                                       description="ioc's address as on-call staff reach it")
-
-    @field_validator("link_secret")
-    @classmethod
-    def _check_secret(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and len(value.get_secret_value()) < 16:
-            raise ValueError("at least 16 characters (e.g. `openssl rand -hex 32`)")
-        return value
 
     @model_validator(mode="after")
     def _check_policies(self) -> OncallConfig:

@@ -372,8 +372,16 @@ def _is_secret(model: type[BaseModel], loc: tuple[Any, ...]) -> bool:
     if not loc:
         return False
     info = getattr(_model_at(model, loc), "model_fields", {}).get(loc[-1])
-    annotation = getattr(info, "annotation", None)
-    return SecretStr in (annotation, *getattr(annotation, "__args__", ()))
+    pending = [getattr(info, "annotation", None)]
+    while pending:  # through Optional[...] and Annotated[SecretStr, ...]
+        annotation = pending.pop()
+        if annotation is SecretStr:
+            return True
+        pending.extend(getattr(annotation, "__args__", ()))
+        origin = getattr(annotation, "__origin__", None)
+        if origin is not None and origin is not annotation:
+            pending.append(origin)
+    return False
 
 
 def issues_from_validation(exc: ValidationError, prefix: tuple[Any, ...],

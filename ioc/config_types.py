@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, SecretStr
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
@@ -106,12 +106,23 @@ class CollectorConfig(StrictModel):
         default=1, ge=1, le=100, description="good polls in a row before it is up again")
 
 
+def _long_secret(value: SecretStr) -> SecretStr:
+    if len(value.get_secret_value()) < 16:
+        raise ValueError("at least 16 characters (e.g. `openssl rand -hex 32`)")
+    return value
+
+
+# An HMAC key of links that are their own credential (on-call ack links, report downloads).
+SigningSecret = Annotated[SecretStr, AfterValidator(_long_secret)]
+
+
 __all__ = [
     "CollectorConfig",
     "Duration",
     "ListenAddress",
     "Name",
     "SecretStr",
+    "SigningSecret",
     "StrictModel",
     "format_duration",
     "parse_duration",

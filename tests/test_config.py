@@ -166,3 +166,16 @@ def test_parse_duration_rejects(bad: object) -> None:
                                                (86400 * 30, "30d"), (90, "90s")])
 def test_format_duration(seconds: float, text: str) -> None:
     assert format_duration(seconds) == text
+
+
+@pytest.mark.parametrize("raw", [
+    {"auth": {"tokens": [{"name": "ops", "token": "Tiny-Secret-9", "roles": ["viewer"]}]}},
+    {"alerts": {"oncall": {"link_secret": "Tiny-Secret-9"}}},
+    {"reports": {"link_secret": "Tiny-Secret-9"}},
+])
+def test_a_refused_secret_is_never_quoted_back(raw: dict[str, object]) -> None:
+    """Written into the file (not from the environment): still not shown in the error."""
+    with pytest.raises(ConfigError) as caught:
+        parse_config(raw, env={})
+    assert "16 characters" in str(caught.value)
+    assert "Tiny-Secret-9" not in str(caught.value)

@@ -20,6 +20,7 @@ from web.maintenance_api import MAINTENANCE_PATHS, MAINTENANCE_SCHEMAS
 from web.oncall_api import ONCALL_PATHS, ONCALL_SCHEMAS
 from web.openapi_parts import json_response as _json
 from web.reload_api import RELOAD_PATHS, RELOAD_SCHEMAS
+from web.report_download import REPORT_DOWNLOAD_PATHS
 from web.status_openapi import STATUS_PATHS, STATUS_SCHEMAS
 from web.try_api import TRY_PATHS, TRY_SCHEMAS
 
@@ -188,6 +189,7 @@ PATHS: dict[str, Any] = {
     **RELOAD_PATHS,
     **TRY_PATHS,
     **INCIDENT_PATHS,
+    **REPORT_DOWNLOAD_PATHS,
     **BULK_PATHS,
     **STATUS_PATHS,
 }

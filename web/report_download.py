@@ -85,3 +85,38 @@ async def download(request: web.Request) -> web.StreamResponse:
 
 def add_routes(app: web.Application) -> None:
     app.router.add_get(PATH, download)
+
+
+# -- OpenAPI description (merged into web/openapi.py) ----------------------------------------
+
+def _q(name: str, text: str) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": name != "department",
+            "description": text, "schema": {"type": "string"}}
+
+
+_PAGE = {"text/html": {"schema": {"type": "string"}}}
+REPORT_DOWNLOAD_PATHS: dict[str, Any] = {
+    PATH: {"get": {
+        "summary": "A scheduled report's file through the signed link in its message",
+        "description": "No token: the link is the credential (docs/reports.md, Download links "
+                       "in messages). Only with reports.link_secret set. A refusal is a short "
+                       "HTML page in Vietnamese and English.",
+        "operationId": "reportDownload",
+        "parameters": [_q("period", "2026-11, 2026-W48 or 2026-11-30"),
+                       _q("format", "pdf, xlsx, csv or html"), _q("lang", "vi or en"),
+                       _q("department", "a department's code, for its own report"),
+                       _q("expires", "unix seconds the link works until"),
+                       _q("sig", "HMAC-SHA256 of the link, hex")],
+        "responses": {
+            "200": {"description": "the file", "content": {
+                "application/pdf": {}, "text/csv": {}, "text/html": {},
+                "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": {}}},
+            "400": {"description": "an incomplete link or a period no report can be made for",
+                    "content": _PAGE},
+            "403": {"description": "an altered link, or one signed with another secret",
+                    "content": _PAGE},
+            "404": {"description": "signed links are not enabled", "content": _PAGE},
+            "410": {"description": "the link has expired", "content": _PAGE},
+            "503": {"description": "the store is unavailable", "content": _PAGE}},
+    }},
+}

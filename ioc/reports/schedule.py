@@ -25,9 +25,9 @@ from typing import Literal
 from zoneinfo import ZoneInfo
 
 from apscheduler.triggers.cron import CronTrigger
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, field_validator
 
-from ioc.config_types import Duration, Name, StrictModel
+from ioc.config_types import Duration, Name, SigningSecret, StrictModel
 
 PeriodKind = Literal["previous_day", "previous_week", "previous_month"]
 ReportFormat = Literal["pdf", "xlsx", "csv", "html"]
@@ -99,18 +99,11 @@ class ReportsConfig(StrictModel):
     public_url: str | None = Field(
         None, pattern=r"^https?://",
         description="base of the download links in messages; default: alerts.external_url")
-    link_secret: SecretStr | None = Field(
+    link_secret: SigningSecret | None = Field(
         None, description="signs the download links in messages so they open without a "
                           "token; write ${IOC_REPORT_LINK_SECRET}; at least 16 characters")
     link_ttl: Duration = Field(30 * 86400.0, ge=3600.0, le=366 * 86400.0,
                                description="how long a signed download link works")
-
-    @field_validator("link_secret")
-    @classmethod
-    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and len(value.get_secret_value()) < 16:
-            raise ValueError("at least 16 characters (e.g. `openssl rand -hex 32`)")
-        return value
 
     @field_validator("schedules")
     @classmethod
