@@ -143,6 +143,7 @@ async def test_the_console_updates_live_filters_and_acts_on_several_alerts(
         until = datetime.fromtimestamp(clock.now() + 3 * 3600, ZoneInfo("Asia/Ho_Chi_Minh"))
         await page.fill("#bulk-end", until.strftime("%d/%m/%Y %H:%M"))
         await page.fill("#bulk input[name=comment]", "chờ Sở Y tế")
+        assert await page.evaluate(OVERFLOWS) == []  # the bar with its end field, at 1366 px
         await page.click("#bulk-silence")
         await page.wait_for_function(
             "() => document.querySelector('#alerts-body tr[data-severity=warning] .marks')"
