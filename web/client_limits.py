@@ -52,7 +52,7 @@ log = logging.getLogger("ioc.web")
 MAX_TRACKED_CLIENTS = 10_000
 AUTH_FAILURE_REASONS = ("missing", "invalid", "forbidden", "throttled")
 REJECT_REASONS = ("busy", "too_large", "ingest_busy", "not_stored", *MALFORMED_REASONS,
-                  "bad_http", "status_rate_limited")
+                  "bad_http", "status_rate_limited", "report_link_refused")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -78,7 +78,8 @@ class TrustMetrics:
             "that is not JSON), too_deep (JSON nested deeper than 32 levels), bad_http "
             "(no valid HTTP: a request line or header too long or malformed, answered by the "
             "HTTP parser itself); status_rate_limited (429, a client asked a public status page "
-            "more often than its rate_limit).", ["reason"],
+            "more often than its rate_limit); report_link_refused (a report download link "
+            "that was malformed, altered or expired: 400, 403 or 410).", ["reason"],
             registry=registry)
         for reason in REJECT_REASONS:
             self.rejected.labels(reason=reason)

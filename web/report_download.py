@@ -13,16 +13,20 @@ file.
 from __future__ import annotations
 
 import html
+import logging
 from typing import Any
 
 from aiohttp import web
 
+from ioc.logs import fields
 from ioc.reports.files import ReportRequest
 from ioc.reports.links import PATH, LinkError, link_key, verify
 from ioc.reports.render import CONTENT_TYPES
 from ioc.reports.schedule import file_name
 from ioc.store.base import StoreError
 from web.keys import CONTEXT
+
+log = logging.getLogger("ioc.web.reports")
 
 _WORDS = {
     "off": ("Liên kết tải báo cáo không được bật trên máy chủ này.",
@@ -68,6 +72,9 @@ async def download(request: web.Request) -> web.StreamResponse:
         wanted = verify(link_key(reports.link_secret.get_secret_value()), request.query,
                         context.clock())
     except LinkError as exc:
+        context.trust.rejected.labels(reason="report_link_refused").inc()
+        log.debug("report download link refused", extra=fields(  # counted; not a flood
+            reason=exc.reason, client=request.remote or ""))
         return _refusal(exc.reason)
     try:
         built = await context.report_files(ReportRequest(

@@ -150,6 +150,9 @@ async def test_the_message_links_open_the_file_without_a_token(
             assert "Liên kết tải báo cáo không hợp lệ" in body.decode()
             status, _, body, _ = await get(links["pdf"].replace("expires=", "expires=x"))
             assert status == 400 and SECRET not in body.decode()
+            refused = app.registry.get_sample_value(
+                "ioc_http_requests_rejected_total", {"reason": "report_link_refused"})
+            assert refused == 2  # the altered and the malformed link
             async with session.get(f"{app.url}/reports/download") as resp:
                 assert resp.status == 400
     finally:
