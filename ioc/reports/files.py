@@ -4,7 +4,8 @@ A scheduled report goes to several channels (an e-mail with files, a Telegram su
 webhook), each its own outbox row sent on its own. Reading a month of 1,000 targets and
 laying out its PDF takes seconds, so :class:`ReportFiles` builds each (period, language,
 department) once — concurrent asks wait for the same build — and keeps the last few for a
-while: the channels of one run, and a retry soon after, reuse it. Files are built when a
+while: the channels of one run, a retry soon after, and the taps on its signed download
+links (one format of the several built) reuse it. Files are built when a
 channel sends, not when the run is queued, so the outbox rows stay small (a few hundred
 bytes of JSON) and a report queued while the store was busy is built from what is stored
 when it goes out.
@@ -63,9 +64,8 @@ class ReportFiles:
         lock = self._locks.setdefault(request, asyncio.Lock())
         async with lock:
             now = self.clock()
-            found = self._built.get(request)
-            if found is not None and now - found.built_at <= self.keep_for:
-                self._built.move_to_end(request)
+            found = self._kept(request, now)
+            if found is not None:
                 return found
             built = await self._build(request, now)
             self._built[request] = built
@@ -73,6 +73,17 @@ class ReportFiles:
                 old, _ = self._built.popitem(last=False)
                 self._locks.pop(old, None)
             return built
+
+    def _kept(self, request: ReportRequest, now: float) -> BuiltReport | None:
+        """A fresh build of this request, or of the same report in more formats (a download
+        link asks for one format of what a scheduled run built in several)."""
+        for kept, built in reversed(self._built.items()):
+            if (now - built.built_at <= self.keep_for and kept.period == request.period
+                    and kept.lang == request.lang and kept.department == request.department
+                    and set(request.formats) <= set(kept.formats)):
+                self._built.move_to_end(kept)
+                return built
+        return None
 
     async def _build(self, request: ReportRequest, now: float) -> BuiltReport:
         config = self.config()
