@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ioc.availability import HOLD_INTERVALS, Segment, segments_from_polls
 from ioc.store.alert_delivery import ms, sec
-from ioc.store.base import StoreError
+from ioc.store.base import StoreError, chunked
 from ioc.store.events import events_table
 from ioc.store.rollups import TIER_5M, ceil_to, floor_to
 from ioc.store.schema import (
@@ -262,8 +262,7 @@ async def _each(conn: AsyncConnection, jobs: Sequence[Callable[[AsyncConnection]
 def _chunks(ids: Sequence[int], spread: int = 1) -> list[list[int]]:
     """``ids`` in statements of at most CHUNK, and in at least ``spread`` of them when there
     are that many (for statements run at once)."""
-    size = max(1, min(CHUNK, -(-len(ids) // spread)))
-    return [list(ids[i:i + size]) for i in range(0, len(ids), size)]
+    return chunked(ids, max(1, min(CHUNK, -(-len(ids) // spread))))
 
 
 async def _first_polls(conn: AsyncConnection, ids: Sequence[int]

@@ -8,7 +8,7 @@ service; readers (the web API) call ``query_range`` concurrently and never wait 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -55,3 +55,12 @@ class Store(Protocol):
 
     async def prune(self, older_than: float) -> int:
         """Delete samples with ts < older_than; return how many were removed."""
+
+
+T = TypeVar("T")
+
+
+def chunked(items: Sequence[T], size: int) -> list[list[T]]:
+    """``items`` in runs of at most ``size``: one statement's ``IN (...)`` each, so no
+    statement exceeds a database's limit on bound parameters."""
+    return [list(items[i:i + size]) for i in range(0, len(items), size)]

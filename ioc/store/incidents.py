@@ -42,7 +42,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ioc.incidents import Incident, Poll, Window, derive, reason_from_code
 from ioc.store.alert_delivery import history, ms, sec
-from ioc.store.base import StoreError
+from ioc.store.base import StoreError, chunked
 from ioc.store.rollups import LateWrites
 from ioc.store.schema import metadata, parse_canonical_labels, samples, series
 from ioc.store.table_store import TableStore
@@ -156,10 +156,6 @@ def _changed(target: str, found: Sequence[Incident], before: Mapping[str, Mappin
     return out
 
 
-def _batches(ids: Sequence[str], size: int = 500) -> list[list[str]]:
-    return [list(ids[i:i + size]) for i in range(0, len(ids), size)]
-
-
 class IncidentStore(TableStore):
     TABLES = (incidents_table, incident_notes, incident_watermark, history)
     NAME = "incident ledger"
@@ -269,7 +265,7 @@ class IncidentStore(TableStore):
         """Drop the incidents the polls undid and upsert the new or changed ones, each in one
         statement (a statement per incident cost more than deriving them)."""
         t = incidents_table
-        for part in _batches(sorted(gone)):
+        for part in chunked(sorted(gone), 500):
             await conn.execute(delete(t).where(t.c.id.in_(part)))
         if changed:
             stmt = self._insert(t)

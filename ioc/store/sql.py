@@ -22,7 +22,6 @@ from contextlib import AbstractContextManager, contextmanager
 from itertools import groupby
 from math import isfinite
 from operator import itemgetter
-from typing import TypeVar
 
 import asyncpg
 from sqlalchemy import exc as sa_exc
@@ -33,7 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 import ioc.clock
 from ioc.model import Labels, Sample, Series, canonical_labels
 from ioc.store import dialects, migrate, partitions, range_query
-from ioc.store.base import StoreError
+from ioc.store.base import StoreError, chunked
 from ioc.store.rollups import LateWrites, Tier, read_watermarks
 from ioc.store.schema import parse_canonical_labels, samples, series
 
@@ -43,8 +42,6 @@ SeriesKey = tuple[str, Labels]
 
 # Bound parameters per statement stay under SQLite's historical limit of 999.
 _IN_CHUNK = 400
-
-T = TypeVar("T")
 
 
 class SqlStore:
@@ -167,7 +164,7 @@ class SqlStore:
         await conn.execute(self._dialect.insert_series(),
                            [{"metric": m, "labels": t} for m, t in pairs])
         learned: dict[SeriesKey, int] = {}
-        for chunk in _chunks(pairs, _IN_CHUNK):
+        for chunk in chunked(pairs, _IN_CHUNK):
             query = select(series.c.id, series.c.metric, series.c.labels).where(
                 tuple_(series.c.metric, series.c.labels).in_(chunk))
             for sid, metric, label_text in await conn.execute(query):
@@ -220,7 +217,7 @@ class SqlStore:
 
     async def _load_labels(self, conn: AsyncConnection, ids: Sequence[int]) -> None:
         """Parse and cache the labels of series ids; an id never changes its series."""
-        for chunk in _chunks(ids, _IN_CHUNK):
+        for chunk in chunked(ids, _IN_CHUNK):
             result = await conn.execute(
                 select(series.c.id, series.c.labels).where(series.c.id.in_(chunk)))
             for sid, label_text in result:
@@ -415,6 +412,3 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
-def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
-    for i in range(0, len(items), size):
-        yield items[i:i + size]
