@@ -19,9 +19,9 @@ from tests.reports.test_schedule_delivery import (
     BEFORE,
     FIRE,
     Hook,
-    SentWatch,
     hook,  # noqa: F401  (fixture)
     seed_november,
+    watched_app,
 )
 
 SECRET = "s3cret-report-link-0123456789abcdef"
@@ -111,10 +111,7 @@ async def test_the_message_links_open_the_file_without_a_token(
     config = demo_config(tmp_path, free_port(), codes=["STP"], interval="500ms", extra=extra)
     await seed_november(config.storage.url)
     now = [BEFORE]
-    app = IocApp(config)
-    app.report_schedule.clock = lambda: now[0]
-    sent = SentWatch(app.dispatcher.outbox.counters)
-    app.dispatcher.outbox.counters = sent
+    app, sent = watched_app(config, now)
     await app.start()
     try:
         now[0] = FIRE + 5

@@ -109,6 +109,16 @@ class SentWatch:
         self.inner.queue_depth(depth)
 
 
+def watched_app(config: Config, now: list[float]) -> tuple[IocApp, SentWatch]:
+    """An app (not started) whose report scheduler reads ``now[0]`` and whose outbox's sends
+    can be awaited."""
+    app = IocApp(config)
+    app.report_schedule.clock = lambda: now[0]
+    sent = SentWatch(app.dispatcher.outbox.counters)
+    app.dispatcher.outbox.counters = sent
+    return app, sent
+
+
 def schedule_config(tmp_path: Path, smtp_port: int, hook_url: str) -> Config:
     extra = {
         "alerts": {
@@ -144,10 +154,7 @@ async def test_the_schedule_mails_the_files_once_even_after_a_restart(
     config = schedule_config(tmp_path, smtp_port, hook_url)
     await seed_november(config.storage.url)
     now = [BEFORE]  # the scheduler's clock: nothing is due on 20 November
-    app = IocApp(config)
-    app.report_schedule.clock = lambda: now[0]
-    sent = SentWatch(app.dispatcher.outbox.counters)
-    app.dispatcher.outbox.counters = sent
+    app, sent = watched_app(config, now)
     await app.start()
     try:
         assert await app.report_schedule.tick(BEFORE) == []
