@@ -60,6 +60,7 @@ from ioc.store.alert_delivery import (
 from ioc.store.base import Fence, NotLeaderError, StoreError
 from ioc.store.maintenance_store import MaintenanceStore
 from ioc.store.oncall import OncallStore
+from ioc.tasks import cancel_and_wait, wait_woken
 
 if TYPE_CHECKING:
     from alerts.config import AlertsConfig
@@ -266,9 +267,7 @@ class Dispatcher:
     async def step_down(self) -> None:
         """Stop grouping and sending at once (leadership lost, or stopping)."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await cancel_and_wait(task)
         if self.telegram is not None:
             await self.telegram.stop()
         await self.outbox.stop()
@@ -307,11 +306,7 @@ class Dispatcher:
                     deadline = step if deadline is None else min(deadline, step)
             wait = 60.0 if deadline is None else min(60.0, max(0.0, deadline - self.clock()))
             self._wake.clear()
-            try:
-                async with asyncio.timeout(wait):
-                    await self._wake.wait()
-            except TimeoutError:
-                pass
+            await wait_woken(self._wake, wait)
             now = self.clock()
             try:
                 await self.flush(now)

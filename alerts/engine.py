@@ -36,6 +36,7 @@ from ioc.logs import fields
 from ioc.model import Labels
 from ioc.store.alert_state import RESOLVED, AlertRow, AlertStateStore
 from ioc.store.base import Fence, StoreError
+from ioc.tasks import cancel_and_wait
 
 log = logging.getLogger("ioc.alerts")
 
@@ -337,10 +338,8 @@ class AlertEngine:
     async def stop(self, *, persist: bool = True) -> None:
         """Stop evaluating; ``persist=False`` when leadership was lost and the successor owns
         the stored state (nothing more is written)."""
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         if persist:
             await self._persist(self._clock())
         self._dirty.clear()

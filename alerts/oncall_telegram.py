@@ -22,6 +22,7 @@ import aiohttp
 from alerts.oncall import OncallTelegramConfig, PersonConfig
 from alerts.oncall_notifiers import ACK_TEXT, SNOOZE_TEXT
 from ioc.logs import fields
+from ioc.tasks import cancel_and_wait
 
 log = logging.getLogger("ioc.alerts.telegram")
 
@@ -139,9 +140,7 @@ class TelegramPoller:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await cancel_and_wait(task)
 
     async def _run(self) -> None:
         failing = False

@@ -33,6 +33,7 @@ from ioc.logs import fields
 from ioc.overflow import OverflowLog
 from ioc.store.alert_delivery import DeliveryStore, HistoryEvent, OutboxRow
 from ioc.store.base import StoreError
+from ioc.tasks import cancel_and_wait, wait_woken
 
 log = logging.getLogger("ioc.alerts.outbox")
 
@@ -87,11 +88,9 @@ class Outbox:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        tasks = [t for t in (task, *self._sending.values()) if t is not None]
+        sending = list(self._sending.values())
         self._sending.clear()
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_and_wait(task, *sending)
 
     def wake(self) -> None:
         """New rows were stored: look now instead of at the next deadline."""
@@ -128,11 +127,7 @@ class Outbox:
             except Exception:
                 log.exception("outbox: unexpected error")
                 wait = 5.0
-            try:
-                async with asyncio.timeout(wait):
-                    await self._wake.wait()
-            except TimeoutError:
-                pass
+            await wait_woken(self._wake, wait)
 
     async def _until_next(self) -> float:
         depth = await self.store.pending_count()

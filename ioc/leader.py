@@ -44,6 +44,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ioc.logs import fields
 from ioc.store.base import NotLeaderError
+from ioc.tasks import cancel_and_wait
 
 log = logging.getLogger("ioc.leader")
 
@@ -169,9 +170,7 @@ class LeaderElection:
     async def stop(self) -> None:
         """Stop competing; a leader winds its work down, then releases the lock at once."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await cancel_and_wait(task)
         if self.fence is not None:
             try:
                 await self._on_release(False)

@@ -39,6 +39,7 @@ from ioc.sharding import Ownership
 from ioc.store.alert_state import AlertRow, AlertStateStore
 from ioc.store.base import StoreError
 from ioc.store.tail import TailStore
+from ioc.tasks import cancel_and_wait
 from service.store_tail import CLOCK_SKEW, StoreTail, TailMetrics, backfill_seconds
 
 if TYPE_CHECKING:
@@ -110,9 +111,7 @@ class AlertRole:
     async def stop(self) -> None:
         """Stop leading (saving the state while the lock is still held) and following."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await cancel_and_wait(task)
         if self.election is not None:
             await self.election.stop()
         elif self._leading_alone:

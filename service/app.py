@@ -70,6 +70,7 @@ from ioc.store.retention import prune_loop
 from ioc.store.rollup_job import RollupJob
 from ioc.store.writer import StoreWriter
 from ioc.syslog import SyslogReceiver
+from ioc.tasks import cancel_and_wait
 from ioc.trace import Trace
 from service.alert_role import AlertRole, build_store_tail, keep_resolved_for
 from service.config import Config
@@ -631,11 +632,8 @@ class IocApp:
             self._session = None
         for runner in self.runners.values():
             await runner.close()
-        for task in (self._prune_task, self._rollup_task, self._lag_task,
-                     self._incident_task):
-            if task is not None:
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
+        await cancel_and_wait(self._prune_task, self._rollup_task, self._lag_task,
+                              self._incident_task)
         self._prune_task = self._rollup_task = self._lag_task = self._incident_task = None
         if self.shared_board is not None:
             await self.shared_board.stop()

@@ -35,6 +35,7 @@ from ioc.reports.links import link_key, signed_links
 from ioc.reports.schedule import ScheduleConfig, due_run, next_fire
 from ioc.store.base import Fence, NotLeaderError, StoreError
 from ioc.store.report_runs import ReportRun, ReportRunStore
+from ioc.tasks import cancel_and_wait, wait_woken
 
 if TYPE_CHECKING:
     from service.config import Config
@@ -90,9 +91,7 @@ class ReportScheduler:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await cancel_and_wait(task)
         await self.store.close()
 
     def wake(self) -> None:
@@ -118,11 +117,7 @@ class ReportScheduler:
                 log.exception("scheduled reports: check failed")
             wait = self.next_wait(now)
             self._wake.clear()
-            try:
-                async with asyncio.timeout(wait):
-                    await self._wake.wait()
-            except TimeoutError:
-                pass
+            await wait_woken(self._wake, wait)
 
     def next_wait(self, now: float) -> float:
         tz = ZoneInfo(self.config().province.timezone)

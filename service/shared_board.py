@@ -38,6 +38,7 @@ from ioc.sharding import Ownership
 from ioc.status import StatusBoard
 from ioc.store.base import StoreError
 from ioc.store.tail import SeriesRow, TailStore
+from ioc.tasks import cancel_and_wait
 from service.store_tail import CLOCK_SKEW
 
 if TYPE_CHECKING:
@@ -85,9 +86,7 @@ class SharedBoard:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await cancel_and_wait(task)
         await self.store.close()
 
     async def _run(self) -> None:

@@ -30,6 +30,7 @@ from ioc.logs import fields
 from ioc.status_page_config import StatusPageConfig
 from ioc.store.base import StoreError
 from ioc.store.incidents import PublicIncident
+from ioc.tasks import cancel_and_wait
 from web.client_limits import FailureLimiter
 from web.context import WebContext
 from web.i18n import format_time
@@ -163,10 +164,7 @@ class StatusPages:
         await asyncio.shield(self._refreshing)
 
     async def close(self) -> None:
-        for task in (self._refreshing, self._history_task):
-            if task is not None and not task.done():
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
+        await cancel_and_wait(self._refreshing, self._history_task)
 
     async def _rebuild(self) -> None:
         """A new snapshot; a failure is logged and the previous snapshot stays in use (with
