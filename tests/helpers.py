@@ -3,9 +3,26 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+
+from aiohttp import web
 
 from ioc.model import Sample
+
+
+def trickling(body: bytes, piece: int) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """An aiohttp handler answering ``body`` as JSON in writes of ``piece`` bytes, so no one
+    network read holds all of it."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await resp.prepare(request)
+        for start in range(0, len(body), piece):
+            await resp.write(body[start:start + piece])
+        await resp.write_eof()
+        return resp
+
+    return handler
 
 
 class Changes:

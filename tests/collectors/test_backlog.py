@@ -25,7 +25,7 @@ from ioc.poll_limits import PollLimits
 from ioc.runner import PollRunner
 from ioc.status import StatusBoard, TargetState
 from service.config import ConfigError, parse_config
-from tests.helpers import ListSink
+from tests.helpers import ListSink, trickling
 
 DATA = Path(__file__).parent.parent / "data" / "backlog"
 NOW = 1_750_215_600.0
@@ -336,16 +336,6 @@ async def test_a_payload_sent_in_many_small_writes_is_read_whole(aiohttp_server:
     """A portal answering 1 MB of JSON in small pieces: read to its end, not one network read."""
     payload = load("native_dossiers.json")
     payload["pad"] = "x" * 1_000_000
-    raw = json.dumps(payload).encode()
-
-    async def handler(request: web.Request) -> web.StreamResponse:
-        resp = web.StreamResponse(headers={"Content-Type": "application/json"})
-        await resp.prepare(request)
-        for start in range(0, len(raw), 1400):
-            await resp.write(raw[start:start + 1400])
-        await resp.write_eof()
-        return resp
-
-    url = await serve(aiohttp_server, handler)
+    url = await serve(aiohttp_server, trickling(json.dumps(payload).encode(), 1400))
     result = await BacklogCollector(config(url)).collect(session, NOW)
     assert result.up and result.value == 3

@@ -17,6 +17,7 @@ from collectors.siem import SiemCollector, SiemConfig
 from collectors.simulator import hostile as hostile_answers
 from ioc.collector import CollectorFailure
 from ioc.event_sink import EventSink
+from tests.helpers import trickling
 
 # path on collectors.simulator.hostile: the reason the SIEM poll must fail with
 EXPECTED = {
@@ -81,17 +82,8 @@ async def test_a_large_answer_is_read_whole_across_many_network_reads(aiohttp_se
     items = [{"id": f"evt-{n}", "timestamp": 1_800_000_000.0 - n, "severity": "high",
               "title": "Quét cổng " + "x" * 300} for n in range(8000)]
     payload = json.dumps(items).encode()
-
-    async def answer(request: web.Request) -> web.StreamResponse:
-        resp = web.StreamResponse(headers={"Content-Type": "application/json"})
-        await resp.prepare(request)
-        for start in range(0, len(payload), 1500):
-            await resp.write(payload[start:start + 1500])
-        await resp.write_eof()
-        return resp
-
     app = web.Application()
-    app.router.add_get("/alerts", answer)
+    app.router.add_get("/alerts", trickling(payload, 1500))
     server = await aiohttp_server(app)
     config = SiemConfig.model_validate({"type": "siem", "name": "siem", "department": "STP",
                                         "shape": "json", "url": str(server.make_url("/alerts")),

@@ -17,9 +17,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from ioc.model import Sample, make_labels
 from service.app import IocApp
 from tests.conftest import SIM_TOKEN, PollWatcher, demo_config, free_port, require_binary
+from tests.web.wall_scenes import demo_panels
 from web.i18n import catalogue
 
 playwright_api = pytest.importorskip("playwright.async_api")
@@ -104,20 +104,6 @@ async def open_page(browser: Any, url: str, width: int, height: int) -> tuple[An
     await page.goto(url)
     await page.wait_for_function("() => document.fonts.status === 'loaded'")
     return page, problems
-
-
-def demo_panels(app: IocApp, now: float) -> None:
-    """What the backlog collector would have brought (it is built in another module)."""
-    rows = [("STP", "in_progress", 412), ("STP", "in_progress_overdue", 3),
-            ("SYT", "in_progress", 1388), ("SYT", "resolved_ontime", 920)]
-    app.cache.add(
-        [Sample("ioc_dossiers", make_labels(department=d, status=s), v, now) for d, s, v in rows]
-        + [Sample("ioc_dossiers_received", make_labels(department="STP", channel="online"),
-                  1800, now),
-           Sample("ioc_dossier_ontime_ratio", make_labels(department=""), 0.991, now)]
-        + [Sample("ioc_province_index_rank", make_labels(index=i, year=str(y)), r, now)
-           for i, y, r in (("PAR INDEX", 2021, 27), ("PAR INDEX", 2020, 28), ("PCI", 2021, 38),
-                           ("PCI", 2020, 39), ("SIPAS", 2021, 50), ("PAPI", 2021, 33))])
 
 
 async def test_screens_at_both_sizes_in_both_languages(tmp_path: Path, browser: Any) -> None:

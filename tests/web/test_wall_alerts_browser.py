@@ -19,10 +19,10 @@ from tests.web.test_browser import (  # noqa: F401 (browser is a fixture)
     SCREENSHOTS,
     VIETNAMESE,
     browser,
-    demo_panels,
     open_page,
     playwright_api,
 )
+from tests.web.wall_scenes import demo_panels
 
 # Text of the alert lines that is cut (a clamped summary whose words do not all show).
 CLIPPED = """() => Array.from(document.querySelectorAll('#panel-alerts .alert:not([hidden])'))
