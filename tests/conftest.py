@@ -7,18 +7,19 @@ import contextlib
 import os
 import shutil
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from aiosmtpd.controller import Controller
 
 from collectors.simulator import units
 from ioc.pipeline import PollOutcome
 from service.app import IocApp
 from service.config import Config, parse_config
-from tests.helpers import Changes
+from tests.helpers import Changes, Inbox
 
 SIM_TOKEN = "test-sim-token"
 
@@ -132,3 +133,16 @@ async def running_app(tmp_path: Path) -> AsyncIterator[tuple[IocApp, PollWatcher
     config = demo_config(tmp_path, free_port(), codes=["STTTT", "STP", "CAT", "VITHANH"])
     async with polled_app(config) as started:
         yield started
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[Inbox, int]]:
+    """A real SMTP server (aiosmtpd) on a free port, keeping what it is sent."""
+    inbox = Inbox()
+    port = free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield inbox, port
+    finally:
+        controller.stop()

@@ -4,10 +4,26 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from typing import Any
 
 from aiohttp import web
 
 from ioc.model import Sample
+
+
+class Inbox:
+    """An aiosmtpd handler keeping every message."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[list[str], EmailMessage]] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        parsed = message_from_bytes(envelope.content, policy=policy.default)
+        assert isinstance(parsed, EmailMessage)
+        self.messages.append((list(envelope.rcpt_tos), parsed))
+        return "250 OK"
 
 
 def trickling(body: bytes, piece: int) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:

@@ -9,7 +9,7 @@ SMTP server (aiosmtpd), and the ack page served by aiohttp and followed by a rea
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from html import unescape
 from typing import Any
 from urllib.parse import urlsplit
@@ -18,7 +18,6 @@ import aiohttp
 import jinja2
 import pytest
 from aiohttp import web
-from aiosmtpd.controller import Controller
 from prometheus_client import CollectorRegistry
 
 from alerts.dispatcher import Dispatcher, build_dispatcher
@@ -31,8 +30,9 @@ from ioc.metrics import DeliveryMetrics
 from ioc.model import Sample, make_labels
 from ioc.store.alert_state import AlertStateStore
 from service.config import Config, parse_config
-from tests.alerts.oncall_fakes import TOKEN, FakeBotApi, Inbox
+from tests.alerts.oncall_fakes import TOKEN, FakeBotApi
 from tests.conftest import free_port
+from tests.helpers import Inbox
 from web import oncall_api
 from web.app import _format_clock
 from web.auth import Authenticator
@@ -131,18 +131,6 @@ async def bot() -> AsyncIterator[tuple[FakeBotApi, str]]:
         yield fake, f"http://127.0.0.1:{port}"
     finally:
         await runner.cleanup()
-
-
-@pytest.fixture
-def smtp() -> Iterator[tuple[Inbox, int]]:
-    inbox = Inbox()
-    port = free_port()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield inbox, port
-    finally:
-        controller.stop()
 
 
 async def history(inst: Instance) -> list[dict[str, Any]]:

@@ -11,18 +11,15 @@ from __future__ import annotations
 import asyncio
 import io
 import subprocess
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import datetime
-from email import message_from_bytes, policy
-from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 from aiohttp import web
-from aiosmtpd.controller import Controller
 from openpyxl import load_workbook
 from prometheus_client import CollectorRegistry
 
@@ -37,38 +34,13 @@ from service.app import IocApp
 from service.config import Config
 from service.report_schedule import ReportScheduler, _NoSource
 from tests.conftest import demo_config, free_port, require_binary
-from tests.helpers import Changes
+from tests.helpers import Changes, Inbox
 from tests.store.conftest import postgres_url  # noqa: F401  (fixture)
 
 VN = ZoneInfo("Asia/Ho_Chi_Minh")
 FIRE = datetime(2026, 12, 1, 7, 30, tzinfo=VN).timestamp()  # the monthly run of November
 DAY = datetime(2026, 11, 12, tzinfo=VN).timestamp()
 BEFORE = datetime(2026, 11, 20, tzinfo=VN).timestamp()
-
-
-class Inbox:
-    def __init__(self) -> None:
-        self.messages: list[EmailMessage] = []
-        self.changed = Changes()
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        parsed = message_from_bytes(envelope.content, policy=policy.default)
-        assert isinstance(parsed, EmailMessage)
-        self.messages.append(parsed)
-        self.changed.set()
-        return "250 OK"
-
-
-@pytest.fixture
-def smtp() -> Iterator[tuple[Inbox, int]]:
-    inbox = Inbox()
-    port = free_port()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield inbox, port
-    finally:
-        controller.stop()
 
 
 class Hook:
@@ -167,7 +139,7 @@ async def test_the_schedule_mails_the_files_once_even_after_a_restart(
     finally:
         await app.stop(grace=1.0)
 
-    mail = inbox.messages[0]
+    _, mail = inbox.messages[0]
     assert mail["Subject"] == "Báo cáo vận hành tháng 11/2026 — Tỉnh Hậu Giang"
     assert "Tỷ lệ sẵn sàng" in mail.get_body(("plain",)).get_content()  # type: ignore[union-attr]
     files = {part.get_filename(): part for part in mail.iter_attachments()}
