@@ -39,6 +39,7 @@ from aiohttp import web
 from ioc.status import TargetState
 from ioc.store.announcement import Announcement
 from web.causes import cause_of
+from web.change_timer import ChangeTimer
 from web.console_rows import RowCache, alert_signature, pending_signature
 from web.context import WebContext
 from web.i18n import LANGS, Translator
@@ -123,7 +124,7 @@ class ConsoleFeed:
         self._pending: dict[str, tuple[Any, ...]] = {}  # target -> what its row shows
         self._alerted: set[str] = set()                 # targets a firing alert names
         self._pending_due: asyncio.TimerHandle | None = None
-        self._alerts_due: asyncio.TimerHandle | None = None
+        self._alerts_timer = ChangeTimer(context, self._refresh)
         self._history_due: asyncio.TimerHandle | None = None
         # One task renders and publishes at a time; requests meanwhile are gathered for its
         # next round ("alerts" = alerts, silences and pending; "pending" alone).
@@ -264,7 +265,7 @@ class ConsoleFeed:
         """Delivery's listener: publish soon (when a page reads), re-arm the time-only timer,
         and read the history a moment later (the change's event is written by then)."""
         self.request("alerts")
-        self._arm_alerts_timer()
+        self._alerts_timer.arm()
         self._read_history_soon()
 
     def on_announcement(self) -> None:
@@ -312,35 +313,21 @@ class ConsoleFeed:
         be older than the last change, and rows it has not seen come whole)."""
         asyncio.get_running_loop().call_soon(self.request, "alerts", True)
 
-    def _arm_alerts_timer(self) -> None:
-        """One loop timer at the next instant time alone changes the alerts (a silence, ack
-        or window starting or ending); moved at every change."""
-        if self._alerts_due is not None:
-            self._alerts_due.cancel()
-            self._alerts_due = None
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # before start: nothing to show yet
-            return
-        now = self.clock()
-        due = self.ctx.alerts.next_change(now)
-        if due is not None:
-            self._alerts_due = loop.call_later(max(0.0, due - now), self._refresh)
-
     def _refresh(self) -> None:
-        self._alerts_due = None
+        """The change timer's way in: publish, and arm it for the next instant."""
         try:
             self.request("alerts")
-            self._arm_alerts_timer()
+            self._alerts_timer.arm()
         except Exception:
             log.exception("console alerts not refreshed")
 
     def close(self) -> None:
         self.stream.close_all()
-        for handle in (self._alerts_due, self._pending_due, self._history_due):
+        self._alerts_timer.cancel()
+        for handle in (self._pending_due, self._history_due):
             if handle is not None:
                 handle.cancel()
-        self._alerts_due = self._pending_due = self._history_due = None
+        self._pending_due = self._history_due = None
         if self._task is not None:
             self._task.cancel()
 

@@ -39,6 +39,7 @@ from ioc.status import StatusBoard, build_status
 from ioc.store.announcement import Announcement
 from ioc.store.base import StoreError
 from ioc.store.events import EventQuery
+from web.change_timer import ChangeTimer
 from web.context import WebContext
 from web.errors import ApiError
 from web.i18n import LANGS, Translator, catalogue
@@ -126,7 +127,7 @@ class WallFeed:
         # called after an operator sets or clears it (the console's feed shows it too)
         self.announcement_listeners: list[Callable[[], None]] = []
         self.announcements = context.announcements
-        self._alerts_due: asyncio.TimerHandle | None = None
+        self._alerts_timer = ChangeTimer(context, self._refresh_alerts)
         self.templates = make_templates()
         self.parts = self.templates.get_template("wall_parts.html")
         self.stream = EventStream(context.registry, epoch=epoch, ring_size=cfg.replay_events,
@@ -391,27 +392,12 @@ class WallFeed:
         reads it), and again when time alone changes them next (``AlertDesk.next_change``)."""
         if self.stream.client_count:
             self.publish_alerts(self.clock())
-        self._arm_alerts_timer()
+        self._alerts_timer.arm()
 
     def on_screen(self) -> None:
         """A screen connected to the stream: bring its alerts panel up to date once it is
         registered (the panels it rendered may be older than the last change)."""
         asyncio.get_running_loop().call_soon(self._refresh_alerts)
-
-    def _arm_alerts_timer(self) -> None:
-        """One loop timer at the next instant a silence, ack or maintenance window starts or
-        ends; it is moved whenever the alerts change. No timer while nothing is scheduled."""
-        if self._alerts_due is not None:
-            self._alerts_due.cancel()
-            self._alerts_due = None
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # changed outside the loop (before start): nothing to show yet
-            return
-        now = self.clock()
-        due = self.ctx.alerts.next_change(now)
-        if due is not None:
-            self._alerts_due = loop.call_later(max(0.0, due - now), self._refresh_alerts)
 
     def _refresh_alerts(self) -> None:
         """The timer's and a new screen's way in: one timer stays armed whichever calls."""
@@ -438,9 +424,7 @@ class WallFeed:
         self.cancel_due_tiles()
         self.stream.close_all()
         self.state.cancel()
-        if self._alerts_due is not None:
-            self._alerts_due.cancel()
-            self._alerts_due = None
+        self._alerts_timer.cancel()
 
     # ---- rendering ---------------------------------------------------------------------
 

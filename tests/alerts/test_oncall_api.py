@@ -194,6 +194,6 @@ async def test_a_shift_handover_is_a_change_the_wall_is_woken_for(tmp_path: Path
                      if (duty := roster_now.on_duty(team, now)) is not None]
         assert handovers and all(now < t <= now + 86400 for t in handovers)
         assert app.dispatcher.next_change(now) == min(handovers)
-        assert app.wall._alerts_due is not None  # armed for it
+        assert app.wall._alerts_timer.handle is not None  # armed for it
     finally:
         await app.stop(grace=1.0)

@@ -98,7 +98,7 @@ async def test_no_screen_no_rendering_and_no_timer_without_a_boundary(app: IocAp
     await app.dispatcher.update([firing("Quiet", clock.now())], clock.now())
     assert app.wall.stream.last_id == before  # nobody reads deltas: none is rendered
     assert app.dispatcher.next_change(clock.now()) is None
-    assert app.wall._alerts_due is None
+    assert app.wall._alerts_timer.handle is None
 
 
 def local(text: str) -> float:
@@ -146,7 +146,7 @@ async def test_next_change_is_the_earliest_future_boundary(app: IocApp) -> None:
     assert desk.next_change(now + 150) == pytest.approx(now + 200)
     assert desk.next_change(now + 600) is None
     # The wall keeps one timer, at the earliest of them.
-    assert app.wall._alerts_due is not None
+    assert app.wall._alerts_timer.handle is not None
 
 
 async def test_a_failing_listener_does_not_stop_delivery(app: IocApp,
@@ -174,8 +174,8 @@ async def test_screens_connecting_keep_one_timer(app: IocApp) -> None:
     for _ in range(3):
         app.wall.on_screen()
         await asyncio.sleep(0)  # the refresh runs on the loop's next turn
-        assert app.wall._alerts_due is not None
-        handles.append(app.wall._alerts_due)
+        assert app.wall._alerts_timer.handle is not None
+        handles.append(app.wall._alerts_timer.handle)
     assert len(set(map(id, handles))) == 3
     assert [h.cancelled() for h in handles] == [True, True, False]
     assert handles[-1].when() - asyncio.get_running_loop().time() == pytest.approx(
