@@ -212,7 +212,7 @@ class ConsoleFeed:
                     await self.publish_alerts(self.clock(), force)
                 elif "pending" in wanted:
                     await self.publish_pending(force)
-                if "announcement" in wanted or "alerts" in wanted:
+                if "announcement" in wanted or force:  # only its listener changes it
                     self.publish_announcement(force)
                 if "history" in wanted or force:
                     await self.publish_history(force)
