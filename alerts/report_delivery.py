@@ -251,6 +251,12 @@ class _ReportChannel:
             **spec, "summary": summary_of(built.data), **({"links": signed} if signed else {})}})
         return filled, built
 
+    async def send(self, notification: Notification) -> None:
+        """The channel's own send (next in the class order), with the report's figures
+        filled in; e-mail sends its files instead."""
+        filled, _ = await self._fill(notification)
+        await super().send(filled)  # type: ignore[misc]  # the channel class after this mixin
+
 
 def _spec(n: Notification) -> tuple[dict[str, Any], dict[str, Any]]:
     spec = dict(n.extra["report"])
@@ -282,10 +288,6 @@ class ReportWebhook(_ReportChannel, WebhookNotifier):
         spec, summary = _spec(notification)
         return webhook_body(notification, spec, summary)
 
-    async def send(self, notification: Notification) -> None:
-        filled, _ = await self._fill(notification)
-        await WebhookNotifier.send(self, filled)
-
 
 class ReportTelegram(_ReportChannel, TelegramNotifier):
     def __init__(self, config: TelegramConfig, session: Callable[[], aiohttp.ClientSession],
@@ -300,10 +302,6 @@ class ReportTelegram(_ReportChannel, TelegramNotifier):
                 "text": render_text(spec, summary)[:TELEGRAM_MAX],
                 "disable_web_page_preview": True}
 
-    async def send(self, notification: Notification) -> None:
-        filled, _ = await self._fill(notification)
-        await TelegramNotifier.send(self, filled)
-
 
 class ReportZalo(_ReportChannel, ZaloNotifier):
     def __init__(self, config: ZaloConfig, session: Callable[[], aiohttp.ClientSession],
@@ -317,10 +315,6 @@ class ReportZalo(_ReportChannel, ZaloNotifier):
         return {"recipient": {"user_id": user_id},
                 "message": {"text": render_text(spec, summary)[:ZALO_MAX]}}
 
-    async def send(self, notification: Notification) -> None:
-        filled, _ = await self._fill(notification)
-        await ZaloNotifier.send(self, filled)
-
 
 class ReportApprise(_ReportChannel, AppriseNotifier):
     def __init__(self, config: Any, source: ReportSource) -> None:
@@ -333,10 +327,6 @@ class ReportApprise(_ReportChannel, AppriseNotifier):
         text = render_text(spec, summary)
         head, _, body = text.partition("\n")
         return {"title": head, "body": body}
-
-    async def send(self, notification: Notification) -> None:
-        filled, _ = await self._fill(notification)
-        await AppriseNotifier.send(self, filled)
 
 
 def _channel(kind: str, cfg: Any, session: Callable[[], aiohttp.ClientSession],
