@@ -68,7 +68,8 @@ def long_name(code: str, name: str) -> str:
 
 def config_for(scene_name: str, tmp_path: Path) -> Any:
     extra: dict[str, Any] = {
-        "service": {"listen": f"127.0.0.1:{free_port()}"},
+        "service": {"listen": f"127.0.0.1:{free_port()}",
+                    "title_en": "Hau Giang Intelligent Operations Centre"},  # as config.yaml
         "wall": {"heartbeat": "500ms", "offline_after": "3s",
                  "announcement": "Họp giao ban lúc 14:00 tại phòng họp số 2"},
         "auth": {"tokens": [{"name": "ca-truc", "token": OPERATOR, "roles": ["operator"]}]},
@@ -76,6 +77,8 @@ def config_for(scene_name: str, tmp_path: Path) -> Any:
     if scene_name == "down35":  # a title that needs its two lines at 1080p
         extra["service"]["title"] = ("Trung tâm Giám sát, điều hành thông minh tỉnh Hậu Giang — "
                                      "Màn hình điều hành của Ủy ban nhân dân tỉnh")
+        extra["service"]["title_en"] = ("Hau Giang Intelligent Operations Centre — "
+                                        "Operations screen of the Provincial People's Committee")
     if scene_name == "critical-acked":
         extra["alerts"] = {"evaluation_interval": "200ms", "default_rules": False, "rules": [
             {"name": "TargetDown", "metric": "ioc_target_up", "aggregate": "last",
