@@ -112,6 +112,10 @@ def plain(value: object, limit: int | None = PLAIN_MAX) -> str:
     return text if limit is None or len(text) <= limit else text[:limit - 1] + "…"
 
 
+# How long a freshly rendered page is counted as a screen before its stream connects.
+PAGE_CONNECT_GRACE = 30.0
+
+
 class WallFeed:
     """Renders the wall and turns pipeline outcomes, events and alert changes into stream
     deltas; one per app. It reads the service only through its :class:`WebContext`."""
@@ -142,6 +146,7 @@ class WallFeed:
         self._indexed = -1
         self._security_loaded = False
         self._idle = False
+        self._promised_until = 0.0  # a page rendered until then may still connect and resume
 
     def attach(self) -> None:
         """Subscribe to what the wall shows: polls, stored security events, alert changes."""
@@ -193,8 +198,12 @@ class WallFeed:
         Rendering deltas costs work per poll proportional to a department's size; with no
         screen connected nobody would read them (measured: a third of ioc's CPU at 10,000
         targets). Skip them, and make any screen that resumes across the gap reload.
+
+        A page just rendered counts as watching until its stream has had time to connect:
+        otherwise the first poll between the page and its stream starts a new epoch, and the
+        new screen reloads itself once for nothing.
         """
-        if self.stream.client_count == 0:
+        if self.stream.client_count == 0 and self.clock() >= self._promised_until:
             if not self._idle:
                 self._idle = True
                 self.stream.restart(format(int(self.clock() * 1000), "x"))
@@ -432,6 +441,7 @@ class WallFeed:
                rotate: float | None, query: Mapping[str, str]) -> str:
         tz = self.ctx.config().province.timezone
         t = Translator(lang, tz)
+        self._promised_until = self.clock() + PAGE_CONNECT_GRACE
         cols, rows = grid_shape(len(doc["departments"]))
         words = {k: catalogue(lang)[k] for k in SCRIPT_WORDS}
         rotation = [_view_url(v, query) for v in self.views] if rotate else []

@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
+from html import unescape
 from pathlib import Path
 from typing import Any
 
@@ -234,3 +235,25 @@ async def test_tile_rebuilds_are_spaced_and_the_last_change_still_arrives(app: I
     assert json.loads(event.data)["state"] == "up"  # the latest state, not an older one
     assert tiles() == []
     wall.stream.unsubscribe(client)
+
+
+async def test_a_page_rendered_as_the_last_screen_leaves_resumes_without_a_reset(
+        tmp_path: Path) -> None:
+    """A screen's stream connects a moment after its page. A poll in between used to start a
+    new epoch (nobody was connected), so the new screen got a reset and reloaded itself."""
+    config = demo_config(tmp_path, free_port(), codes=["STP", "CAT"],
+                         extra={"wall": {"heartbeat": "200ms"}})
+    async with polled_app(config) as (app, watcher), aiohttp.ClientSession() as session:
+        async with session.get(app.url + "/api/v1/stream") as resp:  # the screen before
+            await next_event(events(resp), "heartbeat")
+            async with session.get(app.url + "/") as page:  # the new one's page
+                html = unescape(await page.text())
+            since = app.wall.stream.last_id
+        await watcher.until(lambda _: app.wall.stream.client_count == 0)
+        assert f'"since": "{since}"' in html
+        polled = len(watcher.outcomes)
+        await watcher.until(lambda outcomes: len(outcomes) > polled + 2)
+        assert app.wall.stream.epoch == since.partition(".")[0]
+        async with session.get(f"{app.url}/api/v1/stream?since={since}") as resp:
+            first = await anext(events(resp))
+            assert first["event"] != "reset", first
