@@ -259,8 +259,12 @@ async def test_the_longest_names_fit_at_1366_and_the_incidents_page_works(
         assert await page.evaluate(OVERFLOWS) == []
 
         await page.fill("#incidents li.incident form.public-note input[name=text]", "")
-        await page.click("#incidents li.incident form.public-note button")
-        await page.wait_for_selector("#incidents form.public-note input[value='']")
+        # The form reloads the page once the API has answered: wait for that page, or the
+        # reload would overtake the next step.
+        async with page.expect_navigation():
+            await page.click("#incidents li.incident form.public-note button")
+        await page.wait_for_selector(
+            "#incidents li.incident:first-child form.public-note input[name=text][value='']")
         rows, _ = await app.incidents.list(IncidentQuery(department="BQLKCN"), clock.now())
         assert {(r.get("public_note"), r.get("public_note_en")) for r in rows} == {
             (None, None)}
