@@ -88,6 +88,13 @@ class DeliverySettings:
     retention: float = 30 * 86400.0
 
 
+def _resend_intervals(settings: DeliverySettings) -> dict[str, float]:
+    """Receivers with an Alertmanager re-send active alerts every resend_interval."""
+    return {name: min(i.resend_interval for i in items if i.resend_interval)
+            for name, items in settings.integrations.items()
+            if any(i.resend_interval for i in items)}
+
+
 class Dispatcher:
     def __init__(self, settings: DeliverySettings, store: DeliveryStore, outbox: Outbox,
                  clock: Callable[[], float], session: HttpSession | None = None, *,
@@ -100,11 +107,7 @@ class Dispatcher:
         self.outbox = outbox
         self.clock = clock
         self._tz = ZoneInfo(settings.timezone)
-        # Receivers with an Alertmanager re-send active alerts every resend_interval.
-        self._resend: dict[str, float] = {
-            name: min(i.resend_interval for i in items if i.resend_interval)
-            for name, items in settings.integrations.items()
-            if any(i.resend_interval for i in items)}
+        self._resend = _resend_intervals(settings)
         self.grouper = Grouper(settings.route, self._resend)
         self.alerts: dict[str, Alert] = {}          # firing now (and just resolved)
         self.nflog: dict[tuple[str, str], NotifyLogEntry] = {}
@@ -232,6 +235,30 @@ class Dispatcher:
             self.telegram.start()
         self._task = asyncio.create_task(self._run(), name="ioc-alert-dispatcher")
         self._say_where_alerts_go()
+
+    async def reconfigure(self, settings: DeliverySettings, now: float) -> None:
+        """Apply a reload's routing, receivers, inhibit rules and maintenance windows.
+
+        Taken between flushes, so a flush never mixes two configs. The groups are formed
+        again under the new tree only when the tree changed; their first flush asks the
+        notification log, so a group whose key and alerts are as before is not told again.
+        The channels of removed receivers stay known to the outbox: what was queued for them
+        before the reload is still delivered, and nothing new is queued for them.
+        """
+        async with self._lock:
+            route_changed = settings.route != self.settings.route
+            resend = _resend_intervals(settings)
+            self.settings = settings
+            if route_changed or resend != self._resend:
+                self._resend = resend
+                self.grouper = Grouper(settings.route, resend)
+                self.grouper.ingest(self.alerts.values(), now)
+                self._wake.set()
+            self.outbox.integrations.update(
+                {i.id: i for items in settings.integrations.values() for i in items})
+        self._changed()  # maintenance or inhibition may change what is handled
+        if self._task is not None:
+            self._say_where_alerts_go()
 
     def _say_where_alerts_go(self) -> None:
         """Once, when this instance starts leading: the receivers that send nowhere.
@@ -705,6 +732,23 @@ class DeliveryConfig(Protocol):
     def storage(self) -> StorageConfig: ...
 
 
+def delivery_settings(config: DeliveryConfig, session: HttpSession, *, external_url: str = "",
+                      department_names: Mapping[str, str] | None = None) -> DeliverySettings:
+    """Routing, channels, inhibition and the config's maintenance windows, built from a
+    validated config: at start and again at each reload that changes them."""
+    alerts = config.alerts
+    return DeliverySettings(
+        route=build_route(alerts.route or RouteConfig(receiver=NO_RECEIVER)),
+        integrations=build_integrations(list(alerts.receivers), session),
+        inhibit_rules=tuple(InhibitRule.from_config(r) for r in alerts.inhibit_rules),
+        maintenance=tuple(alerts.maintenance),
+        department_names=department_names if department_names is not None
+        else {d.code: d.name for d in config.departments},
+        external_url=external_url or alerts.external_url or f"http://{config.service.listen}/",
+        title=config.service.title, timezone=config.province.timezone,
+        retention=config.storage.retention)
+
+
 def build_dispatcher(config: DeliveryConfig, counters: OutboxCounters,
                      clock: Callable[[], float], oncall_metrics: OncallMetrics | None = None,
                      *, external_url: str = "",
@@ -714,22 +758,12 @@ def build_dispatcher(config: DeliveryConfig, counters: OutboxCounters,
     ``department_names`` is the service's one mapping of names (which a reload updates in
     place); without it the config's names are copied."""
     alerts = config.alerts
-    route_config = alerts.route or RouteConfig(receiver=NO_RECEIVER)
     session = HttpSession()
-    integrations = build_integrations(list(alerts.receivers), session)
-    settings = DeliverySettings(
-        route=build_route(route_config),
-        integrations=integrations,
-        inhibit_rules=tuple(InhibitRule.from_config(r) for r in alerts.inhibit_rules),
-        maintenance=tuple(alerts.maintenance),
-        department_names=department_names if department_names is not None
-        else {d.code: d.name for d in config.departments},
-        external_url=external_url or alerts.external_url or f"http://{config.service.listen}/",
-        title=config.service.title, timezone=config.province.timezone,
-        retention=config.storage.retention)
+    settings = delivery_settings(config, session, external_url=external_url,
+                                 department_names=department_names)
     store = OncallStore(config.storage.url)
     maintenance_store = MaintenanceStore(config.storage.url)
-    by_id = {i.id: i for items in integrations.values() for i in items}
+    by_id = {i.id: i for items in settings.integrations.values() for i in items}
     outbox = Outbox(store, by_id, alerts.outbox, counters, clock)
     if oncall_metrics is None:  # a dispatcher built alone (tests, tools) counts for itself
         oncall_metrics = OncallMetrics(CollectorRegistry())

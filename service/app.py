@@ -19,7 +19,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, disable_created_metrics
 
 from alerts.config import default_external_url
-from alerts.dispatcher import build_dispatcher
+from alerts.dispatcher import build_dispatcher, delivery_settings
 from alerts.engine import AlertEngine
 from alerts.escalation import OncallMetrics
 from alerts.event_counts import EventCounts
@@ -453,6 +453,20 @@ class IocApp:
         counts = self.alerts.replace_rules(compiled, now)
         self.keep_ranges(compiled)  # a metric a new rule reads starts its window now
         return counts
+
+    async def set_delivery(self, config: Config, now: float) -> None:
+        """Apply a reload's receivers, routing tree, inhibit rules and maintenance windows.
+
+        The report channels first, without waiting: a scheduled run checked meanwhile finds
+        channels for every receiver its schedule names."""
+        self.report_schedule.receivers_changed()
+        assert self.dispatcher.session is not None
+        settings = delivery_settings(config, self.dispatcher.session,
+                                     external_url=self.external_url,
+                                     department_names=self.department_names)
+        await self.dispatcher.reconfigure(settings, now)
+        self.alerts.keep_resolved_for = keep_resolved_for(settings.route,
+                                                          config.alerts.evaluation_interval)
 
     def start_targets(self, configs: Sequence[CollectorConfig]) -> list[PollRunner]:
         """Add targets to the app: this instance's share polls (at once when the scheduler

@@ -21,10 +21,15 @@ or in the store is dropped (history, alert state, the outbox, silences, acks):
   cache keeps windows for the metrics the new rules read (ioc.cache): a metric only a new rule
   reads has kept its latest point alone so far, and its window fills from then on, while a
   metric no rule reads any more keeps only its latest point;
+* alert delivery: receivers, the routing tree, inhibit rules and the config's maintenance
+  windows (unless ``alerts.oncall`` changed with them, which needs a restart). Notifications
+  already queued are still sent through the channels they were queued for; groups are formed
+  again only when the tree changed, and the notification log keeps them from re-sending what
+  was already told; scheduled reports get channels for new receivers at once;
 * department names, auth tokens and anonymous roles, the log level.
 
 Everything else (the store, the listen address, the simulator, the event queues, the wall's
-views, receivers and routing) is built once at start. A change there is reported as
+views, on-call teams and escalation) is built once at start. A change there is reported as
 "restart required" and the running value is kept, so ``app.config`` always says what runs.
 """
 
@@ -55,6 +60,16 @@ RESTART_SECTIONS = ("service", "storage", "simulator", "events", "wall", "metric
                     "province", "indices")
 LIVE_COLLECTION_KEYS = frozenset({"interval", "timeout"})
 LIVE_ALERTS_KEYS = frozenset({"rules", "rule_files", "default_rules"})
+# Delivery: live too, unless alerts.oncall changed with them (a route may name an on-call
+# team, and the teams in force only change at a restart).
+DELIVERY_KEYS = frozenset({"route", "receivers", "inhibit_rules", "maintenance"})
+
+
+def live_alerts_keys(old: Config, new: Config) -> frozenset[str]:
+    """The ``alerts`` keys a reload applies (pure)."""
+    if old.alerts.oncall != new.alerts.oncall:
+        return LIVE_ALERTS_KEYS
+    return LIVE_ALERTS_KEYS | DELIVERY_KEYS
 
 
 class Reloadable(Protocol):
@@ -72,6 +87,7 @@ class Reloadable(Protocol):
     def start_targets(self, configs: Sequence[CollectorConfig]) -> Sequence[object]: ...
     async def remove_target(self, name: str, *, drop_series: bool) -> None: ...
     def update_auth(self, auth: AuthConfig) -> None: ...
+    async def set_delivery(self, config: Config, now: float) -> None: ...
 
 
 class ReloadMetrics:
@@ -98,6 +114,7 @@ class ReloadResult:
     removed: list[str] = field(default_factory=list)
     changed: list[str] = field(default_factory=list)
     rules: dict[str, int] = field(default_factory=dict)
+    delivery: list[str] = field(default_factory=list)  # alerts.* delivery keys applied
     restart_required: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -128,8 +145,9 @@ def restart_required(old: Config, new: Config) -> list[str]:
         if key not in LIVE_COLLECTION_KEYS and \
                 getattr(old.collection, key) != getattr(new.collection, key):
             out.append(f"collection.{key}")
+    live = live_alerts_keys(old, new)
     for key in type(old.alerts).model_fields:
-        if key not in LIVE_ALERTS_KEYS and getattr(old.alerts, key) != getattr(new.alerts, key):
+        if key not in live and getattr(old.alerts, key) != getattr(new.alerts, key):
             out.append(f"alerts.{key}")
     return out
 
@@ -140,7 +158,7 @@ def effective_config(old: Config, new: Config) -> Config:
     kept["collection"] = old.collection.model_copy(update={
         k: getattr(new.collection, k) for k in LIVE_COLLECTION_KEYS})
     kept["alerts"] = old.alerts.model_copy(update={
-        k: getattr(new.alerts, k) for k in LIVE_ALERTS_KEYS})
+        k: getattr(new.alerts, k) for k in live_alerts_keys(old, new)})
     # Old secrets stay masked in the log too: they may still be in messages being written.
     kept["secrets"] = tuple(sorted(set(old.secrets) | set(new.secrets), key=len, reverse=True))
     return dataclasses.replace(new, **kept)
@@ -202,6 +220,11 @@ async def apply(app: Reloadable, new: Config, now: float) -> ReloadResult:
     names = {d.code: d.name for d in effective.departments}
     app.set_departments(names)
     app.set_config(effective)
+    delivery = [k for k in sorted(DELIVERY_KEYS)
+                if getattr(effective.alerts, k) != getattr(old.alerts, k)]
+    if delivery:
+        await app.set_delivery(effective, now)
+        result.delivery = delivery
 
     last_success: dict[str, float] = {}
     for name in diff.removed + diff.changed:

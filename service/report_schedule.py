@@ -52,11 +52,13 @@ class ReportScheduler:
                  leading: Callable[[], bool], fence: Callable[[], Fence | None],
                  after_enqueue: Callable[[], object], download_url: Callable[[], str],
                  clock: Callable[[], float],
-                 prepare: Callable[[ScheduleConfig, str], Awaitable[object]] | None = None
+                 prepare: Callable[[ScheduleConfig, str], Awaitable[object]] | None = None,
+                 channels: Callable[[], Mapping[str, Sequence[Integration]]] | None = None
                  ) -> None:
         self.config = config
         self.store = store
         self.integrations = integrations
+        self._channels = channels  # builds them again for the receivers a reload sets
         self.leading = leading
         self.fence = fence
         self.after_enqueue = after_enqueue
@@ -97,6 +99,17 @@ class ReportScheduler:
     def wake(self) -> None:
         self._wake.set()
 
+    def receivers_changed(self) -> None:
+        """A reload changed ``alerts.receivers``: report channels for them from now on.
+
+        Runs already queued keep the channels they were queued for (the outbox still knows
+        them); a run due for a schedule that waited for its receivers is queued at once."""
+        if self._channels is None:
+            return
+        self.integrations = self._channels()
+        self._waiting.clear()
+        self.wake()
+
     async def run_forever(self) -> None:
         while True:
             now = self.clock()
@@ -136,12 +149,12 @@ class ReportScheduler:
             if run is None or (run.schedule, run.period) in self._recorded:
                 continue
             unknown = [r for r in schedule.receivers if r not in self.integrations]
-            if unknown:  # added by a reload: its channels are built at the next start
+            if unknown:  # a reload between the config and its channels: they come next
                 if schedule.name not in self._waiting:
                     self._waiting.add(schedule.name)
-                    log.warning("scheduled report waits for a restart: receivers added since "
-                                "the start have no channels yet", extra=fields(
-                                    schedule=schedule.name, receivers=",".join(unknown)))
+                    log.warning("scheduled report waits for its receivers' channels",
+                                extra=fields(schedule=schedule.name,
+                                             receivers=",".join(unknown)))
                 continue
             trigger = "schedule" if now - run.fired_at <= ON_TIME_SECONDS else "catch-up"
             if self.prepare is not None:
@@ -194,13 +207,21 @@ def build_report_scheduler(config: Callable[[], Config], dispatcher: Dispatcher,
         return signed_links(spec, link_key(reports.link_secret.get_secret_value()), now=clock(),
                             ttl=reports.link_ttl)
 
-    channels = report_integrations(first.alerts.receivers,
-                                   {r.name for r in first.alerts.receivers},
-                                   dispatcher.session, files, sign)
-    dispatcher.outbox.integrations.update(
-        {i.id: i for items in channels.values() for i in items})
+    session = dispatcher.session
+
+    def channels() -> dict[str, list[Integration]]:
+        """A report channel for every channel of every receiver in force, known to the
+        outbox (which keeps those of removed receivers for the runs queued to them)."""
+        receivers = config().alerts.receivers
+        built = report_integrations(receivers, {r.name for r in receivers}, session, files,
+                                    sign)
+        dispatcher.outbox.integrations.update(
+            {i.id: i for items in built.values() for i in items})
+        return built
+
     return ReportScheduler(
-        config, ReportRunStore(first.storage.url), channels, leading=leading, fence=fence,
+        config, ReportRunStore(first.storage.url), channels(), leading=leading, fence=fence,
+        channels=channels,
         after_enqueue=dispatcher.outbox.after_enqueue,
         download_url=lambda: config().reports.public_url or external_url(), clock=clock,
         prepare=lambda s, period: files.get(

@@ -43,11 +43,13 @@ RELOAD_SCHEMAS: dict[str, Any] = {
     "Reload": {
         "type": "object",
         "required": ["ok", "at", "errors", "added", "removed", "changed", "rules",
-                     "restart_required"],
+                     "delivery", "restart_required"],
         "properties": {
             "ok": {"type": "boolean"}, "at": {"type": "number"},
             "errors": _NAMES, "added": _NAMES, "removed": _NAMES, "changed": _NAMES,
             "rules": {"type": "object", "additionalProperties": {"type": "integer"}},
+            "delivery": {**_NAMES, "description": "the alert delivery keys (route, receivers, "
+                         "inhibit_rules, maintenance) that changed and now apply"},
             "restart_required": {**_NAMES, "description": "changed config paths that only "
                                  "a restart applies; their running values are kept"},
         },

@@ -24,6 +24,7 @@ from ioc.reports.schedule import (
     period_of,
 )
 from ioc.store.report_runs import ReportRunStore
+from service.app import IocApp
 from service.config import Config, ConfigError, parse_config
 from service.report_schedule import ReportScheduler, _NoSource, send_by_hand
 
@@ -163,17 +164,48 @@ async def test_sending_by_hand_is_idempotent_too(tmp_path: Path) -> None:
         await store.close()
 
 
-async def test_a_receiver_added_by_a_reload_waits_for_a_restart(tmp_path: Path) -> None:
+async def test_a_receiver_added_by_a_reload_gets_the_next_run(tmp_path: Path) -> None:
+    """A reload may add a receiver and a schedule naming it: the run goes out through it,
+    through the same app, without a restart."""
+    before = parse_config({"departments": BASE["departments"], "storage": {
+        "url": f"sqlite+aiosqlite:///{tmp_path}/ioc.db"}}, env={})
+    app = IocApp(before)
+    app.report_schedule.leading = lambda: True
+    await app.report_schedule.open()
+    await app.dispatcher.store.open()  # the outbox the run is queued to
+    try:
+        assert app.report_schedule.integrations == {}
+        result = await app.reload(config_for(tmp_path))
+        assert result.ok and result.delivery == ["receivers"]
+        assert result.restart_required == []
+        assert [i.id for i in app.report_schedule.integrations["bao-cao"]] == [
+            "report:bao-cao/webhook[0]"]
+        assert "report:bao-cao/webhook[0]" in app.dispatcher.outbox.integrations
+        assert await app.report_schedule.tick(at(2026, 11, 30, 7, 30, 5)) == [
+            ("tuan", "2026-W48")]
+        (run,) = await app.report_schedule.store.runs()
+        assert (run.schedule, run.period, run.notifications) == ("tuan", "2026-W48", 1)
+    finally:
+        await app.report_schedule.stop()
+        await app.dispatcher.stop()
+        await app.store.close()
+
+
+async def test_a_run_waits_while_its_receivers_have_no_channels(tmp_path: Path) -> None:
     config = config_for(tmp_path)
     store = ReportRunStore(config.storage.url)
     await store.open()
+    built: list[dict[str, list[Integration]]] = [{}]
     try:
-        # channels built at start for no receiver: the schedule's is not among them
         scheduler = ReportScheduler(lambda: config, store, {}, leading=lambda: True,
                                     fence=lambda: None, after_enqueue=lambda: None,
-                                    download_url=lambda: "", clock=lambda: 0.0)
+                                    download_url=lambda: "", clock=lambda: 0.0,
+                                    channels=lambda: built[0])
         assert await scheduler.tick(at(2026, 11, 30, 7, 30, 5)) == []
-        assert await store.runs() == []  # not recorded: sent after the restart
+        assert await store.runs() == []  # not recorded: it goes once the channels exist
+        built[0] = channels(config)
+        scheduler.receivers_changed()
+        assert await scheduler.tick(at(2026, 11, 30, 7, 30, 6)) == [("tuan", "2026-W48")]
     finally:
         await store.close()
 
