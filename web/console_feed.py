@@ -164,6 +164,13 @@ class ConsoleFeed:
                    if w.ends_at > now]
         return sorted(desk.maintenance_now(now).items()), windows
 
+    def oncall(self, now: float) -> list[dict[str, Any]]:
+        """Who is on duty now and next in each team. The change timer fires at each handoff
+        (``AlertDesk.next_change``), so a console left open all shift names the right
+        person."""
+        escalator = self.ctx.alerts.escalator
+        return escalator.roster.view(now) if escalator is not None else []
+
     async def history(self, now: float) -> list[dict[str, Any]]:
         return await self.ctx.alerts.store.history(start=now - HISTORY_DAYS * 86400, end=now,
                                                    limit=HISTORY_SHOWN)
@@ -237,6 +244,9 @@ class ConsoleFeed:
         names = self.ctx.department_names
         self._publish("maintenance", len(muted) + len(windows),
                       lambda t: str(parts.maintenance_state(muted, windows, names, t)), force)
+        oncall = self.oncall(self.clock())
+        self._publish("oncall", len(oncall), lambda t: str(parts.oncall_state(oncall, t)),
+                      force)
         await self.publish_pending(force)
 
     def publish_announcement(self, force: bool = False) -> None:

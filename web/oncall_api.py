@@ -33,6 +33,7 @@ from ioc.store.oncall import LinkUsedError, OncallStore
 from web.auth import PRINCIPAL, Principal
 from web.bodies import body_limits, read_body, read_form
 from web.console import _lang, _render, _same_origin
+from web.console_feed import CONSOLE
 from web.context import AlertDesk
 from web.errors import ApiError
 from web.keys import AUTH, CONTEXT, WALL
@@ -100,7 +101,9 @@ async def put_roster(request: web.Request) -> web.Response:
                                                   now=_dispatcher(request).clock())
     except ValueError as exc:
         raise ApiError(400, "invalid roster", str(exc)) from None
-    request.app[WALL].on_alerts_changed()  # the wall's duty line follows the edit at once
+    # the wall's duty line and the console's on-call card follow the edit at once
+    request.app[WALL].on_alerts_changed()
+    request.app[CONSOLE].on_alerts_changed()
     return _ok({"roster": roster.model_dump(mode="json")})
 
 

@@ -1,5 +1,5 @@
 """The console on a running ioc: its live stream (alerts, acks, silences, pending targets,
-the announcement, maintenance and history),
+the announcement, maintenance, history and who is on duty),
 bulk ack and silence, the silence preview, typed dd/mm/yyyy times and the incidents page."""
 
 from __future__ import annotations
@@ -455,3 +455,49 @@ async def test_rules_that_have_not_fired_are_offered_in_the_lists(console: Conso
         page = await resp.text()
     for rule in RULES:
         assert f'<option value="{rule["name"]}"' in page, rule["name"]
+
+
+async def test_the_duty_card_follows_a_roster_edit_without_a_reload(tmp_path: Path) -> None:
+    """Who is on duty is live too: a roster edited elsewhere (here with an admin token)
+    reaches an open console's on-call card, in both languages, escaped."""
+    admin = "admin-token-0123456789abc"
+    people = [{"id": p, "name": f"Cán bộ {p.upper()}", "email": f"{p}@hg.gov.vn"}
+              for p in ("an", "binh")]
+
+    def roster(first: str) -> dict[str, Any]:
+        return {"people": people, "teams": [{"name": "vanhanh", "rotation": {
+            "start": "2020-01-01", "people": [first]}}]}
+
+    extra = {"auth": {"tokens": [*TOKENS, {"name": "quan-tri", "token": admin,
+                                            "roles": ["admin"]}]},
+             "wall": {"heartbeat": "200ms"},
+             "alerts": {"oncall": {**roster("an"), "policies": [
+                 {"name": "critical", "team": "vanhanh",
+                  "steps": [{"after": "0s", "notify": ["oncall"]}]}]}}}
+    config = demo_config(tmp_path, free_port(), codes=["STP"], extra=extra)
+    async with polled_app(config) as (app, _), \
+            aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
+        async with await sign_in(session, app.url, admin) as resp:  # admins edit the roster
+            assert resp.status == 303
+        async with session.get(app.url + "/console") as resp:
+            page = await resp.text()
+        assert 'id="oncall-state"' in page and "Cán bộ AN" in page
+        assert re.search(r'id="edit-roster"[^>]* data-live', page)  # saved without a reload
+        since = app.console.stream.last_id
+        async with session.get(f"{app.url}/console/stream?since={since}") as stream:
+            feed = events(stream)
+            await next_event(feed, "heartbeat")
+            edited = roster("binh")
+            edited["people"] = [*people, {"id": "x", "name": "<b>Kẻ lạ</b>"}]
+            edited["teams"][0]["lead"] = "x"
+            async with aiohttp.ClientSession() as other, other.put(
+                    app.url + "/api/v1/oncall/roster", json={"roster": edited},
+                    headers={"Authorization": f"Bearer {admin}"}) as resp:
+                assert resp.status == 200, await resp.text()
+            card = await next_event(feed, "oncall",
+                                    lambda d: "Cán bộ BINH" in d["html"]["vi"], limit=LIVE)
+            assert card["data"]["count"] == 1
+            assert "Cán bộ AN" not in card["data"]["html"]["vi"]
+            assert "Cán bộ BINH" in card["data"]["html"]["en"]
+            assert "&lt;b&gt;Kẻ lạ&lt;/b&gt;" in card["data"]["html"]["vi"]
+            assert "<b>Kẻ lạ" not in card["data"]["html"]["vi"]

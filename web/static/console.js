@@ -1,8 +1,9 @@
 // The operator console's only script. Every action goes through ioc's JSON API (the same
 // endpoints any client uses), authenticated by the session cookie and the page's CSRF token.
-// The alerts, silences, pending targets, announcement, maintenance and history are live: the
-// console's stream (/console/stream) sends each as a server-rendered, escaped fragment when it
-// changes, and this script swaps it in, then applies the filters and the selection again.
+// The alerts, silences, pending targets, announcement, maintenance, history and who is on
+// duty are live: the console's stream (/console/stream) sends each as a server-rendered,
+// escaped fragment when it changes, and this script swaps it in, then applies the filters
+// and the selection again.
 // Actions whose result the stream shows (data-live forms, bulk) do not reload the page (a
 // data-reset form is emptied after success); the others reload it after success.
 "use strict";
@@ -315,7 +316,7 @@
     }
   }
 
-  const WHOLE = ["announcement", "maintenance", "history"];
+  const WHOLE = ["announcement", "maintenance", "history", "oncall"];
 
   function connect() {
     const since = root.dataset.since;
