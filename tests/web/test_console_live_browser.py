@@ -8,6 +8,7 @@ saves the console's screenshots at 1366×768 (docs/console.md)."""
 
 from __future__ import annotations
 
+import json
 import os
 from datetime import datetime
 from pathlib import Path
@@ -279,4 +280,38 @@ async def test_the_longest_names_fit_at_1366_and_the_incidents_page_works(
             await page.goto(app.url + path)
             text = await page.evaluate(VISIBLE_TEXT)
             assert not VIETNAMESE.findall(text), (path, VIETNAMESE.findall(text))
+        assert problems == []
+
+
+async def test_saving_the_roster_updates_the_duty_card_without_a_reload(
+        tmp_path: Path, browser: Any) -> None:  # noqa: F811
+    admin = "admin-token-0123456789abc"
+    people = [{"id": p, "name": f"Cán bộ {p.upper()}", "email": f"{p}@hg.gov.vn"}
+              for p in ("an", "binh")]
+    seed = {"people": people, "teams": [{"name": "vanhanh", "rotation": {
+        "start": "2020-01-01", "people": ["an"]}}]}
+    extra = {"auth": {"tokens": [*TOKENS, {"name": "quan-tri", "token": admin,
+                                            "roles": ["admin"]}]},
+             "wall": {"heartbeat": "500ms"},
+             "alerts": {"oncall": {**seed, "policies": [
+                 {"name": "critical", "team": "vanhanh",
+                  "steps": [{"after": "0s", "notify": ["oncall"]}]}]}}}
+    async with polled_app(demo_config(tmp_path, free_port(), codes=["STP"], extra=extra)) \
+            as (app, _):
+        page, problems = await open_page(browser, app.url + "/console", WIDTH, HEIGHT)
+        await page.fill("#token", admin)
+        await page.click("form[action^='/console/login'] button")
+        await page.wait_for_selector("#oncall-state b:has-text('Cán bộ AN')")
+        await page.wait_for_selector("#live-state:not([hidden])")  # the stream is open
+        await page.evaluate("() => { window.samePage = true; }")
+        roster = json.loads(await page.input_value("#edit-roster textarea"))
+        assert roster["teams"][0]["rotation"]["people"] == ["an"]
+        roster["teams"][0]["rotation"]["people"] = ["binh"]
+        edited = json.dumps(roster, ensure_ascii=False, indent=2)
+        await page.fill("#edit-roster textarea", edited)
+        await page.click("#edit-roster button")
+        await page.wait_for_selector("#oncall-state b:has-text('Cán bộ BINH')", timeout=5000)
+        assert await page.evaluate("() => window.samePage") is True  # not reloaded
+        assert await page.input_value("#edit-roster textarea") == edited  # kept as saved
+        assert await page.evaluate(OVERFLOWS) == []
         assert problems == []
