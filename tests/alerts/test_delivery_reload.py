@@ -7,6 +7,7 @@ receiver added by the reload hears what fires.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -75,6 +76,16 @@ def config(tmp_path: Path, sim_port: int, **alerts: Any) -> Config:
     return demo_config(tmp_path, sim_port, codes=["STP", "CAT"], extra={"alerts": section})
 
 
+@contextlib.asynccontextmanager
+async def running(tmp_path: Path, sim_port: int, **alerts: Any) -> AsyncIterator[IocApp]:
+    app = IocApp(config(tmp_path, sim_port, **alerts))
+    await app.start()
+    try:
+        yield app
+    finally:
+        await app.stop()
+
+
 def route(receiver: str, **more: Any) -> dict[str, Any]:
     return {"receiver": receiver, "group_by": ["alertname", "department"],
             "group_wait": "0s", "group_interval": "1s", "repeat_interval": "1h", **more}
@@ -94,9 +105,7 @@ async def alert_fires(app: IocApp, department: str) -> None:
 async def test_a_receiver_added_by_a_reload_hears_what_fires(tmp_path: Path, hooks) -> None:
     (consumer, url), _ = hooks
     sim_port = free_port()
-    app = IocApp(config(tmp_path, sim_port))  # no route: shown, sent to no one
-    await app.start()
-    try:
+    async with running(tmp_path, sim_port) as app:  # no route: shown, sent to no one
         sim = f"http://127.0.0.1:{sim_port}"
         await fault(sim, "STP", "down")
         await alert_fires(app, "STP")
@@ -110,8 +119,6 @@ async def test_a_receiver_added_by_a_reload_hears_what_fires(tmp_path: Path, hoo
         await fault(sim, "STP", None)
         await consumer.until(lambda h: ("resolved", "STP") in h.told())
         assert consumer.told() == [("firing", "STP"), ("resolved", "STP")]
-    finally:
-        await app.stop()
 
 
 async def test_what_was_queued_for_a_removed_receiver_is_still_delivered(
@@ -119,9 +126,7 @@ async def test_what_was_queued_for_a_removed_receiver_is_still_delivered(
     (old, old_url), (new, new_url) = hooks
     sim_port = free_port()
     receivers = [{"name": "cu", "webhook": [{"url": old_url}]}]
-    app = IocApp(config(tmp_path, sim_port, route=route("cu"), receivers=receivers))
-    await app.start()
-    try:
+    async with running(tmp_path, sim_port, route=route("cu"), receivers=receivers) as app:
         sim = f"http://127.0.0.1:{sim_port}"
         await fault(sim, "STP", "down")
         await old.until(lambda h: ("firing", "STP") in h.told())
@@ -146,8 +151,6 @@ async def test_what_was_queued_for_a_removed_receiver_is_still_delivered(
                                       ("resolved", "CAT"), ("resolved", "STP")]
         # Nothing new was queued for the removed receiver: not even the resolutions.
         assert old.told() == [("firing", "STP"), ("firing", "CAT")]
-    finally:
-        await app.stop()
 
 
 async def test_a_reload_that_keeps_the_tree_tells_no_one_again(tmp_path: Path,
@@ -155,9 +158,8 @@ async def test_a_reload_that_keeps_the_tree_tells_no_one_again(tmp_path: Path,
     (consumer, url), _ = hooks
     sim_port = free_port()
     receivers = [{"name": "so-tt-tt", "webhook": [{"url": url}]}]
-    app = IocApp(config(tmp_path, sim_port, route=route("so-tt-tt"), receivers=receivers))
-    await app.start()
-    try:
+    async with running(tmp_path, sim_port, route=route("so-tt-tt"),
+                       receivers=receivers) as app:
         sim = f"http://127.0.0.1:{sim_port}"
         await fault(sim, "STP", "down")
         await consumer.until(lambda h: ("firing", "STP") in h.told())
@@ -174,8 +176,6 @@ async def test_a_reload_that_keeps_the_tree_tells_no_one_again(tmp_path: Path,
         await fault(sim, "CAT", "down")  # fires at least `for` (1 s) after the reload
         await consumer.until(lambda h: ("firing", "CAT") in h.told())
         assert consumer.told() == [("firing", "STP"), ("firing", "CAT")]
-    finally:
-        await app.stop()
 
 
 def local(moment: datetime) -> str:
@@ -185,9 +185,7 @@ def local(moment: datetime) -> str:
 async def test_a_maintenance_window_added_by_a_reload_marks_the_alert_at_once(
         tmp_path: Path) -> None:
     sim_port = free_port()
-    app = IocApp(config(tmp_path, sim_port))
-    await app.start()
-    try:
+    async with running(tmp_path, sim_port) as app:
         await fault(f"http://127.0.0.1:{sim_port}", "STP", "down")
         await alert_fires(app, "STP")
         (fingerprint,) = [fp for fp, a in app.dispatcher.alerts.items()
@@ -205,8 +203,6 @@ async def test_a_maintenance_window_added_by_a_reload_marks_the_alert_at_once(
         assert app.dispatcher.next_change(clock.now()) is not None
         result = await app.reload(config(tmp_path, sim_port))
         assert fingerprint not in app.dispatcher.muted(clock.now())
-    finally:
-        await app.stop()
 
 
 def test_delivery_waits_for_a_restart_when_the_on_call_teams_change(tmp_path: Path) -> None:
