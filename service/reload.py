@@ -200,8 +200,8 @@ class Reloader:
             self.last = result
             log.info("config reloaded", extra=fields(
                 added=len(result.added), removed=len(result.removed),
-                changed=len(result.changed), restart_required=",".join(result.restart_required)
-                or "none"))
+                changed=len(result.changed), delivery=",".join(result.delivery) or "none",
+                restart_required=",".join(result.restart_required) or "none"))
             if result.restart_required:
                 log.warning("config changes need a restart to take effect",
                             extra=fields(sections=",".join(result.restart_required)))
