@@ -199,9 +199,10 @@ class WallFeed:
         screen connected nobody would read them (measured: a third of ioc's CPU at 10,000
         targets). Skip them, and make any screen that resumes across the gap reload.
 
-        A page just rendered counts as watching until its stream has had time to connect:
-        otherwise the first poll between the page and its stream starts a new epoch, and the
-        new screen reloads itself once for nothing.
+        A page rendered while deltas were rendered counts as watching until its stream has
+        had time to connect: otherwise, when the last screen leaves meanwhile, the first poll
+        between the page and its stream starts a new epoch, and the new screen reloads itself
+        once for nothing.
         """
         if self.stream.client_count == 0 and self.clock() >= self._promised_until:
             if not self._idle:
@@ -441,7 +442,12 @@ class WallFeed:
                rotate: float | None, query: Mapping[str, str]) -> str:
         tz = self.ctx.config().province.timezone
         t = Translator(lang, tz)
-        self._promised_until = self.clock() + PAGE_CONNECT_GRACE
+        if self.stream.client_count or not self._idle:
+            # Deltas are being rendered, so the page's ``since`` is in the running epoch:
+            # keep it resumable until the page's stream connects. An idle wall keeps its
+            # epoch anyway, so a page rendered then (a health check fetching the wall every
+            # few seconds, say) costs no delta rendering.
+            self._promised_until = self.clock() + PAGE_CONNECT_GRACE
         cols, rows = grid_shape(len(doc["departments"]))
         words = {k: catalogue(lang)[k] for k in SCRIPT_WORDS}
         rotation = [_view_url(v, query) for v in self.views] if rotate else []

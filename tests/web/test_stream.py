@@ -257,3 +257,26 @@ async def test_a_page_rendered_as_the_last_screen_leaves_resumes_without_a_reset
         async with session.get(f"{app.url}/api/v1/stream?since={since}") as resp:
             first = await anext(events(resp))
             assert first["event"] != "reset", first
+
+
+async def test_a_page_fetched_from_an_idle_wall_keeps_it_idle(tmp_path: Path) -> None:
+    """A health check fetching the wall's page every few seconds must not make the wall
+    render deltas for nobody: with no screen, polls keep publishing nothing."""
+    config = demo_config(tmp_path, free_port(), codes=["STP", "CAT"],
+                         extra={"wall": {"heartbeat": "200ms"}})
+    async with polled_app(config) as (app, watcher), aiohttp.ClientSession() as session:
+        assert app.wall.stream.client_count == 0
+        before = app.wall.stream.last_id
+        for _ in range(3):
+            async with session.get(app.url + "/") as page:
+                assert page.status == 200
+            polled = len(watcher.outcomes)
+            await watcher.until(lambda outcomes, n=polled: len(outcomes) > n + 2)
+        sim = f"http://{app.config.simulator.listen}"
+        async with session.post(f"{sim}/_sim/faults",
+                                headers={"Authorization": f"Bearer {SIM_TOKEN}"},
+                                json={"unit": "STP", "fault": "error", "status": 503}):
+            pass
+        await watcher.until(lambda outcomes: any(
+            o.target == "stp-health" and not o.result.up for o in outcomes))
+        assert app.wall.stream.last_id == before  # a tile changed, nobody was shown it
