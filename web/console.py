@@ -131,8 +131,8 @@ async def page(request: web.Request) -> web.Response:
     pending = feed.pending(alerts)
     history = await feed.history(now)
     maintenance, windows = feed.maintenance(now)
+    oncall = feed.oncall(now)
     escalator = dispatcher.escalator
-    oncall = escalator.roster.view(now) if escalator is not None else []
     roster = (json.dumps(escalator.roster.config.model_dump(mode="json"), ensure_ascii=False,
                          indent=2)
               if escalator is not None and session.principal.has("admin") else None)
