@@ -12,7 +12,6 @@ file.
 
 from __future__ import annotations
 
-import html
 import logging
 from typing import Any
 
@@ -24,7 +23,7 @@ from ioc.reports.links import PATH, LinkError, link_key, verify
 from ioc.reports.render import CONTENT_TYPES
 from ioc.reports.schedule import file_name
 from ioc.store.base import StoreError
-from web.keys import CONTEXT
+from web.keys import CONTEXT, TEMPLATES
 
 log = logging.getLogger("ioc.web.reports")
 
@@ -44,18 +43,10 @@ _STATUS = {"off": 404, "malformed": 400, "bad_signature": 403, "expired": 410,
            "store": 503, "period": 400}
 
 
-def _refusal(reason: str, detail: str = "") -> web.Response:
+def _refusal(request: web.Request, reason: str, detail: str = "") -> web.Response:
     vi, en = _WORDS[reason]
-    body = (
-        "<!doctype html><html lang=\"vi\"><head><meta charset=\"utf-8\">"
-        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-        f"<title>{html.escape(vi)}</title></head>"
-        "<body style=\"font:1.2rem/1.5 system-ui,sans-serif;max-width:40rem;margin:2rem auto;"
-        "padding:0 1rem;color:#1b1f24;background:#fff\">"
-        f"<h1 style=\"font-size:1.5rem\">{html.escape(vi)}</h1>"
-        f"<p lang=\"en\">{html.escape(en)}</p>"
-        + (f"<p><small>{html.escape(detail)}</small></p>" if detail else "")
-        + "</body></html>")
+    body = request.app[TEMPLATES].get_template("report_link_error.html").render(
+        vi=vi, en=en, detail=detail)
     headers = {"Cache-Control": "no-store"}
     if reason == "store":
         headers["Retry-After"] = "60"
@@ -67,7 +58,7 @@ async def download(request: web.Request) -> web.StreamResponse:
     context = request.app[CONTEXT]
     reports: Any = context.config().reports
     if reports.link_secret is None or context.report_files is None:
-        return _refusal("off")
+        return _refusal(request, "off")
     try:
         wanted = verify(link_key(reports.link_secret.get_secret_value()), request.query,
                         context.clock())
@@ -75,14 +66,14 @@ async def download(request: web.Request) -> web.StreamResponse:
         context.trust.rejected.labels(reason="report_link_refused").inc()
         log.debug("report download link refused", extra=fields(  # counted; not a flood
             reason=exc.reason, client=request.remote or ""))
-        return _refusal(exc.reason)
+        return _refusal(request, exc.reason)
     try:
         built = await context.report_files(ReportRequest(
             wanted.period, (wanted.format,), wanted.lang, wanted.department))
     except ValueError as exc:
-        return _refusal("period", str(exc))
+        return _refusal(request, "period", str(exc))
     except StoreError:
-        return _refusal("store")
+        return _refusal(request, "store")
     name = file_name(wanted.period, wanted.format, wanted.lang, wanted.department)
     return web.Response(body=built.files[wanted.format], headers={
         "Content-Type": CONTENT_TYPES[wanted.format],
