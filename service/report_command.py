@@ -52,10 +52,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"ioc report: {exc}", file=sys.stderr)
         return EXIT_BAD_CONFIG
     period = args.week or args.period
-    problem = ("give --period (2026-11, 2026-W48, 2026-11-30) or --week" if not period
-               else "give --period or --week, not both" if args.week and args.period
-               else f"--week {args.week!r}: expected an ISO week (2026-W48)"
-               if args.week and not is_week(args.week) else None)
+    problem = None
+    if not period:
+        problem = "give --period (2026-11, 2026-W48, 2026-11-30) or --week"
+    elif args.week and args.period:
+        problem = "give --period or --week, not both"
+    elif args.week and not is_week(args.week):
+        problem = f"--week {args.week!r}: expected an ISO week (2026-W48)"
     if problem:
         print(f"ioc report: {problem}", file=sys.stderr)
         return EXIT_FAILED
