@@ -313,5 +313,8 @@ async def test_saving_the_roster_updates_the_duty_card_without_a_reload(
         await page.wait_for_selector("#oncall-state b:has-text('Cán bộ BINH')", timeout=5000)
         assert await page.evaluate("() => window.samePage") is True  # not reloaded
         assert await page.input_value("#edit-roster textarea") == edited  # kept as saved
+        path = shoot("console-oncall-1366x768-vi.png")
+        if path:
+            await page.locator("#oncall").screenshot(path=str(path))
         assert await page.evaluate(OVERFLOWS) == []
         assert problems == []
